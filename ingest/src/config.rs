@@ -1,0 +1,135 @@
+//! Configuration of the ingest stage: one typed struct, every field a flag and an
+//! `EXPOSURES_*` environment variable (clap), documented where it is declared.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use schemas::{IpPolicy, Limits, Normalizer};
+
+/// HTTP API and validation options (shared by `exposures ingest` and `exposures up`).
+#[derive(Debug, Clone, Args)]
+pub struct HttpConfig {
+    /// Comma-separated origins allowed to POST from a browser (CORS), or `*` for any.
+    #[arg(
+        long,
+        env = "EXPOSURES_CORS_ORIGINS",
+        default_value = "*",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// Largest request body accepted on `POST /exposure`, in bytes.
+    #[arg(long, env = "EXPOSURES_MAX_EVENT_BYTES", default_value_t = 1024 * 1024)]
+    pub max_event_bytes: usize,
+
+    /// Largest request body on `POST /v1/exposures`, in bytes, before and after gzip inflation.
+    #[arg(long, env = "EXPOSURES_MAX_BATCH_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_batch_bytes: usize,
+
+    /// Most events accepted in one `POST /v1/exposures`.
+    #[arg(long, env = "EXPOSURES_MAX_BATCH_EVENTS", default_value_t = 10_000)]
+    pub max_batch_events: usize,
+
+    /// Largest serialized `attributes` object, in bytes.
+    #[arg(long, env = "EXPOSURES_MAX_ATTRIBUTES_BYTES", default_value_t = 32 * 1024)]
+    pub max_attributes_bytes: usize,
+
+    /// What to do with the `forwarded_for` (IP address) attribute: keep, truncate
+    /// (IPv4 /24, IPv6 /48), hash (salted SHA-256) or drop.
+    #[arg(long, env = "EXPOSURES_FORWARDED_FOR", default_value = "keep")]
+    pub forwarded_for: IpPolicy,
+
+    /// Salt for `--forwarded-for hash`. A secret: set it in the environment, not on the
+    /// command line.
+    #[arg(
+        long,
+        env = "EXPOSURES_IP_HASH_SALT",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub ip_hash_salt: String,
+
+    /// Comma-separated write keys. When set, requests must send one as
+    /// `Authorization: Bearer KEY` or `?key=KEY`. Off by default: the GrowthBook SDK
+    /// callbacks in the field send none.
+    #[arg(
+        long,
+        env = "EXPOSURES_WRITE_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub write_keys: Vec<String>,
+}
+
+impl HttpConfig {
+    pub fn normalizer(&self) -> Normalizer {
+        Normalizer {
+            limits: Limits {
+                max_attributes_bytes: self.max_attributes_bytes,
+                ..Limits::default()
+            },
+            ip_policy: self.forwarded_for,
+            ip_hash_salt: self.ip_hash_salt.clone(),
+        }
+    }
+}
+
+/// Kafka producer and spool options.
+#[derive(Debug, Clone, Args)]
+pub struct DeliveryConfig {
+    /// Topic exposures are produced to.
+    #[arg(long, env = "EXPOSURES_TOPIC", default_value = "exposures")]
+    pub topic: String,
+
+    /// How long a request waits for the broker's acknowledgement before the event goes
+    /// to the local spool instead (librdkafka `message.timeout.ms`). Keep it below your
+    /// SDK's HTTP timeout: the seed's Python callback gives up after 5 s.
+    #[arg(long, env = "EXPOSURES_DELIVERY_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub delivery_timeout: Duration,
+
+    /// Directory of the local spool that keeps events durable while Kafka is unreachable
+    /// [default: ./exposures-data/spool, or DATA_DIR/spool under `exposures up`].
+    #[arg(long, env = "EXPOSURES_SPOOL_DIR")]
+    pub spool_dir: Option<PathBuf>,
+
+    /// Bytes the spool may hold; beyond it requests are answered 503 with Retry-After.
+    #[arg(long, env = "EXPOSURES_SPOOL_MAX_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub spool_max_bytes: u64,
+
+    /// Disable the spool: when Kafka cannot acknowledge in time, answer 503 with Retry-After.
+    #[arg(long, env = "EXPOSURES_NO_SPOOL")]
+    pub no_spool: bool,
+
+    /// Extra librdkafka producer properties as KEY=VALUE (repeatable), e.g.
+    /// `security.protocol=SASL_SSL`. Durability settings (acks, idempotence) cannot be
+    /// weakened this way.
+    #[arg(long = "kafka-property", env = "EXPOSURES_KAFKA_PROPERTIES", value_delimiter = ';', value_parser = parse_key_value)]
+    pub kafka_properties: Vec<(String, String)>,
+}
+
+/// Everything `ingest::serve` needs.
+#[derive(Debug, Clone, Args)]
+pub struct IngestConfig {
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "EXPOSURES_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Kafka bootstrap servers, comma-separated.
+    #[arg(long, env = "EXPOSURES_BROKERS", default_value = "localhost:9092")]
+    pub brokers: String,
+
+    #[command(flatten)]
+    pub http: HttpConfig,
+
+    #[command(flatten)]
+    pub delivery: DeliveryConfig,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.trim().to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got '{text}'")),
+    }
+}

@@ -1,0 +1,249 @@
+//! Making accepted events durable: Kafka first, the local spool when Kafka cannot
+//! acknowledge within the delivery deadline.
+//!
+//! This module is the policy; [`crate::spool`] and [`crate::kafka`] are mechanism.
+//!
+//! - [`Delivery::publish`] returns only when every event is acknowledged by Kafka
+//!   (`acks=all`, idempotent producer) or fsync'd in the spool. That is what the 200
+//!   of the HTTP API promises.
+//! - While the spool holds a backlog, new events are appended behind it instead of
+//!   going to Kafka directly, so per-user order (the Kafka key is the user id) is the
+//!   order in which the API answered 200.
+//! - A background replayer sends the backlog to Kafka in order and deletes what was
+//!   acknowledged; when it is empty, direct delivery resumes.
+//! - Spool disabled, full or failing: the events are refused ([`DeliveryError`]) and
+//!   the API answers 503 with Retry-After. Events of a batch that Kafka did
+//!   acknowledge stay there; a client retry may duplicate them, which the warehouse's
+//!   `event_id` dedup absorbs when the client sends event ids.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::{self, Either};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use schemas::Exposure;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::metrics as m;
+use crate::spool::{Spool, SpoolError, SpoolRecord};
+
+/// Records sent per replay round; the position is persisted after each.
+const REPLAY_CHUNK: usize = 1000;
+const BROKER_PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Where an accepted batch became durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurableIn {
+    Kafka,
+    Spool,
+}
+
+impl DurableIn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DurableIn::Kafka => "kafka",
+            DurableIn::Spool => "spool",
+        }
+    }
+}
+
+/// The events could not be made durable; nothing about them was acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("Kafka did not acknowledge within the delivery deadline and the spool is disabled")]
+    KafkaUnavailable,
+    #[error("Kafka did not acknowledge within the delivery deadline and the spool refused the events: {0}")]
+    SpoolRefused(#[from] SpoolError),
+}
+
+pub struct Delivery {
+    producer: FutureProducer,
+    topic: String,
+    spool: Option<Spool>,
+    broker_up: AtomicBool,
+    stop: watch::Sender<bool>,
+}
+
+impl Delivery {
+    pub fn new(producer: FutureProducer, topic: String, spool: Option<Spool>) -> Arc<Delivery> {
+        let (stop, _) = watch::channel(false);
+        Arc::new(Delivery {
+            producer,
+            topic,
+            spool,
+            broker_up: AtomicBool::new(false),
+            stop,
+        })
+    }
+
+    /// Makes `events` durable or refuses them all.
+    pub async fn publish(&self, events: &[Exposure]) -> Result<DurableIn, DeliveryError> {
+        let records: Vec<SpoolRecord> = events.iter().map(to_record).collect();
+        if let Some(spool) = self.spool.as_ref().filter(|s| s.has_backlog()) {
+            spool.append(records).await?;
+            return Ok(DurableIn::Spool);
+        }
+        let acked = self.produce_all(records.iter()).await;
+        let failed: Vec<SpoolRecord> = records
+            .into_iter()
+            .zip(acked)
+            .filter_map(|(record, ok)| (!ok).then_some(record))
+            .collect();
+        if failed.is_empty() {
+            return Ok(DurableIn::Kafka);
+        }
+        tracing::warn!(events = failed.len(), topic = %self.topic, "Kafka did not acknowledge in time");
+        match &self.spool {
+            Some(spool) => {
+                spool.append(failed).await?;
+                Ok(DurableIn::Spool)
+            }
+            None => Err(DeliveryError::KafkaUnavailable),
+        }
+    }
+
+    /// Sends records and waits for each acknowledgement; `true` where acknowledged.
+    async fn produce_all<'a>(&self, records: impl Iterator<Item = &'a SpoolRecord>) -> Vec<bool> {
+        let started = Instant::now();
+        let acks = records.map(|record| {
+            let message = FutureRecord::to(&self.topic)
+                .key(&record.key[..])
+                .payload(&record.value[..])
+                .timestamp(record.timestamp_ms);
+            match self.producer.send_result(message) {
+                Ok(ack) => Either::Left(async move {
+                    let ok = matches!(ack.await, Ok(Ok(_)));
+                    let outcome = if ok { "acked" } else { "failed" };
+                    metrics::histogram!(m::KAFKA_ACK_DURATION, "outcome" => outcome)
+                        .record(started.elapsed().as_secs_f64());
+                    ok
+                }),
+                // The producer queue is full: as good as unacknowledged.
+                Err(_) => Either::Right(future::ready(false)),
+            }
+        });
+        let results = future::join_all(acks).await;
+        metrics::gauge!(m::PRODUCER_QUEUE).set(f64::from(self.producer.in_flight_count()));
+        results
+    }
+
+    /// True when events can be made durable now: the broker answered the last probe,
+    /// or the spool has room.
+    pub fn is_ready(&self) -> bool {
+        self.broker_up.load(Ordering::Relaxed) || self.spool.as_ref().is_some_and(Spool::has_room)
+    }
+
+    /// Starts the spool replayer and the broker probe.
+    pub fn start_background(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
+        let mut tasks = vec![tokio::spawn(self.clone().probe_broker())];
+        if let Some(spool) = self.spool.clone() {
+            tasks.push(tokio::spawn(self.clone().replay(spool)));
+        }
+        tasks
+    }
+
+    /// Stops background work and waits for the producer to deliver what it holds.
+    pub async fn shutdown(self: &Arc<Self>, tasks: Vec<JoinHandle<()>>, flush_timeout: Duration) {
+        let _ = self.stop.send(true);
+        for task in tasks {
+            let _ = task.await;
+        }
+        let this = self.clone();
+        let _ = tokio::task::spawn_blocking(move || this.producer.flush(flush_timeout)).await;
+        if let Some(spool) = &self.spool {
+            spool.clone().close();
+        }
+    }
+
+    async fn probe_broker(self: Arc<Self>) {
+        let mut stop = self.stop.subscribe();
+        loop {
+            let this = self.clone();
+            let reachable = tokio::task::spawn_blocking(move || {
+                this.producer
+                    .client()
+                    .fetch_metadata(Some(&this.topic), BROKER_PROBE_INTERVAL)
+                    .is_ok()
+            })
+            .await
+            .unwrap_or(false);
+            self.broker_up.store(reachable, Ordering::Relaxed);
+            metrics::gauge!(m::BROKER_UP).set(if reachable { 1.0 } else { 0.0 });
+            metrics::gauge!(m::PRODUCER_QUEUE).set(f64::from(self.producer.in_flight_count()));
+            tokio::select! {
+                _ = tokio::time::sleep(BROKER_PROBE_INTERVAL) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    async fn replay(self: Arc<Self>, spool: Spool) {
+        let mut stop = self.stop.subscribe();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            tokio::select! {
+                _ = spool.wait_for_backlog() => {}
+                _ = stop.changed() => return,
+            }
+            match self.replay_backlog(&spool, &stop).await {
+                Ok(true) => {
+                    tracing::info!("spool drained; delivering to Kafka directly again");
+                    backoff = Duration::from_millis(100);
+                    continue;
+                }
+                Ok(false) => {}
+                Err(error) => tracing::error!(%error, "spool replay failed"),
+            }
+            if *stop.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.changed() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Replays sealed segments in order. `Ok(true)` when the backlog is gone,
+    /// `Ok(false)` when Kafka refused something (retry later) or shutdown began.
+    async fn replay_backlog(&self, spool: &Spool, stop: &watch::Receiver<bool>) -> Result<bool, SpoolError> {
+        loop {
+            let mut segments = spool.sealed_segments()?;
+            if segments.is_empty() {
+                match spool.seal_or_clear().await? {
+                    Some(id) => segments.push(id),
+                    None => return Ok(true),
+                }
+            }
+            for id in segments {
+                let pending = spool.unreplayed(id)?;
+                for chunk in pending.chunks(REPLAY_CHUNK) {
+                    if *stop.borrow() {
+                        return Ok(false);
+                    }
+                    let acked = self.produce_all(chunk.iter().map(|(record, _)| record)).await;
+                    let delivered = acked.iter().take_while(|ok| **ok).count();
+                    if delivered > 0 {
+                        spool.mark_replayed(id, chunk[delivered - 1].1, delivered as u64)?;
+                        metrics::counter!(m::SPOOL_REPLAYED).increment(delivered as u64);
+                    }
+                    if delivered < chunk.len() {
+                        return Ok(false);
+                    }
+                }
+                spool.remove_segment(id)?;
+            }
+        }
+    }
+}
+
+fn to_record(event: &Exposure) -> SpoolRecord {
+    SpoolRecord {
+        key: event.partition_key().as_bytes().to_vec(),
+        timestamp_ms: event.received_at.timestamp_millis(),
+        value: event.to_json_bytes(),
+    }
+}

@@ -1,0 +1,25 @@
+//! The exposure record: the one definition every stage of the pipeline shares.
+//!
+//! This crate owns what an exposure *is*:
+//!
+//! - [`Normalizer`] turns the JSON object a GrowthBook SDK callback POSTs into an
+//!   [`Exposure`], enforcing the field rules of DESIGN.md §3 (user id alternatives,
+//!   length, size and depth limits, `variation_id` string|int → string, the timestamp
+//!   skew window, `event_id` or a server UUIDv7, unknown fields kept in `extra`).
+//!   Every rejection is a [`FieldError`] that names the field, so the HTTP API can tell
+//!   the caller exactly what to fix.
+//! - [`Exposure`] is the normalised record. Its JSON form is the Kafka message value the
+//!   ingest API produces and the sink consumes, so both sides use this one type.
+//! - [`IpPolicy`] is the privacy policy for the `forwarded_for` attribute.
+//!
+//! The Arrow schema and warehouse DDL join this crate with the sink and loader stages.
+
+mod error;
+mod normalize;
+mod privacy;
+mod record;
+
+pub use error::{ErrorCode, FieldError};
+pub use normalize::{Limits, Normalizer};
+pub use privacy::IpPolicy;
+pub use record::Exposure;

@@ -1,0 +1,614 @@
+//! From the JSON an SDK callback sends to an [`Exposure`], per DESIGN.md §3.
+//!
+//! Rules, in the order they are checked:
+//! - the event must be a JSON object;
+//! - user: at least one of `ds_user_id`, `anonymous_id`, `user_id`, each a non-empty
+//!   string (integers are accepted and stored as strings) of at most 256 bytes; `null` or
+//!   `""` count as absent. `user_id` becomes `ds_user_id` when that is absent, otherwise
+//!   it is kept in `extra`;
+//! - `experiment_id`: non-empty string ≤ 256 bytes; `variation_id`: non-empty string
+//!   ≤ 256 bytes or an integer (stored as its decimal string);
+//! - `attributes`: optional object, ≤ 32 KiB serialized, nesting depth ≤ 8;
+//! - `source`: optional string ≤ 128 bytes;
+//! - `timestamp`: optional RFC 3339 string or epoch milliseconds; malformed is an error.
+//!   Within [received − 7 days, received + 5 min] it becomes `exposed_at`; outside, the
+//!   event is kept with `exposed_at = received_at` and the client value in
+//!   `extra.timestamp`, because a skewed device clock must not drop an exposure;
+//! - `event_id`: optional UUID (canonicalised) or non-empty string ≤ 128 bytes; a UUIDv7
+//!   is generated when absent;
+//! - every other top-level field is kept in `extra` (≤ 32 KiB serialized).
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::error::{ErrorCode, FieldError};
+use crate::privacy::IpPolicy;
+use crate::record::Exposure;
+
+/// Size limits of the field rules. Defaults are DESIGN.md §3's.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_id_bytes: usize,
+    pub max_source_bytes: usize,
+    pub max_event_id_bytes: usize,
+    pub max_attributes_bytes: usize,
+    pub max_attributes_depth: usize,
+    pub max_extra_bytes: usize,
+    /// How far in the past a client timestamp may lie and still become `exposed_at`.
+    pub max_past_skew: Duration,
+    /// How far in the future a client timestamp may lie and still become `exposed_at`.
+    pub max_future_skew: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_id_bytes: 256,
+            max_source_bytes: 128,
+            max_event_id_bytes: 128,
+            max_attributes_bytes: 32 * 1024,
+            max_attributes_depth: 8,
+            max_extra_bytes: 32 * 1024,
+            max_past_skew: Duration::days(7),
+            max_future_skew: Duration::minutes(5),
+        }
+    }
+}
+
+/// Validates and normalises exposures. Cheap to clone; share one per process.
+#[derive(Debug, Clone, Default)]
+pub struct Normalizer {
+    pub limits: Limits,
+    pub ip_policy: IpPolicy,
+    /// Salt for [`IpPolicy::Hash`]; a secret, never logged.
+    pub ip_hash_salt: String,
+}
+
+const USER_FIELDS: [&str; 3] = ["ds_user_id", "anonymous_id", "user_id"];
+
+impl Normalizer {
+    /// Validates one event as received at `received_at` and returns the normalised record.
+    pub fn normalize(&self, event: Value, received_at: DateTime<Utc>) -> Result<Exposure, FieldError> {
+        let Value::Object(mut fields) = event else {
+            return Err(FieldError::without_field(
+                ErrorCode::NotAnObject,
+                format!("an exposure must be a JSON object, got {}", json_type(&event)),
+            ));
+        };
+        let received_at = truncate_to_micros(received_at);
+        let limits = &self.limits;
+
+        let mut ds_user_id = self.user_id_field(&mut fields, "ds_user_id")?;
+        let anonymous_id = self.user_id_field(&mut fields, "anonymous_id")?;
+        let user_id = self.user_id_field(&mut fields, "user_id")?;
+        let mut extra = Map::new();
+        match (&ds_user_id, user_id) {
+            (None, Some(alias)) => ds_user_id = Some(alias),
+            (Some(_), Some(alias)) => {
+                extra.insert("user_id".to_owned(), Value::String(alias));
+            }
+            _ => {}
+        }
+        if ds_user_id.is_none() && anonymous_id.is_none() {
+            return Err(FieldError::new(
+                ErrorCode::MissingUserId,
+                "ds_user_id",
+                format!(
+                    "one of {} is required (a non-empty string)",
+                    USER_FIELDS.join(", ")
+                ),
+            ));
+        }
+
+        let experiment_id = required_string(&mut fields, "experiment_id", limits.max_id_bytes, false)?;
+        let variation_id = required_string(&mut fields, "variation_id", limits.max_id_bytes, true)?;
+        let source = optional_string(&mut fields, "source", limits.max_source_bytes)?;
+
+        let attributes = match fields.shift_remove("attributes") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(mut attributes)) => {
+                let depth = object_depth(&attributes);
+                if depth > limits.max_attributes_depth {
+                    return Err(FieldError::new(
+                        ErrorCode::TooDeep,
+                        "attributes",
+                        format!(
+                            "attributes nest {depth} levels deep; at most {} are allowed",
+                            limits.max_attributes_depth
+                        ),
+                    ));
+                }
+                check_size(&attributes, "attributes", limits.max_attributes_bytes)?;
+                self.ip_policy.apply(&mut attributes, &self.ip_hash_salt);
+                Some(attributes)
+            }
+            Some(other) => {
+                return Err(wrong_type("attributes", "an object", &other));
+            }
+        };
+
+        let exposed_at = match fields.shift_remove("timestamp") {
+            None | Some(Value::Null) => received_at,
+            Some(raw) => {
+                let client = parse_timestamp(&raw)?;
+                let window = (received_at - limits.max_past_skew)..=(received_at + limits.max_future_skew);
+                if window.contains(&client) {
+                    client
+                } else {
+                    extra.insert("timestamp".to_owned(), raw);
+                    received_at
+                }
+            }
+        };
+
+        let event_id = match fields.shift_remove("event_id") {
+            None | Some(Value::Null) => Uuid::now_v7().to_string(),
+            Some(Value::String(id)) => match Uuid::try_parse(&id) {
+                Ok(uuid) => uuid.hyphenated().to_string(),
+                Err(_) => {
+                    check_string("event_id", &id, limits.max_event_id_bytes)?;
+                    id
+                }
+            },
+            Some(other) => return Err(wrong_type("event_id", "a string (UUID or ≤ 128 bytes)", &other)),
+        };
+
+        // Whatever is left is a field this version does not know: keep it.
+        extra.extend(fields);
+        let extra = if extra.is_empty() {
+            None
+        } else {
+            check_size(&extra, "extra", limits.max_extra_bytes)?;
+            Some(extra)
+        };
+
+        Ok(Exposure {
+            event_id,
+            ds_user_id,
+            anonymous_id,
+            experiment_id,
+            variation_id,
+            exposed_at,
+            received_at,
+            source,
+            attributes,
+            extra,
+        })
+    }
+
+    /// A user id: string or integer; null and "" count as absent.
+    fn user_id_field(
+        &self,
+        fields: &mut Map<String, Value>,
+        name: &str,
+    ) -> Result<Option<String>, FieldError> {
+        match fields.shift_remove(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => {
+                check_string(name, &s, self.limits.max_id_bytes)?;
+                Ok(Some(s))
+            }
+            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
+            Some(other) => Err(wrong_type(name, "a string", &other)),
+        }
+    }
+}
+
+fn required_string(
+    fields: &mut Map<String, Value>,
+    name: &str,
+    max_bytes: usize,
+    integer_allowed: bool,
+) -> Result<String, FieldError> {
+    match fields.shift_remove(name) {
+        None | Some(Value::Null) => Err(FieldError::new(
+            ErrorCode::MissingField,
+            name,
+            format!("{name} is required"),
+        )),
+        Some(Value::String(s)) => {
+            check_string(name, &s, max_bytes)?;
+            Ok(s)
+        }
+        Some(Value::Number(n)) if integer_allowed && (n.is_i64() || n.is_u64()) => Ok(n.to_string()),
+        Some(other) => Err(wrong_type(
+            name,
+            if integer_allowed {
+                "a string or an integer"
+            } else {
+                "a string"
+            },
+            &other,
+        )),
+    }
+}
+
+fn optional_string(
+    fields: &mut Map<String, Value>,
+    name: &str,
+    max_bytes: usize,
+) -> Result<Option<String>, FieldError> {
+    match fields.shift_remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            if s.len() > max_bytes {
+                return Err(too_long(name, s.len(), max_bytes));
+            }
+            Ok(Some(s))
+        }
+        Some(other) => Err(wrong_type(name, "a string", &other)),
+    }
+}
+
+fn check_string(name: &str, value: &str, max_bytes: usize) -> Result<(), FieldError> {
+    if value.is_empty() {
+        return Err(FieldError::new(
+            ErrorCode::Empty,
+            name,
+            format!("{name} must not be empty"),
+        ));
+    }
+    if value.len() > max_bytes {
+        return Err(too_long(name, value.len(), max_bytes));
+    }
+    Ok(())
+}
+
+fn too_long(name: &str, len: usize, max_bytes: usize) -> FieldError {
+    FieldError::new(
+        ErrorCode::TooLong,
+        name,
+        format!("{name} is {len} bytes long; at most {max_bytes} are allowed"),
+    )
+}
+
+fn check_size(object: &Map<String, Value>, name: &str, max_bytes: usize) -> Result<(), FieldError> {
+    let size = serde_json::to_vec(object).map(|v| v.len()).unwrap_or(usize::MAX);
+    if size > max_bytes {
+        return Err(FieldError::new(
+            ErrorCode::TooLarge,
+            name,
+            format!("{name} is {size} bytes serialized; at most {max_bytes} are allowed"),
+        ));
+    }
+    Ok(())
+}
+
+fn wrong_type(name: &str, expected: &str, got: &Value) -> FieldError {
+    FieldError::new(
+        ErrorCode::WrongType,
+        name,
+        format!("{name} must be {expected}, got {}", json_type(got)),
+    )
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Nesting depth of an object: `{}` is 1, `{"utm": {"source": "x"}}` is 2.
+fn object_depth(object: &Map<String, Value>) -> usize {
+    1 + object.values().map(value_depth).max().unwrap_or(0)
+}
+
+fn value_depth(value: &Value) -> usize {
+    match value {
+        Value::Object(map) => object_depth(map),
+        Value::Array(items) => 1 + items.iter().map(value_depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// RFC 3339 text, or epoch milliseconds as a JSON number.
+fn parse_timestamp(raw: &Value) -> Result<DateTime<Utc>, FieldError> {
+    let invalid = |detail: &str| {
+        FieldError::new(
+            ErrorCode::InvalidTimestamp,
+            "timestamp",
+            format!("timestamp must be RFC 3339 text (2024-05-01T12:00:00Z) or epoch milliseconds: {detail}"),
+        )
+    };
+    let parsed = match raw {
+        Value::String(text) => DateTime::parse_from_rfc3339(text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| invalid(&format!("'{text}' does not parse ({e})")))?,
+        Value::Number(n) => {
+            let millis = n
+                .as_i64()
+                .or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.is_finite() && f.abs() < 9.0e15)
+                        .map(|f| f as i64)
+                })
+                .ok_or_else(|| invalid("the number is out of range"))?;
+            Utc.timestamp_millis_opt(millis)
+                .single()
+                .ok_or_else(|| invalid("the number is out of range"))?
+        }
+        other => return Err(invalid(&format!("got {}", json_type(other)))),
+    };
+    Ok(truncate_to_micros(parsed))
+}
+
+fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    Utc.timestamp_micros(t.timestamp_micros()).single().unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).single().unwrap()
+    }
+
+    fn seed_python_body() -> Value {
+        json!({
+            "ds_user_id": "user_12345", "experiment_id": "new_search_ui", "variation_id": "1",
+            "attributes": {"id": "user_12345", "ds_user_id": "user_12345", "ds_session_id": "session_abc123",
+                "user_agent": "Mozilla/5.0", "geo_country_code": "US", "geo_city": "New York",
+                "currency_id": "USD", "locale": "en-US", "utm": {"source": "google", "medium": "cpc"},
+                "forwarded_for": "192.168.1.1", "is_kf_verified": true, "platform": "web"},
+            "source": "search_core_python"
+        })
+    }
+
+    fn reject(body: Value) -> FieldError {
+        Normalizer::default().normalize(body, now()).unwrap_err()
+    }
+
+    fn with(mut body: Value, field: &str, value: Value) -> Value {
+        body[field] = value;
+        body
+    }
+
+    #[test]
+    fn seed_body_is_kept_intact() {
+        let body = seed_python_body();
+        let e = Normalizer::default().normalize(body.clone(), now()).unwrap();
+        assert_eq!(e.ds_user_id.as_deref(), Some("user_12345"));
+        assert_eq!(e.experiment_id, "new_search_ui");
+        assert_eq!(e.variation_id, "1");
+        assert_eq!(e.source.as_deref(), Some("search_core_python"));
+        assert_eq!(Value::Object(e.attributes.clone().unwrap()), body["attributes"]);
+        assert_eq!(e.exposed_at, now());
+        assert_eq!(e.received_at, now());
+        assert!(e.extra.is_none());
+        assert_eq!(Uuid::parse_str(&e.event_id).unwrap().get_version_num(), 7);
+        assert_eq!(e.partition_key(), "user_12345");
+        // Attribute order survives, so the stored JSON is what the SDK sent.
+        let keys: Vec<_> = e.attributes.unwrap().keys().cloned().collect();
+        assert_eq!(keys.first().map(String::as_str), Some("id"));
+        assert_eq!(keys.last().map(String::as_str), Some("platform"));
+    }
+
+    #[test]
+    fn integer_variation_becomes_string() {
+        let e = Normalizer::default()
+            .normalize(with(seed_python_body(), "variation_id", json!(2)), now())
+            .unwrap();
+        assert_eq!(e.variation_id, "2");
+    }
+
+    #[test]
+    fn float_or_bool_variation_is_rejected() {
+        for bad in [json!(1.5), json!(true), json!({"k": 1})] {
+            let err = reject(with(seed_python_body(), "variation_id", bad));
+            assert_eq!(err.code, ErrorCode::WrongType);
+            assert_eq!(err.field.as_deref(), Some("variation_id"));
+        }
+    }
+
+    #[test]
+    fn user_id_alternatives() {
+        let mut body = seed_python_body();
+        body.as_object_mut().unwrap().shift_remove("ds_user_id");
+        let err = reject(body.clone());
+        assert_eq!(err.code, ErrorCode::MissingUserId);
+
+        let e = Normalizer::default()
+            .normalize(with(body.clone(), "anonymous_id", json!("anon-1")), now())
+            .unwrap();
+        assert_eq!(e.ds_user_id, None);
+        assert_eq!(e.partition_key(), "anon-1");
+
+        let e = Normalizer::default()
+            .normalize(with(body.clone(), "user_id", json!("u-9")), now())
+            .unwrap();
+        assert_eq!(e.ds_user_id.as_deref(), Some("u-9"));
+
+        let e = Normalizer::default()
+            .normalize(with(seed_python_body(), "user_id", json!("other")), now())
+            .unwrap();
+        assert_eq!(e.ds_user_id.as_deref(), Some("user_12345"));
+        assert_eq!(e.extra.unwrap()["user_id"], json!("other"));
+
+        assert_eq!(
+            reject(with(body.clone(), "ds_user_id", json!(""))).code,
+            ErrorCode::MissingUserId
+        );
+        assert_eq!(
+            reject(with(body, "ds_user_id", json!(["x"]))).code,
+            ErrorCode::WrongType
+        );
+    }
+
+    #[test]
+    fn length_limits_are_in_bytes() {
+        let ok = "é".repeat(128); // 256 bytes
+        assert!(Normalizer::default()
+            .normalize(with(seed_python_body(), "experiment_id", json!(ok)), now())
+            .is_ok());
+        let err = reject(with(seed_python_body(), "experiment_id", json!("é".repeat(129))));
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            (ErrorCode::TooLong, Some("experiment_id"))
+        );
+        let err = reject(with(seed_python_body(), "source", json!("s".repeat(129))));
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            (ErrorCode::TooLong, Some("source"))
+        );
+        let err = reject(with(seed_python_body(), "ds_user_id", json!("u".repeat(257))));
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            (ErrorCode::TooLong, Some("ds_user_id"))
+        );
+    }
+
+    #[test]
+    fn missing_and_empty_required_fields() {
+        let mut body = seed_python_body();
+        body.as_object_mut().unwrap().shift_remove("experiment_id");
+        let err = reject(body);
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            (ErrorCode::MissingField, Some("experiment_id"))
+        );
+        let err = reject(with(seed_python_body(), "variation_id", json!("")));
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            (ErrorCode::Empty, Some("variation_id"))
+        );
+        assert_eq!(reject(json!([1, 2])).code, ErrorCode::NotAnObject);
+    }
+
+    #[test]
+    fn attributes_size_and_depth() {
+        let big = json!({"blob": "x".repeat(33 * 1024)});
+        let err = reject(with(seed_python_body(), "attributes", big));
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            (ErrorCode::TooLarge, Some("attributes"))
+        );
+
+        let mut deep = json!("leaf");
+        for _ in 0..8 {
+            deep = json!({ "n": deep });
+        }
+        assert!(Normalizer::default()
+            .normalize(with(seed_python_body(), "attributes", deep.clone()), now())
+            .is_ok());
+        let err = reject(with(seed_python_body(), "attributes", json!({ "n": deep })));
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            (ErrorCode::TooDeep, Some("attributes"))
+        );
+
+        let err = reject(with(seed_python_body(), "attributes", json!("a string")));
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            (ErrorCode::WrongType, Some("attributes"))
+        );
+    }
+
+    #[test]
+    fn timestamp_in_window_becomes_exposed_at() {
+        let e = Normalizer::default()
+            .normalize(
+                with(
+                    seed_python_body(),
+                    "timestamp",
+                    json!("2026-11-25T11:00:00.123456789Z"),
+                ),
+                now(),
+            )
+            .unwrap();
+        assert_eq!(e.exposed_at.to_rfc3339(), "2026-11-25T11:00:00.123456+00:00");
+        let millis = now().timestamp_millis() - 60_000;
+        let e = Normalizer::default()
+            .normalize(with(seed_python_body(), "timestamp", json!(millis)), now())
+            .unwrap();
+        assert_eq!(e.exposed_at.timestamp_millis(), millis);
+        assert!(e.extra.is_none());
+    }
+
+    #[test]
+    fn timestamp_outside_window_is_kept_in_extra() {
+        for raw in [
+            json!("2020-01-01T00:00:00Z"),
+            json!(now().timestamp_millis() + 600_000),
+        ] {
+            let e = Normalizer::default()
+                .normalize(with(seed_python_body(), "timestamp", raw.clone()), now())
+                .unwrap();
+            assert_eq!(e.exposed_at, now());
+            assert_eq!(e.extra.unwrap()["timestamp"], raw);
+        }
+    }
+
+    #[test]
+    fn malformed_timestamp_is_rejected() {
+        for raw in [json!("yesterday"), json!(true), json!(1e300)] {
+            let err = reject(with(seed_python_body(), "timestamp", raw));
+            assert_eq!(
+                (err.code, err.field.as_deref()),
+                (ErrorCode::InvalidTimestamp, Some("timestamp"))
+            );
+        }
+    }
+
+    #[test]
+    fn event_id_rules() {
+        let e = Normalizer::default()
+            .normalize(
+                with(
+                    seed_python_body(),
+                    "event_id",
+                    json!("6F9619FF-8B86-D011-B42D-00C04FC964FF"),
+                ),
+                now(),
+            )
+            .unwrap();
+        assert_eq!(e.event_id, "6f9619ff-8b86-d011-b42d-00c04fc964ff");
+        let e = Normalizer::default()
+            .normalize(with(seed_python_body(), "event_id", json!("client-42")), now())
+            .unwrap();
+        assert_eq!(e.event_id, "client-42");
+        let err = reject(with(seed_python_body(), "event_id", json!("x".repeat(129))));
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            (ErrorCode::TooLong, Some("event_id"))
+        );
+        let err = reject(with(seed_python_body(), "event_id", json!(42)));
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            (ErrorCode::WrongType, Some("event_id"))
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_kept_in_extra() {
+        let e = Normalizer::default()
+            .normalize(
+                with(seed_python_body(), "page", json!({"path": "/search"})),
+                now(),
+            )
+            .unwrap();
+        assert_eq!(e.extra.unwrap()["page"], json!({"path": "/search"}));
+        let err = reject(with(seed_python_body(), "blob", json!("x".repeat(40_000))));
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            (ErrorCode::TooLarge, Some("extra"))
+        );
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let e = Normalizer::default()
+            .normalize(seed_python_body(), now())
+            .unwrap();
+        let back: Exposure = serde_json::from_slice(&e.to_json_bytes()).unwrap();
+        assert_eq!(back, e);
+    }
+}

@@ -1,0 +1,108 @@
+//! The embedded Kafka-protocol broker behind `exposures up` and `exposures dev-broker`:
+//! tansu with SQLite storage, so acknowledged records and committed group offsets
+//! survive a SIGKILL. Wiring only; the broker is tansu's.
+
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use tansu_broker::broker::Broker;
+use tansu_broker::coordinator::group::administrator::Controller;
+use tansu_storage::StorageContainer;
+use tokio::task::JoinHandle;
+use url::Url;
+
+/// Topics `up` needs, with their partition counts.
+pub const EXPOSURES_PARTITIONS: i32 = 6;
+
+pub struct EmbeddedBroker {
+    /// `host:port` for `bootstrap.servers`.
+    pub bootstrap_servers: String,
+    task: JoinHandle<()>,
+}
+
+impl EmbeddedBroker {
+    /// Stops the broker. Its SQLite storage is durable at every acknowledgement, so
+    /// stopping needs no flush.
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+/// Resolves `data_dir` to an absolute path (creating it) and makes it the working
+/// directory. tansu resolves its `sqlite://` URL against the working directory and
+/// offers no absolute form, so this is how the broker's database lands in the data
+/// dir. Call before anything else reads a relative path.
+pub fn enter_data_dir(data_dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let absolute = data_dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve data directory {}", data_dir.display()))?;
+    std::env::set_current_dir(&absolute)
+        .with_context(|| format!("cannot enter data directory {}", absolute.display()))?;
+    Ok(absolute)
+}
+
+/// Starts the broker on `listen` (port 0 picks a free port) with its storage in
+/// `broker/` under the working directory (see [`enter_data_dir`]), and waits until it
+/// accepts connections.
+pub async fn start(listen: SocketAddr) -> Result<EmbeddedBroker> {
+    let address = if listen.port() == 0 {
+        // tansu advertises the address it is given, so it needs the real port up front.
+        let probe = StdTcpListener::bind(listen).with_context(|| format!("cannot bind {listen}"))?;
+        probe.local_addr()?
+    } else {
+        listen
+    };
+    std::fs::create_dir_all("broker").context("cannot create the broker's storage directory")?;
+    let listener_url = Url::parse(&format!("tcp://{address}"))?;
+    let storage_url = Url::parse("sqlite://./broker/exposures.db")?;
+    let mut broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
+        .node_id(1)
+        .cluster_id("exposures-embedded")
+        .incarnation_id(uuid::Uuid::now_v7())
+        .advertised_listener(listener_url.clone())
+        .storage(storage_url)
+        .listener(listener_url)
+        .silent(true)
+        .build()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the embedded broker: {e:?}"))?;
+    let task = tokio::spawn(async move {
+        if let Err(error) = broker.serve(tokio::time::Instant::now()).await {
+            tracing::error!(?error, "embedded broker stopped");
+        }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(address).await.is_err() {
+        if task.is_finished() {
+            bail!("the embedded broker exited during start-up (is {address} in use?)");
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the embedded broker did not accept connections on {address} within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(EmbeddedBroker {
+        bootstrap_servers: address.to_string(),
+        task,
+    })
+}
+
+/// Creates `topic` unless it exists, retrying while the broker finishes starting.
+pub async fn ensure_topic(bootstrap_servers: &str, topic: &str, partitions: i32) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match ingest::kafka::ensure_topic(bootstrap_servers, topic, partitions, Duration::from_secs(5)).await
+        {
+            Ok(()) => return Ok(()),
+            Err(error) if tokio::time::Instant::now() > deadline => return Err(error.into()),
+            Err(error) => {
+                tracing::debug!(%error, "topic not created yet; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! `exposures`: the command-line entry point. Parses configuration (flags, each also an
+//! `EXPOSURES_*` environment variable) and calls into the stage crates; no pipeline
+//! logic lives here.
+
+#[cfg(feature = "embedded-broker")]
+mod embedded;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio::net::TcpListener;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "exposures",
+    version,
+    about = "Exposure-event pipeline for GrowthBook A/B tests: HTTP → Kafka → Parquet → warehouse",
+    long_about = "Exposure-event pipeline for GrowthBook A/B tests.\n\n\
+        GrowthBook SDK callbacks POST one JSON object per exposure; exposures answers 200 only \
+        once the event is durable in Kafka (or its local spool while Kafka is unreachable).\n\n\
+        Start here: `exposures up` runs the pipeline on this machine with no other services.\n\
+        Every flag can also be set as an EXPOSURES_* environment variable (shown in each --help)."
+)]
+struct Cli {
+    /// Log format: human-readable text or one JSON object per line.
+    #[arg(long, env = "EXPOSURES_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the pipeline in one process on embedded defaults: the HTTP API on
+    /// 127.0.0.1:8080 and a durable embedded Kafka-protocol broker, all state under
+    /// --data-dir. Needs no external services.
+    Up(UpArgs),
+    /// Run the HTTP API: validate exposures and make them durable in Kafka.
+    Ingest(ingest::IngestConfig),
+    /// Run the embedded Kafka-protocol broker alone (durable SQLite storage), for local
+    /// development and multi-process tests. Prints its bootstrap servers.
+    DevBroker(DevBrokerArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct UpArgs {
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "EXPOSURES_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+
+    /// Directory for all state: broker storage, spool (and later the lake).
+    #[arg(long, env = "EXPOSURES_DATA_DIR", default_value = "./exposures-data")]
+    data_dir: PathBuf,
+
+    /// Address of the embedded broker; port 0 picks a free port (printed at start-up).
+    #[arg(long, env = "EXPOSURES_BROKER_LISTEN", default_value = "127.0.0.1:0")]
+    broker_listen: SocketAddr,
+
+    #[command(flatten)]
+    http: ingest::HttpConfig,
+
+    #[command(flatten)]
+    delivery: ingest::DeliveryConfig,
+}
+
+#[derive(Debug, clap::Args)]
+struct DevBrokerArgs {
+    /// Address the broker listens on (and advertises); port 0 picks a free port.
+    #[arg(long, env = "EXPOSURES_BROKER_LISTEN", default_value = "127.0.0.1:9092")]
+    listen: SocketAddr,
+
+    /// Directory of the broker's storage.
+    #[arg(long, env = "EXPOSURES_DATA_DIR", default_value = "./exposures-data")]
+    data_dir: PathBuf,
+
+    /// Topics to create at start-up as NAME:PARTITIONS, comma-separated.
+    #[arg(
+        long,
+        env = "EXPOSURES_TOPICS",
+        value_delimiter = ',',
+        default_value = "exposures:6,exposures.files:1"
+    )]
+    topics: Vec<String>,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Ingest(config) => run_ingest(config).await,
+            Command::Up(args) => run_up(args).await,
+            Command::DevBroker(args) => run_dev_broker(args).await,
+        }
+    })
+}
+
+fn init_logging(format: LogFormat) {
+    // librdkafka and tansu are chatty at info; their warnings still show.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,tansu=warn,tansu_broker=warn,tansu_storage=warn,libsql=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn bind(address: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(address).await.with_context(|| {
+        format!("cannot listen on {address}: is another process using it? Pick another with --listen")
+    })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutdown requested: finishing in-flight requests");
+}
+
+async fn run_ingest(config: ingest::IngestConfig) -> Result<()> {
+    let listener = bind(config.listen).await?;
+    ingest::serve(listener, config, shutdown_signal()).await?;
+    Ok(())
+}
+
+#[cfg(feature = "embedded-broker")]
+async fn run_up(args: UpArgs) -> Result<()> {
+    let data_dir = embedded::enter_data_dir(&args.data_dir)?;
+    let broker = embedded::start(args.broker_listen).await?;
+    embedded::ensure_topic(
+        &broker.bootstrap_servers,
+        &args.delivery.topic,
+        embedded::EXPOSURES_PARTITIONS,
+    )
+    .await?;
+    let mut delivery = args.delivery;
+    if delivery.spool_dir.is_none() {
+        delivery.spool_dir = Some(data_dir.join("spool"));
+    }
+    let config = ingest::IngestConfig {
+        listen: args.listen,
+        brokers: broker.bootstrap_servers.clone(),
+        http: args.http,
+        delivery,
+    };
+    let listener = bind(config.listen).await?;
+    println!(
+        "exposures up: POST http://{}/exposure · broker {} · data {}",
+        listener.local_addr()?,
+        broker.bootstrap_servers,
+        data_dir.display()
+    );
+    let served = ingest::serve(listener, config, shutdown_signal()).await;
+    broker.stop();
+    served?;
+    Ok(())
+}
+
+#[cfg(feature = "embedded-broker")]
+async fn run_dev_broker(args: DevBrokerArgs) -> Result<()> {
+    let topics = args
+        .topics
+        .iter()
+        .map(|spec| parse_topic_spec(spec))
+        .collect::<Result<Vec<_>>>()?;
+    let data_dir = embedded::enter_data_dir(&args.data_dir)?;
+    let broker = embedded::start(args.listen).await?;
+    for (topic, partitions) in &topics {
+        embedded::ensure_topic(&broker.bootstrap_servers, topic, *partitions).await?;
+    }
+    // One line on stdout that scripts and tests can read.
+    println!("bootstrap.servers={}", broker.bootstrap_servers);
+    tracing::info!(data = %data_dir.display(), "dev broker ready; Ctrl-C to stop");
+    shutdown_signal().await;
+    broker.stop();
+    Ok(())
+}
+
+#[cfg(feature = "embedded-broker")]
+fn parse_topic_spec(spec: &str) -> Result<(String, i32)> {
+    let (name, partitions) = spec.trim().split_once(':').unwrap_or((spec.trim(), "1"));
+    let partitions = partitions
+        .parse::<i32>()
+        .ok()
+        .filter(|p| *p > 0)
+        .with_context(|| format!("--topics '{spec}': expected NAME:PARTITIONS with PARTITIONS > 0"))?;
+    Ok((name.to_owned(), partitions))
+}
+
+#[cfg(not(feature = "embedded-broker"))]
+async fn run_up(_: UpArgs) -> Result<()> {
+    anyhow::bail!("this build has no embedded broker: rebuild with the default `embedded-broker` feature")
+}
+
+#[cfg(not(feature = "embedded-broker"))]
+async fn run_dev_broker(_: DevBrokerArgs) -> Result<()> {
+    anyhow::bail!("this build has no embedded broker: rebuild with the default `embedded-broker` feature")
+}
