@@ -1,1 +1,7 @@
+//! End-to-end tests of the pipeline over real protocols (one test binary, so the
+//! workspace links it once). See each module's doc for what it proves.
 
+mod delivery_faults;
+mod ingest_api;
+mod support;
+mod up_process;

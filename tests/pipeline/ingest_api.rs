@@ -1,0 +1,610 @@
+//! The HTTP API over real sockets against a real Kafka-protocol broker.
+
+use std::collections::HashSet;
+use std::io::Write;
+
+use serde_json::{json, Value};
+
+use crate::support::{self, http, nextjs_body, post_json, python_body, read_exactly, Kafka, Server};
+
+#[tokio::test]
+async fn seed_python_and_nextjs_bodies_become_one_record_each() {
+    let kafka = Kafka::new(3);
+    let server = Server::start(support::config(&kafka.brokers(), &kafka.topic)).await;
+    let client = http();
+    let before = chrono_now_ms();
+
+    let python = python_body("user_12345");
+    let (status, answer) = post_json(&client, &format!("{}/exposure", server.url), &python).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "ok");
+    let python_id = answer["event_id"].as_str().expect("event_id").to_owned();
+
+    // The Next.js callback, as the browser sends it from another origin.
+    let nextjs = nextjs_body("user_777");
+    let response = client
+        .post(format!("{}/exposure", server.url))
+        .header("content-type", "application/json")
+        .header("origin", "https://shop.example.com")
+        .body(nextjs.to_string())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["access-control-allow-origin"], "*");
+    let nextjs_id = response.json::<Value>().await.expect("json")["event_id"]
+        .as_str()
+        .expect("event_id")
+        .to_owned();
+
+    let records = read_exactly(&kafka.brokers(), &kafka.topic, 2).await;
+    let after = chrono_now_ms();
+    let by_id = |id: &str| {
+        records
+            .iter()
+            .find(|r| r.value["event_id"] == id)
+            .unwrap_or_else(|| panic!("event {id} not in Kafka"))
+            .clone()
+    };
+    let p = by_id(&python_id);
+    assert_eq!(p.key, "user_12345");
+    assert_eq!(p.value["ds_user_id"], "user_12345");
+    assert_eq!(p.value["experiment_id"], "new_search_ui");
+    assert_eq!(p.value["variation_id"], "1");
+    assert_eq!(p.value["source"], "search_core_python");
+    assert_eq!(p.value["attributes"], python["attributes"]);
+    assert!(p.value.get("extra").is_none());
+    assert!(
+        (before..=after).contains(&p.timestamp_ms),
+        "record timestamp is the receive time"
+    );
+    assert_eq!(p.value["exposed_at"], p.value["received_at"]);
+
+    let n = by_id(&nextjs_id);
+    assert_eq!(n.key, "user_777");
+    assert_eq!(
+        n.value["variation_id"], "2",
+        "numeric variation keys are stored as strings"
+    );
+    assert_eq!(n.value["source"], "nextjs_web");
+    assert_eq!(n.value["attributes"], nextjs["attributes"]);
+    server.stop().await;
+}
+
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}
+
+#[tokio::test]
+async fn browsers_preflight_and_send_beacons() {
+    let kafka = Kafka::new(1);
+    let mut config = support::config(&kafka.brokers(), &kafka.topic);
+    config.http.cors_origins = vec!["https://shop.example.com".into()];
+    let server = Server::start(config).await;
+    let client = http();
+
+    let preflight = |origin: &'static str| {
+        client
+            .request(reqwest::Method::OPTIONS, format!("{}/exposure", server.url))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let allowed = preflight("https://shop.example.com").await.expect("preflight");
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://shop.example.com"
+    );
+    let methods = allowed.headers()["access-control-allow-methods"]
+        .to_str()
+        .expect("methods");
+    assert!(methods.contains("POST"), "{methods}");
+    let headers = allowed.headers()["access-control-allow-headers"]
+        .to_str()
+        .expect("headers");
+    assert!(headers.contains("content-type"), "{headers}");
+
+    let denied = preflight("https://evil.example.net").await.expect("preflight");
+    assert!(denied.headers().get("access-control-allow-origin").is_none());
+
+    // navigator.sendBeacon(url, JSON.stringify(body)) sends text/plain.
+    let beacon = client
+        .post(format!("{}/exposure", server.url))
+        .header("content-type", "text/plain;charset=UTF-8")
+        .header("origin", "https://shop.example.com")
+        .body(nextjs_body("beacon-user").to_string())
+        .send()
+        .await
+        .expect("beacon");
+    assert_eq!(beacon.status(), 200);
+    let records = read_exactly(&kafka.brokers(), &kafka.topic, 1).await;
+    assert_eq!(records[0].key, "beacon-user");
+    server.stop().await;
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+fn batch(prefix: &str, n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let mut body = python_body(&format!("{prefix}-user-{}", i % 37));
+            body["attributes"]["seq"] = json!(i);
+            body
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn batches_of_1000_as_array_ndjson_and_gzip() {
+    let kafka = Kafka::new(3);
+    let server = Server::start(support::config(&kafka.brokers(), &kafka.topic)).await;
+    let client = http();
+    let url = format!("{}/v1/exposures", server.url);
+    let mut ids = Vec::new();
+
+    let array = serde_json::to_vec(&batch("array", 1000)).expect("json");
+    let ndjson: String = batch("ndjson", 1000).iter().map(|e| format!("{e}\n")).collect();
+    let gzipped = gzip(&serde_json::to_vec(&batch("gzip", 1000)).expect("json"));
+    let requests = [
+        client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(array),
+        client
+            .post(&url)
+            .header("content-type", "application/x-ndjson")
+            .body(ndjson),
+        client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("content-encoding", "gzip")
+            .body(gzipped),
+    ];
+    for request in requests {
+        let response = request.send().await.expect("request");
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["accepted"], 1000);
+        let batch_ids = body["event_ids"].as_array().expect("ids");
+        assert_eq!(batch_ids.len(), 1000);
+        ids.extend(batch_ids.iter().map(|v| v.as_str().expect("id").to_owned()));
+    }
+    let records = read_exactly(&kafka.brokers(), &kafka.topic, 3000).await;
+    let in_kafka: HashSet<String> = records
+        .iter()
+        .map(|r| r.value["event_id"].as_str().expect("id").to_owned())
+        .collect();
+    let answered: HashSet<String> = ids.into_iter().collect();
+    assert_eq!(in_kafka.len(), 3000, "event ids are unique");
+    assert_eq!(in_kafka, answered);
+    // Within one user, a batch keeps its order.
+    for (_, records) in support::by_key(&records) {
+        for pair in records.windows(2) {
+            if pair[0].value["ds_user_id"] == pair[1].value["ds_user_id"]
+                && pair[0].value["source"] == pair[1].value["source"]
+                && pair[0].key.starts_with("array")
+            {
+                let seq = |r: &support::Record| r.value["attributes"]["seq"].as_i64().expect("seq");
+                assert!(seq(&pair[0]) < seq(&pair[1]));
+            }
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_with_one_bad_item_is_refused_whole() {
+    let kafka = Kafka::new(3);
+    let server = Server::start(support::config(&kafka.brokers(), &kafka.topic)).await;
+    let client = http();
+    let mut events = batch("bad", 1000);
+    events[417]["variation_id"] = json!(1.5);
+    events[901]
+        .as_object_mut()
+        .expect("object")
+        .remove("experiment_id");
+    let (status, body) = post_json(&client, &format!("{}/v1/exposures", server.url), &json!(events)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_batch");
+    assert_eq!(body["error"]["indexes"], json!([417, 901]));
+    assert_eq!(body["failures"][0]["field"], "variation_id");
+    assert_eq!(body["failures"][1]["field"], "experiment_id");
+    assert_eq!(body["failures"][1]["code"], "missing_field");
+
+    // Nothing was produced: the next valid request is the only record.
+    let (status, _) = post_json(
+        &client,
+        &format!("{}/exposure", server.url),
+        &python_body("after"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let records = read_exactly(&kafka.brokers(), &kafka.topic, 1).await;
+    assert_eq!(records[0].key, "after");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_bad_input_class_gets_its_status_and_nothing_is_produced() {
+    let kafka = Kafka::new(1);
+    let mut config = support::config(&kafka.brokers(), &kafka.topic);
+    config.http.max_batch_events = 50;
+    let server = Server::start(config).await;
+    let client = http();
+    let single = format!("{}/exposure", server.url);
+    let batch_url = format!("{}/v1/exposures", server.url);
+    let unknown_url = format!("{}/exposures", server.url);
+    let with = |field: &str, value: Value| {
+        let mut body = python_body("u1");
+        body[field] = value;
+        body.to_string().into_bytes()
+    };
+    let mut too_deep = json!("leaf");
+    for _ in 0..9 {
+        too_deep = json!({ "n": too_deep });
+    }
+    let no_user = {
+        let mut body = python_body("u1");
+        body.as_object_mut().expect("object").remove("ds_user_id");
+        body.to_string().into_bytes()
+    };
+    let huge = format!(
+        "{{\"ds_user_id\":\"u\",\"pad\":\"{}\"}}",
+        "x".repeat(1024 * 1024 + 10)
+    )
+    .into_bytes();
+    let bomb = gzip(&vec![b' '; 9 * 1024 * 1024]);
+    let json_type = "application/json";
+
+    // (method, url, content-type, content-encoding, body, status, code, field)
+    #[allow(clippy::type_complexity)]
+    let cases: Vec<(&str, &str, &str, Option<&str>, Vec<u8>, u16, &str, Option<&str>)> = vec![
+        (
+            "POST",
+            &single,
+            json_type,
+            None,
+            b"{\"ds_user_id\": ".to_vec(),
+            400,
+            "malformed_json",
+            None,
+        ),
+        (
+            "POST",
+            &single,
+            json_type,
+            None,
+            b"[1,2]".to_vec(),
+            400,
+            "not_an_object",
+            None,
+        ),
+        (
+            "POST",
+            &single,
+            json_type,
+            None,
+            no_user,
+            400,
+            "missing_user_id",
+            Some("ds_user_id"),
+        ),
+        (
+            "POST",
+            &single,
+            json_type,
+            None,
+            with("experiment_id", json!("")),
+            400,
+            "empty",
+            Some("experiment_id"),
+        ),
+        (
+            "POST",
+            &single,
+            json_type,
+            None,
+            with("experiment_id", json!("e".repeat(257))),
+            400,
+            "too_long",
+            Some("experiment_id"),
+        ),
+        (
+            "POST",
+            &single,
+            json_type,
+            None,
+            with("variation_id", json!(true)),
+            400,
+            "wrong_type",
+            Some("variation_id"),
+        ),
+        (
+            "POST",
+            &single,
+            json_type,
+            None,
+            with("attributes", json!([1])),
+            400,
+            "wrong_type",
+            Some("attributes"),
+        ),
+        (
+            "POST",
+            &single,
+            json_type,
+            None,
+            with("attributes", too_deep),
+            400,
+            "too_deep",
+            Some("attributes"),
+        ),
+        (
+            "POST",
+            &single,
+            json_type,
+            None,
+            with("attributes", json!({"b": "x".repeat(40_000)})),
+            400,
+            "too_large",
+            Some("attributes"),
+        ),
+        (
+            "POST",
+            &single,
+            json_type,
+            None,
+            with("source", json!("s".repeat(200))),
+            400,
+            "too_long",
+            Some("source"),
+        ),
+        (
+            "POST",
+            &single,
+            json_type,
+            None,
+            with("timestamp", json!("last tuesday")),
+            400,
+            "invalid_timestamp",
+            Some("timestamp"),
+        ),
+        (
+            "POST",
+            &single,
+            json_type,
+            None,
+            with("event_id", json!(["x"])),
+            400,
+            "wrong_type",
+            Some("event_id"),
+        ),
+        (
+            "POST",
+            &single,
+            json_type,
+            None,
+            huge,
+            413,
+            "body_too_large",
+            None,
+        ),
+        (
+            "POST",
+            &batch_url,
+            json_type,
+            Some("gzip"),
+            bomb,
+            413,
+            "body_too_large",
+            None,
+        ),
+        (
+            "POST",
+            &batch_url,
+            json_type,
+            Some("gzip"),
+            b"not gzip at all".to_vec(),
+            400,
+            "corrupt_gzip",
+            None,
+        ),
+        (
+            "POST",
+            &batch_url,
+            json_type,
+            Some("br"),
+            b"[]".to_vec(),
+            415,
+            "unsupported_encoding",
+            None,
+        ),
+        (
+            "POST",
+            &batch_url,
+            json_type,
+            None,
+            b"[]".to_vec(),
+            400,
+            "empty_batch",
+            None,
+        ),
+        (
+            "POST",
+            &batch_url,
+            json_type,
+            None,
+            serde_json::to_vec(&batch("many", 51)).expect("json"),
+            413,
+            "too_many_events",
+            None,
+        ),
+        (
+            "POST",
+            &single,
+            "application/xml",
+            None,
+            b"<exposure/>".to_vec(),
+            415,
+            "unsupported_media_type",
+            None,
+        ),
+        (
+            "POST",
+            &single,
+            "application/x-www-form-urlencoded",
+            None,
+            with("source", json!("curl")),
+            415,
+            "unsupported_media_type",
+            None,
+        ),
+        (
+            "GET",
+            &single,
+            json_type,
+            None,
+            Vec::new(),
+            405,
+            "method_not_allowed",
+            None,
+        ),
+        (
+            "PUT",
+            &batch_url,
+            json_type,
+            None,
+            b"[]".to_vec(),
+            405,
+            "method_not_allowed",
+            None,
+        ),
+        (
+            "POST",
+            &unknown_url,
+            json_type,
+            None,
+            b"{}".to_vec(),
+            404,
+            "not_found",
+            None,
+        ),
+    ];
+    for (method, url, content_type, encoding, body, status, code, field) in cases {
+        let mut request = client
+            .request(method.parse().expect("method"), url)
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(encoding) = encoding {
+            request = request.header("content-encoding", encoding);
+        }
+        let response = request.send().await.expect("request");
+        let got = response.status().as_u16();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(got, status, "{method} {url} expecting {code}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "{answer}");
+        assert!(!answer["error"]["message"].as_str().unwrap_or_default().is_empty());
+        if let Some(field) = field {
+            assert_eq!(answer["error"]["field"], field, "{answer}");
+        }
+    }
+
+    let (status, _) = post_json(&client, &single, &python_body("still-works")).await;
+    assert_eq!(status, 200);
+    let records = read_exactly(&kafka.brokers(), &kafka.topic, 1).await;
+    assert_eq!(records[0].key, "still-works");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn write_keys_when_configured() {
+    let kafka = Kafka::new(1);
+    let mut config = support::config(&kafka.brokers(), &kafka.topic);
+    config.http.write_keys = vec!["k-123".into()];
+    let server = Server::start(config).await;
+    let client = http();
+    let body = python_body("keyed").to_string();
+    let send = |url: String, auth: Option<&'static str>| {
+        let mut request = client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.clone());
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        request.send()
+    };
+    let url = format!("{}/exposure", server.url);
+    assert_eq!(send(url.clone(), None).await.expect("req").status(), 401);
+    assert_eq!(
+        send(url.clone(), Some("Bearer nope"))
+            .await
+            .expect("req")
+            .status(),
+        401
+    );
+    assert_eq!(
+        send(url.clone(), Some("Bearer k-123"))
+            .await
+            .expect("req")
+            .status(),
+        200
+    );
+    assert_eq!(
+        send(format!("{url}?key=k-123"), None)
+            .await
+            .expect("req")
+            .status(),
+        200
+    );
+    read_exactly(&kafka.brokers(), &kafka.topic, 2).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let kafka = Kafka::new(1);
+    let server = Server::start(support::config(&kafka.brokers(), &kafka.topic)).await;
+    let client = http();
+    let (status, _) = post_json(&client, &format!("{}/exposure", server.url), &python_body("m")).await;
+    assert_eq!(status, 200);
+    let healthz = client
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(healthz.status(), 200);
+    let readyz = client
+        .get(format!("{}/readyz", server.url))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(readyz.status(), 200, "a spool with room makes the API ready");
+    let text = client
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for name in [
+        "exposures_ingest_requests_total{route=\"/exposure\",status=\"200\"}",
+        "exposures_ingest_request_duration_seconds_bucket",
+        "exposures_ingest_events_accepted_total{path=\"kafka\"}",
+        "exposures_ingest_kafka_ack_duration_seconds_bucket",
+        "exposures_ingest_spool_records",
+    ] {
+        assert!(text.contains(name), "/metrics lacks {name}");
+    }
+    server.stop().await;
+}

@@ -1,0 +1,209 @@
+//! `exposures up` and `exposures dev-broker` as real processes: SIGKILL under load and a
+//! restart on the same data dir lose no acknowledged event.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::support::{self, http, post_json, python_body, read_exactly, DEADLINE};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn exposures() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_exposures"));
+    command.kill_on_drop(true).stdin(Stdio::null());
+    command
+}
+
+async fn start_up(data_dir: &Path, http_port: u16, broker_port: u16) -> Child {
+    let child = exposures()
+        .args(["up", "--listen", &format!("127.0.0.1:{http_port}")])
+        .args(["--broker-listen", &format!("127.0.0.1:{broker_port}")])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn exposures up");
+    let client = http();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let ready = client
+            .get(format!("http://127.0.0.1:{http_port}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ready {
+            return child;
+        }
+        assert!(Instant::now() < deadline, "exposures up did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
+    }
+}
+
+/// Reads the topic until every id in `expected` is there; returns occurrences per id.
+async fn wait_for_events(brokers: &str, topic: &str, expected: &[String]) -> HashMap<String, usize> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let total = support::record_count(brokers, topic);
+        if total >= 0 {
+            let records = read_exactly(brokers, topic, total as usize).await;
+            let mut seen: HashMap<String, usize> = HashMap::new();
+            for record in &records {
+                *seen
+                    .entry(record.value["event_id"].as_str().expect("id").to_owned())
+                    .or_default() += 1;
+            }
+            if expected.iter().all(|id| seen.contains_key(id)) {
+                return seen;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "acknowledged events missing from the broker"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await; // polling a condition
+    }
+}
+
+#[tokio::test]
+async fn up_killed_with_sigkill_under_load_keeps_every_acknowledged_event() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let (http_port, broker_port) = (free_port(), free_port());
+    let mut up = start_up(data.path(), http_port, broker_port).await;
+    let url = format!("http://127.0.0.1:{http_port}/exposure");
+
+    let (progress_tx, mut progress) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let workers: Vec<_> = (0..4)
+        .map(|worker| {
+            let (url, progress_tx) = (url.clone(), progress_tx.clone());
+            tokio::spawn(async move {
+                let client = http();
+                let mut acknowledged = Vec::new();
+                for seq in 0.. {
+                    let mut body = python_body(&format!("kill-{worker}"));
+                    body["attributes"]["seq"] = json!(seq);
+                    let sent = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.to_string())
+                        .send()
+                        .await;
+                    let Ok(response) = sent else { break };
+                    if response.status() != 200 {
+                        break;
+                    }
+                    let Ok(answer) = response.json::<Value>().await else {
+                        break;
+                    };
+                    acknowledged.push(answer["event_id"].as_str().expect("id").to_owned());
+                    if progress_tx.send(()).is_err() {
+                        break;
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    drop(progress_tx);
+    for _ in 0..150 {
+        progress.recv().await.expect("load is running");
+    }
+    up.start_kill().expect("SIGKILL");
+    up.wait().await.expect("reaped");
+    drop(progress);
+    let mut acknowledged = Vec::new();
+    for worker in workers {
+        acknowledged.extend(worker.await.expect("worker"));
+    }
+    assert!(acknowledged.len() >= 150);
+
+    let _up = start_up(data.path(), http_port, broker_port).await;
+    let (status, answer) = post_json(&http(), &url, &python_body("after-restart")).await;
+    assert_eq!(status, 200, "{answer}");
+    acknowledged.push(answer["event_id"].as_str().expect("id").to_owned());
+
+    let seen = wait_for_events(&format!("127.0.0.1:{broker_port}"), "exposures", &acknowledged).await;
+    let duplicated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(duplicated.is_empty(), "duplicated events: {duplicated:?}");
+}
+
+#[tokio::test]
+async fn dev_broker_prints_its_address_and_creates_topics() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut broker = exposures()
+        .args([
+            "dev-broker",
+            "--listen",
+            "127.0.0.1:0",
+            "--topics",
+            "t-one:2,t-two:1",
+        ])
+        .arg("--data-dir")
+        .arg(data.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn dev-broker");
+    let stdout = broker.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(DEADLINE, lines.next_line())
+        .await
+        .expect("dev-broker printed its address in time")
+        .expect("read")
+        .expect("a line");
+    let brokers = line
+        .strip_prefix("bootstrap.servers=")
+        .expect("bootstrap line")
+        .to_owned();
+    assert_eq!(support::record_count(&brokers, "t-one"), 0);
+    assert_eq!(support::record_count(&brokers, "t-two"), 0);
+    assert!(
+        data.path().join("broker").is_dir(),
+        "storage lives in the data dir"
+    );
+    let _ = broker.start_kill();
+}
+
+#[tokio::test]
+async fn help_explains_every_subcommand() {
+    for args in [
+        vec!["--help"],
+        vec!["up", "--help"],
+        vec!["ingest", "--help"],
+        vec!["dev-broker", "--help"],
+    ] {
+        let output = exposures().args(&args).output().await.expect("run");
+        assert!(output.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.contains("Usage: exposures"), "{args:?}: {text}");
+        if args.len() == 2 && args[0] != "dev-broker" {
+            for flag in [
+                "--listen",
+                "--delivery-timeout",
+                "--spool-dir",
+                "--cors-origins",
+                "[env: EXPOSURES_LISTEN=",
+            ] {
+                assert!(text.contains(flag), "{args:?} lacks {flag}");
+            }
+        }
+    }
+    let bad = exposures()
+        .args(["ingest", "--forwarded-for", "mask"])
+        .output()
+        .await
+        .expect("run");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected one of keep, truncate, hash, drop"));
+}
