@@ -3,5 +3,6 @@
 
 mod delivery_faults;
 mod ingest_api;
+mod sdk_callers;
 mod support;
 mod up_process;
