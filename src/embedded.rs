@@ -13,8 +13,12 @@ use tansu_storage::StorageContainer;
 use tokio::task::JoinHandle;
 use url::Url;
 
-/// Topics `up` needs, with their partition counts.
+/// Partitions of the exposures topic `up` creates.
 pub const EXPOSURES_PARTITIONS: i32 = 6;
+/// The topic the sink announces files on.
+pub const FILES_TOPIC: &str = "exposures.files";
+/// The embedded S3 server's bucket: the lake is DATA_DIR/lake.
+pub const LAKE_BUCKET: &str = "lake";
 
 pub struct EmbeddedBroker {
     /// `host:port` for `bootstrap.servers`.

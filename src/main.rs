@@ -46,6 +46,9 @@ enum Command {
     Up(UpArgs),
     /// Run the HTTP API: validate exposures and make them durable in Kafka.
     Ingest(ingest::IngestConfig),
+    /// Consume exposures from Kafka and write hour-partitioned Parquet to the lake
+    /// (s3://… or file:///…), exactly once, announcing each file on exposures.files.
+    Sink(SinkArgs),
     /// Run the embedded Kafka-protocol broker alone (durable SQLite storage), for local
     /// development and multi-process tests. Prints its bootstrap servers.
     DevBroker(DevBrokerArgs),
@@ -65,11 +68,30 @@ struct UpArgs {
     #[arg(long, env = "EXPOSURES_BROKER_LISTEN", default_value = "127.0.0.1:0")]
     broker_listen: SocketAddr,
 
+    /// Address of the embedded S3-protocol server over DATA_DIR (the lake is its bucket
+    /// `lake`, i.e. DATA_DIR/lake); port 0 picks a free port.
+    #[arg(long, env = "EXPOSURES_S3_LISTEN", default_value = "127.0.0.1:0")]
+    s3_listen: SocketAddr,
+
+    /// The sink closes a partition's Parquet file when its oldest row has waited this long.
+    #[arg(long, env = "EXPOSURES_FLUSH_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    flush_interval: std::time::Duration,
+
     #[command(flatten)]
     http: ingest::HttpConfig,
 
     #[command(flatten)]
     delivery: ingest::DeliveryConfig,
+}
+
+#[derive(Debug, clap::Args)]
+struct SinkArgs {
+    #[command(flatten)]
+    sink: loader::sink::SinkConfig,
+
+    /// Address of the Prometheus /metrics endpoint.
+    #[arg(long, env = "EXPOSURES_METRICS_LISTEN", default_value = "0.0.0.0:9464")]
+    metrics_listen: SocketAddr,
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,6 +124,7 @@ fn main() -> Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Ingest(config) => run_ingest(config).await,
+            Command::Sink(args) => run_sink(args).await,
             Command::Up(args) => run_up(args).await,
             Command::DevBroker(args) => run_dev_broker(args).await,
         }
@@ -155,6 +178,27 @@ async fn run_ingest(config: ingest::IngestConfig) -> Result<()> {
     Ok(())
 }
 
+async fn run_sink(args: SinkArgs) -> Result<()> {
+    let metrics = bind(args.metrics_listen).await?;
+    tokio::spawn(ingest::metrics::serve(metrics));
+    loader::sink::run(args.sink, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves for every subscriber once SIGINT or SIGTERM arrives.
+fn broadcast_shutdown() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+async fn until_true(mut flag: tokio::sync::watch::Receiver<bool>) {
+    let _ = flag.wait_for(|stop| *stop).await;
+}
+
 #[cfg(feature = "embedded-broker")]
 async fn run_up(args: UpArgs) -> Result<()> {
     let data_dir = embedded::enter_data_dir(&args.data_dir)?;
@@ -165,6 +209,28 @@ async fn run_up(args: UpArgs) -> Result<()> {
         embedded::EXPOSURES_PARTITIONS,
     )
     .await?;
+    embedded::ensure_topic(&broker.bootstrap_servers, embedded::FILES_TOPIC, 1).await?;
+    let lake_server = loader::lake::embedded::serve(&data_dir, embedded::LAKE_BUCKET, args.s3_listen)
+        .await
+        .with_context(|| format!("cannot start the embedded S3 server on {}", args.s3_listen))?;
+    let sink_config = loader::sink::SinkConfig {
+        brokers: broker.bootstrap_servers.clone(),
+        topic: args.delivery.topic.clone(),
+        group: "exposures-sink".into(),
+        files_topic: embedded::FILES_TOPIC.into(),
+        lake: format!("s3://{}", embedded::LAKE_BUCKET),
+        s3_endpoint: Some(lake_server.endpoint()),
+        s3_region: Some("us-east-1".into()),
+        flush_interval: args.flush_interval,
+        max_file_rows: 1_000_000,
+        max_file_bytes: 128 * 1024 * 1024,
+        s3_static_credentials: Some((
+            loader::lake::embedded::ACCESS_KEY.into(),
+            loader::lake::embedded::SECRET_KEY.into(),
+        )),
+        session_timeout: std::time::Duration::from_secs(45),
+        fault: None,
+    };
     let mut delivery = args.delivery;
     if delivery.spool_dir.is_none() {
         delivery.spool_dir = Some(data_dir.join("spool"));
@@ -177,14 +243,22 @@ async fn run_up(args: UpArgs) -> Result<()> {
     };
     let listener = bind(config.listen).await?;
     println!(
-        "exposures up: POST http://{}/exposure · broker {} · data {}",
+        "exposures up: POST http://{}/exposure · broker {} · lake {} (S3 API at {}) · data {}",
         listener.local_addr()?,
         broker.bootstrap_servers,
+        data_dir.join(embedded::LAKE_BUCKET).display(),
+        lake_server.endpoint(),
         data_dir.display()
     );
-    let served = ingest::serve(listener, config, shutdown_signal()).await;
+    let stop = broadcast_shutdown();
+    let sink = tokio::spawn(loader::sink::run(sink_config, until_true(stop.clone())));
+    let served = ingest::serve(listener, config, until_true(stop)).await;
+    // Ingest has flushed its producer; the sink closes its open files on the same signal.
+    let sunk = sink.await.context("sink task failed")?;
+    lake_server.stop();
     broker.stop();
     served?;
+    sunk?;
     Ok(())
 }
 

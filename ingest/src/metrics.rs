@@ -62,3 +62,18 @@ pub fn prometheus() -> &'static PrometheusHandle {
         }
     })
 }
+
+/// Serves `GET /metrics` alone, for stages without an HTTP API of their own (the sink).
+pub async fn serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    prometheus();
+    let app = axum::Router::new().route("/metrics", axum::routing::get(|| async { render() }));
+    axum::serve(listener, app).await
+}
+
+/// The Prometheus text exposition of every metric in this process.
+pub fn render() -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        prometheus().render(),
+    )
+}

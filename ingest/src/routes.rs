@@ -177,9 +177,5 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics_text() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        m::prometheus().render(),
-    )
-        .into_response()
+    m::render().into_response()
 }

@@ -12,13 +12,19 @@
 //!   ingest API produces and the sink consumes, so both sides use this one type.
 //! - [`IpPolicy`] is the privacy policy for the `forwarded_for` attribute.
 //!
-//! The Arrow schema and warehouse DDL join this crate with the sink and loader stages.
+//! - [`COLUMNS`] is the exposure table, from which [`arrow_schema`] (the lake's Parquet
+//!   schema) is generated and [`ExposureBatchBuilder`] fills Arrow columns; the warehouse
+//!   DDL is generated from the same list.
 
+mod columns;
 mod error;
 mod normalize;
 mod privacy;
 mod record;
 
+pub use columns::{
+    arrow_schema, Column, ColumnType, ExposureBatchBuilder, COLUMNS, LAKE_SCHEMA_VERSION, PROMOTED_ATTRIBUTES,
+};
 pub use error::{ErrorCode, FieldError};
 pub use normalize::{Limits, Normalizer};
 pub use privacy::IpPolicy;

@@ -4,5 +4,6 @@
 mod delivery_faults;
 mod ingest_api;
 mod sdk_callers;
+mod sink;
 mod support;
 mod up_process;

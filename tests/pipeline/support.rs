@@ -258,3 +258,16 @@ pub async fn post_json(client: &reqwest::Client, url: &str, body: &Value) -> (u1
     let body = response.json::<Value>().await.unwrap_or(Value::Null);
     (status, body)
 }
+
+/// Logs of the code under test, shown for failing tests; filter with RUST_LOG.
+pub fn init_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}

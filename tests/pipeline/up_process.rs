@@ -12,14 +12,14 @@ use tokio::process::{Child, Command};
 
 use crate::support::{self, http, post_json, python_body, read_exactly, DEADLINE};
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port()
 }
 
-fn exposures() -> Command {
+pub(crate) fn exposures() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_exposures"));
     command.kill_on_drop(true).stdin(Stdio::null());
     command
@@ -29,6 +29,7 @@ async fn start_up(data_dir: &Path, http_port: u16, broker_port: u16) -> Child {
     let child = exposures()
         .args(["up", "--listen", &format!("127.0.0.1:{http_port}")])
         .args(["--broker-listen", &format!("127.0.0.1:{broker_port}")])
+        .args(["--flush-interval", "1s"])
         .arg("--data-dir")
         .arg(data_dir)
         .stdout(Stdio::null())
@@ -136,6 +137,60 @@ async fn up_killed_with_sigkill_under_load_keeps_every_acknowledged_event() {
     let seen = wait_for_events(&format!("127.0.0.1:{broker_port}"), "exposures", &acknowledged).await;
     let duplicated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(duplicated.is_empty(), "duplicated events: {duplicated:?}");
+
+    // The sink, killed with the rest, resumes: every acknowledged event reaches the
+    // lake (plain Parquet files under DATA_DIR/lake), and nothing is in it twice.
+    let lake_dir = data.path().join("lake");
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let in_lake = lake_event_ids(&lake_dir);
+        let unique: std::collections::HashSet<&String> = in_lake.iter().collect();
+        assert_eq!(unique.len(), in_lake.len(), "an event is in the lake twice");
+        if seen.keys().all(|id| unique.contains(id)) {
+            assert_eq!(
+                in_lake.len(),
+                seen.len(),
+                "the lake holds exactly what Kafka holds"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "events in Kafka missing from the lake");
+        tokio::time::sleep(Duration::from_millis(200)).await; // polling a condition
+    }
+}
+
+/// Event ids in every Parquet file under `dir`.
+pub(crate) fn lake_event_ids(dir: &Path) -> Vec<String> {
+    use arrow_array::cast::AsArray;
+    let mut ids = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                let bytes = bytes::Bytes::from(std::fs::read(&path).expect("read parquet"));
+                let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+                    .expect("parquet")
+                    .build()
+                    .expect("reader");
+                for batch in reader {
+                    let batch = batch.expect("batch");
+                    let column = batch
+                        .column_by_name("event_id")
+                        .expect("event_id")
+                        .as_string::<i32>()
+                        .clone();
+                    ids.extend(column.iter().flatten().map(str::to_owned));
+                }
+            }
+        }
+    }
+    ids
 }
 
 #[tokio::test]

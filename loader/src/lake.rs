@@ -1,0 +1,411 @@
+//! The lake: where Parquet objects live. `s3://bucket/prefix` through aws-sdk-s3 (the
+//! production path, also used by `exposures up` against an embedded S3-protocol server),
+//! or `file:///dir` with the same key layout. Nothing else in the project touches S3.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::Bytes;
+
+pub mod embedded;
+
+/// Objects at least this large are uploaded in parts.
+const MULTIPART_THRESHOLD: usize = 16 * 1024 * 1024;
+/// Part size of multipart uploads (S3's minimum is 5 MiB).
+const PART_SIZE: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error("unsupported lake URL '{0}': use s3://BUCKET[/PREFIX] or file:///ABSOLUTE/DIR")]
+    BadUrl(String),
+    #[error("S3 {operation} of s3://{bucket}/{key} failed: {message}")]
+    S3 {
+        operation: &'static str,
+        bucket: String,
+        key: String,
+        message: String,
+    },
+    #[error("{operation} of {path} failed: {source}")]
+    Io {
+        operation: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// How to reach S3 (all optional: the default AWS chain is used otherwise).
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    /// Endpoint override (MinIO, LocalStack, the embedded server); implies path-style.
+    pub endpoint: Option<String>,
+    /// Region when the AWS chain has none.
+    pub region: Option<String>,
+    /// Static credentials instead of the AWS chain (the embedded server).
+    pub static_credentials: Option<(String, String)>,
+}
+
+/// An object as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub key: String,
+    pub etag: String,
+    pub size: u64,
+}
+
+#[derive(Clone)]
+enum Store {
+    S3 {
+        client: aws_sdk_s3::Client,
+        bucket: String,
+    },
+    Local {
+        root: PathBuf,
+    },
+}
+
+#[derive(Clone)]
+pub struct Lake {
+    store: Store,
+    prefix: String,
+}
+
+impl std::fmt::Debug for Lake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.describe())
+    }
+}
+
+impl Lake {
+    /// Opens the lake at `url`: `s3://bucket[/prefix]` or `file:///dir`.
+    pub async fn open(url: &str, options: &S3Options) -> Result<Lake, LakeError> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(LakeError::BadUrl(url.to_owned()));
+            }
+            Ok(Lake {
+                store: Store::S3 {
+                    client: s3_client(options).await,
+                    bucket: bucket.to_owned(),
+                },
+                prefix: prefix.trim_matches('/').to_owned(),
+            })
+        } else if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(LakeError::BadUrl(url.to_owned()));
+            }
+            Ok(Lake {
+                store: Store::Local {
+                    root: PathBuf::from(path),
+                },
+                prefix: String::new(),
+            })
+        } else {
+            Err(LakeError::BadUrl(url.to_owned()))
+        }
+    }
+
+    /// `s3://bucket/prefix` or `file:///dir`, for logs and file records.
+    pub fn describe(&self) -> String {
+        match &self.store {
+            Store::S3 { bucket, .. } if self.prefix.is_empty() => format!("s3://{bucket}"),
+            Store::S3 { bucket, .. } => format!("s3://{bucket}/{}", self.prefix),
+            Store::Local { root } => format!("file://{}", root.display()),
+        }
+    }
+
+    /// The bucket (or local root) objects are written to.
+    pub fn bucket(&self) -> String {
+        match &self.store {
+            Store::S3 { bucket, .. } => bucket.clone(),
+            Store::Local { root } => root.display().to_string(),
+        }
+    }
+
+    /// The full object key for a key relative to the lake's prefix.
+    pub fn key(&self, relative: &str) -> String {
+        if self.prefix.is_empty() {
+            relative.to_owned()
+        } else {
+            format!("{}/{relative}", self.prefix)
+        }
+    }
+
+    /// Writes `body` at `key` (a full key), replacing any object there. Visible only
+    /// once complete: S3 puts are atomic; local files are written aside, synced and renamed.
+    pub async fn put(&self, key: &str, body: Bytes) -> Result<StoredObject, LakeError> {
+        let size = body.len() as u64;
+        let etag = match &self.store {
+            Store::S3 { client, bucket } => {
+                if body.len() >= MULTIPART_THRESHOLD {
+                    put_multipart(client, bucket, key, body).await?
+                } else {
+                    let output = client
+                        .put_object()
+                        .bucket(bucket)
+                        .key(key)
+                        .body(ByteStream::from(body))
+                        .send()
+                        .await
+                        .map_err(|e| s3_error("PutObject", bucket, key, e))?;
+                    output.e_tag().unwrap_or_default().trim_matches('"').to_owned()
+                }
+            }
+            Store::Local { root } => put_local(root, key, body).await?,
+        };
+        Ok(StoredObject {
+            key: key.to_owned(),
+            etag,
+            size,
+        })
+    }
+
+    /// Reads a whole object.
+    pub async fn get(&self, key: &str) -> Result<Bytes, LakeError> {
+        match &self.store {
+            Store::S3 { client, bucket } => {
+                let output = client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .map_err(|e| s3_error("GetObject", bucket, key, e))?;
+                let data = output
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| s3_error("GetObject", bucket, key, e))?;
+                Ok(data.into_bytes())
+            }
+            Store::Local { root } => {
+                let path = root.join(key);
+                tokio::fs::read(&path)
+                    .await
+                    .map(Bytes::from)
+                    .map_err(|source| LakeError::Io {
+                        operation: "read",
+                        path,
+                        source,
+                    })
+            }
+        }
+    }
+
+    /// Keys under `prefix` (a full key prefix), sorted.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
+        let mut keys = Vec::new();
+        match &self.store {
+            Store::S3 { client, bucket } => {
+                let mut pages = client
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(prefix)
+                    .into_paginator()
+                    .send();
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(|e| s3_error("ListObjectsV2", bucket, prefix, e))?;
+                    keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+                }
+            }
+            Store::Local { root } => list_local(root, root, &mut keys)?,
+        }
+        keys.retain(|k| k.starts_with(prefix) && !k.ends_with(".tmp"));
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+async fn s3_client(options: &S3Options) -> aws_sdk_s3::Client {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(endpoint) = &options.endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    if let Some(region) = &options.region {
+        // Named up front, so the region chain (which may probe EC2 metadata) is skipped.
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some((access_key, secret_key)) = &options.static_credentials {
+        loader =
+            loader.credentials_provider(Credentials::new(access_key, secret_key, None, None, "exposures"));
+    }
+    let shared = loader.load().await;
+    let region = options
+        .region
+        .clone()
+        .map(Region::new)
+        .or_else(|| shared.region().cloned())
+        .unwrap_or_else(|| Region::new("us-east-1"));
+    let config = aws_sdk_s3::config::Builder::from(&shared)
+        .region(region)
+        .force_path_style(options.endpoint.is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+fn s3_error<E: std::error::Error + 'static>(
+    operation: &'static str,
+    bucket: &str,
+    key: &str,
+    error: E,
+) -> LakeError {
+    LakeError::S3 {
+        operation,
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        message: DisplayErrorContext(error).to_string(),
+    }
+}
+
+async fn put_multipart(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    body: Bytes,
+) -> Result<String, LakeError> {
+    let upload = client
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| s3_error("CreateMultipartUpload", bucket, key, e))?;
+    let upload_id = upload.upload_id().unwrap_or_default().to_owned();
+    let mut parts = Vec::new();
+    let mut start = 0;
+    while start < body.len() {
+        let end = (start + PART_SIZE).min(body.len());
+        let number = parts.len() as i32 + 1;
+        let result = client
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body.slice(start..end)))
+            .send()
+            .await;
+        let part = match result {
+            Ok(part) => part,
+            Err(error) => {
+                // Leave no orphaned parts behind (they are billed until aborted).
+                let _ = client
+                    .abort_multipart_upload()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await;
+                return Err(s3_error("UploadPart", bucket, key, error));
+            }
+        };
+        parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(part.e_tag().map(str::to_owned))
+                .build(),
+        );
+        start = end;
+    }
+    let completed = client
+        .complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(&upload_id)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+        .send()
+        .await
+        .map_err(|e| s3_error("CompleteMultipartUpload", bucket, key, e))?;
+    Ok(completed.e_tag().unwrap_or_default().trim_matches('"').to_owned())
+}
+
+async fn put_local(root: &Path, key: &str, body: Bytes) -> Result<String, LakeError> {
+    let root = root.to_path_buf();
+    let key = key.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let path = root.join(&key);
+        let io = |operation: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| LakeError::Io {
+                operation,
+                path,
+                source,
+            }
+        };
+        let dir = path.parent().unwrap_or(&root).to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(io("create directory", &dir))?;
+        let tmp = path.with_extension("parquet.tmp");
+        let mut file = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
+        file.write_all(&body)
+            .and_then(|()| file.sync_all())
+            .map_err(io("write", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io("rename", &path))?;
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("sync", &dir))?;
+        Ok(format!("{:08x}-{}", crc32fast::hash(&body), body.len()))
+    })
+    .await
+    .unwrap_or_else(|join| {
+        Err(LakeError::Io {
+            operation: "write",
+            path: PathBuf::new(),
+            source: std::io::Error::other(join.to_string()),
+        })
+    })
+}
+
+fn list_local(root: &Path, dir: &Path, keys: &mut Vec<String>) -> Result<(), LakeError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(LakeError::Io {
+                operation: "list",
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            list_local(root, &path, keys)?;
+        } else if let Ok(relative) = path.strip_prefix(root) {
+            keys.push(relative.to_string_lossy().into_owned());
+        }
+    }
+    Ok(())
+}
+
+/// Retries `operation` with exponential backoff (100 ms doubling to 10 s) until it
+/// succeeds or `give_up` says stop. The sink never drops data: it waits for the store.
+pub async fn with_backoff<T, E: std::fmt::Display, F, Fut>(
+    what: &str,
+    mut operation: F,
+    mut give_up: impl FnMut() -> bool,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match operation().await {
+            Ok(value) => return Some(value),
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?delay, "{what} failed; retrying");
+                if give_up() {
+                    return None;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}

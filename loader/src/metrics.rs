@@ -1,0 +1,38 @@
+//! Prometheus metric names of the loader stages (`exposures_<stage>_<thing>_<unit>`).
+
+/// Gauge per `partition`: messages behind the partition's high watermark.
+pub const SINK_CONSUMER_LAG: &str = "exposures_sink_consumer_lag_messages";
+/// Gauge: rows held in open files.
+pub const SINK_BUFFERED_ROWS: &str = "exposures_sink_buffered_rows";
+/// Gauge: age of the oldest open file.
+pub const SINK_OLDEST_BUFFERED_AGE: &str = "exposures_sink_oldest_buffered_age_seconds";
+/// Counters: files, bytes and rows written to the lake.
+pub const SINK_FILES_WRITTEN: &str = "exposures_sink_files_written_total";
+pub const SINK_BYTES_WRITTEN: &str = "exposures_sink_bytes_written_total";
+pub const SINK_ROWS_WRITTEN: &str = "exposures_sink_rows_written_total";
+/// Histogram: time to upload one object, retries included.
+pub const SINK_UPLOAD_DURATION: &str = "exposures_sink_upload_duration_seconds";
+/// Counter: failed upload attempts (each retried).
+pub const SINK_UPLOAD_FAILURES: &str = "exposures_sink_upload_failures_total";
+/// Gauge per `partition`: the last committed offset.
+pub const SINK_COMMITTED_OFFSET: &str = "exposures_sink_committed_offset";
+/// Counter: records on the topic that are not exposures (skipped, logged).
+pub const SINK_INVALID_RECORDS: &str = "exposures_sink_invalid_records_total";
+
+/// Counter: records delivered again by the consumer and skipped (already taken).
+pub const SINK_REDELIVERED_RECORDS: &str = "exposures_sink_redelivered_records_total";
+
+/// Every metric this crate exports (checked against `infra/` by the tests).
+pub const ALL: [&str; 11] = [
+    SINK_REDELIVERED_RECORDS,
+    SINK_CONSUMER_LAG,
+    SINK_BUFFERED_ROWS,
+    SINK_OLDEST_BUFFERED_AGE,
+    SINK_FILES_WRITTEN,
+    SINK_BYTES_WRITTEN,
+    SINK_ROWS_WRITTEN,
+    SINK_UPLOAD_DURATION,
+    SINK_UPLOAD_FAILURES,
+    SINK_COMMITTED_OFFSET,
+    SINK_INVALID_RECORDS,
+];

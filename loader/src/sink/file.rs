@@ -1,0 +1,172 @@
+//! One partition's open file: Arrow builders collecting a contiguous offset range of one
+//! hour, and its encoding to Parquet under a key that depends only on partition and
+//! first offset.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, TimeZone, Timelike, Utc};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use schemas::{Exposure, ExposureBatchBuilder, LAKE_SCHEMA_VERSION};
+
+/// Rows per Parquet row group. Redshift COPY parallelises by file, so large row groups
+/// cost it nothing, while Spectrum/Athena/DuckDB prune by row-group statistics; 128 Ki
+/// rows of exposures is roughly 8–16 MiB compressed.
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Columns whose values are (nearly) unique per row: dictionary encoding would only
+/// grow them. Everything else (experiment, variation, source, country, …) is
+/// low-cardinality and dictionary-encoded.
+const NO_DICTIONARY: [&str; 4] = ["event_id", "attributes", "extra", "kafka_offset"];
+
+/// Parquet key-value metadata keys describing a file's row range.
+pub const META_TOPIC: &str = "exposures.topic";
+pub const META_PARTITION: &str = "exposures.partition";
+pub const META_FIRST_OFFSET: &str = "exposures.first_offset";
+pub const META_LAST_OFFSET: &str = "exposures.last_offset";
+pub const META_ROWS: &str = "exposures.rows";
+pub const META_SCHEMA_VERSION: &str = "exposures.schema_version";
+
+/// The UTC hour a record belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hour(DateTime<Utc>);
+
+impl Hour {
+    pub fn of_millis(timestamp_ms: i64) -> Hour {
+        let t = Utc
+            .timestamp_millis_opt(timestamp_ms)
+            .single()
+            .unwrap_or_else(Utc::now);
+        Hour(
+            t.with_minute(0)
+                .and_then(|t| t.with_second(0))
+                .and_then(|t| t.with_nanosecond(0))
+                .unwrap_or(t),
+        )
+    }
+
+    /// `YYYY-MM-DDTHH`.
+    pub fn label(&self) -> String {
+        self.0.format("%Y-%m-%dT%H").to_string()
+    }
+}
+
+/// The object key of a file, relative to the lake prefix (DESIGN.md §4).
+pub fn relative_key(hour: Hour, partition: i32, first_offset: i64) -> String {
+    format!(
+        "exposures/{LAKE_SCHEMA_VERSION}/dt={}/hour={}/p{partition:03}-{first_offset:020}.parquet",
+        hour.0.format("%Y-%m-%d"),
+        hour.0.format("%H"),
+    )
+}
+
+pub struct OpenFile {
+    pub partition: i32,
+    pub hour: Hour,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub opened: Instant,
+    builder: ExposureBatchBuilder,
+}
+
+impl OpenFile {
+    pub fn new(partition: i32, hour: Hour, first_offset: i64) -> OpenFile {
+        OpenFile {
+            partition,
+            hour,
+            first_offset,
+            last_offset: first_offset - 1,
+            opened: Instant::now(),
+            builder: ExposureBatchBuilder::new(),
+        }
+    }
+
+    pub fn append(&mut self, exposure: &Exposure, offset: i64) {
+        self.builder.append(exposure, self.partition, offset);
+        self.last_offset = offset;
+    }
+
+    /// Records the offset of a record that is not an exposure, so the file's range (and
+    /// the offset committed after it) covers it.
+    pub fn skip(&mut self, offset: i64) {
+        self.last_offset = offset;
+    }
+
+    pub fn rows(&self) -> usize {
+        self.builder.rows()
+    }
+
+    pub fn approx_bytes(&self) -> usize {
+        self.builder.approx_bytes()
+    }
+
+    /// Encodes the rows as a Parquet file (zstd, dictionaries for low-cardinality
+    /// columns, page statistics, row range in the key-value metadata).
+    pub fn encode(mut self, topic: &str) -> Result<EncodedFile, ParquetError> {
+        let rows = self.builder.rows();
+        let batch = self.builder.finish()?;
+        let metadata = vec![
+            KeyValue::new(META_TOPIC.to_owned(), topic.to_owned()),
+            KeyValue::new(META_PARTITION.to_owned(), self.partition.to_string()),
+            KeyValue::new(META_FIRST_OFFSET.to_owned(), self.first_offset.to_string()),
+            KeyValue::new(META_LAST_OFFSET.to_owned(), self.last_offset.to_string()),
+            KeyValue::new(META_ROWS.to_owned(), rows.to_string()),
+            KeyValue::new(META_SCHEMA_VERSION.to_owned(), LAKE_SCHEMA_VERSION.to_owned()),
+        ];
+        let mut properties = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+            .set_dictionary_enabled(true)
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_created_by(format!("exposures {}", env!("CARGO_PKG_VERSION")))
+            .set_key_value_metadata(Some(metadata));
+        for column in NO_DICTIONARY {
+            properties = properties.set_column_dictionary_enabled(ColumnPath::from(column), false);
+        }
+        let mut writer =
+            ArrowWriter::try_new(Vec::new(), Arc::clone(&batch.schema()), Some(properties.build()))?;
+        writer.write(&batch)?;
+        let bytes = writer.into_inner()?;
+        Ok(EncodedFile {
+            partition: self.partition,
+            hour: self.hour,
+            first_offset: self.first_offset,
+            last_offset: self.last_offset,
+            rows: rows as u64,
+            bytes: bytes.into(),
+        })
+    }
+}
+
+pub struct EncodedFile {
+    pub partition: i32,
+    pub hour: Hour,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub rows: u64,
+    pub bytes: bytes::Bytes,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_depend_on_hour_partition_and_first_offset_only() {
+        let hour = Hour::of_millis(1_764_072_000_000 + 59 * 60_000 + 59_999); // 2025-11-25T12:59:59.999Z
+        assert_eq!(hour.label(), "2025-11-25T12");
+        assert_eq!(
+            relative_key(hour, 7, 42),
+            "exposures/v1/dt=2025-11-25/hour=12/p007-00000000000000000042.parquet"
+        );
+        assert_eq!(
+            Hour::of_millis(1_764_072_000_000 + 3_600_000).label(),
+            "2025-11-25T13"
+        );
+    }
+}

@@ -1,0 +1,475 @@
+//! The sink stage: the `exposures` topic → hour-partitioned Parquet objects in the lake,
+//! exactly once.
+//!
+//! **Mechanism.** A consumer group with manual offset commits only. Each assigned
+//! partition has at most one open file (Arrow builders, [`file::OpenFile`]). A record
+//! whose hour (of its Kafka timestamp, the receive time) differs from the open file's
+//! closes it, as do the row, byte and age limits and a graceful shutdown, so every file
+//! is a contiguous offset range of one partition and one hour.
+//!
+//! **Exactly once, by order of effects.** Closing a file does, strictly in sequence and
+//! one file of a partition at a time:
+//! 1. upload the object under `…/p{partition}-{first_offset}.parquet` (retried with
+//!    backoff until it succeeds: a slow or failing store stalls consumption, bounding
+//!    memory, and never drops data);
+//! 2. announce it on `exposures.files` (acks=all, idempotent);
+//! 3. commit `last_offset + 1` for the partition.
+//!
+//! Hence the committed offset never passes a record that is not in an uploaded object,
+//! and it always sits on a file boundary. A crash anywhere before step 3 leaves the
+//! committed offset at the file's first offset: the next owner re-reads from there and
+//! its first file starts at the same offset, in the same hour (the same record opens
+//! it), so it is written under the same key and replaces the earlier object. Whatever
+//! rows the earlier object held are in the replacement or in the files after it. So
+//! the lake's union of rows is every record exactly once; at worst an announcement is
+//! repeated, which the loader's ledger (key + etag) absorbs.
+//!
+//! **Rebalance.** A revoked partition's open file is discarded, not flushed: nothing of
+//! it was committed, so the new owner re-reads it from the committed offset. A record
+//! below the partition's next expected offset is a re-delivery of one already taken and
+//! is skipped (discarding the open file instead would lose its earlier rows, since the
+//! consumer does not go back to the file's start).
+//!
+//! Proven by `tests/pipeline/sink.rs`: 100k events over 6 partitions and 3 hours, crash
+//! at each effect and restart, object store outage.
+
+mod file;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use clap::Args;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList};
+use schemas::Exposure;
+
+pub use file::{relative_key, Hour, META_FIRST_OFFSET, META_LAST_OFFSET, META_PARTITION, META_ROWS};
+
+use crate::files::FileRecord;
+use crate::lake::{with_backoff, Lake, LakeError, S3Options};
+use crate::metrics as m;
+
+/// Where a test may make the sink stop dead, as if the process were killed there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultPoint {
+    AfterUpload,
+    AfterAnnounce,
+    AfterCommit,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SinkConfig {
+    /// Kafka bootstrap servers, comma-separated.
+    #[arg(long, env = "EXPOSURES_BROKERS", default_value = "localhost:9092")]
+    pub brokers: String,
+
+    /// Topic of exposures to consume.
+    #[arg(long, env = "EXPOSURES_TOPIC", default_value = "exposures")]
+    pub topic: String,
+
+    /// Consumer group; run several sinks in one group to share partitions.
+    #[arg(long, env = "EXPOSURES_SINK_GROUP", default_value = "exposures-sink")]
+    pub group: String,
+
+    /// Topic each written file is announced on (consumed by `exposures load`).
+    #[arg(long, env = "EXPOSURES_FILES_TOPIC", default_value = "exposures.files")]
+    pub files_topic: String,
+
+    /// The lake: s3://BUCKET[/PREFIX] or file:///ABSOLUTE/DIR.
+    #[arg(long, env = "EXPOSURES_LAKE")]
+    pub lake: String,
+
+    /// S3 endpoint override (MinIO, LocalStack); implies path-style addressing.
+    #[arg(long, env = "EXPOSURES_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 region when the AWS environment names none [default: us-east-1].
+    #[arg(long, env = "EXPOSURES_S3_REGION")]
+    pub s3_region: Option<String>,
+
+    /// Close a partition's file when its oldest row has waited this long.
+    #[arg(long, env = "EXPOSURES_FLUSH_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub flush_interval: Duration,
+
+    /// Close a file at this many rows.
+    #[arg(long, env = "EXPOSURES_MAX_FILE_ROWS", default_value_t = 1_000_000)]
+    pub max_file_rows: usize,
+
+    /// Close a file when its rows take about this many bytes in memory (the Parquet
+    /// object is several times smaller). Bounds memory per assigned partition.
+    #[arg(long, env = "EXPOSURES_MAX_FILE_BYTES", default_value_t = 128 * 1024 * 1024)]
+    pub max_file_bytes: usize,
+
+    /// How long the group waits for a silent sink (a killed process) before giving its
+    /// partitions to another member (librdkafka `session.timeout.ms`, default 45 s).
+    #[arg(long, env = "EXPOSURES_SESSION_TIMEOUT", default_value = "45s", value_parser = humantime::parse_duration)]
+    pub session_timeout: Duration,
+
+    /// Static S3 credentials (the embedded server); the AWS chain is used when absent.
+    #[arg(skip)]
+    pub s3_static_credentials: Option<(String, String)>,
+
+    /// Test hook: stop dead at this point of the first file closed.
+    #[arg(skip)]
+    pub fault: Option<FaultPoint>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    #[error("cannot encode Parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("injected fault at {0:?}")]
+    InjectedFault(FaultPoint),
+}
+
+/// Consumer callbacks: remembers revoked partitions for the main loop, and turns
+/// librdkafka's statistics into lag gauges.
+#[derive(Default)]
+struct SinkContext {
+    revoked: Mutex<Vec<i32>>,
+}
+
+impl ClientContext for SinkContext {
+    fn stats(&self, statistics: Statistics) {
+        for topic in statistics.topics.values() {
+            for partition in topic.partitions.values() {
+                if partition.partition >= 0 && partition.consumer_lag >= 0 {
+                    metrics::gauge!(m::SINK_CONSUMER_LAG, "partition" => partition.partition.to_string())
+                        .set(partition.consumer_lag as f64);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SinkContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            if let Ok(mut revoked) = self.revoked.lock() {
+                revoked.extend(partitions.elements().iter().map(|p| p.partition()));
+            }
+        }
+    }
+}
+
+type SinkConsumer = StreamConsumer<SinkContext>;
+
+/// Runs the sink until `shutdown` resolves; then closes (uploads, announces, commits)
+/// every open file and returns.
+pub async fn run(
+    config: SinkConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), SinkError> {
+    let lake = Lake::open(
+        &config.lake,
+        &S3Options {
+            endpoint: config.s3_endpoint.clone(),
+            region: config.s3_region.clone(),
+            static_credentials: config.s3_static_credentials.clone(),
+        },
+    )
+    .await?;
+    let consumer: Arc<SinkConsumer> = Arc::new(
+        ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .set("group.id", &config.group)
+            .set("client.id", "exposures-sink")
+            // Offsets move only when a file is durable (module doc).
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("statistics.interval.ms", "5000")
+            .set(
+                "session.timeout.ms",
+                config.session_timeout.as_millis().to_string(),
+            )
+            .create_with_context(SinkContext::default())?,
+    );
+    consumer.subscribe(&[&config.topic])?;
+    let announcer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("client.id", "exposures-sink-announcer")
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "30000")
+        .create()?;
+    let stopping = Arc::new(AtomicBool::new(false));
+    let (stopped_tx, mut stopped) = tokio::sync::watch::channel(false);
+    {
+        let stopping = stopping.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stopping.store(true, Ordering::SeqCst);
+            let _ = stopped_tx.send(true);
+        });
+    }
+    tracing::info!(lake = %lake.describe(), topic = %config.topic, group = %config.group, "sink started");
+    let mut sink = Sink {
+        config,
+        lake,
+        consumer: consumer.clone(),
+        announcer,
+        files: HashMap::new(),
+        positions: HashMap::new(),
+        stopping,
+        faults_armed: true,
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            biased;
+            _ = stopped.changed() => break,
+            _ = tick.tick() => sink.flush_aged().await?,
+            message = consumer.recv() => match message {
+                Ok(message) => {
+                    let message = message.detach();
+                    sink.apply_revocations();
+                    sink.on_message(message).await?;
+                }
+                Err(error) => tracing::warn!(%error, "Kafka consumer error"),
+            },
+        }
+        sink.apply_revocations();
+    }
+    sink.stopping.store(false, Ordering::SeqCst); // let the final flush retry normally
+    sink.flush_all().await?;
+    tracing::info!("sink stopped; open files flushed");
+    Ok(())
+}
+
+struct Sink {
+    config: SinkConfig,
+    lake: Lake,
+    consumer: Arc<SinkConsumer>,
+    announcer: FutureProducer,
+    files: HashMap<i32, file::OpenFile>,
+    /// Per partition, the offset after the last record taken; a record below it is a
+    /// re-delivery and is skipped. Forgotten on revocation, when the next owner resumes
+    /// from the committed offset.
+    positions: HashMap<i32, i64>,
+    stopping: Arc<AtomicBool>,
+    faults_armed: bool,
+}
+
+impl Sink {
+    fn apply_revocations(&mut self) {
+        let revoked: Vec<i32> = match self.consumer.context().revoked.lock() {
+            Ok(mut revoked) => revoked.drain(..).collect(),
+            Err(_) => return,
+        };
+        for partition in revoked {
+            self.positions.remove(&partition);
+            if let Some(file) = self.files.remove(&partition) {
+                tracing::info!(
+                    partition,
+                    rows = file.rows(),
+                    "partition revoked; discarding its open file for the new owner to re-read"
+                );
+            }
+        }
+        self.publish_buffer_gauges();
+    }
+
+    async fn on_message(&mut self, message: OwnedMessage) -> Result<(), SinkError> {
+        let partition = message.partition();
+        let offset = message.offset();
+        let timestamp_ms = message
+            .timestamp()
+            .to_millis()
+            .unwrap_or_else(|| Utc::now().timestamp_millis());
+        let hour = Hour::of_millis(timestamp_ms);
+        if self.positions.get(&partition).is_some_and(|next| offset < *next) {
+            // Delivered again (librdkafka re-fetches after some errors): the record is
+            // already in the open file or in a committed one.
+            metrics::counter!(m::SINK_REDELIVERED_RECORDS).increment(1);
+            return Ok(());
+        }
+        self.positions.insert(partition, offset + 1);
+        if self.files.get(&partition).is_some_and(|open| open.hour != hour) {
+            self.close(partition).await?;
+        }
+        let open = self
+            .files
+            .entry(partition)
+            .or_insert_with(|| file::OpenFile::new(partition, hour, offset));
+        match message.payload().map(serde_json::from_slice::<Exposure>) {
+            Some(Ok(exposure)) => open.append(&exposure, offset),
+            other => {
+                let error = match other {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "empty payload".to_owned(),
+                };
+                tracing::error!(partition, offset, %error, "record is not an exposure; skipping it");
+                metrics::counter!(m::SINK_INVALID_RECORDS).increment(1);
+                open.skip(offset);
+            }
+        }
+        if open.rows() >= self.config.max_file_rows || open.approx_bytes() >= self.config.max_file_bytes {
+            self.close(partition).await?;
+        }
+        self.publish_buffer_gauges();
+        Ok(())
+    }
+
+    async fn flush_aged(&mut self) -> Result<(), SinkError> {
+        let aged: Vec<i32> = self
+            .files
+            .values()
+            .filter(|f| f.opened.elapsed() >= self.config.flush_interval)
+            .map(|f| f.partition)
+            .collect();
+        for partition in aged {
+            self.close(partition).await?;
+        }
+        self.publish_buffer_gauges();
+        Ok(())
+    }
+
+    async fn flush_all(&mut self) -> Result<(), SinkError> {
+        let partitions: Vec<i32> = self.files.keys().copied().collect();
+        for partition in partitions {
+            self.close(partition).await?;
+        }
+        self.publish_buffer_gauges();
+        Ok(())
+    }
+
+    fn publish_buffer_gauges(&self) {
+        let rows: usize = self.files.values().map(|f| f.rows()).sum();
+        let oldest = self
+            .files
+            .values()
+            .map(|f| f.opened.elapsed())
+            .max()
+            .unwrap_or_default();
+        metrics::gauge!(m::SINK_BUFFERED_ROWS).set(rows as f64);
+        metrics::gauge!(m::SINK_OLDEST_BUFFERED_AGE).set(oldest.as_secs_f64());
+    }
+
+    fn fault(&mut self, point: FaultPoint) -> Result<(), SinkError> {
+        if self.faults_armed && self.config.fault == Some(point) {
+            self.faults_armed = false;
+            return Err(SinkError::InjectedFault(point));
+        }
+        Ok(())
+    }
+
+    /// Upload → announce → commit (module doc). Returns early, committing nothing, if
+    /// shutdown begins while the store or broker is failing.
+    async fn close(&mut self, partition: i32) -> Result<(), SinkError> {
+        let Some(open) = self.files.remove(&partition) else {
+            return Ok(());
+        };
+        if open.rows() == 0 && open.last_offset < open.first_offset {
+            return Ok(());
+        }
+        let topic = self.config.topic.clone();
+        let encoded = tokio::task::spawn_blocking(move || open.encode(&topic))
+            .await
+            .map_err(|e| parquet::errors::ParquetError::General(e.to_string()))??;
+        let key = self.lake.key(&relative_key(
+            encoded.hour,
+            encoded.partition,
+            encoded.first_offset,
+        ));
+
+        let started = Instant::now();
+        let stopping = self.stopping.clone();
+        let lake = &self.lake;
+        let bytes = encoded.bytes.clone();
+        let stored = with_backoff(
+            "upload",
+            || {
+                let body = bytes.clone();
+                let key = key.clone();
+                async move {
+                    let result = lake.put(&key, body).await;
+                    if result.is_err() {
+                        metrics::counter!(m::SINK_UPLOAD_FAILURES).increment(1);
+                    }
+                    result
+                }
+            },
+            || stopping.load(Ordering::SeqCst),
+        )
+        .await;
+        let Some(stored) = stored else {
+            return Ok(());
+        };
+        metrics::histogram!(m::SINK_UPLOAD_DURATION).record(started.elapsed().as_secs_f64());
+        self.fault(FaultPoint::AfterUpload)?;
+
+        let record = FileRecord {
+            lake: self.lake.describe(),
+            bucket: self.lake.bucket(),
+            key: stored.key.clone(),
+            size: stored.size,
+            etag: stored.etag.clone(),
+            rows: encoded.rows,
+            topic: self.config.topic.clone(),
+            partition: encoded.partition,
+            first_offset: encoded.first_offset,
+            last_offset: encoded.last_offset,
+            hour: encoded.hour.label(),
+            written_at: Utc::now(),
+        };
+        let payload = serde_json::to_vec(&record).unwrap_or_default();
+        let (announcer, files_topic, key, payload) =
+            (&self.announcer, &self.config.files_topic, &record.key, &payload);
+        let stopping = self.stopping.clone();
+        let announced = with_backoff(
+            "announce",
+            || async move {
+                announcer
+                    .send(
+                        FutureRecord::to(files_topic).key(key).payload(payload),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .map_err(|(error, _)| error)
+            },
+            || stopping.load(Ordering::SeqCst),
+        )
+        .await;
+        if announced.is_none() {
+            return Ok(());
+        }
+        self.fault(FaultPoint::AfterAnnounce)?;
+
+        let mut offsets = TopicPartitionList::new();
+        offsets.add_partition_offset(
+            &self.config.topic,
+            partition,
+            Offset::Offset(encoded.last_offset + 1),
+        )?;
+        let consumer = self.consumer.clone();
+        let committed =
+            tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync)).await;
+        match committed {
+            Ok(Ok(())) => {
+                metrics::gauge!(m::SINK_COMMITTED_OFFSET, "partition" => partition.to_string())
+                    .set((encoded.last_offset + 1) as f64);
+            }
+            // Typically a rebalance took the partition away; its new owner rewrites
+            // this same key, so nothing is lost or doubled.
+            Ok(Err(error)) => tracing::warn!(partition, %error, "offset commit failed"),
+            Err(error) => tracing::warn!(partition, %error, "offset commit task failed"),
+        }
+        metrics::counter!(m::SINK_FILES_WRITTEN).increment(1);
+        metrics::counter!(m::SINK_BYTES_WRITTEN).increment(stored.size);
+        metrics::counter!(m::SINK_ROWS_WRITTEN).increment(encoded.rows);
+        tracing::debug!(key = %stored.key, rows = encoded.rows, bytes = stored.size, "file written");
+        self.fault(FaultPoint::AfterCommit)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,342 @@
+//! The exposure table's columns: one list from which the Arrow schema of the lake's
+//! Parquet files (and, with the loader, the warehouse DDL) is generated, so the two
+//! cannot drift apart. Order matters: Redshift's `COPY … FORMAT AS PARQUET` maps
+//! columns by position.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BooleanBuilder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
+use serde_json::{Map, Value};
+
+use crate::record::Exposure;
+
+/// Bumped when the column list changes incompatibly; part of every lake object key.
+pub const LAKE_SCHEMA_VERSION: &str = "v1";
+
+/// Logical type of a column, mapped to Arrow here and to SQL types by the loader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// UTF-8 text.
+    Text,
+    /// A JSON document stored as text in Parquet (SUPER / jsonb in the warehouse).
+    Json,
+    /// Microseconds since the epoch, UTC.
+    Timestamp,
+    Boolean,
+    Int32,
+    Int64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    pub name: &'static str,
+    pub kind: ColumnType,
+    pub nullable: bool,
+}
+
+const fn column(name: &'static str, kind: ColumnType, nullable: bool) -> Column {
+    Column { name, kind, nullable }
+}
+
+/// Attributes also stored as their own columns (the seed's production attribute schema),
+/// so analysts can filter and group without JSON functions.
+pub const PROMOTED_ATTRIBUTES: [&str; 8] = [
+    "ds_session_id",
+    "geo_country_code",
+    "geo_city",
+    "currency_id",
+    "locale",
+    "platform",
+    "is_kf_verified",
+    "user_agent",
+];
+
+/// The exposure table, in order.
+pub const COLUMNS: [Column; 20] = [
+    column("event_id", ColumnType::Text, false),
+    column("ds_user_id", ColumnType::Text, true),
+    column("anonymous_id", ColumnType::Text, true),
+    column("experiment_id", ColumnType::Text, false),
+    column("variation_id", ColumnType::Text, false),
+    column("exposed_at", ColumnType::Timestamp, false),
+    column("received_at", ColumnType::Timestamp, false),
+    column("source", ColumnType::Text, true),
+    column("attributes", ColumnType::Json, true),
+    column("ds_session_id", ColumnType::Text, true),
+    column("geo_country_code", ColumnType::Text, true),
+    column("geo_city", ColumnType::Text, true),
+    column("currency_id", ColumnType::Text, true),
+    column("locale", ColumnType::Text, true),
+    column("platform", ColumnType::Text, true),
+    column("is_kf_verified", ColumnType::Boolean, true),
+    column("user_agent", ColumnType::Text, true),
+    column("extra", ColumnType::Json, true),
+    column("kafka_partition", ColumnType::Int32, false),
+    column("kafka_offset", ColumnType::Int64, false),
+];
+
+/// The Arrow schema of the lake's Parquet files.
+pub fn arrow_schema() -> SchemaRef {
+    let fields: Vec<Field> = COLUMNS
+        .iter()
+        .map(|c| {
+            let data_type = match c.kind {
+                ColumnType::Text | ColumnType::Json => DataType::Utf8,
+                ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                ColumnType::Boolean => DataType::Boolean,
+                ColumnType::Int32 => DataType::Int32,
+                ColumnType::Int64 => DataType::Int64,
+            };
+            Field::new(c.name, data_type, c.nullable)
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// Accumulates exposures into Arrow columns; [`ExposureBatchBuilder::finish`] yields a
+/// `RecordBatch` of [`arrow_schema`].
+pub struct ExposureBatchBuilder {
+    event_id: StringBuilder,
+    ds_user_id: StringBuilder,
+    anonymous_id: StringBuilder,
+    experiment_id: StringBuilder,
+    variation_id: StringBuilder,
+    exposed_at: TimestampMicrosecondBuilder,
+    received_at: TimestampMicrosecondBuilder,
+    source: StringBuilder,
+    attributes: StringBuilder,
+    promoted_text: [StringBuilder; 7],
+    is_kf_verified: BooleanBuilder,
+    extra: StringBuilder,
+    kafka_partition: Int32Builder,
+    kafka_offset: Int64Builder,
+    rows: usize,
+    approx_bytes: usize,
+}
+
+impl Default for ExposureBatchBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The promoted attributes that are text, in column order (all but `is_kf_verified`).
+const PROMOTED_TEXT: [&str; 7] = [
+    "ds_session_id",
+    "geo_country_code",
+    "geo_city",
+    "currency_id",
+    "locale",
+    "platform",
+    "user_agent",
+];
+
+impl ExposureBatchBuilder {
+    pub fn new() -> Self {
+        ExposureBatchBuilder {
+            event_id: StringBuilder::new(),
+            ds_user_id: StringBuilder::new(),
+            anonymous_id: StringBuilder::new(),
+            experiment_id: StringBuilder::new(),
+            variation_id: StringBuilder::new(),
+            exposed_at: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+            received_at: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+            source: StringBuilder::new(),
+            attributes: StringBuilder::new(),
+            promoted_text: std::array::from_fn(|_| StringBuilder::new()),
+            is_kf_verified: BooleanBuilder::new(),
+            extra: StringBuilder::new(),
+            kafka_partition: Int32Builder::new(),
+            kafka_offset: Int64Builder::new(),
+            rows: 0,
+            approx_bytes: 0,
+        }
+    }
+
+    /// Appends one exposure read from Kafka `partition` at `offset`.
+    pub fn append(&mut self, exposure: &Exposure, partition: i32, offset: i64) {
+        let attributes_json = exposure.attributes.as_ref().map(json_text);
+        let extra_json = exposure.extra.as_ref().map(json_text);
+        self.approx_bytes += 64
+            + exposure.event_id.len()
+            + exposure.ds_user_id.as_deref().map_or(0, str::len)
+            + exposure.anonymous_id.as_deref().map_or(0, str::len)
+            + exposure.experiment_id.len()
+            + exposure.variation_id.len()
+            + exposure.source.as_deref().map_or(0, str::len)
+            + attributes_json.as_deref().map_or(0, str::len) * 2
+            + extra_json.as_deref().map_or(0, str::len);
+        self.event_id.append_value(&exposure.event_id);
+        self.ds_user_id.append_option(exposure.ds_user_id.as_deref());
+        self.anonymous_id.append_option(exposure.anonymous_id.as_deref());
+        self.experiment_id.append_value(&exposure.experiment_id);
+        self.variation_id.append_value(&exposure.variation_id);
+        self.exposed_at
+            .append_value(exposure.exposed_at.timestamp_micros());
+        self.received_at
+            .append_value(exposure.received_at.timestamp_micros());
+        self.source.append_option(exposure.source.as_deref());
+        self.attributes.append_option(attributes_json);
+        let attributes = exposure.attributes.as_ref();
+        for (builder, name) in self.promoted_text.iter_mut().zip(PROMOTED_TEXT) {
+            builder.append_option(attributes.and_then(|a| promoted_text(a, name)));
+        }
+        self.is_kf_verified
+            .append_option(attributes.and_then(|a| promoted_bool(a, "is_kf_verified")));
+        self.extra.append_option(extra_json);
+        self.kafka_partition.append_value(partition);
+        self.kafka_offset.append_value(offset);
+        self.rows += 1;
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Rough in-memory size of what was appended, for flush-by-size decisions.
+    pub fn approx_bytes(&self) -> usize {
+        self.approx_bytes
+    }
+
+    /// The rows appended so far as one batch; the builder is empty afterwards.
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let [ds_session_id, geo_country_code, geo_city, currency_id, locale, platform, user_agent] =
+            &mut self.promoted_text;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.event_id.finish()),
+            Arc::new(self.ds_user_id.finish()),
+            Arc::new(self.anonymous_id.finish()),
+            Arc::new(self.experiment_id.finish()),
+            Arc::new(self.variation_id.finish()),
+            Arc::new(self.exposed_at.finish()),
+            Arc::new(self.received_at.finish()),
+            Arc::new(self.source.finish()),
+            Arc::new(self.attributes.finish()),
+            Arc::new(ds_session_id.finish()),
+            Arc::new(geo_country_code.finish()),
+            Arc::new(geo_city.finish()),
+            Arc::new(currency_id.finish()),
+            Arc::new(locale.finish()),
+            Arc::new(platform.finish()),
+            Arc::new(self.is_kf_verified.finish()),
+            Arc::new(user_agent.finish()),
+            Arc::new(self.extra.finish()),
+            Arc::new(self.kafka_partition.finish()),
+            Arc::new(self.kafka_offset.finish()),
+        ];
+        self.rows = 0;
+        self.approx_bytes = 0;
+        RecordBatch::try_new(arrow_schema(), columns)
+    }
+}
+
+fn json_text(object: &Map<String, Value>) -> String {
+    serde_json::to_string(object).unwrap_or_default()
+}
+
+/// A promoted text attribute: strings as sent, numbers and booleans as their JSON text,
+/// anything else (objects, arrays, null) absent.
+fn promoted_text<'a>(attributes: &'a Map<String, Value>, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+    match attributes.get(name)? {
+        Value::String(s) => Some(std::borrow::Cow::Borrowed(s.as_str())),
+        Value::Number(n) => Some(std::borrow::Cow::Owned(n.to_string())),
+        Value::Bool(b) => Some(std::borrow::Cow::Owned(b.to_string())),
+        _ => None,
+    }
+}
+
+fn promoted_bool(attributes: &Map<String, Value>, name: &str) -> Option<bool> {
+    match attributes.get(name)? {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        Value::Number(n) => n.as_i64().map(|v| v != 0),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Normalizer;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::TimestampMicrosecondType;
+    use arrow_array::Array;
+    use serde_json::json;
+
+    #[test]
+    fn schema_lists_every_column_once_and_promotes_the_seed_attributes() {
+        let schema = arrow_schema();
+        assert_eq!(schema.fields().len(), COLUMNS.len());
+        let names: std::collections::HashSet<_> = COLUMNS.iter().map(|c| c.name).collect();
+        assert_eq!(names.len(), COLUMNS.len());
+        for attribute in PROMOTED_ATTRIBUTES {
+            assert!(names.contains(attribute), "{attribute}");
+        }
+        for text in PROMOTED_TEXT {
+            assert!(PROMOTED_ATTRIBUTES.contains(&text));
+        }
+    }
+
+    #[test]
+    fn builder_rows_match_the_records() {
+        let now = chrono::Utc::now();
+        let seed = json!({
+            "ds_user_id": "user_12345", "experiment_id": "new_search_ui", "variation_id": 1,
+            "attributes": {"ds_session_id": "s1", "geo_country_code": "US", "is_kf_verified": "true",
+                "platform": "web", "locale": 7, "utm": {"source": "google"}},
+            "source": "search_core_python", "page": "/search"
+        });
+        let a = Normalizer::default().normalize(seed, now).unwrap();
+        let b = Normalizer::default()
+            .normalize(
+                json!({"anonymous_id": "anon", "experiment_id": "e", "variation_id": "0"}),
+                now,
+            )
+            .unwrap();
+        let mut builder = ExposureBatchBuilder::new();
+        builder.append(&a, 3, 100);
+        builder.append(&b, 3, 101);
+        assert_eq!(builder.rows(), 2);
+        assert!(builder.approx_bytes() > 0);
+        let batch = builder.finish().unwrap();
+        assert_eq!(builder.rows(), 0);
+        assert_eq!(batch.num_rows(), 2);
+        let text = |name: &str| batch.column_by_name(name).unwrap().as_string::<i32>().clone();
+        assert_eq!(text("event_id").value(0), a.event_id);
+        assert_eq!(text("ds_user_id").value(0), "user_12345");
+        assert!(text("ds_user_id").is_null(1));
+        assert_eq!(text("anonymous_id").value(1), "anon");
+        assert_eq!(text("variation_id").value(0), "1");
+        assert_eq!(text("ds_session_id").value(0), "s1");
+        assert_eq!(text("locale").value(0), "7");
+        assert!(text("geo_city").is_null(0));
+        let attributes: Value = serde_json::from_str(text("attributes").value(0)).unwrap();
+        assert_eq!(attributes["utm"]["source"], "google");
+        assert_eq!(text("extra").value(0), r#"{"page":"/search"}"#);
+        assert!(text("extra").is_null(1));
+        let verified = batch
+            .column_by_name("is_kf_verified")
+            .unwrap()
+            .as_boolean()
+            .clone();
+        assert!(verified.value(0));
+        assert!(verified.is_null(1));
+        let exposed = batch
+            .column_by_name("exposed_at")
+            .unwrap()
+            .as_primitive::<TimestampMicrosecondType>()
+            .clone();
+        assert_eq!(exposed.value(0), a.exposed_at.timestamp_micros());
+        let offsets = batch
+            .column_by_name("kafka_offset")
+            .unwrap()
+            .as_primitive::<arrow_array::types::Int64Type>()
+            .clone();
+        assert_eq!((offsets.value(0), offsets.value(1)), (100, 101));
+    }
+}

@@ -1,0 +1,524 @@
+//! The sink over real protocols: Kafka (librdkafka's mock cluster), S3 (aws-sdk-s3
+//! against an S3-protocol server on 127.0.0.1), Parquet read back with the parquet crate.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type, TimestampMicrosecondType};
+use chrono::{DateTime, TimeZone, Timelike, Utc};
+use loader::lake::embedded::{self, EmbeddedS3};
+use loader::lake::{Lake, S3Options};
+use loader::sink::{FaultPoint, SinkConfig, SinkError};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use schemas::Exposure;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::support::{self, Kafka, DEADLINE};
+
+const PARTITIONS: i32 = 6;
+
+struct Lakeside {
+    kafka: Kafka,
+    files_topic: String,
+    s3: Option<EmbeddedS3>,
+    s3_address: std::net::SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Lakeside {
+    async fn new() -> Lakeside {
+        support::init_logging();
+        let kafka = Kafka::new(PARTITIONS);
+        let files_topic = format!("{}.files", kafka.topic);
+        kafka
+            .cluster
+            .create_topic(&files_topic, 1, 1)
+            .expect("files topic");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s3 = embedded::serve(dir.path(), "lake", "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("S3 server");
+        Lakeside {
+            kafka,
+            files_topic,
+            s3_address: s3.address,
+            s3: Some(s3),
+            dir,
+        }
+    }
+
+    fn config(&self, group: &str) -> SinkConfig {
+        SinkConfig {
+            brokers: self.kafka.brokers(),
+            topic: self.kafka.topic.clone(),
+            group: group.to_owned(),
+            files_topic: self.files_topic.clone(),
+            lake: "s3://lake/tenant-a".into(),
+            s3_endpoint: Some(format!("http://{}", self.s3_address)),
+            s3_region: Some("us-east-1".into()),
+            flush_interval: Duration::from_secs(1),
+            max_file_rows: 1_000_000,
+            max_file_bytes: 64 * 1024 * 1024,
+            s3_static_credentials: Some((embedded::ACCESS_KEY.into(), embedded::SECRET_KEY.into())),
+            session_timeout: Duration::from_secs(10),
+            fault: None,
+        }
+    }
+
+    async fn lake(&self) -> Lake {
+        let config = self.config("reader");
+        Lake::open(
+            &config.lake,
+            &S3Options {
+                endpoint: config.s3_endpoint,
+                region: config.s3_region,
+                static_credentials: config.s3_static_credentials,
+            },
+        )
+        .await
+        .expect("lake")
+    }
+}
+
+/// `n` exposures over 9,973 users whose receive times spread evenly over the three
+/// hours before the current one.
+fn exposures(n: usize, tag: &str) -> Vec<Exposure> {
+    let now = Utc::now();
+    let this_hour = now
+        .with_minute(0)
+        .and_then(|t| t.with_second(0))
+        .and_then(|t| t.with_nanosecond(0))
+        .expect("hour");
+    let start = this_hour - chrono::Duration::hours(3);
+    (0..n)
+        .map(|i| {
+            let at = start + chrono::Duration::milliseconds((i as i64) * 3 * 3_600_000 / n as i64);
+            let at = Utc
+                .timestamp_micros(at.timestamp_micros())
+                .single()
+                .expect("time");
+            let mut attributes = serde_json::Map::new();
+            attributes.insert("geo_country_code".into(), "US".into());
+            Exposure {
+                event_id: uuid::Uuid::now_v7().to_string(),
+                ds_user_id: Some(format!("{tag}-user-{}", i % 9973)),
+                anonymous_id: None,
+                experiment_id: "new_search_ui".into(),
+                variation_id: (i % 2).to_string(),
+                exposed_at: at,
+                received_at: at,
+                source: Some("py".into()),
+                attributes: Some(attributes),
+                extra: None,
+            }
+        })
+        .collect()
+}
+
+async fn produce(brokers: &str, topic: &str, events: &[Exposure]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "20")
+        // librdkafka's mock cluster keeps about 5 MB per partition and drops older
+        // segments; compressed batches keep 100k events well inside that.
+        .set("compression.type", "lz4")
+        .create()
+        .expect("producer");
+    for chunk in events.chunks(10_000) {
+        let acks = chunk.iter().map(|e| {
+            let value = e.to_json_bytes();
+            let key = e.partition_key().to_owned();
+            let producer = &producer;
+            async move {
+                producer
+                    .send(
+                        FutureRecord::to(topic)
+                            .key(&key)
+                            .payload(&value)
+                            .timestamp(e.received_at.timestamp_millis()),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .expect("produced");
+            }
+        });
+        futures::future::join_all(acks).await;
+    }
+}
+
+/// Sum of the group's committed offsets (topics start at offset 0).
+fn committed(brokers: &str, topic: &str, group: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut partitions = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        partitions.add_partition(topic, p);
+    }
+    let Ok(offsets) = consumer.committed_offsets(partitions, Duration::from_secs(5)) else {
+        return 0;
+    };
+    offsets
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum()
+}
+
+async fn wait_committed(side: &Lakeside, group: &str, expected: i64) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (brokers, topic, group_name) = (side.kafka.brokers(), side.kafka.topic.clone(), group.to_owned());
+        let done = tokio::task::spawn_blocking(move || committed(&brokers, &topic, &group_name))
+            .await
+            .expect("committed");
+        if done == expected {
+            return;
+        }
+        assert!(done < expected, "committed {done} > {expected}");
+        assert!(Instant::now() < deadline, "sink committed {done} of {expected}");
+        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
+    }
+}
+
+struct RunningSink {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), SinkError>>,
+}
+
+fn start_sink(config: SinkConfig) -> RunningSink {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(loader::sink::run(config, async move {
+        let _ = stopped.await;
+    }));
+    RunningSink { stop, task }
+}
+
+impl RunningSink {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("sink task").expect("sink result");
+    }
+}
+
+#[derive(Debug)]
+struct Row {
+    key: String,
+    event_id: String,
+    partition: i32,
+    offset: i64,
+    received_at: DateTime<Utc>,
+}
+
+/// Every row of every object in the lake, checking each object's key and metadata.
+async fn read_lake(lake: &Lake) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let keys = lake.list("tenant-a/exposures/v1/").await.expect("list");
+    for key in keys {
+        let body = lake.get(&key).await.expect("get");
+        let builder = ParquetRecordBatchReaderBuilder::try_new(body).expect("parquet");
+        let metadata: HashMap<String, String> = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .expect("kv metadata")
+            .iter()
+            .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
+            .collect();
+        let first: i64 = metadata["exposures.first_offset"].parse().expect("first");
+        let last: i64 = metadata["exposures.last_offset"].parse().expect("last");
+        let count: usize = metadata["exposures.rows"].parse().expect("rows");
+        let mut file_rows = Vec::new();
+        for batch in builder.build().expect("reader") {
+            let batch = batch.expect("batch");
+            let ids = batch
+                .column_by_name("event_id")
+                .expect("event_id")
+                .as_string::<i32>()
+                .clone();
+            let partitions = batch
+                .column_by_name("kafka_partition")
+                .expect("p")
+                .as_primitive::<Int32Type>()
+                .clone();
+            let offsets = batch
+                .column_by_name("kafka_offset")
+                .expect("o")
+                .as_primitive::<Int64Type>()
+                .clone();
+            let received = batch
+                .column_by_name("received_at")
+                .expect("received_at")
+                .as_primitive::<TimestampMicrosecondType>()
+                .clone();
+            for i in 0..batch.num_rows() {
+                file_rows.push(Row {
+                    key: key.clone(),
+                    event_id: ids.value(i).to_owned(),
+                    partition: partitions.value(i),
+                    offset: offsets.value(i),
+                    received_at: Utc.timestamp_micros(received.value(i)).single().expect("time"),
+                });
+            }
+        }
+        assert_eq!(file_rows.len(), count, "{key}: row count metadata");
+        let min = file_rows.iter().map(|r| r.offset).min().expect("rows");
+        let max = file_rows.iter().map(|r| r.offset).max().expect("rows");
+        assert_eq!((min, max), (first, last), "{key}: offset range metadata");
+        assert!(
+            key.ends_with(&format!("p{:03}-{first:020}.parquet", file_rows[0].partition)),
+            "{key}"
+        );
+        for row in &file_rows {
+            let folder = row.received_at.format("dt=%Y-%m-%d/hour=%H/").to_string();
+            assert!(
+                key.contains(&folder),
+                "{key} holds a row received at {}",
+                row.received_at
+            );
+        }
+        rows.extend(file_rows);
+    }
+    rows
+}
+
+/// The lake holds exactly the produced events: none missing, none twice.
+fn assert_exact(rows: &[Row], produced: &[Exposure]) {
+    let ids: HashSet<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
+    assert_eq!(ids.len(), rows.len(), "an event is in the lake twice");
+    let expected: HashSet<&str> = produced.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids.len(), expected.len(), "lake rows vs produced");
+    assert!(ids == expected, "lake rows differ from produced events");
+    let positions: HashSet<(i32, i64)> = rows.iter().map(|r| (r.partition, r.offset)).collect();
+    assert_eq!(positions.len(), rows.len(), "a Kafka record is in the lake twice");
+}
+
+#[tokio::test]
+async fn sink_writes_100k_events_over_6_partitions_and_3_hours_exactly_once() {
+    let side = Lakeside::new().await;
+    let events = exposures(100_000, "bulk");
+    produce(&side.kafka.brokers(), &side.kafka.topic, &events).await;
+    assert_eq!(
+        support::record_count(&side.kafka.brokers(), &side.kafka.topic),
+        events.len() as i64,
+        "the broker kept every record (low watermarks at 0)"
+    );
+    let sink = start_sink(side.config("sink-bulk"));
+    wait_committed(&side, "sink-bulk", events.len() as i64).await;
+    sink.stop().await;
+
+    let rows = read_lake(&side.lake().await).await;
+    assert_exact(&rows, &events);
+    let files: HashSet<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+    let hours: HashSet<String> = rows
+        .iter()
+        .map(|r| r.received_at.format("%d%H").to_string())
+        .collect();
+    assert_eq!(hours.len(), 3, "three hours of data");
+    assert!(
+        files.len() >= (PARTITIONS * 3) as usize,
+        "a file per partition and hour at least"
+    );
+    // Each file was announced on the files topic.
+    let announced = support::read_exactly(&side.kafka.brokers(), &side.files_topic, files.len()).await;
+    let announced_keys: HashSet<String> = announced
+        .iter()
+        .map(|r| r.value["key"].as_str().expect("key").to_owned())
+        .collect();
+    assert_eq!(announced_keys, files.iter().map(|k| k.to_string()).collect());
+    let announced_rows: u64 = announced
+        .iter()
+        .map(|r| r.value["rows"].as_u64().expect("rows"))
+        .sum();
+    assert_eq!(announced_rows, events.len() as u64);
+    assert!(
+        side.dir.path().join("lake/tenant-a/exposures/v1").is_dir(),
+        "objects are plain files"
+    );
+}
+
+async fn crash_then_restart(point: FaultPoint) {
+    let side = Lakeside::new().await;
+    let group = format!("sink-fault-{point:?}");
+    let events = exposures(6_000, "fault");
+    produce(&side.kafka.brokers(), &side.kafka.topic, &events).await;
+    let mut config = side.config(&group);
+    config.max_file_rows = 400;
+    config.fault = Some(point);
+    let crashed = loader::sink::run(config.clone(), std::future::pending()).await;
+    assert!(
+        matches!(crashed, Err(SinkError::InjectedFault(p)) if p == point),
+        "{crashed:?}"
+    );
+    config.fault = None;
+    let sink = start_sink(config);
+    wait_committed(&side, &group, events.len() as i64).await;
+    sink.stop().await;
+    assert_exact(&read_lake(&side.lake().await).await, &events);
+}
+
+#[tokio::test]
+async fn crash_after_upload_then_restart_is_exact() {
+    crash_then_restart(FaultPoint::AfterUpload).await;
+}
+
+#[tokio::test]
+async fn crash_after_announce_before_commit_then_restart_is_exact() {
+    crash_then_restart(FaultPoint::AfterAnnounce).await;
+}
+
+#[tokio::test]
+async fn crash_after_commit_then_restart_is_exact() {
+    crash_then_restart(FaultPoint::AfterCommit).await;
+}
+
+fn upload_failures() -> f64 {
+    ingest::metrics::prometheus()
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix("exposures_sink_upload_failures_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn object_store_outage_stalls_the_sink_then_it_catches_up() {
+    let mut side = Lakeside::new().await;
+    if let Some(s3) = side.s3.take() {
+        s3.stop();
+    }
+    let failures_before = upload_failures();
+    let events = exposures(3_000, "outage");
+    produce(&side.kafka.brokers(), &side.kafka.topic, &events).await;
+    let sink = start_sink(side.config("sink-outage"));
+    let deadline = Instant::now() + DEADLINE;
+    while upload_failures() <= failures_before {
+        assert!(Instant::now() < deadline, "the sink never tried to upload");
+        tokio::time::sleep(Duration::from_millis(50)).await; // polling a condition
+    }
+    let (brokers, topic) = (side.kafka.brokers(), side.kafka.topic.clone());
+    let during = tokio::task::spawn_blocking(move || committed(&brokers, &topic, "sink-outage"))
+        .await
+        .expect("committed");
+    assert_eq!(during, 0, "nothing is committed while the store is down");
+
+    side.s3 = Some(
+        embedded::serve(side.dir.path(), "lake", side.s3_address)
+            .await
+            .expect("S3 back on the same address"),
+    );
+    wait_committed(&side, "sink-outage", events.len() as i64).await;
+    sink.stop().await;
+    assert_exact(&read_lake(&side.lake().await).await, &events);
+}
+
+/// Starts `exposures dev-broker` with the two topics; returns the process and its address.
+async fn dev_broker(dir: &std::path::Path) -> (tokio::process::Child, String) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut broker = crate::up_process::exposures()
+        .args([
+            "dev-broker",
+            "--listen",
+            "127.0.0.1:0",
+            "--topics",
+            "exposures:6,exposures.files:1",
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn dev-broker");
+    let stdout = broker.stdout.take().expect("stdout");
+    let line = tokio::time::timeout(DEADLINE, BufReader::new(stdout).lines().next_line())
+        .await
+        .expect("dev-broker started in time")
+        .expect("read")
+        .expect("line");
+    let brokers = line
+        .strip_prefix("bootstrap.servers=")
+        .expect("bootstrap line")
+        .to_owned();
+    (broker, brokers)
+}
+
+fn sink_process(brokers: &str, s3: &EmbeddedS3) -> tokio::process::Child {
+    crate::up_process::exposures()
+        .args(["sink", "--brokers", brokers, "--lake", "s3://lake/tenant-a"])
+        .args(["--s3-endpoint", &s3.endpoint(), "--s3-region", "us-east-1"])
+        .args([
+            "--flush-interval",
+            "1s",
+            "--max-file-rows",
+            "500",
+            "--session-timeout",
+            "6s",
+        ])
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .env("AWS_ACCESS_KEY_ID", embedded::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", embedded::SECRET_KEY)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .spawn()
+        .expect("spawn sink")
+}
+
+#[tokio::test]
+async fn two_sink_processes_one_killed_under_load_the_other_takes_over_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_broker, brokers) = dev_broker(&dir.path().join("broker")).await;
+    let s3 = embedded::serve(dir.path(), "lake", "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("S3");
+    let mut first = sink_process(&brokers, &s3);
+    let _second = sink_process(&brokers, &s3);
+
+    let events = exposures(20_000, "killed");
+    let (head, tail) = events.split_at(8_000);
+    produce(&brokers, "exposures", head).await;
+    let lake = Lake::open(
+        "s3://lake/tenant-a",
+        &S3Options {
+            endpoint: Some(s3.endpoint()),
+            region: Some("us-east-1".into()),
+            static_credentials: Some((embedded::ACCESS_KEY.into(), embedded::SECRET_KEY.into())),
+        },
+    )
+    .await
+    .expect("lake");
+    let deadline = Instant::now() + DEADLINE;
+    while lake.list("tenant-a/").await.expect("list").len() < 4 {
+        assert!(Instant::now() < deadline, "the sinks wrote no files");
+        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
+    }
+    first.start_kill().expect("SIGKILL");
+    first.wait().await.expect("reaped");
+    produce(&brokers, "exposures", tail).await;
+
+    let deadline = Instant::now() + DEADLINE * 2;
+    loop {
+        let (b, group) = (brokers.clone(), "exposures-sink");
+        let done = tokio::task::spawn_blocking(move || committed(&b, "exposures", group))
+            .await
+            .expect("committed");
+        if done == events.len() as i64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "surviving sink committed {done} of {}",
+            events.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await; // polling a condition
+    }
+    assert_exact(&read_lake(&lake).await, &events);
+}
