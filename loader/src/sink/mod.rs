@@ -33,7 +33,9 @@
 //! Proven by `tests/pipeline/sink.rs`: 100k events over 6 partitions and 3 hours, crash
 //! at each effect and restart, object store outage.
 
-mod file;
+pub mod file;
+
+use file::{relative_key, Hour};
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -48,8 +50,6 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList};
 use schemas::Exposure;
-
-pub use file::{relative_key, Hour, META_FIRST_OFFSET, META_LAST_OFFSET, META_PARTITION, META_ROWS};
 
 use crate::files::FileRecord;
 use crate::lake::{with_backoff, Lake, LakeError, S3Options};
