@@ -219,6 +219,33 @@ struct Row {
     partition: i32,
     offset: i64,
     received_at: DateTime<Utc>,
+    /// The other columns a produced event determines, for a row-by-row comparison.
+    fields: Vec<Option<String>>,
+}
+
+/// Text columns compared row by row against the produced events.
+const COMPARED: [&str; 6] = [
+    "ds_user_id",
+    "experiment_id",
+    "variation_id",
+    "source",
+    "attributes",
+    "geo_country_code",
+];
+
+fn expected_fields(e: &Exposure) -> Vec<Option<String>> {
+    let attributes = e.attributes.as_ref();
+    vec![
+        e.ds_user_id.clone(),
+        Some(e.experiment_id.clone()),
+        Some(e.variation_id.clone()),
+        e.source.clone(),
+        attributes.map(|a| serde_json::to_string(a).expect("json")),
+        attributes
+            .and_then(|a| a.get("geo_country_code"))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+    ]
 }
 
 /// Every row of every object in the lake, checking each object's key and metadata.
@@ -262,8 +289,22 @@ async fn read_lake(lake: &Lake) -> Vec<Row> {
                 .expect("received_at")
                 .as_primitive::<TimestampMicrosecondType>()
                 .clone();
+            let compared: Vec<_> = COMPARED
+                .iter()
+                .map(|name| {
+                    batch
+                        .column_by_name(name)
+                        .expect("column")
+                        .as_string::<i32>()
+                        .clone()
+                })
+                .collect();
             for i in 0..batch.num_rows() {
                 file_rows.push(Row {
+                    fields: compared
+                        .iter()
+                        .map(|c| (!arrow_array::Array::is_null(c, i)).then(|| c.value(i).to_owned()))
+                        .collect(),
                     key: key.clone(),
                     event_id: ids.value(i).to_owned(),
                     partition: partitions.value(i),
@@ -302,6 +343,12 @@ fn assert_exact(rows: &[Row], produced: &[Exposure]) {
     assert!(ids == expected, "lake rows differ from produced events");
     let positions: HashSet<(i32, i64)> = rows.iter().map(|r| (r.partition, r.offset)).collect();
     assert_eq!(positions.len(), rows.len(), "a Kafka record is in the lake twice");
+    let by_id: HashMap<&str, &Exposure> = produced.iter().map(|e| (e.event_id.as_str(), e)).collect();
+    for row in rows {
+        let event = by_id[row.event_id.as_str()];
+        assert_eq!(row.received_at, event.received_at, "{}", row.event_id);
+        assert_eq!(row.fields, expected_fields(event), "{}", row.event_id);
+    }
 }
 
 #[tokio::test]
