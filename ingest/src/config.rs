@@ -5,8 +5,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::num::NonZeroU32;
+
 use clap::Args;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use schemas::{IpPolicy, Limits, Normalizer};
+
+/// Rate limiter keyed by client (write key or IP address).
+pub type ClientLimiter = DefaultKeyedRateLimiter<String>;
 
 /// HTTP API and validation options (shared by `exposures ingest` and `exposures up`).
 #[derive(Debug, Clone, Args)]
@@ -61,9 +67,25 @@ pub struct HttpConfig {
         hide_env_values = true
     )]
     pub write_keys: Vec<String>,
+
+    /// Requests per second allowed per client (its write key, else its IP address);
+    /// beyond it: 429 with Retry-After. 0 turns the limit off (the default).
+    #[arg(long, env = "EXPOSURES_RATE_LIMIT", default_value_t = 0)]
+    pub rate_limit: u32,
+
+    /// Requests a client may send at once before --rate-limit applies [default: the rate].
+    #[arg(long, env = "EXPOSURES_RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<u32>,
 }
 
 impl HttpConfig {
+    /// The per-client limiter, or `None` when `--rate-limit` is 0.
+    pub fn rate_limiter(&self) -> Option<ClientLimiter> {
+        let rate = NonZeroU32::new(self.rate_limit)?;
+        let burst = self.rate_limit_burst.and_then(NonZeroU32::new).unwrap_or(rate);
+        Some(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
+    }
+
     pub fn normalizer(&self) -> Normalizer {
         Normalizer {
             limits: Limits {

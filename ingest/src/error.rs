@@ -41,6 +41,8 @@ pub enum ApiError {
     CorruptGzip(String),
     #[error("missing or unknown write key: send 'Authorization: Bearer KEY' or '?key=KEY'")]
     Unauthorized,
+    #[error("too many requests from this client; retry after the Retry-After delay")]
+    RateLimited,
     #[error("method not allowed on this path")]
     MethodNotAllowed,
     #[error("no such endpoint: POST /exposure or /v1/exposures; GET /healthz, /readyz or /metrics")]
@@ -58,6 +60,7 @@ impl ApiError {
             | ApiError::EmptyBatch
             | ApiError::CorruptGzip(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTooLarge { .. } | ApiError::TooManyEvents { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -81,6 +84,7 @@ impl ApiError {
             ApiError::UnsupportedEncoding(_) => "unsupported_encoding",
             ApiError::CorruptGzip(_) => "corrupt_gzip",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::RateLimited => "rate_limited",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::NotFound => "not_found",
             ApiError::Unavailable(_) => "unavailable",
@@ -114,10 +118,15 @@ impl IntoResponse for ApiError {
                 .collect();
         }
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        let retry_after = match status {
+            StatusCode::SERVICE_UNAVAILABLE => Some(RETRY_AFTER_SECONDS),
+            StatusCode::TOO_MANY_REQUESTS => Some(1),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

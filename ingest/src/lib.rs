@@ -79,6 +79,19 @@ pub async fn serve(
         normalizer: config.http.normalizer(),
         delivery: delivery.clone(),
         http: config.http.clone(),
+        limiter: config.http.rate_limiter(),
+    });
+    let forget_idle_clients = state.limiter.is_some().then(|| {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every_minute.tick().await;
+                if let Some(limiter) = &state.limiter {
+                    limiter.retain_recent();
+                }
+            }
+        })
     });
     tracing::info!(
         listen = %listener.local_addr()?,
@@ -87,9 +100,11 @@ pub async fn serve(
         spool = ?delivery_config.spool_dir,
         "ingest API ready: POST /exposure, POST /v1/exposures"
     );
-    let served = axum::serve(listener, routes::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let app = routes::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    if let Some(task) = forget_idle_clients {
+        task.abort();
+    }
     tracing::info!("HTTP server stopped; flushing Kafka producer");
     delivery.shutdown(background, SHUTDOWN_FLUSH_TIMEOUT).await;
     served.map_err(IngestError::Http)

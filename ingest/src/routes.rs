@@ -3,10 +3,11 @@
 //! A handler reads and validates the whole request first; only a request whose every
 //! event is valid reaches [`Delivery::publish`], and the 200 is sent after it returns.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +18,7 @@ use schemas::{Exposure, Normalizer};
 use serde_json::{json, Value};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::config::HttpConfig;
+use crate::config::{ClientLimiter, HttpConfig};
 use crate::delivery::Delivery;
 use crate::error::{ApiError, ItemError};
 use crate::metrics as m;
@@ -27,6 +28,7 @@ pub struct AppState {
     pub normalizer: Normalizer,
     pub delivery: Arc<Delivery>,
     pub http: HttpConfig,
+    pub limiter: Option<ClientLimiter>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -77,9 +79,23 @@ async fn track_requests(matched: Option<MatchedPath>, request: Request, next: Ne
 }
 
 impl AppState {
-    fn authorize(&self, request: &Request) -> Result<(), ApiError> {
+    /// Checks the write key (when keys are configured) and the client's rate limit.
+    fn admit(&self, request: &Request, peer: SocketAddr) -> Result<(), ApiError> {
+        let key = self.authorize(request)?;
+        if let Some(limiter) = &self.limiter {
+            let client = key.unwrap_or_else(|| peer.ip().to_string());
+            if limiter.check_key(&client).is_err() {
+                metrics::counter!(m::EVENTS_REJECTED, "reason" => "rate_limited").increment(1);
+                return Err(ApiError::RateLimited);
+            }
+        }
+        Ok(())
+    }
+
+    /// The write key the request presented, if keys are configured and it is known.
+    fn authorize(&self, request: &Request) -> Result<Option<String>, ApiError> {
         if self.http.write_keys.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let bearer = request
             .headers()
@@ -90,16 +106,12 @@ impl AppState {
         let query = request.uri().query().and_then(|q| {
             form_urlencoded::parse(q.as_bytes()).find_map(|(k, v)| (k == "key").then(|| v.into_owned()))
         });
-        let presented = [bearer, query];
-        let known = presented
-            .iter()
+        [bearer, query]
+            .into_iter()
             .flatten()
-            .any(|key| self.http.write_keys.iter().any(|k| k == key));
-        if known {
-            Ok(())
-        } else {
-            Err(ApiError::Unauthorized)
-        }
+            .find(|key| self.http.write_keys.contains(key))
+            .map(Some)
+            .ok_or(ApiError::Unauthorized)
     }
 
     fn normalize(&self, event: Value) -> Result<Exposure, schemas::FieldError> {
@@ -127,9 +139,10 @@ impl AppState {
 /// `POST /exposure`: one object, exactly as the SDK callbacks send it.
 async fn post_exposure(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    state.authorize(&request)?;
+    state.admit(&request, peer)?;
     let (parts, body) = request.into_parts();
     let body = payload::read_body(&parts.headers, body, state.http.max_event_bytes).await?;
     let event = payload::parse_single(&body)?;
@@ -139,8 +152,12 @@ async fn post_exposure(
 }
 
 /// `POST /v1/exposures`: a JSON array or NDJSON; all or nothing.
-async fn post_batch(State(state): State<Arc<AppState>>, request: Request) -> Result<Json<Value>, ApiError> {
-    state.authorize(&request)?;
+async fn post_batch(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    state.admit(&request, peer)?;
     let (parts, body) = request.into_parts();
     let body = payload::read_body(&parts.headers, body, state.http.max_batch_bytes).await?;
     let events = payload::parse_batch(&body, state.http.max_batch_events)?;

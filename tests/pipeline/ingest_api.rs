@@ -608,3 +608,43 @@ async fn health_readiness_and_metrics() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn per_client_rate_limit_answers_429_with_retry_after() {
+    let kafka = Kafka::new(1);
+    let mut config = support::config(&kafka.brokers(), &kafka.topic);
+    config.http.rate_limit = 1;
+    config.http.rate_limit_burst = Some(3);
+    let server = Server::start(config).await;
+    let client = http();
+    let url = format!("{}/exposure", server.url);
+    let mut statuses = Vec::new();
+    let started = std::time::Instant::now();
+    for i in 0..6 {
+        let response = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(python_body(&format!("limited-{i}")).to_string())
+            .send()
+            .await
+            .expect("request");
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            assert_eq!(response.headers()["retry-after"], "1");
+            let body: Value = response.json().await.expect("json");
+            assert_eq!(body["error"]["code"], "rate_limited");
+        }
+    }
+    // The burst of 3 passes; after it, one request per elapsed second at most.
+    let elapsed = started.elapsed().as_secs() as usize;
+    assert_eq!(statuses[..3], [200, 200, 200]);
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert!(
+        refused >= 3usize.saturating_sub(elapsed),
+        "{statuses:?} in {elapsed} s"
+    );
+    assert!(refused >= 1 || elapsed >= 3, "{statuses:?}");
+    // Refused requests produce nothing.
+    read_exactly(&kafka.brokers(), &kafka.topic, statuses.len() - refused).await;
+    server.stop().await;
+}
