@@ -49,6 +49,8 @@ enum Command {
     /// Consume exposures from Kafka and write hour-partitioned Parquet to the lake
     /// (s3://… or file:///…), exactly once, announcing each file on exposures.files.
     Sink(SinkArgs),
+    /// Print the warehouse DDL (tables, loader ledger, GrowthBook views) for a dialect.
+    Ddl(DdlArgs),
     /// Run the embedded Kafka-protocol broker alone (durable SQLite storage), for local
     /// development and multi-process tests. Prints its bootstrap servers.
     DevBroker(DevBrokerArgs),
@@ -95,6 +97,17 @@ struct SinkArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct DdlArgs {
+    /// SQL dialect: redshift or postgres.
+    #[arg(long, env = "EXPOSURES_DIALECT", default_value = "redshift")]
+    dialect: schemas::ddl::Dialect,
+
+    /// Warehouse schema the objects are created in.
+    #[arg(long, env = "EXPOSURES_SCHEMA", default_value = "public")]
+    schema: String,
+}
+
+#[derive(Debug, clap::Args)]
 struct DevBrokerArgs {
     /// Address the broker listens on (and advertises); port 0 picks a free port.
     #[arg(long, env = "EXPOSURES_BROKER_LISTEN", default_value = "127.0.0.1:9092")]
@@ -125,6 +138,10 @@ fn main() -> Result<()> {
         match cli.command {
             Command::Ingest(config) => run_ingest(config).await,
             Command::Sink(args) => run_sink(args).await,
+            Command::Ddl(args) => {
+                print!("{}", schemas::ddl::script(args.dialect, &args.schema));
+                Ok(())
+            }
             Command::Up(args) => run_up(args).await,
             Command::DevBroker(args) => run_dev_broker(args).await,
         }

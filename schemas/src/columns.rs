@@ -20,8 +20,9 @@ pub const LAKE_SCHEMA_VERSION: &str = "v1";
 /// Logical type of a column, mapped to Arrow here and to SQL types by the loader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnType {
-    /// UTF-8 text.
-    Text,
+    /// UTF-8 text of at most this many bytes (Redshift `VARCHAR(n)`; validation or the
+    /// sink keeps values within it, so a `COPY` never fails on length).
+    Text(u32),
     /// A JSON document stored as text in Parquet (SUPER / jsonb in the warehouse).
     Json,
     /// Microseconds since the epoch, UTC.
@@ -57,23 +58,23 @@ pub const PROMOTED_ATTRIBUTES: [&str; 8] = [
 
 /// The exposure table, in order.
 pub const COLUMNS: [Column; 20] = [
-    column("event_id", ColumnType::Text, false),
-    column("ds_user_id", ColumnType::Text, true),
-    column("anonymous_id", ColumnType::Text, true),
-    column("experiment_id", ColumnType::Text, false),
-    column("variation_id", ColumnType::Text, false),
+    column("event_id", ColumnType::Text(128), false),
+    column("ds_user_id", ColumnType::Text(256), true),
+    column("anonymous_id", ColumnType::Text(256), true),
+    column("experiment_id", ColumnType::Text(256), false),
+    column("variation_id", ColumnType::Text(256), false),
     column("exposed_at", ColumnType::Timestamp, false),
     column("received_at", ColumnType::Timestamp, false),
-    column("source", ColumnType::Text, true),
+    column("source", ColumnType::Text(128), true),
     column("attributes", ColumnType::Json, true),
-    column("ds_session_id", ColumnType::Text, true),
-    column("geo_country_code", ColumnType::Text, true),
-    column("geo_city", ColumnType::Text, true),
-    column("currency_id", ColumnType::Text, true),
-    column("locale", ColumnType::Text, true),
-    column("platform", ColumnType::Text, true),
+    column("ds_session_id", ColumnType::Text(256), true),
+    column("geo_country_code", ColumnType::Text(64), true),
+    column("geo_city", ColumnType::Text(256), true),
+    column("currency_id", ColumnType::Text(64), true),
+    column("locale", ColumnType::Text(64), true),
+    column("platform", ColumnType::Text(64), true),
     column("is_kf_verified", ColumnType::Boolean, true),
-    column("user_agent", ColumnType::Text, true),
+    column("user_agent", ColumnType::Text(1024), true),
     column("extra", ColumnType::Json, true),
     column("kafka_partition", ColumnType::Int32, false),
     column("kafka_offset", ColumnType::Int64, false),
@@ -85,7 +86,7 @@ pub fn arrow_schema() -> SchemaRef {
         .iter()
         .map(|c| {
             let data_type = match c.kind {
-                ColumnType::Text | ColumnType::Json => DataType::Utf8,
+                ColumnType::Text(_) | ColumnType::Json => DataType::Utf8,
                 ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
                 ColumnType::Boolean => DataType::Boolean,
                 ColumnType::Int32 => DataType::Int32,
@@ -183,7 +184,12 @@ impl ExposureBatchBuilder {
         self.attributes.append_option(attributes_json);
         let attributes = exposure.attributes.as_ref();
         for (builder, name) in self.promoted_text.iter_mut().zip(PROMOTED_TEXT) {
-            builder.append_option(attributes.and_then(|a| promoted_text(a, name)));
+            let max_bytes = column_max_bytes(name);
+            builder.append_option(
+                attributes
+                    .and_then(|a| promoted_text(a, name))
+                    .map(|v| truncate(v, max_bytes)),
+            );
         }
         self.is_kf_verified
             .append_option(attributes.and_then(|a| promoted_bool(a, "is_kf_verified")));
@@ -234,6 +240,26 @@ impl ExposureBatchBuilder {
     }
 }
 
+/// The declared byte limit of a text column (`usize::MAX` for other columns).
+pub fn column_max_bytes(name: &str) -> usize {
+    match COLUMNS.iter().find(|c| c.name == name).map(|c| c.kind) {
+        Some(ColumnType::Text(max)) => max as usize,
+        _ => usize::MAX,
+    }
+}
+
+/// Cuts `value` to at most `max_bytes`, on a character boundary.
+fn truncate(value: std::borrow::Cow<'_, str>, max_bytes: usize) -> std::borrow::Cow<'_, str> {
+    if value.len() <= max_bytes {
+        return value;
+    }
+    let mut end = max_bytes;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(value[..end].to_owned())
+}
+
 fn json_text(object: &Map<String, Value>) -> String {
     serde_json::to_string(object).unwrap_or_default()
 }
@@ -280,6 +306,31 @@ mod tests {
         for text in PROMOTED_TEXT {
             assert!(PROMOTED_ATTRIBUTES.contains(&text));
         }
+    }
+
+    #[test]
+    fn promoted_text_is_cut_to_its_column_length_on_a_char_boundary() {
+        let long = "é".repeat(40); // 80 bytes; geo_country_code holds 64
+        let mut attributes = Map::new();
+        attributes.insert("geo_country_code".into(), Value::String(long));
+        let exposure = Normalizer::default()
+            .normalize(
+                json!({"ds_user_id": "u", "experiment_id": "e", "variation_id": "1", "attributes": attributes}),
+                chrono::Utc::now(),
+            )
+            .unwrap();
+        let mut builder = ExposureBatchBuilder::new();
+        builder.append(&exposure, 0, 0);
+        let batch = builder.finish().unwrap();
+        let country = batch
+            .column_by_name("geo_country_code")
+            .unwrap()
+            .as_string::<i32>()
+            .value(0)
+            .to_owned();
+        assert_eq!(country, "é".repeat(32));
+        assert_eq!(column_max_bytes("geo_country_code"), 64);
+        assert_eq!(column_max_bytes("attributes"), usize::MAX);
     }
 
     #[test]

@@ -13,10 +13,11 @@
 //! - [`IpPolicy`] is the privacy policy for the `forwarded_for` attribute.
 //!
 //! - [`COLUMNS`] is the exposure table, from which [`arrow_schema`] (the lake's Parquet
-//!   schema) is generated and [`ExposureBatchBuilder`] fills Arrow columns; the warehouse
-//!   DDL is generated from the same list.
+//!   schema) is generated and [`ExposureBatchBuilder`] fills Arrow columns; [`ddl`]
+//!   generates the warehouse tables and GrowthBook views from the same list.
 
 mod columns;
+pub mod ddl;
 mod error;
 mod normalize;
 mod privacy;

@@ -1,0 +1,257 @@
+//! Warehouse DDL per dialect, generated from [`COLUMNS`] so the table, the Parquet files
+//! and (with the loader) the stage table agree column for column.
+//!
+//! Objects, all in one schema:
+//! - `exposures`: one row per exposure; Redshift `DISTKEY(ds_user_id)` and
+//!   `SORTKEY(exposed_at)` so joins with fact tables on the user are co-located and time
+//!   ranges are zone-map pruned.
+//! - `exposures_loads`: the loader's ledger, one row per lake object.
+//! - `exposures_growthbook`: GrowthBook's experiment assignment query, paste-ready:
+//!   `user_id, timestamp, experiment_id, variation_id` + dimension columns.
+//! - `exposure_events`: exposures shaped like the fact tables (`timestamp, ds_user_id,
+//!   ds_session_id, event_type = 'exposure', …`), e.g. as a ratio metric's denominator.
+
+use std::fmt::{self, Write};
+use std::str::FromStr;
+
+use crate::columns::{ColumnType, COLUMNS};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Redshift,
+    Postgres,
+}
+
+impl FromStr for Dialect {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "redshift" => Ok(Dialect::Redshift),
+            "postgres" | "postgresql" => Ok(Dialect::Postgres),
+            other => Err(format!(
+                "unknown dialect '{other}': expected redshift or postgres"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Dialect::Redshift => "redshift",
+            Dialect::Postgres => "postgres",
+        })
+    }
+}
+
+/// Dimension columns the GrowthBook view exposes besides the four it requires.
+pub const GROWTHBOOK_DIMENSIONS: [&str; 8] = [
+    "source",
+    "geo_country_code",
+    "geo_city",
+    "currency_id",
+    "locale",
+    "platform",
+    "is_kf_verified",
+    "ds_session_id",
+];
+
+/// The SQL type of a column in `dialect`.
+pub fn sql_type(kind: ColumnType, dialect: Dialect) -> String {
+    match (kind, dialect) {
+        (ColumnType::Text(max), Dialect::Redshift) => format!("VARCHAR({max})"),
+        (ColumnType::Text(_), Dialect::Postgres) => "TEXT".into(),
+        (ColumnType::Json, Dialect::Redshift) => "SUPER".into(),
+        (ColumnType::Json, Dialect::Postgres) => "JSONB".into(),
+        (ColumnType::Timestamp, Dialect::Redshift) => "TIMESTAMP".into(),
+        (ColumnType::Timestamp, Dialect::Postgres) => "TIMESTAMPTZ".into(),
+        (ColumnType::Boolean, _) => "BOOLEAN".into(),
+        (ColumnType::Int32, _) => "INTEGER".into(),
+        (ColumnType::Int64, _) => "BIGINT".into(),
+    }
+}
+
+/// `CREATE TABLE IF NOT EXISTS {schema}.exposures (…)`.
+pub fn exposures_table(dialect: Dialect, schema: &str) -> String {
+    let mut sql = format!("CREATE TABLE IF NOT EXISTS {schema}.exposures (\n");
+    let columns: Vec<String> = COLUMNS
+        .iter()
+        .map(|c| {
+            let null = if c.nullable { "" } else { " NOT NULL" };
+            format!("    {} {}{null}", c.name, sql_type(c.kind, dialect))
+        })
+        .collect();
+    sql.push_str(&columns.join(",\n"));
+    match dialect {
+        Dialect::Redshift => {
+            sql.push_str("\n)\nDISTSTYLE KEY\nDISTKEY (ds_user_id)\nSORTKEY (exposed_at);\n")
+        }
+        Dialect::Postgres => {
+            sql.push_str("\n);\n");
+            let _ = writeln!(
+                sql,
+                "CREATE UNIQUE INDEX IF NOT EXISTS exposures_event_id ON {schema}.exposures (event_id);"
+            );
+            let _ = writeln!(
+                sql,
+                "CREATE INDEX IF NOT EXISTS exposures_user_time ON {schema}.exposures (ds_user_id, exposed_at);"
+            );
+        }
+    }
+    sql
+}
+
+/// The loader's ledger: one row per lake object loaded (or quarantined).
+pub fn loads_table(dialect: Dialect, schema: &str) -> String {
+    let (text, time) = match dialect {
+        Dialect::Redshift => ("VARCHAR(1024)", "TIMESTAMP"),
+        Dialect::Postgres => ("TEXT", "TIMESTAMPTZ"),
+    };
+    format!(
+        "CREATE TABLE IF NOT EXISTS {schema}.exposures_loads (\n    \
+         object_key {text} NOT NULL,\n    \
+         etag {text} NOT NULL,\n    \
+         size_bytes BIGINT NOT NULL,\n    \
+         rows_in_file BIGINT NOT NULL,\n    \
+         rows_loaded BIGINT NOT NULL,\n    \
+         batch_id {text} NOT NULL,\n    \
+         status {text} NOT NULL,\n    \
+         reason {text},\n    \
+         loaded_at {time} NOT NULL\n);\n"
+    )
+}
+
+/// The two views over `exposures`.
+pub fn views(schema: &str) -> String {
+    let dimensions = GROWTHBOOK_DIMENSIONS.join(",\n    ");
+    format!(
+        "CREATE OR REPLACE VIEW {schema}.exposures_growthbook AS\nSELECT\n    \
+         ds_user_id AS user_id,\n    \
+         exposed_at AS \"timestamp\",\n    \
+         experiment_id,\n    \
+         variation_id,\n    \
+         {dimensions}\n\
+         FROM {schema}.exposures\n\
+         WHERE ds_user_id IS NOT NULL;\n\n\
+         CREATE OR REPLACE VIEW {schema}.exposure_events AS\nSELECT\n    \
+         exposed_at AS \"timestamp\",\n    \
+         ds_user_id,\n    \
+         ds_session_id,\n    \
+         'exposure' AS event_type,\n    \
+         experiment_id,\n    \
+         variation_id,\n    \
+         source,\n    \
+         geo_country_code,\n    \
+         geo_city,\n    \
+         locale,\n    \
+         platform\n\
+         FROM {schema}.exposures;\n"
+    )
+}
+
+/// Everything, in creation order: what `exposures ddl` prints.
+pub fn script(dialect: Dialect, schema: &str) -> String {
+    format!(
+        "-- exposures warehouse objects ({dialect}), generated by `exposures ddl`.\n\
+         CREATE SCHEMA IF NOT EXISTS {schema};\n\n{}\n{}\n{}",
+        exposures_table(dialect, schema),
+        loads_table(dialect, schema),
+        views(schema)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redshift_table_snapshot() {
+        assert_eq!(
+            exposures_table(Dialect::Redshift, "analytics"),
+            "CREATE TABLE IF NOT EXISTS analytics.exposures (
+    event_id VARCHAR(128) NOT NULL,
+    ds_user_id VARCHAR(256),
+    anonymous_id VARCHAR(256),
+    experiment_id VARCHAR(256) NOT NULL,
+    variation_id VARCHAR(256) NOT NULL,
+    exposed_at TIMESTAMP NOT NULL,
+    received_at TIMESTAMP NOT NULL,
+    source VARCHAR(128),
+    attributes SUPER,
+    ds_session_id VARCHAR(256),
+    geo_country_code VARCHAR(64),
+    geo_city VARCHAR(256),
+    currency_id VARCHAR(64),
+    locale VARCHAR(64),
+    platform VARCHAR(64),
+    is_kf_verified BOOLEAN,
+    user_agent VARCHAR(1024),
+    extra SUPER,
+    kafka_partition INTEGER NOT NULL,
+    kafka_offset BIGINT NOT NULL
+)
+DISTSTYLE KEY
+DISTKEY (ds_user_id)
+SORTKEY (exposed_at);
+"
+        );
+    }
+
+    #[test]
+    fn postgres_table_snapshot() {
+        let sql = exposures_table(Dialect::Postgres, "public");
+        assert!(
+            sql.starts_with("CREATE TABLE IF NOT EXISTS public.exposures (\n    event_id TEXT NOT NULL,\n")
+        );
+        assert!(sql.contains("    exposed_at TIMESTAMPTZ NOT NULL,\n"));
+        assert!(sql.contains("    attributes JSONB,\n"));
+        assert!(sql.contains(
+            "CREATE UNIQUE INDEX IF NOT EXISTS exposures_event_id ON public.exposures (event_id);"
+        ));
+        assert!(!sql.contains("DISTKEY"));
+    }
+
+    #[test]
+    fn growthbook_view_snapshot() {
+        assert_eq!(
+            views("analytics").split("\n\n").next().unwrap(),
+            "CREATE OR REPLACE VIEW analytics.exposures_growthbook AS
+SELECT
+    ds_user_id AS user_id,
+    exposed_at AS \"timestamp\",
+    experiment_id,
+    variation_id,
+    source,
+    geo_country_code,
+    geo_city,
+    currency_id,
+    locale,
+    platform,
+    is_kf_verified,
+    ds_session_id
+FROM analytics.exposures
+WHERE ds_user_id IS NOT NULL;"
+        );
+    }
+
+    #[test]
+    fn every_column_has_a_type_in_each_dialect_and_dimensions_exist() {
+        for dialect in [Dialect::Redshift, Dialect::Postgres] {
+            let table = exposures_table(dialect, "s");
+            for column in COLUMNS {
+                assert!(
+                    table.contains(&format!("    {} ", column.name)),
+                    "{dialect}: {}",
+                    column.name
+                );
+            }
+        }
+        for dimension in GROWTHBOOK_DIMENSIONS {
+            assert!(COLUMNS.iter().any(|c| c.name == dimension), "{dimension}");
+        }
+        assert_eq!("Redshift".parse::<Dialect>(), Ok(Dialect::Redshift));
+        assert!("mysql".parse::<Dialect>().is_err());
+        assert!(script(Dialect::Postgres, "x").contains("CREATE SCHEMA IF NOT EXISTS x;"));
+    }
+}
