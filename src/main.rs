@@ -49,6 +49,9 @@ enum Command {
     /// Consume exposures from Kafka and write hour-partitioned Parquet to the lake
     /// (s3://… or file:///…), exactly once, announcing each file on exposures.files.
     Sink(SinkArgs),
+    /// Load the files the sink announces into the warehouse (PostgreSQL now; Redshift
+    /// next), exactly once, with a ledger and quarantine for poison files.
+    Load(LoadArgs),
     /// Print the warehouse DDL (tables, loader ledger, GrowthBook views) for a dialect.
     Ddl(DdlArgs),
     /// Run the embedded Kafka-protocol broker alone (durable SQLite storage), for local
@@ -75,6 +78,15 @@ struct UpArgs {
     #[arg(long, env = "EXPOSURES_S3_LISTEN", default_value = "127.0.0.1:0")]
     s3_listen: SocketAddr,
 
+    /// Also load the lake into this PostgreSQL database (postgres://USER:PASSWORD@HOST/DB;
+    /// tables and views are created in --schema if missing).
+    #[arg(long, env = "EXPOSURES_WAREHOUSE", hide_env_values = true)]
+    warehouse: Option<String>,
+
+    /// Warehouse schema for --warehouse.
+    #[arg(long, env = "EXPOSURES_SCHEMA", default_value = "public")]
+    schema: String,
+
     /// The sink closes a partition's Parquet file when its oldest row has waited this long.
     #[arg(long, env = "EXPOSURES_FLUSH_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     flush_interval: std::time::Duration,
@@ -93,6 +105,16 @@ struct SinkArgs {
 
     /// Address of the Prometheus /metrics endpoint.
     #[arg(long, env = "EXPOSURES_METRICS_LISTEN", default_value = "0.0.0.0:9464")]
+    metrics_listen: SocketAddr,
+}
+
+#[derive(Debug, clap::Args)]
+struct LoadArgs {
+    #[command(flatten)]
+    load: loader::load::LoadConfig,
+
+    /// Address of the Prometheus /metrics endpoint.
+    #[arg(long, env = "EXPOSURES_METRICS_LISTEN", default_value = "0.0.0.0:9465")]
     metrics_listen: SocketAddr,
 }
 
@@ -138,6 +160,7 @@ fn main() -> Result<()> {
         match cli.command {
             Command::Ingest(config) => run_ingest(config).await,
             Command::Sink(args) => run_sink(args).await,
+            Command::Load(args) => run_load(args).await,
             Command::Ddl(args) => {
                 print!("{}", schemas::ddl::script(args.dialect, &args.schema));
                 Ok(())
@@ -199,6 +222,13 @@ async fn run_sink(args: SinkArgs) -> Result<()> {
     let metrics = bind(args.metrics_listen).await?;
     tokio::spawn(ingest::metrics::serve(metrics));
     loader::sink::run(args.sink, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn run_load(args: LoadArgs) -> Result<()> {
+    let metrics = bind(args.metrics_listen).await?;
+    tokio::spawn(ingest::metrics::serve(metrics));
+    loader::load::run(args.load, shutdown_signal()).await?;
     Ok(())
 }
 
@@ -267,11 +297,27 @@ async fn run_up(args: UpArgs) -> Result<()> {
         lake_server.endpoint(),
         data_dir.display()
     );
+    let load_config = args.warehouse.map(|warehouse| loader::load::LoadConfig {
+        brokers: sink_config.brokers.clone(),
+        files_topic: sink_config.files_topic.clone(),
+        group: "exposures-load".into(),
+        warehouse,
+        schema: args.schema.clone(),
+        batch_files: 100,
+        batch_interval: std::time::Duration::from_secs(5),
+        s3_endpoint: sink_config.s3_endpoint.clone(),
+        s3_region: sink_config.s3_region.clone(),
+        s3_static_credentials: sink_config.s3_static_credentials.clone(),
+    });
     let stop = broadcast_shutdown();
     let sink = tokio::spawn(loader::sink::run(sink_config, until_true(stop.clone())));
+    let load = load_config.map(|config| tokio::spawn(loader::load::run(config, until_true(stop.clone()))));
     let served = ingest::serve(listener, config, until_true(stop)).await;
     // Ingest has flushed its producer; the sink closes its open files on the same signal.
     let sunk = sink.await.context("sink task failed")?;
+    if let Some(load) = load {
+        load.await.context("loader task failed")??;
+    }
     lake_server.stop();
     broker.stop();
     served?;

@@ -3,11 +3,12 @@
 //! - [`sink`]: consumes the `exposures` topic and writes hour-partitioned Parquet objects
 //!   to the [`lake`] (S3 or a local directory), exactly once, announcing each file on
 //!   `exposures.files` as a [`files::FileRecord`] (DESIGN.md §4).
-//! - `load` (next): consumes `exposures.files` and loads the objects into the warehouse —
-//!   Redshift through the Data API, or PostgreSQL — with a ledger that makes reloads
+//! - [`load`]: consumes `exposures.files` and loads the objects into the warehouse —
+//!   PostgreSQL now, Redshift through the Data API next — with a ledger that makes reloads
 //!   harmless (DESIGN.md §5).
 
 pub mod files;
 pub mod lake;
+pub mod load;
 pub mod metrics;
 pub mod sink;

@@ -22,8 +22,31 @@ pub const SINK_INVALID_RECORDS: &str = "exposures_sink_invalid_records_total";
 /// Counter: records delivered again by the consumer and skipped (already taken).
 pub const SINK_REDELIVERED_RECORDS: &str = "exposures_sink_redelivered_records_total";
 
+/// Gauge: files in the batch being loaded.
+pub const LOAD_PENDING_FILES: &str = "exposures_load_pending_files";
+/// Histogram: time to load one batch, retries included.
+pub const LOAD_BATCH_DURATION: &str = "exposures_load_batch_duration_seconds";
+/// Counter: rows inserted into the warehouse.
+pub const LOAD_ROWS_LOADED: &str = "exposures_load_rows_loaded_total";
+/// Counter of files by `outcome` = `loaded` | `already_loaded` | `quarantined`.
+pub const LOAD_FILES: &str = "exposures_load_files_total";
+/// Counter: failed batch attempts (each retried).
+pub const LOAD_FAILURES: &str = "exposures_load_failures_total";
+/// Counter: records on the files topic that are not file records (skipped, logged).
+pub const LOAD_INVALID_RECORDS: &str = "exposures_load_invalid_records_total";
+/// Gauge: seconds between now and the newest `exposed_at` in the warehouse, at the
+/// last committed batch (end-to-end freshness).
+pub const LOAD_FRESHNESS: &str = "exposures_load_freshness_seconds";
+
 /// Every metric this crate exports (checked against `infra/` by the tests).
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 18] = [
+    LOAD_PENDING_FILES,
+    LOAD_BATCH_DURATION,
+    LOAD_ROWS_LOADED,
+    LOAD_FILES,
+    LOAD_FAILURES,
+    LOAD_INVALID_RECORDS,
+    LOAD_FRESHNESS,
     SINK_REDELIVERED_RECORDS,
     SINK_CONSUMER_LAG,
     SINK_BUFFERED_ROWS,

@@ -3,6 +3,8 @@
 
 mod delivery_faults;
 mod ingest_api;
+mod load;
+mod postgres;
 mod sdk_callers;
 mod sink;
 mod support;

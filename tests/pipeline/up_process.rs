@@ -25,11 +25,12 @@ pub(crate) fn exposures() -> Command {
     command
 }
 
-async fn start_up(data_dir: &Path, http_port: u16, broker_port: u16) -> Child {
+async fn start_up(data_dir: &Path, http_port: u16, broker_port: u16, extra: &[&str]) -> Child {
     let child = exposures()
         .args(["up", "--listen", &format!("127.0.0.1:{http_port}")])
         .args(["--broker-listen", &format!("127.0.0.1:{broker_port}")])
         .args(["--flush-interval", "1s"])
+        .args(extra)
         .arg("--data-dir")
         .arg(data_dir)
         .stdout(Stdio::null())
@@ -81,7 +82,7 @@ async fn wait_for_events(brokers: &str, topic: &str, expected: &[String]) -> Has
 async fn up_killed_with_sigkill_under_load_keeps_every_acknowledged_event() {
     let data = tempfile::tempdir().expect("tempdir");
     let (http_port, broker_port) = (free_port(), free_port());
-    let mut up = start_up(data.path(), http_port, broker_port).await;
+    let mut up = start_up(data.path(), http_port, broker_port, &[]).await;
     let url = format!("http://127.0.0.1:{http_port}/exposure");
 
     let (progress_tx, mut progress) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -129,7 +130,7 @@ async fn up_killed_with_sigkill_under_load_keeps_every_acknowledged_event() {
     }
     assert!(acknowledged.len() >= 150);
 
-    let _up = start_up(data.path(), http_port, broker_port).await;
+    let _up = start_up(data.path(), http_port, broker_port, &[]).await;
     let (status, answer) = post_json(&http(), &url, &python_body("after-restart")).await;
     assert_eq!(status, 200, "{answer}");
     acknowledged.push(answer["event_id"].as_str().expect("id").to_owned());
@@ -261,4 +262,127 @@ async fn help_explains_every_subcommand() {
         .expect("run");
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("expected one of keep, truncate, hash, drop"));
+}
+
+/// The seed's analysis, end to end: SDK-shaped exposures go in over HTTP, `up` carries
+/// them through Kafka and Parquet into PostgreSQL, and a click-through rate per
+/// variation (clicks after the first exposure ÷ exposed users), joined with a fact table
+/// shaped like the seed's `traveller_events_v2`, matches numbers computed by hand.
+#[tokio::test]
+async fn up_with_a_warehouse_answers_the_seeds_ctr_question() {
+    let pg = tokio::task::spawn_blocking(crate::postgres::Pg::start)
+        .await
+        .expect("postgres");
+    let sql = pg.client().await;
+    sql.batch_execute(
+        "CREATE TABLE public.traveller_events_v2 (event_time TIMESTAMPTZ, ds_user_id TEXT, ds_session_id TEXT, \
+         event_type TEXT, page_name TEXT, geo_country_code TEXT)",
+    )
+    .await
+    .expect("fact table");
+    let data = tempfile::tempdir().expect("tempdir");
+    let (http_port, broker_port) = (free_port(), free_port());
+    let url = pg.url();
+    let _up = start_up(
+        data.path(),
+        http_port,
+        broker_port,
+        &["--warehouse", &url, "--schema", "analytics"],
+    )
+    .await;
+
+    // Ten users exposed a minute apart from t0; even users see variation 0, odd ones 1.
+    let t0 = chrono::Utc::now() - chrono::Duration::minutes(30);
+    let at = |minutes: i64| (t0 + chrono::Duration::minutes(minutes)).to_rfc3339();
+    let client = http();
+    let exposure_url = format!("http://127.0.0.1:{http_port}/exposure");
+    let mut bodies: Vec<Value> = (0..10)
+        .map(|u| {
+            let mut body = python_body(&format!("u{u}"));
+            body["variation_id"] = json!((u % 2).to_string());
+            body["timestamp"] = json!(at(u));
+            body
+        })
+        .collect();
+    // A repeat exposure is a real row, but CTR counts from the first one.
+    let mut repeat = python_body("u0");
+    repeat["variation_id"] = json!("0");
+    repeat["timestamp"] = json!(at(20));
+    bodies.push(repeat);
+    for body in &bodies {
+        let (status, answer) = post_json(&client, &exposure_url, body).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    // Clicks: u0 twice after exposure, u2 once before it (not counted), u1 and u3 once
+    // after, u5 three times after.
+    let clicks = [
+        ("u0", 5),
+        ("u0", 6),
+        ("u2", 1),
+        ("u1", 2),
+        ("u3", 4),
+        ("u5", 6),
+        ("u5", 7),
+        ("u5", 8),
+    ];
+    for (user, minute) in clicks {
+        sql.execute(
+            "INSERT INTO public.traveller_events_v2 VALUES ($1::text::timestamptz, $2, 's', 'click', 'product_listing', 'US')",
+            &[&at(minute), &user],
+        )
+        .await
+        .expect("click");
+    }
+
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let loaded = sql
+            .query_one("SELECT count(*) FROM analytics.exposures", &[])
+            .await
+            .map(|r| r.get::<_, i64>(0))
+            .unwrap_or(0);
+        if loaded == bodies.len() as i64 {
+            break;
+        }
+        assert!(
+            loaded < bodies.len() as i64,
+            "{loaded} rows for {} exposures",
+            bodies.len()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "{loaded} of {} exposures reached PostgreSQL",
+            bodies.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await; // polling a condition
+    }
+    let rows = sql
+        .query(
+            "WITH first_exposure AS ( \
+                SELECT user_id, variation_id, min(\"timestamp\") AS exposed_at \
+                FROM analytics.exposures_growthbook WHERE experiment_id = 'new_search_ui' \
+                GROUP BY user_id, variation_id) \
+             SELECT f.variation_id, count(DISTINCT f.user_id) AS users, count(c.ds_user_id) AS clicks \
+             FROM first_exposure f LEFT JOIN public.traveller_events_v2 c \
+               ON c.ds_user_id = f.user_id AND c.event_type = 'click' AND c.event_time >= f.exposed_at \
+             GROUP BY f.variation_id ORDER BY f.variation_id",
+            &[],
+        )
+        .await
+        .expect("CTR query");
+    let ctr: Vec<(String, i64, i64)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    assert_eq!(
+        ctr,
+        vec![("0".to_owned(), 5, 2), ("1".to_owned(), 5, 5)],
+        "CTR 0.4 vs 1.0"
+    );
+    let exposure_events = sql
+        .query_one(
+            "SELECT count(*) FROM analytics.exposure_events WHERE event_type = 'exposure'",
+            &[],
+        )
+        .await
+        .expect("exposure_events")
+        .get::<_, i64>(0);
+    assert_eq!(exposure_events, bodies.len() as i64);
 }

@@ -1,0 +1,312 @@
+//! The load stage: file records from `exposures.files` → rows in the warehouse, exactly
+//! once.
+//!
+//! **Mechanism.** A consumer group on the files topic with manual commits. Records are
+//! gathered into a batch (up to `--batch-files`, or `--batch-interval` after the first),
+//! the batch is loaded in one warehouse transaction, and only after that commits are
+//! the files-topic offsets committed.
+//!
+//! **Exactly once.** The sink may announce an object more than once (a crash between
+//! announcing and committing) and this stage may load a batch more than once (a crash
+//! between the warehouse commit and the offset commit). Both are harmless: the ledger
+//! `exposures_loads` records every (object key, etag) loaded, in the same transaction as
+//! its rows, and a file already in it is skipped; and rows are inserted only when their
+//! `event_id` is new. Repeat exposures of a user are distinct events with distinct ids
+//! and are all kept, as GrowthBook wants one row per view.
+//!
+//! **Failures.** A poison file (unreadable, or rows the warehouse rejects as data) is
+//! quarantined — ledger status `quarantined` with the reason, a metric, a log line — and
+//! the rest of its batch loads; it is never retried. A warehouse or lake outage fails
+//! the batch as a whole; it is retried with backoff until it succeeds.
+//!
+//! Warehouses: PostgreSQL ([`postgres`]). Redshift through the Data API is not built
+//! yet; `redshift://` URLs are refused with an error saying so.
+//!
+//! Proven by `tests/pipeline/load.rs`.
+
+pub mod postgres;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use clap::Args;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::files::FileRecord;
+use crate::lake::{Lake, LakeError, S3Options};
+use crate::metrics as m;
+
+#[derive(Debug, Clone, Args)]
+pub struct LoadConfig {
+    /// Kafka bootstrap servers, comma-separated.
+    #[arg(long, env = "EXPOSURES_BROKERS", default_value = "localhost:9092")]
+    pub brokers: String,
+
+    /// Topic the sink announces files on.
+    #[arg(long, env = "EXPOSURES_FILES_TOPIC", default_value = "exposures.files")]
+    pub files_topic: String,
+
+    /// Consumer group of the loaders.
+    #[arg(long, env = "EXPOSURES_LOAD_GROUP", default_value = "exposures-load")]
+    pub group: String,
+
+    /// The warehouse: postgres://USER:PASSWORD@HOST:PORT/DATABASE. Put the password in
+    /// the environment (EXPOSURES_WAREHOUSE), not on the command line.
+    #[arg(long, env = "EXPOSURES_WAREHOUSE", hide_env_values = true)]
+    pub warehouse: String,
+
+    /// Warehouse schema of the exposures table, ledger and views (created if missing).
+    #[arg(long, env = "EXPOSURES_SCHEMA", default_value = "public")]
+    pub schema: String,
+
+    /// Most files loaded in one transaction.
+    #[arg(long, env = "EXPOSURES_BATCH_FILES", default_value_t = 100)]
+    pub batch_files: usize,
+
+    /// How long a batch waits for more files after its first.
+    #[arg(long, env = "EXPOSURES_BATCH_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub batch_interval: Duration,
+
+    /// S3 endpoint override for reading the lake (MinIO, LocalStack).
+    #[arg(long, env = "EXPOSURES_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 region when the AWS environment names none [default: us-east-1].
+    #[arg(long, env = "EXPOSURES_S3_REGION")]
+    pub s3_region: Option<String>,
+
+    /// Static S3 credentials (the embedded server); the AWS chain is used when absent.
+    #[arg(skip)]
+    pub s3_static_credentials: Option<(String, String)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("warehouse: {0}")]
+    Warehouse(#[source] tokio_postgres::Error),
+    #[error(
+        "table {table} exists with other columns than exposures writes.\n  found:    {found:?}\n  expected: {expected:?}\n\
+         Migrate it (see `exposures ddl`) or load into another schema with --schema."
+    )]
+    SchemaMismatch {
+        table: String,
+        found: Vec<String>,
+        expected: Vec<String>,
+    },
+    #[error("unsupported warehouse URL '{0}': use postgres://USER:PASSWORD@HOST:PORT/DATABASE (Redshift loading is not built yet)")]
+    UnsupportedWarehouse(String),
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+/// What happened to one file of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOutcome {
+    Loaded { rows: u64 },
+    AlreadyLoaded,
+    Quarantined { reason: String },
+}
+
+#[derive(Debug, Default)]
+pub struct BatchReport {
+    pub outcomes: Vec<(String, FileOutcome)>,
+    pub newest_exposed_at: Option<DateTime<Utc>>,
+}
+
+/// Lake clients by bucket, opened on first use from the file records.
+pub struct Lakes {
+    options: S3Options,
+    open: HashMap<String, Lake>,
+}
+
+impl Lakes {
+    pub fn new(options: S3Options) -> Lakes {
+        Lakes {
+            options,
+            open: HashMap::new(),
+        }
+    }
+
+    /// The object a file record names.
+    pub async fn get(&mut self, file: &FileRecord) -> Result<Bytes, LakeError> {
+        let url = if file.lake.starts_with("s3://") {
+            format!("s3://{}", file.bucket)
+        } else {
+            file.lake.clone()
+        };
+        if !self.open.contains_key(&url) {
+            let lake = Lake::open(&url, &self.options).await?;
+            self.open.insert(url.clone(), lake);
+        }
+        match self.open.get(&url) {
+            Some(lake) => lake.get(&file.key).await,
+            None => Err(LakeError::BadUrl(url)),
+        }
+    }
+}
+
+/// Runs the loader until `shutdown` resolves (after the batch in progress).
+pub async fn run(
+    config: LoadConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), LoadError> {
+    if !(config.warehouse.starts_with("postgres://") || config.warehouse.starts_with("postgresql://")) {
+        return Err(LoadError::UnsupportedWarehouse(config.warehouse.clone()));
+    }
+    let mut warehouse = connect_when_available(&config).await?;
+    let consumer: Arc<StreamConsumer> = Arc::new(
+        ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .set("group.id", &config.group)
+            .set("client.id", "exposures-load")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()?,
+    );
+    consumer.subscribe(&[&config.files_topic])?;
+    let mut lakes = Lakes::new(S3Options {
+        endpoint: config.s3_endpoint.clone(),
+        region: config.s3_region.clone(),
+        static_credentials: config.s3_static_credentials.clone(),
+    });
+    let stopping = Arc::new(AtomicBool::new(false));
+    let (stopped_tx, mut stopped) = tokio::sync::watch::channel(false);
+    {
+        let stopping = stopping.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stopping.store(true, Ordering::SeqCst);
+            let _ = stopped_tx.send(true);
+        });
+    }
+    tracing::info!(files_topic = %config.files_topic, schema = %config.schema, "loader started");
+    loop {
+        // Gather a batch: the first record waits indefinitely, the rest until the interval.
+        let mut files: Vec<FileRecord> = Vec::new();
+        let mut offsets: HashMap<i32, i64> = HashMap::new();
+        let mut deadline: Option<tokio::time::Instant> = None;
+        while files.len() < config.batch_files {
+            let wait_until =
+                deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                _ = stopped.changed() => return Ok(()),
+                _ = tokio::time::sleep_until(wait_until) => break,
+                message = consumer.recv() => match message {
+                    Ok(message) => {
+                        offsets.insert(message.partition(), message.offset() + 1);
+                        match message.payload().map(serde_json::from_slice::<FileRecord>) {
+                            Some(Ok(file)) => files.push(file),
+                            _ => {
+                                tracing::error!(partition = message.partition(), offset = message.offset(), "not a file record; skipping it");
+                                metrics::counter!(m::LOAD_INVALID_RECORDS).increment(1);
+                            }
+                        }
+                        deadline.get_or_insert_with(|| tokio::time::Instant::now() + config.batch_interval);
+                    }
+                    Err(error) => tracing::warn!(%error, "Kafka consumer error"),
+                },
+            }
+        }
+        metrics::gauge!(m::LOAD_PENDING_FILES).set(files.len() as f64);
+        if !files.is_empty() {
+            let batch_id = uuid::Uuid::now_v7().to_string();
+            let started = Instant::now();
+            let mut delay = Duration::from_millis(100);
+            let report = loop {
+                let attempt = async {
+                    if warehouse.is_closed() {
+                        warehouse = postgres::Postgres::connect(&config.warehouse, &config.schema).await?;
+                    }
+                    warehouse.load_batch(&files, &mut lakes, &batch_id).await
+                };
+                match attempt.await {
+                    Ok(report) => break Some(report),
+                    Err(error) => {
+                        tracing::warn!(%error, retry_in = ?delay, "batch not loaded; retrying");
+                        metrics::counter!(m::LOAD_FAILURES).increment(1);
+                        if stopping.load(Ordering::SeqCst) {
+                            break None;
+                        }
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(10));
+                    }
+                }
+            };
+            let Some(report) = report else {
+                return Ok(()); // shutting down; the batch is re-read next time
+            };
+            record(&report, started.elapsed());
+        }
+        let mut commit = TopicPartitionList::new();
+        for (partition, next) in &offsets {
+            commit.add_partition_offset(&config.files_topic, *partition, Offset::Offset(*next))?;
+        }
+        if commit.count() > 0 {
+            let consumer = consumer.clone();
+            match tokio::task::spawn_blocking(move || consumer.commit(&commit, CommitMode::Sync)).await {
+                Ok(Ok(())) => {}
+                // The ledger makes the re-delivery that follows harmless.
+                Ok(Err(error)) => tracing::warn!(%error, "files-topic offset commit failed"),
+                Err(error) => tracing::warn!(%error, "offset commit task failed"),
+            }
+        }
+        metrics::gauge!(m::LOAD_PENDING_FILES).set(0.0);
+    }
+}
+
+/// Connects and prepares the warehouse, waiting (with backoff) while it is unreachable.
+/// A table with the wrong columns is an error at once: waiting will not fix it.
+async fn connect_when_available(config: &LoadConfig) -> Result<postgres::Postgres, LoadError> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let attempt = async {
+            let warehouse = postgres::Postgres::connect(&config.warehouse, &config.schema).await?;
+            warehouse.ensure_objects().await?;
+            Ok::<_, LoadError>(warehouse)
+        };
+        match attempt.await {
+            Ok(warehouse) => return Ok(warehouse),
+            Err(error @ LoadError::SchemaMismatch { .. }) => return Err(error),
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?delay, "warehouse unavailable; retrying");
+                metrics::counter!(m::LOAD_FAILURES).increment(1);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+fn record(report: &BatchReport, took: Duration) {
+    metrics::histogram!(m::LOAD_BATCH_DURATION).record(took.as_secs_f64());
+    for (key, outcome) in &report.outcomes {
+        match outcome {
+            FileOutcome::Loaded { rows } => {
+                metrics::counter!(m::LOAD_ROWS_LOADED).increment(*rows);
+                metrics::counter!(m::LOAD_FILES, "outcome" => "loaded").increment(1);
+            }
+            FileOutcome::AlreadyLoaded => {
+                metrics::counter!(m::LOAD_FILES, "outcome" => "already_loaded").increment(1);
+            }
+            FileOutcome::Quarantined { reason } => {
+                tracing::error!(%key, %reason, "file quarantined: it will not be retried; see exposures_loads");
+                metrics::counter!(m::LOAD_FILES, "outcome" => "quarantined").increment(1);
+            }
+        }
+    }
+    if let Some(newest) = report.newest_exposed_at {
+        let freshness = (Utc::now() - newest).num_milliseconds() as f64 / 1000.0;
+        metrics::gauge!(m::LOAD_FRESHNESS).set(freshness);
+    }
+    tracing::info!(files = report.outcomes.len(), took = ?took, "batch loaded");
+}
