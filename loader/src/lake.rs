@@ -3,7 +3,6 @@
 //! or `file:///dir` with the same key layout. Nothing else in the project touches S3.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::DisplayErrorContext;
@@ -381,31 +380,4 @@ fn list_local(root: &Path, dir: &Path, keys: &mut Vec<String>) -> Result<(), Lak
         }
     }
     Ok(())
-}
-
-/// Retries `operation` with exponential backoff (100 ms doubling to 10 s) until it
-/// succeeds or `give_up` says stop. The sink never drops data: it waits for the store.
-pub async fn with_backoff<T, E: std::fmt::Display, F, Fut>(
-    what: &str,
-    mut operation: F,
-    mut give_up: impl FnMut() -> bool,
-) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, E>>,
-{
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match operation().await {
-            Ok(value) => return Some(value),
-            Err(error) => {
-                tracing::warn!(%error, retry_in = ?delay, "{what} failed; retrying");
-                if give_up() {
-                    return None;
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
 }

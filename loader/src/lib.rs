@@ -11,4 +11,5 @@ pub mod files;
 pub mod lake;
 pub mod load;
 pub mod metrics;
+pub mod plumbing;
 pub mod sink;

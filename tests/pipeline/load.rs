@@ -229,10 +229,5 @@ async fn warehouse_outage_and_a_killed_loader_still_load_exactly_once() {
 }
 
 fn load_failures() -> f64 {
-    ingest::metrics::prometheus()
-        .render()
-        .lines()
-        .find_map(|l| l.strip_prefix("exposures_load_failures_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    support::metric_value("exposures_load_failures_total")
 }

@@ -431,12 +431,7 @@ async fn crash_after_commit_then_restart_is_exact() {
 }
 
 fn upload_failures() -> f64 {
-    ingest::metrics::prometheus()
-        .render()
-        .lines()
-        .find_map(|l| l.strip_prefix("exposures_sink_upload_failures_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    support::metric_value("exposures_sink_upload_failures_total")
 }
 
 #[tokio::test]

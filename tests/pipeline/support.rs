@@ -271,3 +271,14 @@ pub fn init_logging() {
             .try_init();
     });
 }
+
+/// The value of an unlabelled counter or gauge in this process's Prometheus registry.
+pub fn metric_value(name: &str) -> f64 {
+    let prefix = format!("{name} ");
+    ingest::metrics::prometheus()
+        .render()
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}

@@ -28,20 +28,20 @@ pub mod postgres;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use clap::Args;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::files::FileRecord;
 use crate::lake::{Lake, LakeError, S3Options};
 use crate::metrics as m;
+use crate::plumbing::{self, Stop};
 
 #[derive(Debug, Clone, Args)]
 pub struct LoadConfig {
@@ -164,14 +164,7 @@ pub async fn run(
     }
     let mut warehouse = connect_when_available(&config).await?;
     let consumer: Arc<StreamConsumer> = Arc::new(
-        ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
-            .set("group.id", &config.group)
-            .set("client.id", "exposures-load")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .create()?,
+        plumbing::manual_commit_consumer(&config.brokers, &config.group, "exposures-load").create()?,
     );
     consumer.subscribe(&[&config.files_topic])?;
     let mut lakes = Lakes::new(S3Options {
@@ -179,16 +172,7 @@ pub async fn run(
         region: config.s3_region.clone(),
         static_credentials: config.s3_static_credentials.clone(),
     });
-    let stopping = Arc::new(AtomicBool::new(false));
-    let (stopped_tx, mut stopped) = tokio::sync::watch::channel(false);
-    {
-        let stopping = stopping.clone();
-        tokio::spawn(async move {
-            shutdown.await;
-            stopping.store(true, Ordering::SeqCst);
-            let _ = stopped_tx.send(true);
-        });
-    }
+    let mut stop = Stop::on(shutdown);
     tracing::info!(files_topic = %config.files_topic, schema = %config.schema, "loader started");
     loop {
         // Gather a batch: the first record waits indefinitely, the rest until the interval.
@@ -199,7 +183,7 @@ pub async fn run(
             let wait_until =
                 deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
-                _ = stopped.changed() => return Ok(()),
+                _ = stop.wait() => return Ok(()),
                 _ = tokio::time::sleep_until(wait_until) => break,
                 message = consumer.recv() => match message {
                     Ok(message) => {
@@ -234,7 +218,7 @@ pub async fn run(
                     Err(error) => {
                         tracing::warn!(%error, retry_in = ?delay, "batch not loaded; retrying");
                         metrics::counter!(m::LOAD_FAILURES).increment(1);
-                        if stopping.load(Ordering::SeqCst) {
+                        if stop.requested() {
                             break None;
                         }
                         tokio::time::sleep(delay).await;
@@ -252,12 +236,9 @@ pub async fn run(
             commit.add_partition_offset(&config.files_topic, *partition, Offset::Offset(*next))?;
         }
         if commit.count() > 0 {
-            let consumer = consumer.clone();
-            match tokio::task::spawn_blocking(move || consumer.commit(&commit, CommitMode::Sync)).await {
-                Ok(Ok(())) => {}
+            if let Err(error) = plumbing::commit(&consumer, commit).await {
                 // The ledger makes the re-delivery that follows harmless.
-                Ok(Err(error)) => tracing::warn!(%error, "files-topic offset commit failed"),
-                Err(error) => tracing::warn!(%error, "offset commit task failed"),
+                tracing::warn!(%error, "files-topic offset commit failed");
             }
         }
         metrics::gauge!(m::LOAD_PENDING_FILES).set(0.0);

@@ -39,21 +39,21 @@ use file::{relative_key, Hour};
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use clap::Args;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList};
 use schemas::Exposure;
 
 use crate::files::FileRecord;
-use crate::lake::{with_backoff, Lake, LakeError, S3Options};
+use crate::lake::{Lake, LakeError, S3Options};
 use crate::metrics as m;
+use crate::plumbing::{self, with_backoff, Stop};
 
 /// Where a test may make the sink stop dead, as if the process were killed there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,14 +180,8 @@ pub async fn run(
     )
     .await?;
     let consumer: Arc<SinkConsumer> = Arc::new(
-        ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
-            .set("group.id", &config.group)
-            .set("client.id", "exposures-sink")
-            // Offsets move only when a file is durable (module doc).
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
+        // Offsets move only when a file is durable (module doc).
+        plumbing::manual_commit_consumer(&config.brokers, &config.group, "exposures-sink")
             .set("statistics.interval.ms", "5000")
             .set(
                 "session.timeout.ms",
@@ -203,16 +197,7 @@ pub async fn run(
         .set("acks", "all")
         .set("message.timeout.ms", "30000")
         .create()?;
-    let stopping = Arc::new(AtomicBool::new(false));
-    let (stopped_tx, mut stopped) = tokio::sync::watch::channel(false);
-    {
-        let stopping = stopping.clone();
-        tokio::spawn(async move {
-            shutdown.await;
-            stopping.store(true, Ordering::SeqCst);
-            let _ = stopped_tx.send(true);
-        });
-    }
+    let mut stop = Stop::on(shutdown);
     tracing::info!(lake = %lake.describe(), topic = %config.topic, group = %config.group, "sink started");
     let mut sink = Sink {
         config,
@@ -221,14 +206,15 @@ pub async fn run(
         announcer,
         files: HashMap::new(),
         positions: HashMap::new(),
-        stopping,
+        stop: stop.clone(),
+        final_flush: false,
         faults_armed: true,
     };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             biased;
-            _ = stopped.changed() => break,
+            _ = stop.wait() => break,
             _ = tick.tick() => sink.flush_aged().await?,
             message = consumer.recv() => match message {
                 Ok(message) => {
@@ -241,7 +227,7 @@ pub async fn run(
         }
         sink.apply_revocations();
     }
-    sink.stopping.store(false, Ordering::SeqCst); // let the final flush retry normally
+    sink.final_flush = true; // the final flush retries like any other
     sink.flush_all().await?;
     tracing::info!("sink stopped; open files flushed");
     Ok(())
@@ -257,7 +243,9 @@ struct Sink {
     /// re-delivery and is skipped. Forgotten on revocation, when the next owner resumes
     /// from the committed offset.
     positions: HashMap<i32, i64>,
-    stopping: Arc<AtomicBool>,
+    stop: Stop,
+    /// Set for the flush at shutdown, which must not give up on the stop signal.
+    final_flush: bool,
     faults_armed: bool,
 }
 
@@ -384,7 +372,7 @@ impl Sink {
         ));
 
         let started = Instant::now();
-        let stopping = self.stopping.clone();
+        let give_up = || self.stop.requested() && !self.final_flush;
         let lake = &self.lake;
         let bytes = encoded.bytes.clone();
         let stored = with_backoff(
@@ -400,7 +388,7 @@ impl Sink {
                     result
                 }
             },
-            || stopping.load(Ordering::SeqCst),
+            give_up,
         )
         .await;
         let Some(stored) = stored else {
@@ -426,7 +414,7 @@ impl Sink {
         let payload = serde_json::to_vec(&record).unwrap_or_default();
         let (announcer, files_topic, key, payload) =
             (&self.announcer, &self.config.files_topic, &record.key, &payload);
-        let stopping = self.stopping.clone();
+        let give_up = || self.stop.requested() && !self.final_flush;
         let announced = with_backoff(
             "announce",
             || async move {
@@ -438,7 +426,7 @@ impl Sink {
                     .await
                     .map_err(|(error, _)| error)
             },
-            || stopping.load(Ordering::SeqCst),
+            give_up,
         )
         .await;
         if announced.is_none() {
@@ -452,18 +440,15 @@ impl Sink {
             partition,
             Offset::Offset(encoded.last_offset + 1),
         )?;
-        let consumer = self.consumer.clone();
-        let committed =
-            tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync)).await;
+        let committed = plumbing::commit(&self.consumer, offsets).await;
         match committed {
-            Ok(Ok(())) => {
+            Ok(()) => {
                 metrics::gauge!(m::SINK_COMMITTED_OFFSET, "partition" => partition.to_string())
                     .set((encoded.last_offset + 1) as f64);
             }
             // Typically a rebalance took the partition away; its new owner rewrites
             // this same key, so nothing is lost or doubled.
-            Ok(Err(error)) => tracing::warn!(partition, %error, "offset commit failed"),
-            Err(error) => tracing::warn!(partition, %error, "offset commit task failed"),
+            Err(error) => tracing::warn!(partition, %error, "offset commit failed"),
         }
         metrics::counter!(m::SINK_FILES_WRITTEN).increment(1);
         metrics::counter!(m::SINK_BYTES_WRITTEN).increment(stored.size);
