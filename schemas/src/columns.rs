@@ -43,18 +43,20 @@ const fn column(name: &'static str, kind: ColumnType, nullable: bool) -> Column 
     Column { name, kind, nullable }
 }
 
-/// Attributes also stored as their own columns (the seed's production attribute schema),
-/// so analysts can filter and group without JSON functions.
-pub const PROMOTED_ATTRIBUTES: [&str; 8] = [
+/// Attributes also stored as their own text columns (the seed's production attribute
+/// schema), so analysts can filter and group without JSON functions. In column order.
+pub const PROMOTED_TEXT_ATTRIBUTES: [&str; 7] = [
     "ds_session_id",
     "geo_country_code",
     "geo_city",
     "currency_id",
     "locale",
     "platform",
-    "is_kf_verified",
     "user_agent",
 ];
+
+/// The promoted attribute stored as a boolean column.
+pub const PROMOTED_BOOLEAN_ATTRIBUTE: &str = "is_kf_verified";
 
 /// The exposure table, in order.
 pub const COLUMNS: [Column; 20] = [
@@ -125,17 +127,6 @@ impl Default for ExposureBatchBuilder {
     }
 }
 
-/// The promoted attributes that are text, in column order (all but `is_kf_verified`).
-const PROMOTED_TEXT: [&str; 7] = [
-    "ds_session_id",
-    "geo_country_code",
-    "geo_city",
-    "currency_id",
-    "locale",
-    "platform",
-    "user_agent",
-];
-
 impl ExposureBatchBuilder {
     pub fn new() -> Self {
         ExposureBatchBuilder {
@@ -183,7 +174,7 @@ impl ExposureBatchBuilder {
         self.source.append_option(exposure.source.as_deref());
         self.attributes.append_option(attributes_json);
         let attributes = exposure.attributes.as_ref();
-        for (builder, name) in self.promoted_text.iter_mut().zip(PROMOTED_TEXT) {
+        for (builder, name) in self.promoted_text.iter_mut().zip(PROMOTED_TEXT_ATTRIBUTES) {
             let max_bytes = column_max_bytes(name);
             builder.append_option(
                 attributes
@@ -192,7 +183,7 @@ impl ExposureBatchBuilder {
             );
         }
         self.is_kf_verified
-            .append_option(attributes.and_then(|a| promoted_bool(a, "is_kf_verified")));
+            .append_option(attributes.and_then(|a| promoted_bool(a, PROMOTED_BOOLEAN_ATTRIBUTE)));
         self.extra.append_option(extra_json);
         self.kafka_partition.append_value(partition);
         self.kafka_offset.append_value(offset);
@@ -300,11 +291,11 @@ mod tests {
         assert_eq!(schema.fields().len(), COLUMNS.len());
         let names: std::collections::HashSet<_> = COLUMNS.iter().map(|c| c.name).collect();
         assert_eq!(names.len(), COLUMNS.len());
-        for attribute in PROMOTED_ATTRIBUTES {
+        for attribute in PROMOTED_TEXT_ATTRIBUTES
+            .iter()
+            .chain([&PROMOTED_BOOLEAN_ATTRIBUTE])
+        {
             assert!(names.contains(attribute), "{attribute}");
-        }
-        for text in PROMOTED_TEXT {
-            assert!(PROMOTED_ATTRIBUTES.contains(&text));
         }
     }
 

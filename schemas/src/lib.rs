@@ -24,7 +24,8 @@ mod privacy;
 mod record;
 
 pub use columns::{
-    arrow_schema, Column, ColumnType, ExposureBatchBuilder, COLUMNS, LAKE_SCHEMA_VERSION, PROMOTED_ATTRIBUTES,
+    arrow_schema, Column, ColumnType, ExposureBatchBuilder, COLUMNS, LAKE_SCHEMA_VERSION,
+    PROMOTED_BOOLEAN_ATTRIBUTE, PROMOTED_TEXT_ATTRIBUTES,
 };
 pub use error::{ErrorCode, FieldError};
 pub use normalize::{Limits, Normalizer};
