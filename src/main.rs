@@ -49,8 +49,8 @@ enum Command {
     /// Consume exposures from Kafka and write hour-partitioned Parquet to the lake
     /// (s3://… or file:///…), exactly once, announcing each file on exposures.files.
     Sink(SinkArgs),
-    /// Load the files the sink announces into the warehouse (PostgreSQL now; Redshift
-    /// next), exactly once, with a ledger and quarantine for poison files.
+    /// Load the files the sink announces into the warehouse (Redshift through the Data
+    /// API, or PostgreSQL), exactly once, with a ledger and quarantine for poison files.
     Load(LoadArgs),
     /// Print the warehouse DDL (tables, loader ledger, GrowthBook views) for a dialect.
     Ddl(DdlArgs),
@@ -248,6 +248,16 @@ async fn until_true(mut flag: tokio::sync::watch::Receiver<bool>) {
 
 #[cfg(feature = "embedded-broker")]
 async fn run_up(args: UpArgs) -> Result<()> {
+    if args
+        .warehouse
+        .as_deref()
+        .is_some_and(|url| url.starts_with("redshift://"))
+    {
+        anyhow::bail!(
+            "up keeps its lake on this machine, where Redshift's COPY cannot read it. Load Redshift with \
+             `exposures sink --lake s3://BUCKET/PREFIX` and `exposures load --warehouse redshift://…`."
+        );
+    }
     let data_dir = embedded::enter_data_dir(&args.data_dir)?;
     let broker = embedded::start(args.broker_listen).await?;
     embedded::ensure_topic(
@@ -308,6 +318,11 @@ async fn run_up(args: UpArgs) -> Result<()> {
         s3_endpoint: sink_config.s3_endpoint.clone(),
         s3_region: sink_config.s3_region.clone(),
         s3_static_credentials: sink_config.s3_static_credentials.clone(),
+        iam_role: "default".into(),
+        dedup_window: std::time::Duration::from_secs(7 * 24 * 3600),
+        statement_timeout: std::time::Duration::from_secs(30 * 60),
+        redshift_endpoint: None,
+        redshift_static_credentials: None,
     });
     let stop = broadcast_shutdown();
     let sink = tokio::spawn(loader::sink::run(sink_config, until_true(stop.clone())));

@@ -4,11 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
+
+pub use crate::aws::AwsOptions;
 
 pub mod embedded;
 
@@ -34,17 +35,6 @@ pub enum LakeError {
         path: PathBuf,
         source: std::io::Error,
     },
-}
-
-/// How to reach S3 (all optional: the default AWS chain is used otherwise).
-#[derive(Debug, Clone, Default)]
-pub struct S3Options {
-    /// Endpoint override (MinIO, LocalStack, the embedded server); implies path-style.
-    pub endpoint: Option<String>,
-    /// Region when the AWS chain has none.
-    pub region: Option<String>,
-    /// Static credentials instead of the AWS chain (the embedded server).
-    pub static_credentials: Option<(String, String)>,
 }
 
 /// An object as stored.
@@ -80,7 +70,7 @@ impl std::fmt::Debug for Lake {
 
 impl Lake {
     /// Opens the lake at `url`: `s3://bucket[/prefix]` or `file:///dir`.
-    pub async fn open(url: &str, options: &S3Options) -> Result<Lake, LakeError> {
+    pub async fn open(url: &str, options: &AwsOptions) -> Result<Lake, LakeError> {
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
@@ -219,28 +209,8 @@ impl Lake {
     }
 }
 
-async fn s3_client(options: &S3Options) -> aws_sdk_s3::Client {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if let Some(endpoint) = &options.endpoint {
-        loader = loader.endpoint_url(endpoint);
-    }
-    if let Some(region) = &options.region {
-        // Named up front, so the region chain (which may probe EC2 metadata) is skipped.
-        loader = loader.region(Region::new(region.clone()));
-    }
-    if let Some((access_key, secret_key)) = &options.static_credentials {
-        loader =
-            loader.credentials_provider(Credentials::new(access_key, secret_key, None, None, "exposures"));
-    }
-    let shared = loader.load().await;
-    let region = options
-        .region
-        .clone()
-        .map(Region::new)
-        .or_else(|| shared.region().cloned())
-        .unwrap_or_else(|| Region::new("us-east-1"));
-    let config = aws_sdk_s3::config::Builder::from(&shared)
-        .region(region)
+async fn s3_client(options: &AwsOptions) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(&crate::aws::sdk_config(options).await)
         .force_path_style(options.endpoint.is_some())
         .build();
     aws_sdk_s3::Client::from_conf(config)

@@ -4,9 +4,11 @@
 //!   to the [`lake`] (S3 or a local directory), exactly once, announcing each file on
 //!   `exposures.files` as a [`files::FileRecord`] (DESIGN.md §4).
 //! - [`load`]: consumes `exposures.files` and loads the objects into the warehouse —
-//!   PostgreSQL now, Redshift through the Data API next — with a ledger that makes reloads
+//!   Redshift through the Data API, or PostgreSQL — with a ledger that makes reloads
 //!   harmless (DESIGN.md §5).
+//! - [`aws`]: the one place AWS SDK clients are configured.
 
+pub mod aws;
 pub mod files;
 pub mod lake;
 pub mod load;

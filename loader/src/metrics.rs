@@ -32,6 +32,9 @@ pub const LOAD_ROWS_LOADED: &str = "exposures_load_rows_loaded_total";
 pub const LOAD_FILES: &str = "exposures_load_files_total";
 /// Counter: failed batch attempts (each retried).
 pub const LOAD_FAILURES: &str = "exposures_load_failures_total";
+/// Counter: batches the warehouse refused for their data (each is split, or its one
+/// file quarantined).
+pub const LOAD_DATA_ERRORS: &str = "exposures_load_data_errors_total";
 /// Counter: records on the files topic that are not file records (skipped, logged).
 pub const LOAD_INVALID_RECORDS: &str = "exposures_load_invalid_records_total";
 /// Gauge: seconds between now and the newest `exposed_at` in the warehouse, at the
@@ -39,7 +42,8 @@ pub const LOAD_INVALID_RECORDS: &str = "exposures_load_invalid_records_total";
 pub const LOAD_FRESHNESS: &str = "exposures_load_freshness_seconds";
 
 /// Every metric this crate exports (checked against `infra/` by the tests).
-pub const ALL: [&str; 18] = [
+pub const ALL: [&str; 19] = [
+    LOAD_DATA_ERRORS,
     LOAD_PENDING_FILES,
     LOAD_BATCH_DURATION,
     LOAD_ROWS_LOADED,

@@ -161,9 +161,88 @@ pub fn script(dialect: Dialect, schema: &str) -> String {
     )
 }
 
+/// Each statement of [`script`], without comments or the trailing `;`: for APIs that
+/// run one statement per call (the Redshift Data API).
+pub fn statements(dialect: Dialect, schema: &str) -> Vec<String> {
+    script(dialect, schema)
+        .split(';')
+        .map(|statement| {
+            statement
+                .lines()
+                .filter(|line| !line.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+                .trim()
+                .to_owned()
+        })
+        .filter(|statement| !statement.is_empty())
+        .collect()
+}
+
+/// Type of JSON columns in a Redshift stage table: COPY cannot write SUPER from a Parquet
+/// string, so JSON lands as text and `JSON_PARSE` turns it into SUPER on insert.
+const REDSHIFT_STAGE_JSON: &str = "VARCHAR(65535)";
+
+/// The session-scoped table a load stages one batch in: every column of [`COLUMNS`] in
+/// Parquet order (Redshift's Parquet COPY maps columns by position and needs the same
+/// count), JSON as text.
+pub fn stage_table(dialect: Dialect, name: &str) -> String {
+    let columns: Vec<String> = COLUMNS
+        .iter()
+        .map(|c| {
+            let kind = match (c.kind, dialect) {
+                (ColumnType::Json, Dialect::Redshift) => REDSHIFT_STAGE_JSON.to_owned(),
+                (ColumnType::Json, Dialect::Postgres) => "TEXT".to_owned(),
+                (kind, dialect) => sql_type(kind, dialect),
+            };
+            format!("{} {kind}", c.name)
+        })
+        .collect();
+    let lifetime = match dialect {
+        Dialect::Redshift => "",
+        Dialect::Postgres => " ON COMMIT DROP",
+    };
+    format!("CREATE TEMP TABLE {name} ({}){lifetime}", columns.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stage_columns_match_the_parquet_schema_by_position() {
+        let stage = stage_table(Dialect::Redshift, "s");
+        let inner = stage
+            .strip_prefix("CREATE TEMP TABLE s (")
+            .and_then(|rest| rest.strip_suffix(')'))
+            .expect("stage DDL shape");
+        let stage_names: Vec<&str> = inner
+            .split(", ")
+            .map(|column| column.split(' ').next().unwrap_or_default())
+            .collect();
+        let parquet_names: Vec<String> = crate::arrow_schema()
+            .fields()
+            .iter()
+            .map(|field| field.name().clone())
+            .collect();
+        assert_eq!(stage_names, parquet_names);
+        assert!(inner.contains("attributes VARCHAR(65535)"), "{inner}");
+        assert!(
+            !inner.contains("SUPER"),
+            "COPY cannot fill SUPER from Parquet text"
+        );
+    }
+
+    #[test]
+    fn statements_split_the_script_without_comments() {
+        let statements = statements(Dialect::Redshift, "analytics");
+        assert_eq!(statements.len(), 5, "{statements:#?}");
+        assert_eq!(statements[0], "CREATE SCHEMA IF NOT EXISTS analytics");
+        assert!(statements[1].ends_with("SORTKEY (exposed_at)"));
+        assert!(statements
+            .iter()
+            .all(|s| !s.contains(';') && !s.starts_with("--")));
+    }
 
     #[test]
     fn redshift_table_snapshot() {

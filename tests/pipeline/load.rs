@@ -1,7 +1,10 @@
-//! The loader against a real PostgreSQL: the pipeline's lake files end up as rows
-//! exactly once, through replays, a poison file, an outage and a killed loader.
+//! The loader against a real PostgreSQL, directly and through the Redshift Data API
+//! emulator (the real aws-sdk-redshiftdata client, statements run on that PostgreSQL):
+//! the pipeline's lake files end up as rows exactly once, through replays, a poison
+//! file, throttling, slow statements, an outage and a killed loader.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use loader::load::LoadConfig;
@@ -10,22 +13,64 @@ use rdkafka::ClientConfig;
 use tokio::sync::oneshot;
 
 use crate::postgres::Pg;
+use crate::redshift_emulator::DataApi;
 use crate::sink::{exposures, produce, start_sink, wait_committed, Lakeside};
 use crate::support::{self, DEADLINE};
 
-fn load_config(side: &Lakeside, pg: &Pg, group: &str) -> LoadConfig {
+/// Where a test loads: PostgreSQL, or Redshift (the emulator over PostgreSQL). Either
+/// way the rows end up in `pg`, where the test reads them.
+struct Warehouse {
+    pg: Pg,
+    data_api: Option<DataApi>,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Postgres,
+    Redshift,
+}
+
+impl Warehouse {
+    async fn start(kind: Kind, side: &Lakeside) -> Warehouse {
+        let pg = tokio::task::spawn_blocking(Pg::start).await.expect("postgres");
+        let data_api = match kind {
+            Kind::Postgres => None,
+            Kind::Redshift => Some(DataApi::start(pg.url(), lake_options(side)).await),
+        };
+        Warehouse { pg, data_api }
+    }
+}
+
+fn lake_options(side: &Lakeside) -> loader::lake::AwsOptions {
     let sink = side.config("unused");
+    loader::lake::AwsOptions {
+        endpoint: sink.s3_endpoint,
+        region: sink.s3_region,
+        static_credentials: sink.s3_static_credentials,
+    }
+}
+
+fn load_config(side: &Lakeside, warehouse: &Warehouse, group: &str) -> LoadConfig {
+    let lake = lake_options(side);
     LoadConfig {
         brokers: side.kafka.brokers(),
         files_topic: side.files_topic.clone(),
         group: group.to_owned(),
-        warehouse: pg.url(),
+        warehouse: match &warehouse.data_api {
+            Some(data_api) => data_api.warehouse_url(),
+            None => warehouse.pg.url(),
+        },
         schema: "analytics".into(),
         batch_files: 7,
         batch_interval: Duration::from_millis(300),
-        s3_endpoint: sink.s3_endpoint,
-        s3_region: sink.s3_region,
-        s3_static_credentials: sink.s3_static_credentials,
+        iam_role: "arn:aws:iam::123456789012:role/exposures-copy".into(),
+        dedup_window: Duration::from_secs(7 * 24 * 3600),
+        statement_timeout: Duration::from_secs(60),
+        redshift_endpoint: warehouse.data_api.as_ref().map(|api| api.endpoint.clone()),
+        redshift_static_credentials: Some(("test".into(), "test".into())),
+        s3_endpoint: lake.endpoint,
+        s3_region: lake.region,
+        s3_static_credentials: lake.static_credentials,
     }
 }
 
@@ -121,9 +166,25 @@ async fn assert_warehouse_exact(pg: &Pg, events: &[schemas::Exposure]) {
 }
 
 #[tokio::test]
-async fn files_load_once_through_replays_and_a_poison_file_is_quarantined() {
+async fn postgres_loads_files_once_through_replays_and_quarantines_a_poison_file() {
+    replays_and_a_poison_file(Kind::Postgres).await;
+}
+
+#[tokio::test]
+async fn redshift_loads_files_once_through_replays_throttling_and_slow_statements_and_quarantines_a_poison_file(
+) {
+    replays_and_a_poison_file(Kind::Redshift).await;
+}
+
+async fn replays_and_a_poison_file(kind: Kind) {
     let side = Lakeside::new().await;
-    let pg = tokio::task::spawn_blocking(Pg::start).await.expect("postgres");
+    let warehouse = Warehouse::start(kind, &side).await;
+    let pg = &warehouse.pg;
+    if let Some(data_api) = &warehouse.data_api {
+        // Throttled calls are retried by the SDK; slow statements are polled.
+        data_api.faults.throttle_next.store(4, Ordering::SeqCst);
+        data_api.faults.statement_delay_ms.store(400, Ordering::SeqCst);
+    }
     let events = exposures(4_000, "load");
     let files = sink_into_lake(&side, &events).await;
     assert!(files.len() > 7, "several batches");
@@ -145,10 +206,11 @@ async fn files_load_once_through_replays_and_a_poison_file_is_quarantined() {
         .expect("put");
     poison["key"] = poison_key.clone().into();
     poison["etag"] = stored.etag.into();
+    poison["size"] = stored.size.into();
     announce(&side, &poison).await;
 
-    let (stop, task) = start_loader(load_config(&side, &pg, "load"));
-    wait_rows(&pg, events.len() as i64).await;
+    let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
+    wait_rows(pg, events.len() as i64).await;
     let client = pg.client().await;
     let deadline = Instant::now() + DEADLINE;
     while count(
@@ -164,7 +226,7 @@ async fn files_load_once_through_replays_and_a_poison_file_is_quarantined() {
     let _ = stop.send(());
     task.await.expect("loader task").expect("loader");
 
-    assert_warehouse_exact(&pg, &events).await;
+    assert_warehouse_exact(pg, &events).await;
     let quarantined = client
         .query_one(
             "SELECT object_key, reason FROM analytics.exposures_loads WHERE status = 'quarantined'",
@@ -173,7 +235,33 @@ async fn files_load_once_through_replays_and_a_poison_file_is_quarantined() {
         .await
         .expect("ledger");
     assert_eq!(quarantined.get::<_, String>(0), poison_key);
-    assert!(quarantined.get::<_, String>(1).contains("Parquet"));
+    let reason: String = quarantined.get(1);
+    assert!(reason.contains("Parquet"), "{reason}");
+    if let Some(data_api) = &warehouse.data_api {
+        assert!(
+            reason.contains("sys_load_error_detail") && reason.contains(&format!("| s3://lake/{poison_key}")),
+            "the reason carries SYS_LOAD_ERROR_DETAIL's row for the file: {reason}"
+        );
+        assert_eq!(
+            data_api.faults.throttled.load(Ordering::SeqCst),
+            4,
+            "throttling happened"
+        );
+        assert!(
+            data_api.faults.describes.load(Ordering::SeqCst) > 20,
+            "slow statements were polled"
+        );
+        let attributes = count(
+            &client,
+            "SELECT count(*) FROM analytics.exposures WHERE attributes->>'geo_country_code' = 'US'",
+        )
+        .await;
+        assert_eq!(
+            attributes,
+            events.len() as i64,
+            "attributes are queryable JSON (SUPER)"
+        );
+    }
     let loaded = count(
         &client,
         "SELECT count(*) FROM analytics.exposures_loads WHERE status = 'loaded'",
@@ -193,15 +281,25 @@ async fn files_load_once_through_replays_and_a_poison_file_is_quarantined() {
 }
 
 #[tokio::test]
-async fn warehouse_outage_and_a_killed_loader_still_load_exactly_once() {
+async fn postgres_outage_and_a_killed_loader_still_load_exactly_once() {
+    outage_and_a_killed_loader(Kind::Postgres).await;
+}
+
+#[tokio::test]
+async fn redshift_outage_and_a_killed_loader_still_load_exactly_once() {
+    outage_and_a_killed_loader(Kind::Redshift).await;
+}
+
+async fn outage_and_a_killed_loader(kind: Kind) {
     let side = Lakeside::new().await;
-    let pg = tokio::task::spawn_blocking(Pg::start).await.expect("postgres");
+    let warehouse = Warehouse::start(kind, &side).await;
+    let pg = &warehouse.pg;
     let events = exposures(3_000, "outage");
     sink_into_lake(&side, &events).await;
 
     // Killed mid-way: the task is dropped while it works; whatever transaction it had
     // open is rolled back with its connection.
-    let (_stop, task) = start_loader(load_config(&side, &pg, "load"));
+    let (_stop, task) = start_loader(load_config(&side, &warehouse, "load"));
     let client = pg.client().await;
     let deadline = Instant::now() + DEADLINE;
     while count(&client, "SELECT count(*) FROM analytics.exposures_loads").await < 1 {
@@ -215,17 +313,28 @@ async fn warehouse_outage_and_a_killed_loader_still_load_exactly_once() {
     drop(client);
     pg.stop_server(); // blocks this test's thread for a moment, which is all it needs
     let failures_before = load_failures();
-    let (stop, task) = start_loader(load_config(&side, &pg, "load"));
+    let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
     let deadline = Instant::now() + DEADLINE;
     while load_failures() <= failures_before {
         assert!(Instant::now() < deadline, "the loader never met the outage");
         tokio::time::sleep(Duration::from_millis(50)).await; // polling a condition
     }
     pg.start_server();
-    wait_rows(&pg, events.len() as i64).await;
+    wait_rows(pg, events.len() as i64).await;
     let _ = stop.send(());
     task.await.expect("loader task").expect("loader");
-    assert_warehouse_exact(&pg, &events).await;
+    assert_warehouse_exact(pg, &events).await;
+    let client = pg.client().await;
+    let ledger_rows = count(
+        &client,
+        "SELECT coalesce(sum(rows_loaded), 0)::bigint FROM analytics.exposures_loads WHERE status = 'loaded'",
+    )
+    .await;
+    assert_eq!(
+        ledger_rows,
+        events.len() as i64,
+        "the ledger agrees with the table"
+    );
 }
 
 fn load_failures() -> f64 {

@@ -5,6 +5,7 @@ mod delivery_faults;
 mod ingest_api;
 mod load;
 mod postgres;
+mod redshift_emulator;
 mod sdk_callers;
 mod sink;
 mod support;

@@ -8,7 +8,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, TimestampMicrosecondType};
 use chrono::{DateTime, TimeZone, Timelike, Utc};
 use loader::lake::embedded::{self, EmbeddedS3};
-use loader::lake::{Lake, S3Options};
+use loader::lake::{AwsOptions, Lake};
 use loader::sink::{FaultPoint, SinkConfig, SinkError};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -74,7 +74,7 @@ impl Lakeside {
         let config = self.config("reader");
         Lake::open(
             &config.lake,
-            &S3Options {
+            &AwsOptions {
                 endpoint: config.s3_endpoint,
                 region: config.s3_region,
                 static_credentials: config.s3_static_credentials,

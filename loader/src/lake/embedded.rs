@@ -27,7 +27,7 @@ pub struct EmbeddedS3 {
 }
 
 impl EmbeddedS3 {
-    /// `http://ADDRESS`, for `S3Options::endpoint`.
+    /// `http://ADDRESS`, for `AwsOptions::endpoint`.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.address)
     }

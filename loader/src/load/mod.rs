@@ -19,12 +19,14 @@
 //! the rest of its batch loads; it is never retried. A warehouse or lake outage fails
 //! the batch as a whole; it is retried with backoff until it succeeds.
 //!
-//! Warehouses: PostgreSQL ([`postgres`]). Redshift through the Data API is not built
-//! yet; `redshift://` URLs are refused with an error saying so.
+//! Warehouses: Redshift through the Data API ([`redshift`]; poison files are found by
+//! splitting the batch) and PostgreSQL ([`postgres`]; per-file savepoints).
 //!
-//! Proven by `tests/pipeline/load.rs`.
+//! Proven by `tests/pipeline/load.rs`, against PostgreSQL and against a Data API
+//! emulator (`tests/pipeline/redshift_emulator.rs`) driven by the real SDK.
 
 pub mod postgres;
+pub mod redshift;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -39,7 +41,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::files::FileRecord;
-use crate::lake::{Lake, LakeError, S3Options};
+use crate::lake::{AwsOptions, Lake, LakeError};
 use crate::metrics as m;
 use crate::plumbing::{self, Stop};
 
@@ -57,8 +59,12 @@ pub struct LoadConfig {
     #[arg(long, env = "EXPOSURES_LOAD_GROUP", default_value = "exposures-load")]
     pub group: String,
 
-    /// The warehouse: postgres://USER:PASSWORD@HOST:PORT/DATABASE. Put the password in
-    /// the environment (EXPOSURES_WAREHOUSE), not on the command line.
+    /// The warehouse. Redshift through the Data API:
+    /// redshift://ENDPOINT/DATABASE[?secret_arn=ARN] with ENDPOINT as the console shows it
+    /// (or redshift:///DATABASE?workgroup=NAME|cluster=ID&region=R; a provisioned cluster
+    /// also needs db_user=NAME or secret_arn=ARN). PostgreSQL:
+    /// postgres://USER:PASSWORD@HOST:PORT/DATABASE — put a password in the environment
+    /// (EXPOSURES_WAREHOUSE), not on the command line.
     #[arg(long, env = "EXPOSURES_WAREHOUSE", hide_env_values = true)]
     pub warehouse: String,
 
@@ -73,6 +79,28 @@ pub struct LoadConfig {
     /// How long a batch waits for more files after its first.
     #[arg(long, env = "EXPOSURES_BATCH_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub batch_interval: Duration,
+
+    /// Redshift: IAM role ARN that COPY assumes to read the lake; `default` uses the
+    /// role set as default on the cluster or namespace.
+    #[arg(long, env = "EXPOSURES_IAM_ROLE", default_value = "default")]
+    pub iam_role: String,
+
+    /// Redshift: how far apart (in received_at) two copies of an event_id may be and
+    /// still be deduplicated. Bounds the scan of `exposures` per batch.
+    #[arg(long, env = "EXPOSURES_DEDUP_WINDOW", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub dedup_window: Duration,
+
+    /// Redshift: a statement running longer is cancelled and its batch retried.
+    #[arg(long, env = "EXPOSURES_STATEMENT_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub statement_timeout: Duration,
+
+    /// Redshift Data API endpoint override (a VPC endpoint, or a test emulator).
+    #[arg(long, env = "EXPOSURES_REDSHIFT_ENDPOINT")]
+    pub redshift_endpoint: Option<String>,
+
+    /// Static credentials for the Data API instead of the AWS chain (tests).
+    #[arg(skip)]
+    pub redshift_static_credentials: Option<(String, String)>,
 
     /// S3 endpoint override for reading the lake (MinIO, LocalStack).
     #[arg(long, env = "EXPOSURES_S3_ENDPOINT")]
@@ -91,6 +119,10 @@ pub struct LoadConfig {
 pub enum LoadError {
     #[error("warehouse: {0}")]
     Warehouse(#[source] tokio_postgres::Error),
+    #[error("Redshift Data API: {0}")]
+    DataApi(String),
+    #[error("bad Redshift warehouse URL: {why}.\n  Use {help}")]
+    BadWarehouseUrl { why: String, help: &'static str },
     #[error(
         "table {table} exists with other columns than exposures writes.\n  found:    {found:?}\n  expected: {expected:?}\n\
          Migrate it (see `exposures ddl`) or load into another schema with --schema."
@@ -100,7 +132,9 @@ pub enum LoadError {
         found: Vec<String>,
         expected: Vec<String>,
     },
-    #[error("unsupported warehouse URL '{0}': use postgres://USER:PASSWORD@HOST:PORT/DATABASE (Redshift loading is not built yet)")]
+    #[error(
+        "unsupported warehouse URL '{0}': use redshift://… or postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+    )]
     UnsupportedWarehouse(String),
     #[error(transparent)]
     Lake(#[from] LakeError),
@@ -124,12 +158,12 @@ pub struct BatchReport {
 
 /// Lake clients by bucket, opened on first use from the file records.
 pub struct Lakes {
-    options: S3Options,
+    options: AwsOptions,
     open: HashMap<String, Lake>,
 }
 
 impl Lakes {
-    pub fn new(options: S3Options) -> Lakes {
+    pub fn new(options: AwsOptions) -> Lakes {
         Lakes {
             options,
             open: HashMap::new(),
@@ -152,6 +186,88 @@ impl Lakes {
             None => Err(LakeError::BadUrl(url)),
         }
     }
+
+    /// Writes `body` at `relative` under the prefix of `file`'s lake (next to the data);
+    /// returns its URL.
+    pub async fn put_beside(
+        &mut self,
+        file: &FileRecord,
+        relative: &str,
+        body: Bytes,
+    ) -> Result<String, LakeError> {
+        if !self.open.contains_key(&file.lake) {
+            let lake = Lake::open(&file.lake, &self.options).await?;
+            self.open.insert(file.lake.clone(), lake);
+        }
+        let lake = self
+            .open
+            .get(&file.lake)
+            .ok_or_else(|| LakeError::BadUrl(file.lake.clone()))?;
+        let key = lake.key(relative);
+        lake.put(&key, body).await?;
+        Ok(format!("s3://{}/{key}", lake.bucket()))
+    }
+}
+
+/// The warehouse a loader writes to, by URL scheme.
+enum Warehouse {
+    Postgres(postgres::Postgres),
+    Redshift(redshift::Redshift),
+}
+
+impl Warehouse {
+    /// Connects (PostgreSQL) or sets up the client (Redshift); does not create objects.
+    async fn connect(config: &LoadConfig) -> Result<Warehouse, LoadError> {
+        let url = config.warehouse.as_str();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Warehouse::Postgres(
+                postgres::Postgres::connect(url, &config.schema).await?,
+            ))
+        } else if url.starts_with("redshift://") {
+            let options = redshift::RedshiftOptions {
+                iam_role: config.iam_role.clone(),
+                dedup_window: config.dedup_window,
+                statement_timeout: config.statement_timeout,
+                api: AwsOptions {
+                    endpoint: config.redshift_endpoint.clone(),
+                    region: None,
+                    static_credentials: config.redshift_static_credentials.clone(),
+                },
+            };
+            Ok(Warehouse::Redshift(
+                redshift::Redshift::connect(url, &config.schema, options).await?,
+            ))
+        } else {
+            Err(LoadError::UnsupportedWarehouse(url.to_owned()))
+        }
+    }
+
+    async fn ensure_objects(&self) -> Result<(), LoadError> {
+        match self {
+            Warehouse::Postgres(warehouse) => warehouse.ensure_objects().await,
+            Warehouse::Redshift(warehouse) => warehouse.ensure_objects().await,
+        }
+    }
+
+    /// Whether the connection is gone and must be made again before the next batch.
+    fn is_closed(&self) -> bool {
+        match self {
+            Warehouse::Postgres(warehouse) => warehouse.is_closed(),
+            Warehouse::Redshift(_) => false, // stateless HTTP calls
+        }
+    }
+
+    async fn load_batch(
+        &mut self,
+        files: &[FileRecord],
+        lakes: &mut Lakes,
+        batch_id: &str,
+    ) -> Result<BatchReport, LoadError> {
+        match self {
+            Warehouse::Postgres(warehouse) => warehouse.load_batch(files, lakes, batch_id).await,
+            Warehouse::Redshift(warehouse) => warehouse.load_batch(files, lakes, batch_id).await,
+        }
+    }
 }
 
 /// Runs the loader until `shutdown` resolves (after the batch in progress).
@@ -159,15 +275,12 @@ pub async fn run(
     config: LoadConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), LoadError> {
-    if !(config.warehouse.starts_with("postgres://") || config.warehouse.starts_with("postgresql://")) {
-        return Err(LoadError::UnsupportedWarehouse(config.warehouse.clone()));
-    }
     let mut warehouse = connect_when_available(&config).await?;
     let consumer: Arc<StreamConsumer> = Arc::new(
         plumbing::manual_commit_consumer(&config.brokers, &config.group, "exposures-load").create()?,
     );
     consumer.subscribe(&[&config.files_topic])?;
-    let mut lakes = Lakes::new(S3Options {
+    let mut lakes = Lakes::new(AwsOptions {
         endpoint: config.s3_endpoint.clone(),
         region: config.s3_region.clone(),
         static_credentials: config.s3_static_credentials.clone(),
@@ -209,7 +322,7 @@ pub async fn run(
             let report = loop {
                 let attempt = async {
                     if warehouse.is_closed() {
-                        warehouse = postgres::Postgres::connect(&config.warehouse, &config.schema).await?;
+                        warehouse = Warehouse::connect(&config).await?;
                     }
                     warehouse.load_batch(&files, &mut lakes, &batch_id).await
                 };
@@ -247,17 +360,21 @@ pub async fn run(
 
 /// Connects and prepares the warehouse, waiting (with backoff) while it is unreachable.
 /// A table with the wrong columns is an error at once: waiting will not fix it.
-async fn connect_when_available(config: &LoadConfig) -> Result<postgres::Postgres, LoadError> {
+async fn connect_when_available(config: &LoadConfig) -> Result<Warehouse, LoadError> {
     let mut delay = Duration::from_millis(100);
     loop {
         let attempt = async {
-            let warehouse = postgres::Postgres::connect(&config.warehouse, &config.schema).await?;
+            let warehouse = Warehouse::connect(config).await?;
             warehouse.ensure_objects().await?;
             Ok::<_, LoadError>(warehouse)
         };
         match attempt.await {
             Ok(warehouse) => return Ok(warehouse),
-            Err(error @ LoadError::SchemaMismatch { .. }) => return Err(error),
+            Err(
+                error @ (LoadError::SchemaMismatch { .. }
+                | LoadError::BadWarehouseUrl { .. }
+                | LoadError::UnsupportedWarehouse(_)),
+            ) => return Err(error),
             Err(error) => {
                 tracing::warn!(%error, retry_in = ?delay, "warehouse unavailable; retrying");
                 metrics::counter!(m::LOAD_FAILURES).increment(1);

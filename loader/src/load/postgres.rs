@@ -141,25 +141,8 @@ impl Postgres {
     ) -> Result<BatchReport, LoadError> {
         let schema = self.schema.clone();
         let mut transaction = self.client.transaction().await.map_err(LoadError::Warehouse)?;
-        let stage_columns: Vec<String> = COLUMNS
-            .iter()
-            .map(|c| {
-                format!(
-                    "{} {}",
-                    c.name,
-                    if c.kind == ColumnType::Json {
-                        "TEXT".to_owned()
-                    } else {
-                        ddl::sql_type(c.kind, Dialect::Postgres)
-                    }
-                )
-            })
-            .collect();
         transaction
-            .batch_execute(&format!(
-                "CREATE TEMP TABLE exposures_stage ({}) ON COMMIT DROP",
-                stage_columns.join(", ")
-            ))
+            .batch_execute(&ddl::stage_table(Dialect::Postgres, "exposures_stage"))
             .await
             .map_err(LoadError::Warehouse)?;
         let mut report = BatchReport::default();

@@ -51,7 +51,7 @@ use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionLis
 use schemas::Exposure;
 
 use crate::files::FileRecord;
-use crate::lake::{Lake, LakeError, S3Options};
+use crate::lake::{AwsOptions, Lake, LakeError};
 use crate::metrics as m;
 use crate::plumbing::{self, with_backoff, Stop};
 
@@ -172,7 +172,7 @@ pub async fn run(
 ) -> Result<(), SinkError> {
     let lake = Lake::open(
         &config.lake,
-        &S3Options {
+        &AwsOptions {
             endpoint: config.s3_endpoint.clone(),
             region: config.s3_region.clone(),
             static_credentials: config.s3_static_credentials.clone(),
