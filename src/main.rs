@@ -54,6 +54,9 @@ enum Command {
     Load(LoadArgs),
     /// Print the warehouse DDL (tables, loader ledger, GrowthBook views) for a dialect.
     Ddl(DdlArgs),
+    /// Show where the pipeline stands: events waiting for the sink, files waiting for
+    /// the loader, warehouse rows and freshness, and quarantined files with reasons.
+    Status(loader::status::StatusConfig),
     /// Run the embedded Kafka-protocol broker alone (durable SQLite storage), for local
     /// development and multi-process tests. Prints its bootstrap servers.
     DevBroker(DevBrokerArgs),
@@ -163,6 +166,10 @@ fn main() -> Result<()> {
             Command::Load(args) => run_load(args).await,
             Command::Ddl(args) => {
                 print!("{}", schemas::ddl::script(args.dialect, &args.schema));
+                Ok(())
+            }
+            Command::Status(config) => {
+                print!("{}", loader::status::gather(&config).await);
                 Ok(())
             }
             Command::Up(args) => run_up(args).await,

@@ -15,3 +15,4 @@ pub mod load;
 pub mod metrics;
 pub mod plumbing;
 pub mod sink;
+pub mod status;

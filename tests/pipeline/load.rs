@@ -226,6 +226,23 @@ async fn replays_and_a_poison_file(kind: Kind) {
     let _ = stop.send(());
     task.await.expect("loader task").expect("loader");
 
+    // What `exposures status` shows: nothing waiting, every row, the quarantined file.
+    let status = loader::status::gather(&loader::status::StatusConfig {
+        load: load_config(&side, &warehouse, "load"),
+        topic: side.kafka.topic.clone(),
+        sink_group: "sink".into(),
+        timeout: Duration::from_secs(10),
+    })
+    .await;
+    let text = status.to_string();
+    assert_eq!(status.sink.as_ref().map(|lag| lag.total()), Ok(0), "{text}");
+    assert_eq!(status.load.as_ref().map(|lag| lag.total()), Ok(0), "{text}");
+    let summary = status.warehouse.as_ref().expect("warehouse status");
+    assert_eq!(summary.rows, events.len() as i64, "{text}");
+    assert!(summary.newest_exposed_at.is_some(), "{text}");
+    assert!(text.contains("files quarantined: 1 (0 rows)"), "{text}");
+    assert!(text.contains(&poison_key), "{text}");
+
     assert_warehouse_exact(pg, &events).await;
     let quarantined = client
         .query_one(

@@ -117,7 +117,7 @@ pub struct LoadConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("warehouse: {0}")]
+    #[error("warehouse: {}", with_cause(.0))]
     Warehouse(#[source] tokio_postgres::Error),
     #[error("Redshift Data API: {0}")]
     DataApi(String),
@@ -140,6 +140,14 @@ pub enum LoadError {
     Lake(#[from] LakeError),
     #[error("Kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+/// tokio-postgres says "error connecting to server" and keeps the why in its source.
+fn with_cause(error: &tokio_postgres::Error) -> String {
+    match std::error::Error::source(error) {
+        Some(cause) => format!("{error}: {cause}"),
+        None => error.to_string(),
+    }
 }
 
 /// What happened to one file of a batch.
@@ -210,14 +218,14 @@ impl Lakes {
 }
 
 /// The warehouse a loader writes to, by URL scheme.
-enum Warehouse {
+pub(crate) enum Warehouse {
     Postgres(postgres::Postgres),
     Redshift(redshift::Redshift),
 }
 
 impl Warehouse {
     /// Connects (PostgreSQL) or sets up the client (Redshift); does not create objects.
-    async fn connect(config: &LoadConfig) -> Result<Warehouse, LoadError> {
+    pub(crate) async fn connect(config: &LoadConfig) -> Result<Warehouse, LoadError> {
         let url = config.warehouse.as_str();
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Warehouse::Postgres(
@@ -246,6 +254,14 @@ impl Warehouse {
         match self {
             Warehouse::Postgres(warehouse) => warehouse.ensure_objects().await,
             Warehouse::Redshift(warehouse) => warehouse.ensure_objects().await,
+        }
+    }
+
+    /// Runs a read-only query; every field as text.
+    pub(crate) async fn query_text(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, LoadError> {
+        match self {
+            Warehouse::Postgres(warehouse) => warehouse.query_text(sql).await,
+            Warehouse::Redshift(warehouse) => warehouse.query_text(sql).await,
         }
     }
 

@@ -132,6 +132,24 @@ impl Postgres {
         Ok(())
     }
 
+    /// Runs a read-only query; every field as text.
+    pub async fn query_text(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, LoadError> {
+        let messages = self
+            .client
+            .simple_query(sql)
+            .await
+            .map_err(LoadError::Warehouse)?;
+        Ok(messages
+            .iter()
+            .filter_map(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => {
+                    Some((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect())
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Loads `files` in one transaction (module doc).
     pub async fn load_batch(
         &mut self,

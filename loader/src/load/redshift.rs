@@ -315,6 +315,15 @@ impl Redshift {
         Ok(())
     }
 
+    /// Runs a read-only query; every field as text.
+    pub async fn query_text(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, LoadError> {
+        let (id, _) = self
+            .run_one(sql)
+            .await
+            .map_err(|failure| failure.into_error("query"))?;
+        self.rows(&id).await
+    }
+
     /// Loads `files` (module doc).
     pub async fn load_batch(
         &mut self,
@@ -603,7 +612,7 @@ fn field_text(field: &Field) -> Option<String> {
 }
 
 /// Redshift prints timestamps as `2026-11-25 10:00:00[.ffffff]`, in UTC here.
-fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
     let text = text.trim_end_matches("+00");
     NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
         .ok()

@@ -1,0 +1,276 @@
+//! `exposures status`: where the pipeline stands, for a human — events waiting for the
+//! sink (consumer lag on the exposures topic), files waiting for the loader (lag on the
+//! files topic), and the warehouse (rows, freshness, ledger, quarantined files with
+//! their reasons). Each section is gathered on its own, so one unreachable part does
+//! not hide the others.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::Args;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::load::{LoadConfig, LoadError, Warehouse};
+use crate::plumbing;
+
+/// Quarantined files listed, newest first.
+const QUARANTINE_LISTED: usize = 20;
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusConfig {
+    #[command(flatten)]
+    pub load: LoadConfig,
+
+    /// Topic of exposures, consumed by the sink.
+    #[arg(long, env = "EXPOSURES_TOPIC", default_value = "exposures")]
+    pub topic: String,
+
+    /// Consumer group of the sinks.
+    #[arg(long, env = "EXPOSURES_SINK_GROUP", default_value = "exposures-sink")]
+    pub sink_group: String,
+
+    /// How long to wait for the broker's answers.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug)]
+pub struct PartitionLag {
+    pub partition: i32,
+    pub low: i64,
+    pub end: i64,
+    pub committed: Option<i64>,
+}
+
+impl PartitionLag {
+    /// Records not yet committed by the group (all retained ones if it never committed).
+    pub fn lag(&self) -> i64 {
+        (self.end - self.committed.unwrap_or(self.low).max(self.low)).max(0)
+    }
+}
+
+#[derive(Debug)]
+pub struct GroupLag {
+    pub topic: String,
+    pub group: String,
+    pub partitions: Vec<PartitionLag>,
+}
+
+impl GroupLag {
+    pub fn total(&self) -> i64 {
+        self.partitions.iter().map(PartitionLag::lag).sum()
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct WarehouseStatus {
+    pub rows: i64,
+    pub newest_exposed_at: Option<DateTime<Utc>>,
+    /// Ledger: files and rows by status.
+    pub ledger: Vec<(String, i64, i64)>,
+    /// (object key, when, reason), newest first.
+    pub quarantined: Vec<(String, String, String)>,
+}
+
+#[derive(Debug)]
+pub struct Report {
+    pub sink: Result<GroupLag, String>,
+    pub load: Result<GroupLag, String>,
+    pub warehouse: Result<WarehouseStatus, String>,
+    pub schema: String,
+}
+
+/// Gathers the report.
+pub async fn gather(config: &StatusConfig) -> Report {
+    let lag = |topic: String, group: String| {
+        let brokers = config.load.brokers.clone();
+        let timeout = config.timeout;
+        async move {
+            tokio::task::spawn_blocking(move || group_lag(&brokers, &topic, &group, timeout))
+                .await
+                .map_err(|e| e.to_string())?
+        }
+    };
+    let sink = lag(config.topic.clone(), config.sink_group.clone()).await;
+    let load = lag(config.load.files_topic.clone(), config.load.group.clone()).await;
+    let warehouse = warehouse_status(&config.load).await.map_err(|e| e.to_string());
+    Report {
+        sink,
+        load,
+        warehouse,
+        schema: config.load.schema.clone(),
+    }
+}
+
+fn group_lag(brokers: &str, topic: &str, group: &str, timeout: Duration) -> Result<GroupLag, String> {
+    let consumer: BaseConsumer = plumbing::manual_commit_consumer(brokers, group, "exposures-status")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| format!("brokers {brokers} did not answer: {e}"))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(format!("topic {topic} does not exist on {brokers}"));
+    }
+    let mut wanted = TopicPartitionList::new();
+    for partition in &partitions {
+        wanted.add_partition(topic, *partition);
+    }
+    let committed = consumer
+        .committed_offsets(wanted, timeout)
+        .map_err(|e| format!("committed offsets of group {group}: {e}"))?;
+    let mut lags = Vec::new();
+    for partition in partitions {
+        let (low, end) = consumer
+            .fetch_watermarks(topic, partition, timeout)
+            .map_err(|e| format!("offsets of {topic}/{partition}: {e}"))?;
+        let committed = committed
+            .find_partition(topic, partition)
+            .and_then(|entry| match entry.offset() {
+                Offset::Offset(offset) => Some(offset),
+                _ => None,
+            });
+        lags.push(PartitionLag {
+            partition,
+            low,
+            end,
+            committed,
+        });
+    }
+    Ok(GroupLag {
+        topic: topic.to_owned(),
+        group: group.to_owned(),
+        partitions: lags,
+    })
+}
+
+async fn warehouse_status(config: &LoadConfig) -> Result<WarehouseStatus, LoadError> {
+    let warehouse = Warehouse::connect(config).await?;
+    let schema = &config.schema;
+    let number = |field: Option<&Option<String>>| -> i64 {
+        field
+            .and_then(|f| f.as_deref())
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut status = WarehouseStatus::default();
+    let totals = warehouse
+        .query_text(&format!(
+            "SELECT COUNT(*), MAX(exposed_at) FROM {schema}.exposures"
+        ))
+        .await?;
+    if let Some(row) = totals.first() {
+        status.rows = number(row.first());
+        status.newest_exposed_at = row
+            .get(1)
+            .and_then(|f| f.as_deref())
+            .and_then(crate::load::redshift::parse_timestamp);
+    }
+    for row in warehouse
+        .query_text(&format!(
+            "SELECT status, COUNT(*), COALESCE(SUM(rows_loaded), 0) FROM {schema}.exposures_loads \
+             GROUP BY status ORDER BY status"
+        ))
+        .await?
+    {
+        let name = row.first().cloned().flatten().unwrap_or_default();
+        status.ledger.push((name, number(row.get(1)), number(row.get(2))));
+    }
+    for row in warehouse
+        .query_text(&format!(
+            "SELECT object_key, loaded_at, reason FROM {schema}.exposures_loads WHERE status = 'quarantined' \
+             ORDER BY loaded_at DESC LIMIT {QUARANTINE_LISTED}"
+        ))
+        .await?
+    {
+        let mut fields = row.into_iter().map(Option::unwrap_or_default);
+        let (key, when, reason) = (fields.next(), fields.next(), fields.next());
+        status.quarantined.push((
+            key.unwrap_or_default(),
+            when.unwrap_or_default(),
+            reason.unwrap_or_default(),
+        ));
+    }
+    Ok(status)
+}
+
+fn write_lag(
+    f: &mut fmt::Formatter<'_>,
+    title: &str,
+    unit: &str,
+    lag: &Result<GroupLag, String>,
+) -> fmt::Result {
+    match lag {
+        Ok(lag) => {
+            writeln!(
+                f,
+                "{title}: {} {unit} waiting (topic {}, group {})",
+                lag.total(),
+                lag.topic,
+                lag.group
+            )?;
+            for p in &lag.partitions {
+                let committed = p.committed.map_or("none".to_owned(), |c| c.to_string());
+                writeln!(
+                    f,
+                    "  partition {:>3}  end {:>12}  committed {:>12}  lag {:>10}",
+                    p.partition,
+                    p.end,
+                    committed,
+                    p.lag()
+                )?;
+            }
+            Ok(())
+        }
+        Err(error) => writeln!(f, "{title}: unknown — {error}"),
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_lag(f, "sink", "events", &self.sink)?;
+        write_lag(f, "load", "files", &self.load)?;
+        match &self.warehouse {
+            Err(error) => writeln!(f, "warehouse: unknown — {error}"),
+            Ok(w) => {
+                let freshness = match w.newest_exposed_at {
+                    Some(newest) => {
+                        let age = (Utc::now() - newest).num_seconds().max(0) as u64;
+                        format!(
+                            "newest exposed_at {} ({} ago)",
+                            newest.format("%Y-%m-%d %H:%M:%S UTC"),
+                            humantime::format_duration(Duration::from_secs(age))
+                        )
+                    }
+                    None => "no exposures yet".to_owned(),
+                };
+                writeln!(
+                    f,
+                    "warehouse: {} rows in {}.exposures, {freshness}",
+                    w.rows, self.schema
+                )?;
+                for (status, files, rows) in &w.ledger {
+                    writeln!(f, "  files {status}: {files} ({rows} rows)")?;
+                }
+                if !w.quarantined.is_empty() {
+                    writeln!(
+                        f,
+                        "  quarantined files (never retried automatically; the ledger exposures_loads keeps them):"
+                    )?;
+                    for (key, when, reason) in &w.quarantined {
+                        writeln!(f, "    {key}  at {when}\n      {reason}")?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
