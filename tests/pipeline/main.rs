@@ -2,6 +2,7 @@
 //! workspace links it once). See each module's doc for what it proves.
 
 mod delivery_faults;
+mod infra;
 mod ingest_api;
 mod load;
 mod postgres;

@@ -3,7 +3,7 @@
 //!
 //! They need Python with `growthbook` + `requests`, Node with `tests/sdk/node_modules`
 //! and Chromium (`.ci/run` installs all three). Without them these tests say what to
-//! install and pass vacuously — unless `EXPOSURES_REQUIRE_SDK_TESTS=1` (set by CI), which
+//! install and pass vacuously — unless `EXPOSURES_REQUIRE_TOOLS=1` (set by CI), which
 //! makes a missing dependency a failure.
 
 use std::collections::HashMap;
@@ -18,16 +18,7 @@ fn sdk_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk")
 }
 
-/// Returns false (after explaining) when a dependency is missing and not required.
-fn available(what: &str, present: bool, install: &str) -> bool {
-    if present {
-        return true;
-    }
-    let required = std::env::var("EXPOSURES_REQUIRE_SDK_TESTS").is_ok_and(|v| v == "1");
-    assert!(!required, "{what} is missing: {install}");
-    eprintln!("SKIPPED: {what} is missing. To run this test: {install}");
-    false
-}
+use support::available;
 
 async fn succeeds(program: &str, args: &[&str]) -> bool {
     Command::new(program)

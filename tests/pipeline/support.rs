@@ -282,3 +282,15 @@ pub fn metric_value(name: &str) -> f64 {
         .and_then(|value| value.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+/// Returns false (after explaining) when an external tool a test needs is missing,
+/// unless `EXPOSURES_REQUIRE_TOOLS=1` (set by CI), which makes it a failure.
+pub fn available(what: &str, present: bool, install: &str) -> bool {
+    if present {
+        return true;
+    }
+    let required = std::env::var("EXPOSURES_REQUIRE_TOOLS").is_ok_and(|v| v == "1");
+    assert!(!required, "{what} is missing: {install}");
+    eprintln!("SKIPPED: {what} is missing. To run this test: {install}");
+    false
+}
