@@ -150,6 +150,19 @@ fn with_cause(error: &tokio_postgres::Error) -> String {
     }
 }
 
+/// Refuses an `exposures` table whose columns (as `found` describes them) are not
+/// `expected`: loading into it would fail or put values in the wrong columns.
+fn require_columns(schema: &str, found: Vec<String>, expected: Vec<String>) -> Result<(), LoadError> {
+    if found == expected {
+        return Ok(());
+    }
+    Err(LoadError::SchemaMismatch {
+        table: format!("{schema}.exposures"),
+        found,
+        expected,
+    })
+}
+
 /// What happened to one file of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileOutcome {

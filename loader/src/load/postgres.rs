@@ -122,14 +122,7 @@ impl Postgres {
                 format!("{} {data_type}", c.name)
             })
             .collect();
-        if found != expected {
-            return Err(LoadError::SchemaMismatch {
-                table: format!("{}.exposures", self.schema),
-                found,
-                expected,
-            });
-        }
-        Ok(())
+        super::require_columns(&self.schema, found, expected)
     }
 
     /// Runs a read-only query; every field as text.

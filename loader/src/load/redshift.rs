@@ -295,24 +295,19 @@ impl Redshift {
         self.run_batch(ddl::statements(Dialect::Redshift, &self.schema))
             .await
             .map_err(|failure| failure.into_error("creating the warehouse objects"))?;
-        let (id, _) = self
-            .run_one(&format!(
+        let found: Vec<String> = self
+            .query_text(&format!(
                 "SELECT column_name FROM information_schema.columns WHERE table_schema = {} \
                  AND table_name = 'exposures' ORDER BY ordinal_position",
                 literal(&self.schema)
             ))
-            .await
-            .map_err(|failure| failure.into_error("reading the exposures columns"))?;
-        let found: Vec<String> = self.rows(&id).await?.into_iter().flatten().flatten().collect();
+            .await?
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
         let expected: Vec<String> = COLUMNS.iter().map(|c| c.name.to_owned()).collect();
-        if found != expected {
-            return Err(LoadError::SchemaMismatch {
-                table: format!("{}.exposures", self.schema),
-                found,
-                expected,
-            });
-        }
-        Ok(())
+        super::require_columns(&self.schema, found, expected)
     }
 
     /// Runs a read-only query; every field as text.
