@@ -96,16 +96,19 @@ pub async fn start(listen: SocketAddr) -> Result<EmbeddedBroker> {
 }
 
 /// Creates `topic` unless it exists, retrying while the broker finishes starting.
-pub async fn ensure_topic(bootstrap_servers: &str, topic: &str, partitions: i32) -> Result<()> {
+pub async fn ensure_topic(kafka: &stage::KafkaArgs, topic: &str, partitions: i32) -> Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut backoff = stage::Backoff::new(Duration::from_millis(200), Duration::from_millis(200));
     loop {
-        match ingest::kafka::ensure_topic(bootstrap_servers, topic, partitions, Duration::from_secs(5)).await
+        match kafka
+            .ensure_topic(topic, partitions, Duration::from_secs(5))
+            .await
         {
             Ok(()) => return Ok(()),
             Err(error) if tokio::time::Instant::now() > deadline => return Err(error.into()),
             Err(error) => {
                 tracing::debug!(%error, "topic not created yet; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                backoff.sleep().await;
             }
         }
     }

@@ -4,12 +4,16 @@
 
 #[cfg(feature = "embedded-broker")]
 mod embedded;
+mod metrics;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use metrics_exporter_prometheus::PrometheusHandle;
+use stage::Shutdown;
 use tokio::net::TcpListener;
 
 #[derive(Debug, Parser)]
@@ -68,7 +72,7 @@ struct UpArgs {
     #[arg(long, env = "EXPOSURES_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
 
-    /// Directory for all state: broker storage, spool (and later the lake).
+    /// Directory for all state: broker storage, spool and the lake.
     #[arg(long, env = "EXPOSURES_DATA_DIR", default_value = "./exposures-data")]
     data_dir: PathBuf,
 
@@ -81,24 +85,22 @@ struct UpArgs {
     #[arg(long, env = "EXPOSURES_S3_LISTEN", default_value = "127.0.0.1:0")]
     s3_listen: SocketAddr,
 
-    /// Also load the lake into this PostgreSQL database (postgres://USER:PASSWORD@HOST/DB;
-    /// tables and views are created in --schema if missing).
-    #[arg(long, env = "EXPOSURES_WAREHOUSE", hide_env_values = true)]
-    warehouse: Option<String>,
-
-    /// Warehouse schema for --warehouse.
-    #[arg(long, env = "EXPOSURES_SCHEMA", default_value = "public")]
-    schema: String,
-
-    /// The sink closes a partition's Parquet file when its oldest row has waited this long.
-    #[arg(long, env = "EXPOSURES_FLUSH_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
-    flush_interval: std::time::Duration,
+    /// Also load the lake into a PostgreSQL database given as --warehouse
+    /// postgres://USER:PASSWORD@HOST/DB (tables and views are created in --schema).
+    #[command(flatten)]
+    warehouse: loader::load::WarehouseArgs,
 
     #[command(flatten)]
     http: ingest::HttpConfig,
 
     #[command(flatten)]
     delivery: ingest::DeliveryConfig,
+
+    #[command(flatten)]
+    files: loader::sink::FileLimits,
+
+    #[command(flatten)]
+    batches: loader::load::BatchLimits,
 }
 
 #[derive(Debug, clap::Args)]
@@ -112,6 +114,7 @@ struct SinkArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("warehouse", |arg| arg.required(true)))]
 struct LoadArgs {
     #[command(flatten)]
     load: loader::load::LoadConfig,
@@ -187,75 +190,99 @@ fn init_logging(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.init(),
+        // Colour codes only for a person at a terminal, never in files or pipes.
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => builder.json().init(),
     }
 }
 
-async fn bind(address: SocketAddr) -> Result<TcpListener> {
+async fn bind(address: SocketAddr, flag: &str) -> Result<TcpListener> {
     TcpListener::bind(address).await.with_context(|| {
-        format!("cannot listen on {address}: is another process using it? Pick another with --listen")
+        format!("cannot listen on {address}: is another process using it? Pick another with {flag}")
     })
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// The token every stage stops on, cancelled on SIGINT (Ctrl-C) or SIGTERM.
+fn shutdown_on_signal() -> Shutdown {
+    let shutdown = Shutdown::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        let interrupt = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate => {}
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {}
-        _ = terminate => {}
-    }
-    tracing::info!("shutdown requested: finishing in-flight requests");
+        tracing::info!("shutdown requested: finishing in-flight work");
+        trigger.cancel();
+    });
+    shutdown
 }
 
 async fn run_ingest(config: ingest::IngestConfig) -> Result<()> {
-    let listener = bind(config.listen).await?;
-    ingest::serve(listener, config, shutdown_signal()).await?;
+    let metrics = metrics::install()?;
+    let listener = bind(config.listen, "--listen").await?;
+    ingest::serve(
+        listener,
+        config,
+        metrics::renderer(&metrics),
+        shutdown_on_signal(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Serves `/metrics` on `address` in the background until `shutdown`.
+async fn serve_metrics(address: SocketAddr, handle: PrometheusHandle, shutdown: &Shutdown) -> Result<()> {
+    let listener = bind(address, "--metrics-listen").await?;
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(error) = metrics::serve(listener, handle, shutdown).await {
+            tracing::error!(%error, "metrics endpoint stopped");
+        }
+    });
     Ok(())
 }
 
 async fn run_sink(args: SinkArgs) -> Result<()> {
-    let metrics = bind(args.metrics_listen).await?;
-    tokio::spawn(ingest::metrics::serve(metrics));
-    loader::sink::run(args.sink, shutdown_signal()).await?;
+    let shutdown = shutdown_on_signal();
+    serve_metrics(args.metrics_listen, metrics::install()?, &shutdown).await?;
+    loader::sink::run(args.sink, shutdown).await?;
     Ok(())
 }
 
 async fn run_load(args: LoadArgs) -> Result<()> {
-    let metrics = bind(args.metrics_listen).await?;
-    tokio::spawn(ingest::metrics::serve(metrics));
-    loader::load::run(args.load, shutdown_signal()).await?;
+    let shutdown = shutdown_on_signal();
+    serve_metrics(args.metrics_listen, metrics::install()?, &shutdown).await?;
+    loader::load::run(args.load, shutdown).await?;
     Ok(())
 }
 
-/// Resolves for every subscriber once SIGINT or SIGTERM arrives.
-fn broadcast_shutdown() -> tokio::sync::watch::Receiver<bool> {
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = tx.send(true);
-    });
-    rx
-}
-
-async fn until_true(mut flag: tokio::sync::watch::Receiver<bool>) {
-    let _ = flag.wait_for(|stop| *stop).await;
+/// A stage's configuration as clap builds it from `flags`: the same defaults (and
+/// `EXPOSURES_*` variables) as the stage's own command, with `up`'s addresses given.
+#[cfg(feature = "embedded-broker")]
+fn config_from_flags<T: clap::Args + clap::FromArgMatches>(stage: &str, flags: &[String]) -> Result<T> {
+    let command = T::augment_args(clap::Command::new("exposures up").no_binary_name(true));
+    let matches = command
+        .try_get_matches_from(flags)
+        .with_context(|| format!("cannot configure the embedded {stage}"))?;
+    T::from_arg_matches(&matches).with_context(|| format!("cannot configure the embedded {stage}"))
 }
 
 #[cfg(feature = "embedded-broker")]
 async fn run_up(args: UpArgs) -> Result<()> {
     if args
+        .warehouse
         .warehouse
         .as_deref()
         .is_some_and(|url| url.starts_with("redshift://"))
@@ -265,35 +292,55 @@ async fn run_up(args: UpArgs) -> Result<()> {
              `exposures sink --lake s3://BUCKET/PREFIX` and `exposures load --warehouse redshift://…`."
         );
     }
+    let metrics = metrics::install()?;
     let data_dir = embedded::enter_data_dir(&args.data_dir)?;
     let broker = embedded::start(args.broker_listen).await?;
-    embedded::ensure_topic(
-        &broker.bootstrap_servers,
-        &args.delivery.topic,
-        embedded::EXPOSURES_PARTITIONS,
-    )
-    .await?;
-    embedded::ensure_topic(&broker.bootstrap_servers, embedded::FILES_TOPIC, 1).await?;
+    let kafka = stage::KafkaArgs::plaintext(broker.bootstrap_servers.clone());
+    embedded::ensure_topic(&kafka, &args.delivery.topic, embedded::EXPOSURES_PARTITIONS).await?;
+    embedded::ensure_topic(&kafka, embedded::FILES_TOPIC, 1).await?;
     let lake_server = loader::lake::embedded::serve(&data_dir, embedded::LAKE_BUCKET, args.s3_listen)
         .await
         .with_context(|| format!("cannot start the embedded S3 server on {}", args.s3_listen))?;
-    let sink_config = loader::sink::SinkConfig {
-        brokers: broker.bootstrap_servers.clone(),
-        topic: args.delivery.topic.clone(),
-        group: "exposures-sink".into(),
-        files_topic: embedded::FILES_TOPIC.into(),
-        lake: format!("s3://{}", embedded::LAKE_BUCKET),
+    let embedded_s3 = loader::lake::LakeArgs {
         s3_endpoint: Some(lake_server.endpoint()),
         s3_region: Some("us-east-1".into()),
-        flush_interval: args.flush_interval,
-        max_file_rows: 1_000_000,
-        max_file_bytes: 128 * 1024 * 1024,
         s3_static_credentials: Some((
             loader::lake::embedded::ACCESS_KEY.into(),
             loader::lake::embedded::SECRET_KEY.into(),
         )),
-        session_timeout: std::time::Duration::from_secs(45),
-        fault: None,
+    };
+
+    // Every stage starts from its own command's defaults; up sets only where things are.
+    let addresses = |more: &[&str]| -> Vec<String> {
+        let mut flags = vec![
+            "--brokers".to_owned(),
+            kafka.brokers.clone(),
+            "--files-topic".to_owned(),
+            embedded::FILES_TOPIC.to_owned(),
+        ];
+        flags.extend(more.iter().map(|flag| (*flag).to_owned()));
+        flags
+    };
+    let lake_url = format!("s3://{}", embedded::LAKE_BUCKET);
+    let mut sink_config: loader::sink::SinkConfig = config_from_flags(
+        "sink",
+        &addresses(&["--lake", &lake_url, "--topic", &args.delivery.topic]),
+    )?;
+    sink_config.kafka = kafka.clone();
+    sink_config.s3 = embedded_s3.clone();
+    sink_config.files = args.files.clone();
+    let load_config = match &args.warehouse.warehouse {
+        Some(url) => {
+            let mut config: loader::load::LoadConfig = config_from_flags(
+                "loader",
+                &addresses(&["--warehouse", url, "--schema", &args.warehouse.schema]),
+            )?;
+            config.kafka = kafka.clone();
+            config.s3 = embedded_s3.clone();
+            config.batches = args.batches.clone();
+            Some(config)
+        }
+        None => None,
     };
     let mut delivery = args.delivery;
     if delivery.spool_dir.is_none() {
@@ -301,11 +348,11 @@ async fn run_up(args: UpArgs) -> Result<()> {
     }
     let config = ingest::IngestConfig {
         listen: args.listen,
-        brokers: broker.bootstrap_servers.clone(),
+        kafka: kafka.clone(),
         http: args.http,
         delivery,
     };
-    let listener = bind(config.listen).await?;
+    let listener = bind(config.listen, "--listen").await?;
     println!(
         "exposures up: POST http://{}/exposure · broker {} · lake {} (S3 API at {}) · data {}",
         listener.local_addr()?,
@@ -314,27 +361,10 @@ async fn run_up(args: UpArgs) -> Result<()> {
         lake_server.endpoint(),
         data_dir.display()
     );
-    let load_config = args.warehouse.map(|warehouse| loader::load::LoadConfig {
-        brokers: sink_config.brokers.clone(),
-        files_topic: sink_config.files_topic.clone(),
-        group: "exposures-load".into(),
-        warehouse,
-        schema: args.schema.clone(),
-        batch_files: 100,
-        batch_interval: std::time::Duration::from_secs(5),
-        s3_endpoint: sink_config.s3_endpoint.clone(),
-        s3_region: sink_config.s3_region.clone(),
-        s3_static_credentials: sink_config.s3_static_credentials.clone(),
-        iam_role: "default".into(),
-        dedup_window: std::time::Duration::from_secs(7 * 24 * 3600),
-        statement_timeout: std::time::Duration::from_secs(30 * 60),
-        redshift_endpoint: None,
-        redshift_static_credentials: None,
-    });
-    let stop = broadcast_shutdown();
-    let sink = tokio::spawn(loader::sink::run(sink_config, until_true(stop.clone())));
-    let load = load_config.map(|config| tokio::spawn(loader::load::run(config, until_true(stop.clone()))));
-    let served = ingest::serve(listener, config, until_true(stop)).await;
+    let shutdown = shutdown_on_signal();
+    let sink = tokio::spawn(loader::sink::run(sink_config, shutdown.clone()));
+    let load = load_config.map(|config| tokio::spawn(loader::load::run(config, shutdown.clone())));
+    let served = ingest::serve(listener, config, metrics::renderer(&metrics), shutdown).await;
     // Ingest has flushed its producer; the sink closes its open files on the same signal.
     let sunk = sink.await.context("sink task failed")?;
     if let Some(load) = load {
@@ -356,13 +386,14 @@ async fn run_dev_broker(args: DevBrokerArgs) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let data_dir = embedded::enter_data_dir(&args.data_dir)?;
     let broker = embedded::start(args.listen).await?;
+    let kafka = stage::KafkaArgs::plaintext(broker.bootstrap_servers.clone());
     for (topic, partitions) in &topics {
-        embedded::ensure_topic(&broker.bootstrap_servers, topic, *partitions).await?;
+        embedded::ensure_topic(&kafka, topic, *partitions).await?;
     }
     // One line on stdout that scripts and tests can read.
     println!("bootstrap.servers={}", broker.bootstrap_servers);
     tracing::info!(data = %data_dir.display(), "dev broker ready; Ctrl-C to stop");
-    shutdown_signal().await;
+    shutdown_on_signal().cancelled().await;
     broker.stop();
     Ok(())
 }

@@ -123,12 +123,6 @@ pub struct DeliveryConfig {
     /// Disable the spool: when Kafka cannot acknowledge in time, answer 503 with Retry-After.
     #[arg(long, env = "EXPOSURES_NO_SPOOL")]
     pub no_spool: bool,
-
-    /// Extra librdkafka producer properties as KEY=VALUE (repeatable), e.g.
-    /// `security.protocol=SASL_SSL`. Durability settings (acks, idempotence) cannot be
-    /// weakened this way.
-    #[arg(long = "kafka-property", env = "EXPOSURES_KAFKA_PROPERTIES", value_delimiter = ';', value_parser = parse_key_value)]
-    pub kafka_properties: Vec<(String, String)>,
 }
 
 /// Everything `ingest::serve` needs.
@@ -138,20 +132,12 @@ pub struct IngestConfig {
     #[arg(long, env = "EXPOSURES_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
 
-    /// Kafka bootstrap servers, comma-separated.
-    #[arg(long, env = "EXPOSURES_BROKERS", default_value = "localhost:9092")]
-    pub brokers: String,
+    #[command(flatten)]
+    pub kafka: stage::KafkaArgs,
 
     #[command(flatten)]
     pub http: HttpConfig,
 
     #[command(flatten)]
     pub delivery: DeliveryConfig,
-}
-
-fn parse_key_value(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.trim().to_owned())),
-        _ => Err(format!("expected KEY=VALUE, got '{text}'")),
-    }
 }

@@ -1,7 +1,8 @@
 //! Making accepted events durable: Kafka first, the local spool when Kafka cannot
 //! acknowledge within the delivery deadline.
 //!
-//! This module is the policy; [`crate::spool`] and [`crate::kafka`] are mechanism.
+//! This module is the policy; [`crate::spool`] and the producer (configured by
+//! `stage::KafkaArgs`) are mechanism.
 //!
 //! - [`Delivery::publish`] returns only when every event is acknowledged by Kafka
 //!   (`acks=all`, idempotent producer) or fsync'd in the spool. That is what the 200
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 use futures::future::{self, Either};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use schemas::Exposure;
-use tokio::sync::watch;
+use stage::{Backoff, Shutdown};
 use tokio::task::JoinHandle;
 
 use crate::metrics as m;
@@ -63,12 +64,17 @@ pub struct Delivery {
     topic: String,
     spool: Option<Spool>,
     broker_up: AtomicBool,
-    stop: watch::Sender<bool>,
+    /// Stops the background tasks (replay, broker probe).
+    stop: Shutdown,
 }
 
 impl Delivery {
-    pub fn new(producer: FutureProducer, topic: String, spool: Option<Spool>) -> Arc<Delivery> {
-        let (stop, _) = watch::channel(false);
+    pub fn new(
+        producer: FutureProducer,
+        topic: String,
+        spool: Option<Spool>,
+        stop: Shutdown,
+    ) -> Arc<Delivery> {
         Arc::new(Delivery {
             producer,
             topic,
@@ -146,7 +152,7 @@ impl Delivery {
 
     /// Stops background work and waits for the producer to deliver what it holds.
     pub async fn shutdown(self: &Arc<Self>, tasks: Vec<JoinHandle<()>>, flush_timeout: Duration) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         for task in tasks {
             let _ = task.await;
         }
@@ -158,7 +164,6 @@ impl Delivery {
     }
 
     async fn probe_broker(self: Arc<Self>) {
-        let mut stop = self.stop.subscribe();
         loop {
             let this = self.clone();
             let reachable = tokio::task::spawn_blocking(move || {
@@ -174,42 +179,36 @@ impl Delivery {
             metrics::gauge!(m::PRODUCER_QUEUE).set(f64::from(self.producer.in_flight_count()));
             tokio::select! {
                 _ = tokio::time::sleep(BROKER_PROBE_INTERVAL) => {}
-                _ = stop.changed() => return,
+                _ = self.stop.cancelled() => return,
             }
         }
     }
 
     async fn replay(self: Arc<Self>, spool: Spool) {
-        let mut stop = self.stop.subscribe();
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             tokio::select! {
                 _ = spool.wait_for_backlog() => {}
-                _ = stop.changed() => return,
+                _ = self.stop.cancelled() => return,
             }
-            match self.replay_backlog(&spool, &stop).await {
+            match self.replay_backlog(&spool).await {
                 Ok(true) => {
                     tracing::info!("spool drained; delivering to Kafka directly again");
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                     continue;
                 }
                 Ok(false) => {}
                 Err(error) => tracing::error!(%error, "spool replay failed"),
             }
-            if *stop.borrow() {
+            if !backoff.wait(&self.stop).await {
                 return;
             }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = stop.changed() => return,
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 
     /// Replays sealed segments in order. `Ok(true)` when the backlog is gone,
     /// `Ok(false)` when Kafka refused something (retry later) or shutdown began.
-    async fn replay_backlog(&self, spool: &Spool, stop: &watch::Receiver<bool>) -> Result<bool, SpoolError> {
+    async fn replay_backlog(&self, spool: &Spool) -> Result<bool, SpoolError> {
         loop {
             let mut segments = spool.sealed_segments()?;
             if segments.is_empty() {
@@ -221,7 +220,7 @@ impl Delivery {
             for id in segments {
                 let pending = spool.unreplayed(id)?;
                 for chunk in pending.chunks(REPLAY_CHUNK) {
-                    if *stop.borrow() {
+                    if self.stop.is_cancelled() {
                         return Ok(false);
                     }
                     let acked = self.produce_all(chunk.iter().map(|(record, _)| record)).await;

@@ -2,10 +2,6 @@
 //! `exposures_<subsystem>_<thing>_<unit>`; outcomes are labels. `infra/` dashboards and
 //! alert rules may use only the names declared here.
 
-use std::sync::OnceLock;
-
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
 /// Counter; labels `route`, `status`.
 pub const REQUESTS: &str = "exposures_ingest_requests_total";
 /// Histogram of request handling time; label `route`.
@@ -42,38 +38,6 @@ pub const ALL: [&str; 10] = [
     SPOOL_REPLAYED,
 ];
 
-const LATENCY_BUCKETS: [f64; 14] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
-
-/// The process-wide Prometheus recorder, installed on first use. One per process:
-/// several servers in one process (tests, `exposures up`) share it.
-pub fn prometheus() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let builder = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
-            .unwrap_or_else(|_| PrometheusBuilder::new());
-        match builder.install_recorder() {
-            Ok(handle) => handle,
-            // Another recorder is already global (an embedding application installed
-            // one): render ours anyway so /metrics answers, if empty.
-            Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-        }
-    })
-}
-
-/// Serves `GET /metrics` alone, for stages without an HTTP API of their own (the sink).
-pub async fn serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    prometheus();
-    let app = axum::Router::new().route("/metrics", axum::routing::get(|| async { render() }));
-    axum::serve(listener, app).await
-}
-
-/// The Prometheus text exposition of every metric in this process.
-pub fn render() -> ([(axum::http::HeaderName, &'static str); 1], String) {
-    (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        prometheus().render(),
-    )
-}
+/// Renders the Prometheus text exposition of every metric in the process. The binary
+/// installs the exporter (one per process) and hands ingest this for `GET /metrics`.
+pub type RenderMetrics = std::sync::Arc<dyn Fn() -> String + Send + Sync>;

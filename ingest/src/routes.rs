@@ -29,6 +29,8 @@ pub struct AppState {
     pub delivery: Arc<Delivery>,
     pub http: HttpConfig,
     pub limiter: Option<ClientLimiter>,
+    /// Renders the process's metrics for `GET /metrics` (the binary owns the exporter).
+    pub render_metrics: m::RenderMetrics,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -193,6 +195,10 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn metrics_text() -> Response {
-    m::render().into_response()
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        (state.render_metrics)(),
+    )
+        .into_response()
 }

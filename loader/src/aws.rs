@@ -37,3 +37,29 @@ pub async fn sdk_config(options: &AwsOptions) -> SdkConfig {
         shared.into_builder().region(Region::new("us-east-1")).build()
     }
 }
+
+/// How to reach the lake's S3 API: flags shared by `sink`, `load` and `status`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LakeArgs {
+    /// S3 endpoint override (MinIO, LocalStack); implies path-style addressing.
+    #[arg(long, env = "EXPOSURES_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 region when the AWS environment names none [default: us-east-1].
+    #[arg(long, env = "EXPOSURES_S3_REGION")]
+    pub s3_region: Option<String>,
+
+    /// Static S3 credentials (the embedded server, tests); the AWS chain is used when absent.
+    #[arg(skip)]
+    pub s3_static_credentials: Option<(String, String)>,
+}
+
+impl LakeArgs {
+    pub fn aws_options(&self) -> AwsOptions {
+        AwsOptions {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            static_credentials: self.s3_static_credentials.clone(),
+        }
+    }
+}

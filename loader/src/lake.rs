@@ -9,7 +9,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 
-pub use crate::aws::AwsOptions;
+pub use crate::aws::{AwsOptions, LakeArgs};
 
 pub mod embedded;
 

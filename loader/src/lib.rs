@@ -6,13 +6,16 @@
 //! - [`load`]: consumes `exposures.files` and loads the objects into the warehouse —
 //!   Redshift through the Data API, or PostgreSQL — with a ledger that makes reloads
 //!   harmless (DESIGN.md §5).
-//! - [`aws`]: the one place AWS SDK clients are configured.
+//! - [`aws`]: the one place AWS SDK clients are configured ([`aws::LakeArgs`] are the
+//!   lake's S3 flags).
+//! - [`status`]: `exposures status`, the lag of both stages and the warehouse's state.
+//!
+//! Kafka clients, retries and shutdown come from the `stage` crate, as in every stage.
 
 pub mod aws;
 pub mod files;
 pub mod lake;
 pub mod load;
 pub mod metrics;
-pub mod plumbing;
 pub mod sink;
 pub mod status;

@@ -2,7 +2,8 @@
 //! sink (consumer lag on the exposures topic), files waiting for the loader (lag on the
 //! files topic), and the warehouse (rows, freshness, ledger, quarantined files with
 //! their reasons). Each section is gathered on its own, so one unreachable part does
-//! not hide the others.
+//! not hide the others, and each needs only its own flags: `--brokers` (and
+//! `--kafka-property`) for the lag sections, `--warehouse` for the rest.
 
 use std::fmt;
 use std::time::Duration;
@@ -12,16 +13,19 @@ use clap::Args;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::load::{LoadConfig, LoadError, Warehouse};
-use crate::plumbing;
+use stage::{ClientRole, KafkaArgs};
+
+use crate::load::{LoadError, RedshiftArgs, Warehouse, WarehouseArgs};
 
 /// Quarantined files listed, newest first.
 const QUARANTINE_LISTED: usize = 20;
 
+/// What `exposures status` needs: Kafka for the lag sections; the warehouse, when
+/// given, for the rest.
 #[derive(Debug, Clone, Args)]
 pub struct StatusConfig {
     #[command(flatten)]
-    pub load: LoadConfig,
+    pub kafka: KafkaArgs,
 
     /// Topic of exposures, consumed by the sink.
     #[arg(long, env = "EXPOSURES_TOPIC", default_value = "exposures")]
@@ -30,6 +34,27 @@ pub struct StatusConfig {
     /// Consumer group of the sinks.
     #[arg(long, env = "EXPOSURES_SINK_GROUP", default_value = "exposures-sink")]
     pub sink_group: String,
+
+    /// Topic the sink announces files on, consumed by the loader.
+    #[arg(long, env = "EXPOSURES_FILES_TOPIC", default_value = "exposures.files")]
+    pub files_topic: String,
+
+    /// Consumer group of the loaders.
+    #[arg(
+        long = "load-group",
+        alias = "group",
+        env = "EXPOSURES_LOAD_GROUP",
+        default_value = "exposures-load"
+    )]
+    pub load_group: String,
+
+    /// Also show the warehouse (rows, freshness, ledger, quarantined files) when
+    /// --warehouse is given.
+    #[command(flatten)]
+    pub warehouse: WarehouseArgs,
+
+    #[command(flatten)]
+    pub redshift: RedshiftArgs,
 
     /// How long to wait for the broker's answers.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
@@ -78,35 +103,50 @@ pub struct WarehouseStatus {
 pub struct Report {
     pub sink: Result<GroupLag, String>,
     pub load: Result<GroupLag, String>,
-    pub warehouse: Result<WarehouseStatus, String>,
+    /// `None` when no warehouse was given.
+    pub warehouse: Option<Result<WarehouseStatus, String>>,
     pub schema: String,
 }
 
 /// Gathers the report.
 pub async fn gather(config: &StatusConfig) -> Report {
     let lag = |topic: String, group: String| {
-        let brokers = config.load.brokers.clone();
+        let kafka = config.kafka.clone();
         let timeout = config.timeout;
         async move {
-            tokio::task::spawn_blocking(move || group_lag(&brokers, &topic, &group, timeout))
+            tokio::task::spawn_blocking(move || group_lag(&kafka, &topic, &group, timeout))
                 .await
                 .map_err(|e| e.to_string())?
         }
     };
     let sink = lag(config.topic.clone(), config.sink_group.clone()).await;
-    let load = lag(config.load.files_topic.clone(), config.load.group.clone()).await;
-    let warehouse = warehouse_status(&config.load).await.map_err(|e| e.to_string());
+    let load = lag(config.files_topic.clone(), config.load_group.clone()).await;
+    let warehouse = match config.warehouse.warehouse {
+        Some(_) => Some(
+            warehouse_status(&config.warehouse, &config.redshift)
+                .await
+                .map_err(|e| e.to_string()),
+        ),
+        None => None,
+    };
     Report {
         sink,
         load,
         warehouse,
-        schema: config.load.schema.clone(),
+        schema: config.warehouse.schema.clone(),
     }
 }
 
-fn group_lag(brokers: &str, topic: &str, group: &str, timeout: Duration) -> Result<GroupLag, String> {
-    let consumer: BaseConsumer = plumbing::manual_commit_consumer(brokers, group, "exposures-status")
-        .create()
+fn group_lag(kafka: &KafkaArgs, topic: &str, group: &str, timeout: Duration) -> Result<GroupLag, String> {
+    let brokers = &kafka.brokers;
+    let consumer: BaseConsumer = kafka
+        .create(
+            ClientRole::Admin {
+                group,
+                client_id: "exposures-status",
+            },
+            &[],
+        )
         .map_err(|e| e.to_string())?;
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)
@@ -152,8 +192,11 @@ fn group_lag(brokers: &str, topic: &str, group: &str, timeout: Duration) -> Resu
     })
 }
 
-async fn warehouse_status(config: &LoadConfig) -> Result<WarehouseStatus, LoadError> {
-    let warehouse = Warehouse::connect(config).await?;
+async fn warehouse_status(
+    config: &WarehouseArgs,
+    redshift: &RedshiftArgs,
+) -> Result<WarehouseStatus, LoadError> {
+    let warehouse = Warehouse::connect(config, redshift).await?;
     let schema = &config.schema;
     let number = |field: Option<&Option<String>>| -> i64 {
         field
@@ -172,7 +215,7 @@ async fn warehouse_status(config: &LoadConfig) -> Result<WarehouseStatus, LoadEr
         status.newest_exposed_at = row
             .get(1)
             .and_then(|f| f.as_deref())
-            .and_then(crate::load::redshift::parse_timestamp);
+            .and_then(crate::load::redshift::sql::parse_timestamp);
     }
     for row in warehouse
         .query_text(&format!(
@@ -239,8 +282,12 @@ impl fmt::Display for Report {
         write_lag(f, "sink", "events", &self.sink)?;
         write_lag(f, "load", "files", &self.load)?;
         match &self.warehouse {
-            Err(error) => writeln!(f, "warehouse: unknown — {error}"),
-            Ok(w) => {
+            None => writeln!(
+                f,
+                "warehouse: not shown (add --warehouse to see rows, freshness and quarantined files)"
+            ),
+            Some(Err(error)) => writeln!(f, "warehouse: unknown — {error}"),
+            Some(Ok(w)) => {
                 let freshness = match w.newest_exposed_at {
                     Some(newest) => {
                         let age = (Utc::now() - newest).num_seconds().max(0) as u64;

@@ -102,23 +102,16 @@ pub fn exposures_table(dialect: Dialect, schema: &str) -> String {
     sql
 }
 
-/// The loader's ledger: one row per lake object loaded (or quarantined).
+/// The loader's ledger: one row per lake object loaded (or quarantined); its columns
+/// are [`crate::ledger::LEDGER_COLUMNS`].
 pub fn loads_table(dialect: Dialect, schema: &str) -> String {
-    let (text, time) = match dialect {
-        Dialect::Redshift => ("VARCHAR(1024)", "TIMESTAMP"),
-        Dialect::Postgres => ("TEXT", "TIMESTAMPTZ"),
-    };
+    let columns: Vec<String> = crate::ledger::LEDGER_COLUMNS
+        .iter()
+        .map(|(name, kind)| format!("    {name} {}", kind.sql(dialect)))
+        .collect();
     format!(
-        "CREATE TABLE IF NOT EXISTS {schema}.exposures_loads (\n    \
-         object_key {text} NOT NULL,\n    \
-         etag {text} NOT NULL,\n    \
-         size_bytes BIGINT NOT NULL,\n    \
-         rows_in_file BIGINT NOT NULL,\n    \
-         rows_loaded BIGINT NOT NULL,\n    \
-         batch_id {text} NOT NULL,\n    \
-         status {text} NOT NULL,\n    \
-         reason {text},\n    \
-         loaded_at {time} NOT NULL\n);\n"
+        "CREATE TABLE IF NOT EXISTS {schema}.exposures_loads (\n{}\n);\n",
+        columns.join(",\n")
     )
 }
 
@@ -274,6 +267,31 @@ DISTSTYLE KEY
 DISTKEY (ds_user_id)
 SORTKEY (exposed_at);
 "
+        );
+    }
+
+    #[test]
+    fn ledger_table_snapshot() {
+        assert_eq!(
+            loads_table(Dialect::Redshift, "analytics"),
+            "CREATE TABLE IF NOT EXISTS analytics.exposures_loads (
+    object_key VARCHAR(1024) NOT NULL,
+    etag VARCHAR(1024) NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    rows_in_file BIGINT NOT NULL,
+    rows_loaded BIGINT NOT NULL,
+    batch_id VARCHAR(1024) NOT NULL,
+    status VARCHAR(1024) NOT NULL,
+    reason VARCHAR(1024),
+    loaded_at TIMESTAMP NOT NULL
+);
+"
+        );
+        let postgres = loads_table(Dialect::Postgres, "public");
+        assert!(postgres.contains("    object_key TEXT NOT NULL,\n"), "{postgres}");
+        assert!(
+            postgres.contains("    loaded_at TIMESTAMPTZ NOT NULL\n"),
+            "{postgres}"
         );
     }
 

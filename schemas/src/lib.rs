@@ -14,11 +14,13 @@
 //!
 //! - [`COLUMNS`] is the exposure table, from which [`arrow_schema`] (the lake's Parquet
 //!   schema) is generated and [`ExposureBatchBuilder`] fills Arrow columns; [`ddl`]
-//!   generates the warehouse tables and GrowthBook views from the same list.
+//!   generates the warehouse tables and GrowthBook views from the same list, and
+//!   [`ledger`] the SQL both warehouse loaders share (ledger, JSON cast, literals).
 
 mod columns;
 pub mod ddl;
 mod error;
+pub mod ledger;
 mod normalize;
 mod privacy;
 mod record;

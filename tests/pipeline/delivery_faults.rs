@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{self, by_key, http, post_json, python_body, read_exactly, Kafka, Server};
+use crate::harness::api::{self, http, post_json, python_body, Server};
+use crate::harness::kafka::{by_key, read_exactly, record_count, Kafka, Record};
 
 /// Sends `per_user` events for each of `users` users, one user's events sequentially
 /// (each waits for its 200, as an SDK callback does); users run concurrently.
@@ -35,7 +36,7 @@ async fn post_sequences(url: &str, users: usize, per_user: usize, tag: &str) -> 
         .collect()
 }
 
-fn assert_per_user_order(records: &[support::Record]) {
+fn assert_per_user_order(records: &[Record]) {
     for (user, events) in by_key(records) {
         let seqs: Vec<i64> = events
             .iter()
@@ -47,7 +48,7 @@ fn assert_per_user_order(records: &[support::Record]) {
     }
 }
 
-fn event_ids(records: &[support::Record]) -> HashSet<String> {
+fn event_ids(records: &[Record]) -> HashSet<String> {
     records
         .iter()
         .map(|r| r.value["event_id"].as_str().expect("id").to_owned())
@@ -57,7 +58,7 @@ fn event_ids(records: &[support::Record]) -> HashSet<String> {
 #[tokio::test]
 async fn broker_outage_spools_then_replays_exactly_once_in_order() {
     let kafka = Kafka::new(3);
-    let server = Server::start(support::config(&kafka.brokers(), &kafka.topic)).await;
+    let server = Server::start(api::config(&kafka.brokers(), &kafka.topic)).await;
     let url = format!("{}/exposure", server.url);
 
     // Healthy first, so the outage starts with direct delivery in use.
@@ -102,7 +103,7 @@ async fn broker_outage_spools_then_replays_exactly_once_in_order() {
 #[tokio::test]
 async fn spool_disabled_and_broker_down_answers_503_with_retry_after() {
     let kafka = Kafka::new(1);
-    let mut config = support::config(&kafka.brokers(), &kafka.topic);
+    let mut config = api::config(&kafka.brokers(), &kafka.topic);
     config.delivery.no_spool = true;
     config.delivery.delivery_timeout = Duration::from_millis(800);
     let server = Server::start(config).await;
@@ -130,7 +131,7 @@ async fn spool_disabled_and_broker_down_answers_503_with_retry_after() {
 async fn spool_survives_restart_and_drains_on_the_next_run() {
     let kafka = Kafka::new(3);
     let spool_dir = tempfile::tempdir().expect("tempdir");
-    let mut config = support::config(&kafka.brokers(), &kafka.topic);
+    let mut config = api::config(&kafka.brokers(), &kafka.topic);
     config.delivery.spool_dir = Some(spool_dir.path().to_path_buf());
     config.delivery.delivery_timeout = Duration::from_millis(800);
 
@@ -153,7 +154,7 @@ async fn spool_survives_restart_and_drains_on_the_next_run() {
 #[tokio::test]
 async fn graceful_shutdown_under_load_keeps_every_200() {
     let kafka = Kafka::new(3);
-    let server = Server::start(support::config(&kafka.brokers(), &kafka.topic)).await;
+    let server = Server::start(api::config(&kafka.brokers(), &kafka.topic)).await;
     let url = format!("{}/exposure", server.url);
     let client = http();
     let (first_answer_tx, mut first_answer) = tokio::sync::mpsc::channel::<()>(1);
@@ -194,7 +195,7 @@ async fn graceful_shutdown_under_load_keeps_every_200() {
     assert!(!acknowledged.is_empty());
     // The producer is flushed, so the topic is final. A request cut off by the shutdown
     // may have reached Kafka without its 200 reaching the client; every 200 must be there.
-    let total = support::record_count(&kafka.brokers(), &kafka.topic);
+    let total = record_count(&kafka.brokers(), &kafka.topic);
     let records = read_exactly(&kafka.brokers(), &kafka.topic, total as usize).await;
     let in_kafka = event_ids(&records);
     assert_eq!(in_kafka.len(), records.len(), "no duplicates");

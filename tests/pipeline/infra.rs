@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::available;
+use crate::harness::available;
 
 fn infra() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("infra")

@@ -5,12 +5,13 @@ use std::io::Write;
 
 use serde_json::{json, Value};
 
-use crate::support::{self, http, nextjs_body, post_json, python_body, read_exactly, Kafka, Server};
+use crate::harness::api::{self, http, nextjs_body, post_json, python_body, Server};
+use crate::harness::kafka::{by_key, read_exactly, Kafka, Record};
 
 #[tokio::test]
 async fn seed_python_and_nextjs_bodies_become_one_record_each() {
     let kafka = Kafka::new(3);
-    let server = Server::start(support::config(&kafka.brokers(), &kafka.topic)).await;
+    let server = Server::start(api::config(&kafka.brokers(), &kafka.topic)).await;
     let client = http();
     let before = chrono_now_ms();
 
@@ -81,7 +82,7 @@ fn chrono_now_ms() -> i64 {
 #[tokio::test]
 async fn browsers_preflight_and_send_beacons() {
     let kafka = Kafka::new(1);
-    let mut config = support::config(&kafka.brokers(), &kafka.topic);
+    let mut config = api::config(&kafka.brokers(), &kafka.topic);
     config.http.cors_origins = vec!["https://shop.example.com".into()];
     let server = Server::start(config).await;
     let client = http();
@@ -146,7 +147,7 @@ fn batch(prefix: &str, n: usize) -> Vec<Value> {
 #[tokio::test]
 async fn batches_of_1000_as_array_ndjson_and_gzip() {
     let kafka = Kafka::new(3);
-    let server = Server::start(support::config(&kafka.brokers(), &kafka.topic)).await;
+    let server = Server::start(api::config(&kafka.brokers(), &kafka.topic)).await;
     let client = http();
     let url = format!("{}/v1/exposures", server.url);
     let mut ids = Vec::new();
@@ -187,13 +188,13 @@ async fn batches_of_1000_as_array_ndjson_and_gzip() {
     assert_eq!(in_kafka.len(), 3000, "event ids are unique");
     assert_eq!(in_kafka, answered);
     // Within one user, a batch keeps its order.
-    for (_, records) in support::by_key(&records) {
+    for (_, records) in by_key(&records) {
         for pair in records.windows(2) {
             if pair[0].value["ds_user_id"] == pair[1].value["ds_user_id"]
                 && pair[0].value["source"] == pair[1].value["source"]
                 && pair[0].key.starts_with("array")
             {
-                let seq = |r: &support::Record| r.value["attributes"]["seq"].as_i64().expect("seq");
+                let seq = |r: &Record| r.value["attributes"]["seq"].as_i64().expect("seq");
                 assert!(seq(&pair[0]) < seq(&pair[1]));
             }
         }
@@ -204,7 +205,7 @@ async fn batches_of_1000_as_array_ndjson_and_gzip() {
 #[tokio::test]
 async fn a_batch_with_one_bad_item_is_refused_whole() {
     let kafka = Kafka::new(3);
-    let server = Server::start(support::config(&kafka.brokers(), &kafka.topic)).await;
+    let server = Server::start(api::config(&kafka.brokers(), &kafka.topic)).await;
     let client = http();
     let mut events = batch("bad", 1000);
     events[417]["variation_id"] = json!(1.5);
@@ -233,10 +234,63 @@ async fn a_batch_with_one_bad_item_is_refused_whole() {
     server.stop().await;
 }
 
+/// A request the API must refuse, and the error it must answer with.
+struct BadInput<'a> {
+    method: &'a str,
+    url: &'a str,
+    content_type: &'a str,
+    content_encoding: Option<&'a str>,
+    body: Vec<u8>,
+    /// The HTTP status of the answer.
+    status: u16,
+    /// The answer's `error.code`.
+    code: &'a str,
+    /// The answer's `error.field`, for errors about one field.
+    field: Option<&'a str>,
+}
+
+impl<'a> BadInput<'a> {
+    /// A JSON `POST` of `body` to `url`, to be answered `status` with `error.code` `code`.
+    fn post(url: &'a str, body: Vec<u8>, status: u16, code: &'a str) -> BadInput<'a> {
+        BadInput {
+            method: "POST",
+            url,
+            content_type: "application/json",
+            content_encoding: None,
+            body,
+            status,
+            code,
+            field: None,
+        }
+    }
+
+    fn method(self, method: &'a str) -> BadInput<'a> {
+        BadInput { method, ..self }
+    }
+
+    fn content_type(self, content_type: &'a str) -> BadInput<'a> {
+        BadInput { content_type, ..self }
+    }
+
+    fn encoded(self, encoding: &'a str) -> BadInput<'a> {
+        BadInput {
+            content_encoding: Some(encoding),
+            ..self
+        }
+    }
+
+    fn field(self, field: &'a str) -> BadInput<'a> {
+        BadInput {
+            field: Some(field),
+            ..self
+        }
+    }
+}
+
 #[tokio::test]
 async fn every_bad_input_class_gets_its_status_and_nothing_is_produced() {
     let kafka = Kafka::new(1);
-    let mut config = support::config(&kafka.brokers(), &kafka.topic);
+    let mut config = api::config(&kafka.brokers(), &kafka.topic);
     config.http.max_batch_events = 50;
     let server = Server::start(config).await;
     let client = http();
@@ -263,243 +317,73 @@ async fn every_bad_input_class_gets_its_status_and_nothing_is_produced() {
     )
     .into_bytes();
     let bomb = gzip(&vec![b' '; 9 * 1024 * 1024]);
-    let json_type = "application/json";
 
-    // (method, url, content-type, content-encoding, body, status, code, field)
-    #[allow(clippy::type_complexity)]
-    let cases: Vec<(&str, &str, &str, Option<&str>, Vec<u8>, u16, &str, Option<&str>)> = vec![
-        (
-            "POST",
+    let cases = vec![
+        BadInput::post(&single, b"{\"ds_user_id\": ".to_vec(), 400, "malformed_json"),
+        BadInput::post(&single, b"[1,2]".to_vec(), 400, "not_an_object"),
+        BadInput::post(&single, no_user, 400, "missing_user_id").field("ds_user_id"),
+        BadInput::post(&single, with("experiment_id", json!("")), 400, "empty").field("experiment_id"),
+        BadInput::post(
             &single,
-            json_type,
-            None,
-            b"{\"ds_user_id\": ".to_vec(),
-            400,
-            "malformed_json",
-            None,
-        ),
-        (
-            "POST",
-            &single,
-            json_type,
-            None,
-            b"[1,2]".to_vec(),
-            400,
-            "not_an_object",
-            None,
-        ),
-        (
-            "POST",
-            &single,
-            json_type,
-            None,
-            no_user,
-            400,
-            "missing_user_id",
-            Some("ds_user_id"),
-        ),
-        (
-            "POST",
-            &single,
-            json_type,
-            None,
-            with("experiment_id", json!("")),
-            400,
-            "empty",
-            Some("experiment_id"),
-        ),
-        (
-            "POST",
-            &single,
-            json_type,
-            None,
             with("experiment_id", json!("e".repeat(257))),
             400,
             "too_long",
-            Some("experiment_id"),
-        ),
-        (
-            "POST",
+        )
+        .field("experiment_id"),
+        BadInput::post(&single, with("variation_id", json!(true)), 400, "wrong_type").field("variation_id"),
+        BadInput::post(&single, with("attributes", json!([1])), 400, "wrong_type").field("attributes"),
+        BadInput::post(&single, with("attributes", too_deep), 400, "too_deep").field("attributes"),
+        BadInput::post(
             &single,
-            json_type,
-            None,
-            with("variation_id", json!(true)),
-            400,
-            "wrong_type",
-            Some("variation_id"),
-        ),
-        (
-            "POST",
-            &single,
-            json_type,
-            None,
-            with("attributes", json!([1])),
-            400,
-            "wrong_type",
-            Some("attributes"),
-        ),
-        (
-            "POST",
-            &single,
-            json_type,
-            None,
-            with("attributes", too_deep),
-            400,
-            "too_deep",
-            Some("attributes"),
-        ),
-        (
-            "POST",
-            &single,
-            json_type,
-            None,
             with("attributes", json!({"b": "x".repeat(40_000)})),
             400,
             "too_large",
-            Some("attributes"),
-        ),
-        (
-            "POST",
+        )
+        .field("attributes"),
+        BadInput::post(&single, with("source", json!("s".repeat(200))), 400, "too_long").field("source"),
+        BadInput::post(
             &single,
-            json_type,
-            None,
-            with("source", json!("s".repeat(200))),
-            400,
-            "too_long",
-            Some("source"),
-        ),
-        (
-            "POST",
-            &single,
-            json_type,
-            None,
             with("timestamp", json!("last tuesday")),
             400,
             "invalid_timestamp",
-            Some("timestamp"),
-        ),
-        (
-            "POST",
-            &single,
-            json_type,
-            None,
-            with("event_id", json!(["x"])),
-            400,
-            "wrong_type",
-            Some("event_id"),
-        ),
-        (
-            "POST",
-            &single,
-            json_type,
-            None,
-            huge,
-            413,
-            "body_too_large",
-            None,
-        ),
-        (
-            "POST",
+        )
+        .field("timestamp"),
+        BadInput::post(&single, with("event_id", json!(["x"])), 400, "wrong_type").field("event_id"),
+        BadInput::post(&single, huge, 413, "body_too_large"),
+        BadInput::post(&batch_url, bomb, 413, "body_too_large").encoded("gzip"),
+        BadInput::post(&batch_url, b"not gzip at all".to_vec(), 400, "corrupt_gzip").encoded("gzip"),
+        BadInput::post(&batch_url, b"[]".to_vec(), 415, "unsupported_encoding").encoded("br"),
+        BadInput::post(&batch_url, b"[]".to_vec(), 400, "empty_batch"),
+        BadInput::post(
             &batch_url,
-            json_type,
-            Some("gzip"),
-            bomb,
-            413,
-            "body_too_large",
-            None,
-        ),
-        (
-            "POST",
-            &batch_url,
-            json_type,
-            Some("gzip"),
-            b"not gzip at all".to_vec(),
-            400,
-            "corrupt_gzip",
-            None,
-        ),
-        (
-            "POST",
-            &batch_url,
-            json_type,
-            Some("br"),
-            b"[]".to_vec(),
-            415,
-            "unsupported_encoding",
-            None,
-        ),
-        (
-            "POST",
-            &batch_url,
-            json_type,
-            None,
-            b"[]".to_vec(),
-            400,
-            "empty_batch",
-            None,
-        ),
-        (
-            "POST",
-            &batch_url,
-            json_type,
-            None,
             serde_json::to_vec(&batch("many", 51)).expect("json"),
             413,
             "too_many_events",
-            None,
         ),
-        (
-            "POST",
+        BadInput::post(&single, b"<exposure/>".to_vec(), 415, "unsupported_media_type")
+            .content_type("application/xml"),
+        BadInput::post(
             &single,
-            "application/xml",
-            None,
-            b"<exposure/>".to_vec(),
-            415,
-            "unsupported_media_type",
-            None,
-        ),
-        (
-            "POST",
-            &single,
-            "application/x-www-form-urlencoded",
-            None,
             with("source", json!("curl")),
             415,
             "unsupported_media_type",
-            None,
-        ),
-        (
-            "GET",
-            &single,
-            json_type,
-            None,
-            Vec::new(),
-            405,
-            "method_not_allowed",
-            None,
-        ),
-        (
-            "PUT",
-            &batch_url,
-            json_type,
-            None,
-            b"[]".to_vec(),
-            405,
-            "method_not_allowed",
-            None,
-        ),
-        (
-            "POST",
-            &unknown_url,
-            json_type,
-            None,
-            b"{}".to_vec(),
-            404,
-            "not_found",
-            None,
-        ),
+        )
+        .content_type("application/x-www-form-urlencoded"),
+        BadInput::post(&single, Vec::new(), 405, "method_not_allowed").method("GET"),
+        BadInput::post(&batch_url, b"[]".to_vec(), 405, "method_not_allowed").method("PUT"),
+        BadInput::post(&unknown_url, b"{}".to_vec(), 404, "not_found"),
     ];
-    for (method, url, content_type, encoding, body, status, code, field) in cases {
+    for case in cases {
+        let BadInput {
+            method,
+            url,
+            content_type,
+            content_encoding: encoding,
+            body,
+            status,
+            code,
+            field,
+        } = case;
         let mut request = client
             .request(method.parse().expect("method"), url)
             .header("content-type", content_type)
@@ -528,7 +412,7 @@ async fn every_bad_input_class_gets_its_status_and_nothing_is_produced() {
 #[tokio::test]
 async fn write_keys_when_configured() {
     let kafka = Kafka::new(1);
-    let mut config = support::config(&kafka.brokers(), &kafka.topic);
+    let mut config = api::config(&kafka.brokers(), &kafka.topic);
     config.http.write_keys = vec!["k-123".into()];
     let server = Server::start(config).await;
     let client = http();
@@ -573,7 +457,7 @@ async fn write_keys_when_configured() {
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let kafka = Kafka::new(1);
-    let server = Server::start(support::config(&kafka.brokers(), &kafka.topic)).await;
+    let server = Server::start(api::config(&kafka.brokers(), &kafka.topic)).await;
     let client = http();
     let (status, _) = post_json(&client, &format!("{}/exposure", server.url), &python_body("m")).await;
     assert_eq!(status, 200);
@@ -612,7 +496,7 @@ async fn health_readiness_and_metrics() {
 #[tokio::test]
 async fn per_client_rate_limit_answers_429_with_retry_after() {
     let kafka = Kafka::new(1);
-    let mut config = support::config(&kafka.brokers(), &kafka.topic);
+    let mut config = api::config(&kafka.brokers(), &kafka.topic);
     config.http.rate_limit = 1;
     config.http.rate_limit_burst = Some(3);
     let server = Server::start(config).await;

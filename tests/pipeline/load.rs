@@ -7,15 +7,15 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use loader::load::LoadConfig;
+use loader::load::{BatchLimits, LoadConfig, RedshiftArgs, WarehouseArgs};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
-use tokio::sync::oneshot;
 
-use crate::postgres::Pg;
-use crate::redshift_emulator::DataApi;
-use crate::sink::{exposures, produce, start_sink, wait_committed, Lakeside};
-use crate::support::{self, DEADLINE};
+use crate::harness::kafka::{read_exactly, record_count};
+use crate::harness::lake::{exposures, produce, start_sink, wait_committed, Lakeside};
+use crate::harness::postgres::Pg;
+use crate::harness::redshift_emulator::DataApi;
+use crate::harness::{metric_value, DEADLINE};
 
 /// Where a test loads: PostgreSQL, or Redshift (the emulator over PostgreSQL). Either
 /// way the rows end up in `pg`, where the test reads them.
@@ -42,48 +42,52 @@ impl Warehouse {
 }
 
 fn lake_options(side: &Lakeside) -> loader::lake::AwsOptions {
-    let sink = side.config("unused");
-    loader::lake::AwsOptions {
-        endpoint: sink.s3_endpoint,
-        region: sink.s3_region,
-        static_credentials: sink.s3_static_credentials,
-    }
+    side.lake_args().aws_options()
+}
+
+fn warehouse_args(warehouse: &Warehouse) -> (WarehouseArgs, RedshiftArgs) {
+    (
+        WarehouseArgs {
+            warehouse: Some(match &warehouse.data_api {
+                Some(data_api) => data_api.warehouse_url(),
+                None => warehouse.pg.url(),
+            }),
+            schema: "analytics".into(),
+        },
+        RedshiftArgs {
+            statement_timeout: Duration::from_secs(60),
+            redshift_endpoint: warehouse.data_api.as_ref().map(|api| api.endpoint.clone()),
+            redshift_static_credentials: Some(("test".into(), "test".into())),
+        },
+    )
 }
 
 fn load_config(side: &Lakeside, warehouse: &Warehouse, group: &str) -> LoadConfig {
-    let lake = lake_options(side);
+    let (warehouse, redshift) = warehouse_args(warehouse);
     LoadConfig {
-        brokers: side.kafka.brokers(),
+        kafka: stage::KafkaArgs::plaintext(side.kafka.brokers()),
         files_topic: side.files_topic.clone(),
         group: group.to_owned(),
-        warehouse: match &warehouse.data_api {
-            Some(data_api) => data_api.warehouse_url(),
-            None => warehouse.pg.url(),
+        warehouse,
+        batches: BatchLimits {
+            batch_files: 7,
+            batch_interval: Duration::from_millis(300),
         },
-        schema: "analytics".into(),
-        batch_files: 7,
-        batch_interval: Duration::from_millis(300),
         iam_role: "arn:aws:iam::123456789012:role/exposures-copy".into(),
         dedup_window: Duration::from_secs(7 * 24 * 3600),
-        statement_timeout: Duration::from_secs(60),
-        redshift_endpoint: warehouse.data_api.as_ref().map(|api| api.endpoint.clone()),
-        redshift_static_credentials: Some(("test".into(), "test".into())),
-        s3_endpoint: lake.endpoint,
-        s3_region: lake.region,
-        s3_static_credentials: lake.static_credentials,
+        redshift,
+        s3: side.lake_args(),
     }
 }
 
 fn start_loader(
     config: LoadConfig,
 ) -> (
-    oneshot::Sender<()>,
+    stage::Shutdown,
     tokio::task::JoinHandle<Result<(), loader::load::LoadError>>,
 ) {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(loader::load::run(config, async move {
-        let _ = stopped.await;
-    }));
+    let stop = stage::Shutdown::new();
+    let task = tokio::spawn(loader::load::run(config, stop.clone()));
     (stop, task)
 }
 
@@ -118,12 +122,12 @@ async fn wait_rows(pg: &Pg, expected: i64) {
 async fn sink_into_lake(side: &Lakeside, events: &[schemas::Exposure]) -> Vec<serde_json::Value> {
     produce(&side.kafka.brokers(), &side.kafka.topic, events).await;
     let mut config = side.config("sink");
-    config.max_file_rows = 300;
+    config.files.max_file_rows = 300;
     let sink = start_sink(config);
     wait_committed(side, "sink", events.len() as i64).await;
     sink.stop().await;
-    let files = support::record_count(&side.kafka.brokers(), &side.files_topic);
-    support::read_exactly(&side.kafka.brokers(), &side.files_topic, files as usize)
+    let files = record_count(&side.kafka.brokers(), &side.files_topic);
+    read_exactly(&side.kafka.brokers(), &side.files_topic, files as usize)
         .await
         .into_iter()
         .map(|r| r.value)
@@ -223,21 +227,31 @@ async fn replays_and_a_poison_file(kind: Kind) {
         assert!(Instant::now() < deadline, "the corrupt file was not quarantined");
         tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
     }
-    let _ = stop.send(());
+    stop.cancel();
     task.await.expect("loader task").expect("loader");
 
     // What `exposures status` shows: nothing waiting, every row, the quarantined file.
+    let (warehouse_flags, redshift) = warehouse_args(&warehouse);
     let status = loader::status::gather(&loader::status::StatusConfig {
-        load: load_config(&side, &warehouse, "load"),
+        kafka: stage::KafkaArgs::plaintext(side.kafka.brokers()),
         topic: side.kafka.topic.clone(),
         sink_group: "sink".into(),
+        files_topic: side.files_topic.clone(),
+        load_group: "load".into(),
+        warehouse: warehouse_flags,
+        redshift,
         timeout: Duration::from_secs(10),
     })
     .await;
     let text = status.to_string();
     assert_eq!(status.sink.as_ref().map(|lag| lag.total()), Ok(0), "{text}");
     assert_eq!(status.load.as_ref().map(|lag| lag.total()), Ok(0), "{text}");
-    let summary = status.warehouse.as_ref().expect("warehouse status");
+    let summary = status
+        .warehouse
+        .as_ref()
+        .expect("a warehouse was given")
+        .as_ref()
+        .expect("warehouse status");
     assert_eq!(summary.rows, events.len() as i64, "{text}");
     assert!(summary.newest_exposed_at.is_some(), "{text}");
     assert!(text.contains("files quarantined: 1 (0 rows)"), "{text}");
@@ -338,7 +352,7 @@ async fn outage_and_a_killed_loader(kind: Kind) {
     }
     pg.start_server();
     wait_rows(pg, events.len() as i64).await;
-    let _ = stop.send(());
+    stop.cancel();
     task.await.expect("loader task").expect("loader");
     assert_warehouse_exact(pg, &events).await;
     let client = pg.client().await;
@@ -355,5 +369,5 @@ async fn outage_and_a_killed_loader(kind: Kind) {
 }
 
 fn load_failures() -> f64 {
-    support::metric_value("exposures_load_failures_total")
+    metric_value("exposures_load_failures_total")
 }

@@ -12,13 +12,13 @@ use std::path::PathBuf;
 use serde_json::Value;
 use tokio::process::Command;
 
-use crate::support::{self, read_exactly, Kafka, Server};
+use crate::harness::api::{self, Server};
+use crate::harness::available;
+use crate::harness::kafka::{read_exactly, Kafka, Record};
 
 fn sdk_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk")
 }
-
-use support::available;
 
 async fn succeeds(program: &str, args: &[&str]) -> bool {
     Command::new(program)
@@ -53,7 +53,7 @@ async fn assert_results_in_kafka(kafka: &Kafka, results: &[Value], users: usize,
         assert_eq!(result["status"], 200, "{result}");
     }
     let records = read_exactly(&kafka.brokers(), &kafka.topic, users).await;
-    let by_event: HashMap<&str, &support::Record> = records
+    let by_event: HashMap<&str, &Record> = records
         .iter()
         .map(|r| (r.value["event_id"].as_str().expect("id"), r))
         .collect();
@@ -82,7 +82,7 @@ async fn growthbook_python_sdk_with_the_seed_callback() {
         return;
     }
     let kafka = Kafka::new(3);
-    let server = Server::start(support::config(&kafka.brokers(), &kafka.topic)).await;
+    let server = Server::start(api::config(&kafka.brokers(), &kafka.topic)).await;
     let results = run_script(
         "python3",
         "python_sdk.py",
@@ -108,7 +108,7 @@ async fn growthbook_js_sdk_in_chromium_from_another_origin() {
         return;
     }
     let kafka = Kafka::new(3);
-    let server = Server::start(support::config(&kafka.brokers(), &kafka.topic)).await;
+    let server = Server::start(api::config(&kafka.brokers(), &kafka.topic)).await;
     // The page is served from 127.0.0.1 and posts to localhost: another origin.
     let url = format!("{}/exposure", server.url.replace("127.0.0.1", "localhost"));
     let results = run_script("node", "browser_sdk.mjs", &url, 10).await;

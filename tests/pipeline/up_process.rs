@@ -8,22 +8,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-use crate::support::{self, http, post_json, python_body, read_exactly, DEADLINE};
-
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-pub(crate) fn exposures() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_exposures"));
-    command.kill_on_drop(true).stdin(Stdio::null());
-    command
-}
+use crate::harness::api::{http, post_json, python_body};
+use crate::harness::kafka::{read_exactly, record_count};
+use crate::harness::lake::lake_event_ids;
+use crate::harness::postgres::Pg;
+use crate::harness::process::{exposures, free_port};
+use crate::harness::DEADLINE;
 
 async fn start_up(data_dir: &Path, http_port: u16, broker_port: u16, extra: &[&str]) -> Child {
     let child = exposures()
@@ -57,7 +49,7 @@ async fn start_up(data_dir: &Path, http_port: u16, broker_port: u16, extra: &[&s
 async fn wait_for_events(brokers: &str, topic: &str, expected: &[String]) -> HashMap<String, usize> {
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let total = support::record_count(brokers, topic);
+        let total = record_count(brokers, topic);
         if total >= 0 {
             let records = read_exactly(brokers, topic, total as usize).await;
             let mut seen: HashMap<String, usize> = HashMap::new();
@@ -160,40 +152,6 @@ async fn up_killed_with_sigkill_under_load_keeps_every_acknowledged_event() {
     }
 }
 
-/// Event ids in every Parquet file under `dir`.
-pub(crate) fn lake_event_ids(dir: &Path) -> Vec<String> {
-    use arrow_array::cast::AsArray;
-    let mut ids = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
-                let bytes = bytes::Bytes::from(std::fs::read(&path).expect("read parquet"));
-                let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-                    .expect("parquet")
-                    .build()
-                    .expect("reader");
-                for batch in reader {
-                    let batch = batch.expect("batch");
-                    let column = batch
-                        .column_by_name("event_id")
-                        .expect("event_id")
-                        .as_string::<i32>()
-                        .clone();
-                    ids.extend(column.iter().flatten().map(str::to_owned));
-                }
-            }
-        }
-    }
-    ids
-}
-
 #[tokio::test]
 async fn dev_broker_prints_its_address_and_creates_topics() {
     let data = tempfile::tempdir().expect("tempdir");
@@ -222,8 +180,8 @@ async fn dev_broker_prints_its_address_and_creates_topics() {
         .strip_prefix("bootstrap.servers=")
         .expect("bootstrap line")
         .to_owned();
-    assert_eq!(support::record_count(&brokers, "t-one"), 0);
-    assert_eq!(support::record_count(&brokers, "t-two"), 0);
+    assert_eq!(record_count(&brokers, "t-one"), 0);
+    assert_eq!(record_count(&brokers, "t-two"), 0);
     assert!(
         data.path().join("broker").is_dir(),
         "storage lives in the data dir"
@@ -270,9 +228,7 @@ async fn help_explains_every_subcommand() {
 /// shaped like the seed's `traveller_events_v2`, matches numbers computed by hand.
 #[tokio::test]
 async fn up_with_a_warehouse_answers_the_seeds_ctr_question() {
-    let pg = tokio::task::spawn_blocking(crate::postgres::Pg::start)
-        .await
-        .expect("postgres");
+    let pg = tokio::task::spawn_blocking(Pg::start).await.expect("postgres");
     let sql = pg.client().await;
     sql.batch_execute(
         "CREATE TABLE public.traveller_events_v2 (event_time TIMESTAMPTZ, ds_user_id TEXT, ds_session_id TEXT, \

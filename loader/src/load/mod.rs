@@ -23,13 +23,12 @@
 //! splitting the batch) and PostgreSQL ([`postgres`]; per-file savepoints).
 //!
 //! Proven by `tests/pipeline/load.rs`, against PostgreSQL and against a Data API
-//! emulator (`tests/pipeline/redshift_emulator.rs`) driven by the real SDK.
+//! emulator (`tests/pipeline/harness/redshift_emulator.rs`) driven by the real SDK.
 
 pub mod postgres;
 pub mod redshift;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,17 +38,16 @@ use clap::Args;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
+use stage::{Backoff, ClientRole, KafkaArgs, KafkaSetupError, Shutdown};
 
 use crate::files::FileRecord;
-use crate::lake::{AwsOptions, Lake, LakeError};
+use crate::lake::{AwsOptions, Lake, LakeArgs, LakeError};
 use crate::metrics as m;
-use crate::plumbing::{self, Stop};
 
 #[derive(Debug, Clone, Args)]
 pub struct LoadConfig {
-    /// Kafka bootstrap servers, comma-separated.
-    #[arg(long, env = "EXPOSURES_BROKERS", default_value = "localhost:9092")]
-    pub brokers: String,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
 
     /// Topic the sink announces files on.
     #[arg(long, env = "EXPOSURES_FILES_TOPIC", default_value = "exposures.files")]
@@ -59,26 +57,11 @@ pub struct LoadConfig {
     #[arg(long, env = "EXPOSURES_LOAD_GROUP", default_value = "exposures-load")]
     pub group: String,
 
-    /// The warehouse. Redshift through the Data API:
-    /// redshift://ENDPOINT/DATABASE[?secret_arn=ARN] with ENDPOINT as the console shows it
-    /// (or redshift:///DATABASE?workgroup=NAME|cluster=ID&region=R; a provisioned cluster
-    /// also needs db_user=NAME or secret_arn=ARN). PostgreSQL:
-    /// postgres://USER:PASSWORD@HOST:PORT/DATABASE — put a password in the environment
-    /// (EXPOSURES_WAREHOUSE), not on the command line.
-    #[arg(long, env = "EXPOSURES_WAREHOUSE", hide_env_values = true)]
-    pub warehouse: String,
+    #[command(flatten)]
+    pub warehouse: WarehouseArgs,
 
-    /// Warehouse schema of the exposures table, ledger and views (created if missing).
-    #[arg(long, env = "EXPOSURES_SCHEMA", default_value = "public")]
-    pub schema: String,
-
-    /// Most files loaded in one transaction.
-    #[arg(long, env = "EXPOSURES_BATCH_FILES", default_value_t = 100)]
-    pub batch_files: usize,
-
-    /// How long a batch waits for more files after its first.
-    #[arg(long, env = "EXPOSURES_BATCH_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub batch_interval: Duration,
+    #[command(flatten)]
+    pub batches: BatchLimits,
 
     /// Redshift: IAM role ARN that COPY assumes to read the lake; `default` uses the
     /// role set as default on the cluster or namespace.
@@ -90,7 +73,41 @@ pub struct LoadConfig {
     #[arg(long, env = "EXPOSURES_DEDUP_WINDOW", default_value = "7d", value_parser = humantime::parse_duration)]
     pub dedup_window: Duration,
 
-    /// Redshift: a statement running longer is cancelled and its batch retried.
+    #[command(flatten)]
+    pub redshift: RedshiftArgs,
+
+    #[command(flatten)]
+    pub s3: LakeArgs,
+}
+
+/// Which warehouse and schema: shared by `load`, `status` and `up`.
+#[derive(Debug, Clone, Args)]
+pub struct WarehouseArgs {
+    /// The warehouse. Redshift through the Data API:
+    /// redshift://ENDPOINT/DATABASE[?secret_arn=ARN] with ENDPOINT as the console shows it
+    /// (or redshift:///DATABASE?workgroup=NAME|cluster=ID&region=R; a provisioned cluster
+    /// also needs db_user=NAME or secret_arn=ARN). PostgreSQL:
+    /// postgres://USER:PASSWORD@HOST:PORT/DATABASE — put a password in the environment
+    /// (EXPOSURES_WAREHOUSE), not on the command line.
+    #[arg(long, env = "EXPOSURES_WAREHOUSE", hide_env_values = true)]
+    pub warehouse: Option<String>,
+
+    /// Warehouse schema of the exposures table, ledger and views (created if missing).
+    #[arg(long, env = "EXPOSURES_SCHEMA", default_value = "public")]
+    pub schema: String,
+}
+
+impl WarehouseArgs {
+    /// The warehouse URL, or an error that says how to give one.
+    pub fn url(&self) -> Result<&str, LoadError> {
+        self.warehouse.as_deref().ok_or(LoadError::NoWarehouse)
+    }
+}
+
+/// How the Data API is reached: shared by `load` and `status`.
+#[derive(Debug, Clone, Args)]
+pub struct RedshiftArgs {
+    /// Redshift: a statement running longer is cancelled (and a load batch retried).
     #[arg(long, env = "EXPOSURES_STATEMENT_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
     pub statement_timeout: Duration,
 
@@ -101,18 +118,18 @@ pub struct LoadConfig {
     /// Static credentials for the Data API instead of the AWS chain (tests).
     #[arg(skip)]
     pub redshift_static_credentials: Option<(String, String)>,
+}
 
-    /// S3 endpoint override for reading the lake (MinIO, LocalStack).
-    #[arg(long, env = "EXPOSURES_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
+/// How files are gathered into batches (shared by `load` and `up`).
+#[derive(Debug, Clone, Args)]
+pub struct BatchLimits {
+    /// Most files loaded in one transaction.
+    #[arg(long, env = "EXPOSURES_BATCH_FILES", default_value_t = 100)]
+    pub batch_files: usize,
 
-    /// S3 region when the AWS environment names none [default: us-east-1].
-    #[arg(long, env = "EXPOSURES_S3_REGION")]
-    pub s3_region: Option<String>,
-
-    /// Static S3 credentials (the embedded server); the AWS chain is used when absent.
-    #[arg(skip)]
-    pub s3_static_credentials: Option<(String, String)>,
+    /// How long a batch waits for more files after its first.
+    #[arg(long, env = "EXPOSURES_BATCH_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub batch_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +153,13 @@ pub enum LoadError {
         "unsupported warehouse URL '{0}': use redshift://… or postgres://USER:PASSWORD@HOST:PORT/DATABASE"
     )]
     UnsupportedWarehouse(String),
+    #[error(
+        "no warehouse given: pass --warehouse (or EXPOSURES_WAREHOUSE) as redshift://… or \
+         postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+    )]
+    NoWarehouse,
+    #[error(transparent)]
+    KafkaSetup(#[from] KafkaSetupError),
     #[error(transparent)]
     Lake(#[from] LakeError),
     #[error("Kafka: {0}")]
@@ -238,25 +262,26 @@ pub(crate) enum Warehouse {
 
 impl Warehouse {
     /// Connects (PostgreSQL) or sets up the client (Redshift); does not create objects.
-    pub(crate) async fn connect(config: &LoadConfig) -> Result<Warehouse, LoadError> {
-        let url = config.warehouse.as_str();
+    pub(crate) async fn connect(
+        warehouse: &WarehouseArgs,
+        redshift: &RedshiftArgs,
+    ) -> Result<Warehouse, LoadError> {
+        let url = warehouse.url()?;
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Warehouse::Postgres(
-                postgres::Postgres::connect(url, &config.schema).await?,
+                postgres::Postgres::connect(url, &warehouse.schema).await?,
             ))
         } else if url.starts_with("redshift://") {
             let options = redshift::RedshiftOptions {
-                iam_role: config.iam_role.clone(),
-                dedup_window: config.dedup_window,
-                statement_timeout: config.statement_timeout,
+                statement_timeout: redshift.statement_timeout,
                 api: AwsOptions {
-                    endpoint: config.redshift_endpoint.clone(),
+                    endpoint: redshift.redshift_endpoint.clone(),
                     region: None,
-                    static_credentials: config.redshift_static_credentials.clone(),
+                    static_credentials: redshift.redshift_static_credentials.clone(),
                 },
             };
             Ok(Warehouse::Redshift(
-                redshift::Redshift::connect(url, &config.schema, options).await?,
+                redshift::Redshift::connect(url, &warehouse.schema, options).await?,
             ))
         } else {
             Err(LoadError::UnsupportedWarehouse(url.to_owned()))
@@ -291,41 +316,47 @@ impl Warehouse {
         files: &[FileRecord],
         lakes: &mut Lakes,
         batch_id: &str,
+        copy: &redshift::CopyOptions,
     ) -> Result<BatchReport, LoadError> {
         match self {
             Warehouse::Postgres(warehouse) => warehouse.load_batch(files, lakes, batch_id).await,
-            Warehouse::Redshift(warehouse) => warehouse.load_batch(files, lakes, batch_id).await,
+            Warehouse::Redshift(warehouse) => warehouse.load_batch(files, lakes, batch_id, copy).await,
         }
     }
 }
 
-/// Runs the loader until `shutdown` resolves (after the batch in progress).
-pub async fn run(
-    config: LoadConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), LoadError> {
-    let mut warehouse = connect_when_available(&config).await?;
-    let consumer: Arc<StreamConsumer> = Arc::new(
-        plumbing::manual_commit_consumer(&config.brokers, &config.group, "exposures-load").create()?,
-    );
+/// Runs the loader until `shutdown` is cancelled (after the batch in progress).
+pub async fn run(config: LoadConfig, shutdown: Shutdown) -> Result<(), LoadError> {
+    config.warehouse.url()?;
+    // Created first, so a wrong Kafka setting fails at once rather than after the
+    // warehouse is up; it joins the group only once the warehouse is ready.
+    let consumer: Arc<StreamConsumer> = Arc::new(config.kafka.create(
+        ClientRole::Consumer {
+            group: &config.group,
+            client_id: "exposures-load",
+        },
+        &[],
+    )?);
+    let Some(mut warehouse) = connect_when_available(&config, &shutdown).await? else {
+        return Ok(());
+    };
     consumer.subscribe(&[&config.files_topic])?;
-    let mut lakes = Lakes::new(AwsOptions {
-        endpoint: config.s3_endpoint.clone(),
-        region: config.s3_region.clone(),
-        static_credentials: config.s3_static_credentials.clone(),
-    });
-    let mut stop = Stop::on(shutdown);
-    tracing::info!(files_topic = %config.files_topic, schema = %config.schema, "loader started");
+    let mut lakes = Lakes::new(config.s3.aws_options());
+    let copy = redshift::CopyOptions {
+        iam_role: config.iam_role.clone(),
+        dedup_window: config.dedup_window,
+    };
+    tracing::info!(files_topic = %config.files_topic, schema = %config.warehouse.schema, "loader started");
     loop {
         // Gather a batch: the first record waits indefinitely, the rest until the interval.
         let mut files: Vec<FileRecord> = Vec::new();
         let mut offsets: HashMap<i32, i64> = HashMap::new();
         let mut deadline: Option<tokio::time::Instant> = None;
-        while files.len() < config.batch_files {
+        while files.len() < config.batches.batch_files {
             let wait_until =
                 deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
-                _ = stop.wait() => return Ok(()),
+                _ = shutdown.cancelled() => return Ok(()),
                 _ = tokio::time::sleep_until(wait_until) => break,
                 message = consumer.recv() => match message {
                     Ok(message) => {
@@ -337,7 +368,7 @@ pub async fn run(
                                 metrics::counter!(m::LOAD_INVALID_RECORDS).increment(1);
                             }
                         }
-                        deadline.get_or_insert_with(|| tokio::time::Instant::now() + config.batch_interval);
+                        deadline.get_or_insert_with(|| tokio::time::Instant::now() + config.batches.batch_interval);
                     }
                     Err(error) => tracing::warn!(%error, "Kafka consumer error"),
                 },
@@ -347,29 +378,24 @@ pub async fn run(
         if !files.is_empty() {
             let batch_id = uuid::Uuid::now_v7().to_string();
             let started = Instant::now();
-            let mut delay = Duration::from_millis(100);
+            let mut backoff = Backoff::for_outages();
             let report = loop {
                 let attempt = async {
                     if warehouse.is_closed() {
-                        warehouse = Warehouse::connect(&config).await?;
+                        warehouse = Warehouse::connect(&config.warehouse, &config.redshift).await?;
                     }
-                    warehouse.load_batch(&files, &mut lakes, &batch_id).await
+                    warehouse.load_batch(&files, &mut lakes, &batch_id, &copy).await
                 };
                 match attempt.await {
-                    Ok(report) => break Some(report),
+                    Ok(report) => break report,
                     Err(error) => {
-                        tracing::warn!(%error, retry_in = ?delay, "batch not loaded; retrying");
+                        tracing::warn!(%error, "batch not loaded; retrying");
                         metrics::counter!(m::LOAD_FAILURES).increment(1);
-                        if stop.requested() {
-                            break None;
+                        if !backoff.wait(&shutdown).await {
+                            return Ok(()); // shutting down; the batch is re-read next time
                         }
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(10));
                     }
                 }
-            };
-            let Some(report) = report else {
-                return Ok(()); // shutting down; the batch is re-read next time
             };
             record(&report, started.elapsed());
         }
@@ -378,7 +404,7 @@ pub async fn run(
             commit.add_partition_offset(&config.files_topic, *partition, Offset::Offset(*next))?;
         }
         if commit.count() > 0 {
-            if let Err(error) = plumbing::commit(&consumer, commit).await {
+            if let Err(error) = stage::kafka::commit(&consumer, commit).await {
                 // The ledger makes the re-delivery that follows harmless.
                 tracing::warn!(%error, "files-topic offset commit failed");
             }
@@ -387,28 +413,34 @@ pub async fn run(
     }
 }
 
-/// Connects and prepares the warehouse, waiting (with backoff) while it is unreachable.
-/// A table with the wrong columns is an error at once: waiting will not fix it.
-async fn connect_when_available(config: &LoadConfig) -> Result<Warehouse, LoadError> {
-    let mut delay = Duration::from_millis(100);
+/// Connects and prepares the warehouse, waiting (with backoff) while it is unreachable;
+/// `None` if shutdown comes first. A table with the wrong columns is an error at once:
+/// waiting will not fix it.
+async fn connect_when_available(
+    config: &LoadConfig,
+    shutdown: &Shutdown,
+) -> Result<Option<Warehouse>, LoadError> {
+    let mut backoff = Backoff::for_outages();
     loop {
         let attempt = async {
-            let warehouse = Warehouse::connect(config).await?;
+            let warehouse = Warehouse::connect(&config.warehouse, &config.redshift).await?;
             warehouse.ensure_objects().await?;
             Ok::<_, LoadError>(warehouse)
         };
         match attempt.await {
-            Ok(warehouse) => return Ok(warehouse),
+            Ok(warehouse) => return Ok(Some(warehouse)),
             Err(
                 error @ (LoadError::SchemaMismatch { .. }
                 | LoadError::BadWarehouseUrl { .. }
-                | LoadError::UnsupportedWarehouse(_)),
+                | LoadError::UnsupportedWarehouse(_)
+                | LoadError::NoWarehouse),
             ) => return Err(error),
             Err(error) => {
-                tracing::warn!(%error, retry_in = ?delay, "warehouse unavailable; retrying");
+                tracing::warn!(%error, "warehouse unavailable; retrying");
                 metrics::counter!(m::LOAD_FAILURES).increment(1);
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
+                if !backoff.wait(shutdown).await {
+                    return Ok(None);
+                }
             }
         }
     }

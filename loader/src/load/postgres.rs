@@ -19,10 +19,11 @@ use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use schemas::ddl::{self, Dialect};
+use schemas::ledger::{self, LedgerRow};
 use schemas::{ColumnType, COLUMNS};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, NoTls, Transaction};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage, Transaction};
 
 use super::{BatchReport, FileOutcome, LoadError};
 use crate::files::FileRecord;
@@ -62,10 +63,6 @@ fn stage_type(kind: ColumnType) -> Type {
         ColumnType::Int32 => Type::INT4,
         ColumnType::Int64 => Type::INT8,
     }
-}
-
-fn column_list() -> String {
-    COLUMNS.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
 }
 
 impl Postgres {
@@ -159,15 +156,15 @@ impl Postgres {
         let mut report = BatchReport::default();
         for file in files {
             let already = transaction
-                .query_opt(
-                    &format!(
-                        "SELECT 1 FROM {schema}.exposures_loads WHERE object_key = $1 AND etag = $2 AND status = 'loaded'"
-                    ),
-                    &[&file.key, &file.etag],
-                )
+                .simple_query(&ledger::already_loaded(Dialect::Postgres, &schema, &[&file.key]))
                 .await
-                .map_err(LoadError::Warehouse)?;
-            if already.is_some() {
+                .map_err(LoadError::Warehouse)?
+                .iter()
+                .any(|message| match message {
+                    SimpleQueryMessage::Row(row) => row.get(1) == Some(file.etag.as_str()),
+                    _ => false,
+                });
+            if already {
                 report
                     .outcomes
                     .push((file.key.clone(), FileOutcome::AlreadyLoaded));
@@ -190,28 +187,22 @@ impl Postgres {
                 Err(FileFailure::Transient(error)) => return Err(LoadError::Warehouse(error)),
             };
             let (status, rows_loaded, reason) = match &outcome {
-                FileOutcome::Loaded { rows } => ("loaded", *rows as i64, None),
+                FileOutcome::Loaded { rows } => ("loaded", *rows, None),
                 FileOutcome::Quarantined { reason } => ("quarantined", 0, Some(reason.as_str())),
                 FileOutcome::AlreadyLoaded => continue,
             };
+            let row = LedgerRow {
+                object_key: &file.key,
+                etag: &file.etag,
+                size_bytes: file.size,
+                rows_in_file: file.rows,
+                rows_loaded,
+                batch_id,
+                status,
+                reason,
+            };
             transaction
-                .execute(
-                    &format!(
-                        "INSERT INTO {schema}.exposures_loads \
-                         (object_key, etag, size_bytes, rows_in_file, rows_loaded, batch_id, status, reason, loaded_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())"
-                    ),
-                    &[
-                        &file.key,
-                        &file.etag,
-                        &(file.size as i64),
-                        &(file.rows as i64),
-                        &rows_loaded,
-                        &batch_id,
-                        &status,
-                        &reason,
-                    ],
-                )
+                .batch_execute(&ledger::insert_ledger_row(Dialect::Postgres, &schema, &row))
                 .await
                 .map_err(LoadError::Warehouse)?;
             report.outcomes.push((file.key.clone(), outcome));
@@ -236,7 +227,7 @@ async fn load_file(client: &Transaction<'_>, schema: &str, body: Bytes) -> Resul
     let sink = client
         .copy_in(&format!(
             "COPY exposures_stage ({}) FROM STDIN (FORMAT binary)",
-            column_list()
+            ledger::exposure_column_list()
         ))
         .await?;
     let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
@@ -251,19 +242,12 @@ async fn load_file(client: &Transaction<'_>, schema: &str, body: Bytes) -> Resul
         }
     }
     writer.as_mut().finish().await?;
-    let select: Vec<String> = COLUMNS
-        .iter()
-        .map(|c| match c.kind {
-            ColumnType::Json => format!("{}::jsonb", c.name),
-            _ => c.name.to_owned(),
-        })
-        .collect();
     let inserted = client
         .execute(
             &format!(
                 "INSERT INTO {schema}.exposures ({}) SELECT {} FROM exposures_stage ON CONFLICT (event_id) DO NOTHING",
-                column_list(),
-                select.join(", ")
+                ledger::exposure_column_list(),
+                ledger::exposure_insert_values(Dialect::Postgres)
             ),
             &[],
         )

@@ -38,7 +38,6 @@ pub mod file;
 use file::{relative_key, Hour};
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,13 +46,13 @@ use clap::Args;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use schemas::Exposure;
+use stage::{Backoff, ClientRole, KafkaArgs, KafkaSetupError, Shutdown};
 
 use crate::files::FileRecord;
-use crate::lake::{AwsOptions, Lake, LakeError};
+use crate::lake::{Lake, LakeArgs, LakeError};
 use crate::metrics as m;
-use crate::plumbing::{self, with_backoff, Stop};
 
 /// Where a test may make the sink stop dead, as if the process were killed there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,9 +64,8 @@ pub enum FaultPoint {
 
 #[derive(Debug, Clone, Args)]
 pub struct SinkConfig {
-    /// Kafka bootstrap servers, comma-separated.
-    #[arg(long, env = "EXPOSURES_BROKERS", default_value = "localhost:9092")]
-    pub brokers: String,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
 
     /// Topic of exposures to consume.
     #[arg(long, env = "EXPOSURES_TOPIC", default_value = "exposures")]
@@ -85,14 +83,21 @@ pub struct SinkConfig {
     #[arg(long, env = "EXPOSURES_LAKE")]
     pub lake: String,
 
-    /// S3 endpoint override (MinIO, LocalStack); implies path-style addressing.
-    #[arg(long, env = "EXPOSURES_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
+    #[command(flatten)]
+    pub s3: LakeArgs,
 
-    /// S3 region when the AWS environment names none [default: us-east-1].
-    #[arg(long, env = "EXPOSURES_S3_REGION")]
-    pub s3_region: Option<String>,
+    #[command(flatten)]
+    pub files: FileLimits,
 
+    /// Test hook: stop dead at this point of the first file closed.
+    #[arg(skip)]
+    pub fault: Option<FaultPoint>,
+}
+
+/// When the sink closes a file, and how long the group waits for a silent member
+/// (shared by `exposures sink` and `exposures up`).
+#[derive(Debug, Clone, Args)]
+pub struct FileLimits {
     /// Close a partition's file when its oldest row has waited this long.
     #[arg(long, env = "EXPOSURES_FLUSH_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     pub flush_interval: Duration,
@@ -107,21 +112,15 @@ pub struct SinkConfig {
     pub max_file_bytes: usize,
 
     /// How long the group waits for a silent sink (a killed process) before giving its
-    /// partitions to another member (librdkafka `session.timeout.ms`, default 45 s).
+    /// partitions to another member (librdkafka `session.timeout.ms`).
     #[arg(long, env = "EXPOSURES_SESSION_TIMEOUT", default_value = "45s", value_parser = humantime::parse_duration)]
     pub session_timeout: Duration,
-
-    /// Static S3 credentials (the embedded server); the AWS chain is used when absent.
-    #[arg(skip)]
-    pub s3_static_credentials: Option<(String, String)>,
-
-    /// Test hook: stop dead at this point of the first file closed.
-    #[arg(skip)]
-    pub fault: Option<FaultPoint>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
+    #[error(transparent)]
+    KafkaSetup(#[from] KafkaSetupError),
     #[error("Kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
@@ -164,40 +163,41 @@ impl ConsumerContext for SinkContext {
 
 type SinkConsumer = StreamConsumer<SinkContext>;
 
-/// Runs the sink until `shutdown` resolves; then closes (uploads, announces, commits)
-/// every open file and returns.
-pub async fn run(
-    config: SinkConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), SinkError> {
-    let lake = Lake::open(
-        &config.lake,
-        &AwsOptions {
-            endpoint: config.s3_endpoint.clone(),
-            region: config.s3_region.clone(),
-            static_credentials: config.s3_static_credentials.clone(),
-        },
-    )
-    .await?;
+/// How long one announcement on the files topic may wait for its acknowledgement.
+const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs the sink until `shutdown` is cancelled; then closes (uploads, announces,
+/// commits) every open file and returns.
+pub async fn run(config: SinkConfig, shutdown: Shutdown) -> Result<(), SinkError> {
+    let lake = Lake::open(&config.lake, &config.s3.aws_options()).await?;
+    // Offsets move only when a file is durable (module doc).
     let consumer: Arc<SinkConsumer> = Arc::new(
-        // Offsets move only when a file is durable (module doc).
-        plumbing::manual_commit_consumer(&config.brokers, &config.group, "exposures-sink")
-            .set("statistics.interval.ms", "5000")
-            .set(
-                "session.timeout.ms",
-                config.session_timeout.as_millis().to_string(),
-            )
-            .create_with_context(SinkContext::default())?,
+        config
+            .kafka
+            .config(
+                ClientRole::Consumer {
+                    group: &config.group,
+                    client_id: "exposures-sink",
+                },
+                &[
+                    ("statistics.interval.ms", "5000".into()),
+                    (
+                        "session.timeout.ms",
+                        config.files.session_timeout.as_millis().to_string(),
+                    ),
+                ],
+            )?
+            .create_with_context(SinkContext::default())
+            .map_err(|e| config.kafka.client_error(e))?,
     );
     consumer.subscribe(&[&config.topic])?;
-    let announcer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
-        .set("client.id", "exposures-sink-announcer")
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("message.timeout.ms", "30000")
-        .create()?;
-    let mut stop = Stop::on(shutdown);
+    let announcer: FutureProducer = config.kafka.create(
+        ClientRole::Producer {
+            client_id: "exposures-sink-announcer",
+            message_timeout: ANNOUNCE_TIMEOUT,
+        },
+        &[],
+    )?;
     tracing::info!(lake = %lake.describe(), topic = %config.topic, group = %config.group, "sink started");
     let mut sink = Sink {
         config,
@@ -206,7 +206,7 @@ pub async fn run(
         announcer,
         files: HashMap::new(),
         positions: HashMap::new(),
-        stop: stop.clone(),
+        stop: shutdown.clone(),
         final_flush: false,
         faults_armed: true,
     };
@@ -214,7 +214,7 @@ pub async fn run(
     loop {
         tokio::select! {
             biased;
-            _ = stop.wait() => break,
+            _ = shutdown.cancelled() => break,
             _ = tick.tick() => sink.flush_aged().await?,
             message = consumer.recv() => match message {
                 Ok(message) => {
@@ -243,7 +243,7 @@ struct Sink {
     /// re-delivery and is skipped. Forgotten on revocation, when the next owner resumes
     /// from the committed offset.
     positions: HashMap<i32, i64>,
-    stop: Stop,
+    stop: Shutdown,
     /// Set for the flush at shutdown, which must not give up on the stop signal.
     final_flush: bool,
     faults_armed: bool,
@@ -302,7 +302,8 @@ impl Sink {
                 open.skip(offset);
             }
         }
-        if open.rows() >= self.config.max_file_rows || open.approx_bytes() >= self.config.max_file_bytes {
+        let limits = &self.config.files;
+        if open.rows() >= limits.max_file_rows || open.approx_bytes() >= limits.max_file_bytes {
             self.close(partition).await?;
         }
         self.publish_buffer_gauges();
@@ -313,7 +314,7 @@ impl Sink {
         let aged: Vec<i32> = self
             .files
             .values()
-            .filter(|f| f.opened.elapsed() >= self.config.flush_interval)
+            .filter(|f| f.opened.elapsed() >= self.config.files.flush_interval)
             .map(|f| f.partition)
             .collect();
         for partition in aged {
@@ -352,6 +353,18 @@ impl Sink {
         Ok(())
     }
 
+    /// Waits before retrying a failed upload or announcement. `false` when the sink is
+    /// shutting down and should leave the file for the next run — except in the final
+    /// flush, which retries until it succeeds.
+    async fn retry_wait(&self, backoff: &mut Backoff) -> bool {
+        if self.final_flush {
+            backoff.sleep().await;
+            true
+        } else {
+            backoff.wait(&self.stop).await
+        }
+    }
+
     /// Upload → announce → commit (module doc). Returns early, committing nothing, if
     /// shutdown begins while the store or broker is failing.
     async fn close(&mut self, partition: i32) -> Result<(), SinkError> {
@@ -372,27 +385,18 @@ impl Sink {
         ));
 
         let started = Instant::now();
-        let give_up = || self.stop.requested() && !self.final_flush;
-        let lake = &self.lake;
-        let bytes = encoded.bytes.clone();
-        let stored = with_backoff(
-            "upload",
-            || {
-                let body = bytes.clone();
-                let key = key.clone();
-                async move {
-                    let result = lake.put(&key, body).await;
-                    if result.is_err() {
-                        metrics::counter!(m::SINK_UPLOAD_FAILURES).increment(1);
+        let mut backoff = Backoff::for_outages();
+        let stored = loop {
+            match self.lake.put(&key, encoded.bytes.clone()).await {
+                Ok(stored) => break stored,
+                Err(error) => {
+                    metrics::counter!(m::SINK_UPLOAD_FAILURES).increment(1);
+                    tracing::warn!(%error, "upload failed; retrying");
+                    if !self.retry_wait(&mut backoff).await {
+                        return Ok(());
                     }
-                    result
                 }
-            },
-            give_up,
-        )
-        .await;
-        let Some(stored) = stored else {
-            return Ok(());
+            }
         };
         metrics::histogram!(m::SINK_UPLOAD_DURATION).record(started.elapsed().as_secs_f64());
         self.fault(FaultPoint::AfterUpload)?;
@@ -412,25 +416,20 @@ impl Sink {
             written_at: Utc::now(),
         };
         let payload = serde_json::to_vec(&record).unwrap_or_default();
-        let (announcer, files_topic, key, payload) =
-            (&self.announcer, &self.config.files_topic, &record.key, &payload);
-        let give_up = || self.stop.requested() && !self.final_flush;
-        let announced = with_backoff(
-            "announce",
-            || async move {
-                announcer
-                    .send(
-                        FutureRecord::to(files_topic).key(key).payload(payload),
-                        Duration::from_secs(30),
-                    )
-                    .await
-                    .map_err(|(error, _)| error)
-            },
-            give_up,
-        )
-        .await;
-        if announced.is_none() {
-            return Ok(());
+        let mut backoff = Backoff::for_outages();
+        loop {
+            let announcement = FutureRecord::to(&self.config.files_topic)
+                .key(&record.key)
+                .payload(&payload);
+            match self.announcer.send(announcement, ANNOUNCE_TIMEOUT).await {
+                Ok(_) => break,
+                Err((error, _)) => {
+                    tracing::warn!(%error, "announce failed; retrying");
+                    if !self.retry_wait(&mut backoff).await {
+                        return Ok(());
+                    }
+                }
+            }
         }
         self.fault(FaultPoint::AfterAnnounce)?;
 
@@ -440,7 +439,7 @@ impl Sink {
             partition,
             Offset::Offset(encoded.last_offset + 1),
         )?;
-        let committed = plumbing::commit(&self.consumer, offsets).await;
+        let committed = stage::kafka::commit(&self.consumer, offsets).await;
         match committed {
             Ok(()) => {
                 metrics::gauge!(m::SINK_COMMITTED_OFFSET, "partition" => partition.to_string())

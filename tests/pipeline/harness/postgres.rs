@@ -37,7 +37,7 @@ impl Pg {
         }
         let pg = Pg {
             bin: binaries(),
-            port: crate::up_process::free_port(),
+            port: super::process::free_port(),
             dir,
             as_postgres,
         };

@@ -1,0 +1,293 @@
+//! The Redshift warehouse, through the Redshift Data API (`aws-sdk-redshiftdata`): no
+//! driver and no network path to the cluster; IAM decides who may load.
+//!
+//! In parts: [`target`] (which Redshift, from the `redshift://` URL), [`data_api`]
+//! (statements, polling, results, failure classification), [`sql`] (the batch's
+//! statements and COPY manifest), and here the load policy: skip what the ledger holds,
+//! load the rest in one transaction, split a batch refused for its data.
+//!
+//! **A batch** is one `BatchExecuteStatement`, which Redshift runs as one transaction,
+//! polled with `DescribeStatement` (backoff 50 ms → 2 s) until FINISHED, FAILED or
+//! ABORTED:
+//! 1. (before) files whose (key, etag) the ledger holds as loaded are skipped, and a COPY
+//!    manifest naming the others — with `meta.content_length`, which COPY requires for
+//!    Parquet — is written to the lake next to the data (`<prefix>/_manifests/`);
+//! 2. a temp stage with the columns of the Parquet files in their order (COPY maps
+//!    Parquet columns by position), JSON as text;
+//! 3. `COPY … FORMAT AS PARQUET MANIFEST` with the IAM role;
+//! 4. the rows to insert: the first of each `event_id` in the stage, and none whose
+//!    `event_id` is already in `exposures` with a `received_at` within the dedup window of
+//!    the stage's (Redshift has no unique constraints; the window bounds the scan);
+//! 5. insert, JSON through `JSON_PARSE` into SUPER; 6. ledger rows with rows per file;
+//! 7. a SELECT of those ledger rows, read with `GetStatementResult`.
+//!
+//! **Failures.** The Data API has no savepoints, so a batch the warehouse refuses for
+//! its data (COPY rejects a file, JSON does not parse) is split in halves, recursively,
+//! until the poison file is alone; it is quarantined with the reason — the statement
+//! error and its `SYS_LOAD_ERROR_DETAIL` rows (`STL_LOAD_ERRORS` does not exist on
+//! Serverless) — and the others load. Every other failure (throttling after the SDK's
+//! retries, connections, S3 access of the IAM role, a timeout) fails the whole batch,
+//! which the caller retries with backoff; nothing of it was committed, or what was is in
+//! the ledger and skipped next time.
+
+mod data_api;
+pub mod sql;
+pub mod target;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use schemas::ddl::{self, Dialect};
+use schemas::ledger::{self, LedgerRow};
+use schemas::COLUMNS;
+
+use super::{BatchReport, FileOutcome, Lakes, LoadError};
+use crate::aws::AwsOptions;
+use crate::files::FileRecord;
+use crate::metrics as m;
+use data_api::{DataApi, RunFailure, StatementFailure};
+use sql::{load_statements, manifest, parse_timestamp};
+use target::RedshiftTarget;
+
+/// How to reach the Data API besides the target.
+#[derive(Debug, Clone)]
+pub struct RedshiftOptions {
+    pub statement_timeout: Duration,
+    /// Endpoint override, credentials.
+    pub api: AwsOptions,
+}
+
+/// What COPY and the dedup of a load batch need.
+#[derive(Debug, Clone)]
+pub struct CopyOptions {
+    /// IAM role ARN Redshift assumes to read the lake, or `default` for the role
+    /// attached to the cluster or namespace as default.
+    pub iam_role: String,
+    pub dedup_window: Duration,
+}
+
+pub struct Redshift {
+    api: DataApi,
+    schema: String,
+}
+
+impl Redshift {
+    pub async fn connect(url: &str, schema: &str, options: RedshiftOptions) -> Result<Redshift, LoadError> {
+        let target = RedshiftTarget::parse(url)?;
+        Ok(Redshift {
+            api: DataApi::connect(target, options.api.clone(), options.statement_timeout).await,
+            schema: schema.to_owned(),
+        })
+    }
+
+    /// Runs a read-only query; every field as text.
+    pub async fn query_text(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, LoadError> {
+        self.api.query_text(sql).await
+    }
+
+    /// Creates missing objects, then refuses an `exposures` table whose columns differ.
+    pub async fn ensure_objects(&self) -> Result<(), LoadError> {
+        self.api
+            .run_batch(ddl::statements(Dialect::Redshift, &self.schema))
+            .await
+            .map_err(|failure| failure.into_error("creating the warehouse objects"))?;
+        let found: Vec<String> = self
+            .api
+            .query_text(&format!(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = {} \
+                 AND table_name = 'exposures' ORDER BY ordinal_position",
+                ledger::literal(Dialect::Redshift, &self.schema)
+            ))
+            .await?
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
+        let expected: Vec<String> = COLUMNS.iter().map(|c| c.name.to_owned()).collect();
+        super::require_columns(&self.schema, found, expected)
+    }
+
+    /// Loads `files` (module doc).
+    pub async fn load_batch(
+        &mut self,
+        files: &[FileRecord],
+        lakes: &mut Lakes,
+        batch_id: &str,
+        copy: &CopyOptions,
+    ) -> Result<BatchReport, LoadError> {
+        let mut report = BatchReport::default();
+        let loaded = self.already_loaded(files).await?;
+        // A key announced twice in one batch (a rewrite): the newest announcement wins.
+        let mut newest: HashMap<&str, &FileRecord> = HashMap::new();
+        for file in files {
+            newest.insert(&file.key, file);
+        }
+        let mut pending: Vec<&FileRecord> = Vec::new();
+        for file in files {
+            let seen = !std::ptr::eq(newest[file.key.as_str()], file);
+            if seen || loaded.contains(&(file.key.clone(), file.etag.clone())) {
+                report
+                    .outcomes
+                    .push((file.key.clone(), FileOutcome::AlreadyLoaded));
+            } else if !file.lake.starts_with("s3://") {
+                let reason = format!("Redshift COPY reads only from S3; this file is in {}", file.lake);
+                self.quarantine(file, batch_id, &reason).await?;
+                report
+                    .outcomes
+                    .push((file.key.clone(), FileOutcome::Quarantined { reason }));
+            } else {
+                pending.push(file);
+            }
+        }
+        let mut part = 0;
+        self.load_group(&pending, lakes, batch_id, copy, &mut part, &mut report)
+            .await?;
+        Ok(report)
+    }
+
+    /// Loads `files` in one transaction, or splits them when one of them is poison.
+    async fn load_group(
+        &self,
+        files: &[&FileRecord],
+        lakes: &mut Lakes,
+        batch_id: &str,
+        copy: &CopyOptions,
+        part: &mut u32,
+        report: &mut BatchReport,
+    ) -> Result<(), LoadError> {
+        let Some(first) = files.first() else {
+            return Ok(());
+        };
+        *part += 1;
+        let manifest = manifest(files);
+        let manifest_url = lakes
+            .put_beside(
+                first,
+                &format!("_manifests/{batch_id}-{part}.manifest"),
+                manifest.into(),
+            )
+            .await?;
+        let statements = load_statements(
+            &self.schema,
+            &manifest_url,
+            &copy.iam_role,
+            copy.dedup_window,
+            batch_id,
+            files,
+        );
+        let result_statement = statements.len();
+        match self.api.run_batch(statements).await {
+            Ok((id, _)) => {
+                let rows = self.api.rows(&format!("{id}:{result_statement}")).await?;
+                let mut loaded: HashMap<String, u64> = HashMap::new();
+                for row in rows {
+                    let mut fields = row.into_iter();
+                    let (key, count, newest) = (fields.next(), fields.next(), fields.next());
+                    if let (Some(Some(key)), Some(Some(count))) = (key, count) {
+                        loaded.insert(key, count.parse().unwrap_or(0));
+                    }
+                    if let Some(newest) = newest.flatten().as_deref().and_then(parse_timestamp) {
+                        report.newest_exposed_at = report.newest_exposed_at.max(Some(newest));
+                    }
+                }
+                for file in files {
+                    let rows = loaded.get(&file.key).copied().ok_or_else(|| {
+                        LoadError::DataApi(format!("the ledger has no row for {} after its batch", file.key))
+                    })?;
+                    report
+                        .outcomes
+                        .push((file.key.clone(), FileOutcome::Loaded { rows }));
+                }
+                Ok(())
+            }
+            Err(RunFailure::Failed(failure)) if failure.is_about_data() => {
+                metrics::counter!(m::LOAD_DATA_ERRORS).increment(1);
+                if let [file] = files {
+                    let reason = self.explain(&failure).await;
+                    self.quarantine(file, batch_id, &reason).await?;
+                    report
+                        .outcomes
+                        .push((file.key.clone(), FileOutcome::Quarantined { reason }));
+                    return Ok(());
+                }
+                tracing::warn!(files = files.len(), error = %failure.message, "batch refused for its data; splitting it to find the file");
+                let (left, right) = files.split_at(files.len() / 2);
+                Box::pin(self.load_group(left, lakes, batch_id, copy, part, report)).await?;
+                Box::pin(self.load_group(right, lakes, batch_id, copy, part, report)).await
+            }
+            Err(failure) => Err(failure.into_error("loading a batch")),
+        }
+    }
+
+    /// (key, etag) of the files the ledger holds as loaded.
+    async fn already_loaded(&self, files: &[FileRecord]) -> Result<HashSet<(String, String)>, LoadError> {
+        if files.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let keys: Vec<&str> = files.iter().map(|f| f.key.as_str()).collect();
+        let (id, _) = self
+            .api
+            .run_one(&ledger::already_loaded(Dialect::Redshift, &self.schema, &keys))
+            .await
+            .map_err(|failure| failure.into_error("reading the ledger"))?;
+        Ok(self
+            .api
+            .rows(&id)
+            .await?
+            .into_iter()
+            .filter_map(|row| match row.as_slice() {
+                [Some(key), Some(etag)] => Some((key.clone(), etag.clone())),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn quarantine(&self, file: &FileRecord, batch_id: &str, reason: &str) -> Result<(), LoadError> {
+        let row = LedgerRow {
+            object_key: &file.key,
+            etag: &file.etag,
+            size_bytes: file.size,
+            rows_in_file: file.rows,
+            rows_loaded: 0,
+            batch_id,
+            status: "quarantined",
+            reason: Some(reason),
+        };
+        self.api
+            .run_one(&ledger::insert_ledger_row(Dialect::Redshift, &self.schema, &row))
+            .await
+            .map_err(|failure| failure.into_error("recording a quarantined file"))?;
+        Ok(())
+    }
+
+    /// The failure's message with the `SYS_LOAD_ERROR_DETAIL` rows of its query.
+    async fn explain(&self, failure: &StatementFailure) -> String {
+        let Some(query_id) = failure.query_id else {
+            return failure.message.clone();
+        };
+        let sql = format!(
+            "SELECT TRIM(file_name), TRIM(column_name), error_code, TRIM(error_message) \
+             FROM sys_load_error_detail WHERE query_id = {query_id} ORDER BY start_time LIMIT 3"
+        );
+        let details = match self.api.run_one(&sql).await {
+            Ok((id, _)) => self.api.rows(&id).await.unwrap_or_default(),
+            Err(error) => {
+                tracing::warn!(?error, "SYS_LOAD_ERROR_DETAIL not readable");
+                Vec::new()
+            }
+        };
+        let mut reason = failure.message.clone();
+        for row in details {
+            let fields: Vec<String> = row.into_iter().map(Option::unwrap_or_default).collect();
+            if let [file, column, code, message] = fields.as_slice() {
+                let column = if column.is_empty() {
+                    String::new()
+                } else {
+                    format!(" column {column}")
+                };
+                reason.push_str(&format!(" | {file}{column}: {message} (code {code})"));
+            }
+        }
+        reason
+    }
+}

@@ -1,0 +1,243 @@
+//! The SQL the loaders of both warehouses share, per dialect, beside [`crate::ddl`]:
+//! the ledger's columns and the statements that read and write it, the JSON cast that
+//! turns staged text into SUPER / jsonb, the insert list of `exposures`, and string
+//! literals. One place, so PostgreSQL and Redshift cannot drift apart.
+
+use crate::columns::{ColumnType, COLUMNS};
+use crate::ddl::Dialect;
+
+/// The ledger `exposures_loads`, in column order, as `(name, type per dialect)`:
+/// one row per lake object loaded or quarantined.
+pub const LEDGER_COLUMNS: [(&str, LedgerType); 9] = [
+    ("object_key", LedgerType::Text),
+    ("etag", LedgerType::Text),
+    ("size_bytes", LedgerType::Count),
+    ("rows_in_file", LedgerType::Count),
+    ("rows_loaded", LedgerType::Count),
+    ("batch_id", LedgerType::Text),
+    ("status", LedgerType::Text),
+    ("reason", LedgerType::Reason),
+    ("loaded_at", LedgerType::Time),
+];
+
+/// Longest `reason` kept in the ledger, in bytes (Redshift `VARCHAR(1024)` counts bytes;
+/// a little room is left below it).
+pub const MAX_REASON_BYTES: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerType {
+    Text,
+    Count,
+    Reason,
+    Time,
+}
+
+impl LedgerType {
+    pub fn sql(self, dialect: Dialect) -> &'static str {
+        match (self, dialect) {
+            (LedgerType::Text, Dialect::Redshift) => "VARCHAR(1024) NOT NULL",
+            (LedgerType::Text, Dialect::Postgres) => "TEXT NOT NULL",
+            (LedgerType::Count, _) => "BIGINT NOT NULL",
+            (LedgerType::Reason, Dialect::Redshift) => "VARCHAR(1024)",
+            (LedgerType::Reason, Dialect::Postgres) => "TEXT",
+            (LedgerType::Time, Dialect::Redshift) => "TIMESTAMP NOT NULL",
+            (LedgerType::Time, Dialect::Postgres) => "TIMESTAMPTZ NOT NULL",
+        }
+    }
+}
+
+/// `object_key, etag, …, loaded_at`.
+pub fn ledger_column_list() -> String {
+    LEDGER_COLUMNS.map(|(name, _)| name).join(", ")
+}
+
+/// What the ledger says of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRow<'a> {
+    pub object_key: &'a str,
+    pub etag: &'a str,
+    pub size_bytes: u64,
+    pub rows_in_file: u64,
+    pub rows_loaded: u64,
+    pub batch_id: &'a str,
+    /// `loaded` or `quarantined`.
+    pub status: &'a str,
+    pub reason: Option<&'a str>,
+}
+
+/// The current time in `dialect`.
+fn now(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Redshift => "GETDATE()",
+        Dialect::Postgres => "now()",
+    }
+}
+
+/// `INSERT INTO {schema}.exposures_loads (…) VALUES (…)` for one row; the reason is cut
+/// to [`MAX_REASON_BYTES`] on a character boundary.
+pub fn insert_ledger_row(dialect: Dialect, schema: &str, row: &LedgerRow<'_>) -> String {
+    let reason = row.reason.map_or("NULL".to_owned(), |reason| {
+        literal(dialect, truncate_utf8(reason, MAX_REASON_BYTES))
+    });
+    format!(
+        "INSERT INTO {schema}.exposures_loads ({}) VALUES ({}, {}, {}, {}, {}, {}, {}, {reason}, {})",
+        ledger_column_list(),
+        literal(dialect, row.object_key),
+        literal(dialect, row.etag),
+        row.size_bytes,
+        row.rows_in_file,
+        row.rows_loaded,
+        literal(dialect, row.batch_id),
+        literal(dialect, row.status),
+        now(dialect),
+    )
+}
+
+/// `INSERT INTO {schema}.exposures_loads (…) SELECT …` from a query that yields the
+/// first eight columns in order (Redshift records a whole batch's rows at once).
+pub fn insert_ledger_rows_from(dialect: Dialect, schema: &str, select_without_time: &str) -> String {
+    format!(
+        "INSERT INTO {schema}.exposures_loads ({}) SELECT *, {} FROM ({select_without_time}) ledger_rows",
+        ledger_column_list(),
+        now(dialect)
+    )
+}
+
+/// The (object_key, etag) pairs among `keys` that the ledger holds as loaded.
+pub fn already_loaded(dialect: Dialect, schema: &str, keys: &[&str]) -> String {
+    let keys: Vec<String> = keys.iter().map(|key| literal(dialect, key)).collect();
+    format!(
+        "SELECT object_key, etag FROM {schema}.exposures_loads WHERE status = 'loaded' AND object_key IN ({})",
+        keys.join(", ")
+    )
+}
+
+/// Staged JSON text → the warehouse's JSON type.
+pub fn json_cast(dialect: Dialect, expression: &str) -> String {
+    match dialect {
+        Dialect::Redshift => format!("JSON_PARSE({expression})"),
+        Dialect::Postgres => format!("{expression}::jsonb"),
+    }
+}
+
+/// Every column of `exposures`, comma-separated, in [`COLUMNS`] order.
+pub fn exposure_column_list() -> String {
+    COLUMNS.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
+}
+
+/// The select list that inserts staged rows into `exposures`: every column of
+/// [`COLUMNS`] in order, JSON columns cast with [`json_cast`].
+pub fn exposure_insert_values(dialect: Dialect) -> String {
+    COLUMNS
+        .iter()
+        .map(|c| match c.kind {
+            ColumnType::Json => json_cast(dialect, c.name),
+            _ => c.name.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A SQL string literal. Redshift treats backslash as an escape inside literals, so it is
+/// doubled with the quote; PostgreSQL gets an `E'…'` literal, which means the same
+/// whatever `standard_conforming_strings` says.
+pub fn literal(dialect: Dialect, text: &str) -> String {
+    let escaped = text.replace('\\', "\\\\").replace('\'', "''");
+    match dialect {
+        Dialect::Redshift => format!("'{escaped}'"),
+        Dialect::Postgres if text.contains('\\') => format!("E'{escaped}'"),
+        Dialect::Postgres => format!("'{escaped}'"),
+    }
+}
+
+/// The longest prefix of `text` of at most `max_bytes` that ends on a character boundary.
+pub fn truncate_utf8(text: &str, max_bytes: usize) -> &str {
+    let mut end = text.len().min(max_bytes);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quarantined() -> LedgerRow<'static> {
+        LedgerRow {
+            object_key: "exposures/v1/dt=2026-11-25/hour=10/p003-00000000000000000100.parquet",
+            etag: "\"abc\"",
+            size_bytes: 4096,
+            rows_in_file: 50,
+            rows_loaded: 0,
+            batch_id: "b1",
+            status: "quarantined",
+            reason: Some(r"it's not Parquet: C:\x"),
+        }
+    }
+
+    #[test]
+    fn ledger_insert_snapshot_in_both_dialects() {
+        assert_eq!(
+            insert_ledger_row(Dialect::Redshift, "analytics", &quarantined()),
+            "INSERT INTO analytics.exposures_loads (object_key, etag, size_bytes, rows_in_file, rows_loaded, \
+             batch_id, status, reason, loaded_at) VALUES ('exposures/v1/dt=2026-11-25/hour=10/p003-00000000000000000100.parquet', \
+             '\"abc\"', 4096, 50, 0, 'b1', 'quarantined', 'it''s not Parquet: C:\\\\x', GETDATE())"
+        );
+        assert_eq!(
+            insert_ledger_row(Dialect::Postgres, "public", &quarantined()),
+            "INSERT INTO public.exposures_loads (object_key, etag, size_bytes, rows_in_file, rows_loaded, \
+             batch_id, status, reason, loaded_at) VALUES ('exposures/v1/dt=2026-11-25/hour=10/p003-00000000000000000100.parquet', \
+             '\"abc\"', 4096, 50, 0, 'b1', 'quarantined', E'it''s not Parquet: C:\\\\x', now())"
+        );
+    }
+
+    #[test]
+    fn ledger_reads_and_batch_inserts_snapshot() {
+        assert_eq!(
+            already_loaded(Dialect::Postgres, "public", &["a'b", "c"]),
+            "SELECT object_key, etag FROM public.exposures_loads WHERE status = 'loaded' AND object_key IN ('a''b', 'c')"
+        );
+        assert_eq!(
+            insert_ledger_rows_from(Dialect::Redshift, "analytics", "SELECT 1"),
+            "INSERT INTO analytics.exposures_loads (object_key, etag, size_bytes, rows_in_file, rows_loaded, \
+             batch_id, status, reason, loaded_at) SELECT *, GETDATE() FROM (SELECT 1) ledger_rows"
+        );
+    }
+
+    #[test]
+    fn json_cast_and_insert_list_snapshot() {
+        let redshift = exposure_insert_values(Dialect::Redshift);
+        let postgres = exposure_insert_values(Dialect::Postgres);
+        assert!(
+            redshift.contains("source, JSON_PARSE(attributes), ds_session_id"),
+            "{redshift}"
+        );
+        assert!(
+            redshift.contains("user_agent, JSON_PARSE(extra), kafka_partition"),
+            "{redshift}"
+        );
+        assert!(
+            postgres.contains("source, attributes::jsonb, ds_session_id"),
+            "{postgres}"
+        );
+        assert!(
+            postgres.contains("user_agent, extra::jsonb, kafka_partition"),
+            "{postgres}"
+        );
+        assert_eq!(
+            exposure_column_list().split(", ").count(),
+            postgres.split(", ").count()
+        );
+    }
+
+    #[test]
+    fn literals_escape_per_dialect_and_truncation_keeps_characters_whole() {
+        assert_eq!(literal(Dialect::Redshift, r"it's a \path"), r"'it''s a \\path'");
+        assert_eq!(literal(Dialect::Postgres, r"it's a \path"), r"E'it''s a \\path'");
+        assert_eq!(literal(Dialect::Postgres, "plain"), "'plain'");
+        assert_eq!(truncate_utf8("héllo", 2), "h");
+        assert_eq!(truncate_utf8("héllo", 3), "hé");
+        assert_eq!(truncate_utf8("hi", 10), "hi");
+    }
+}

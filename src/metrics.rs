@@ -1,0 +1,46 @@
+//! The process's Prometheus exporter. The binary owns it: it installs the one recorder
+//! every stage's `metrics::counter!`s report to, serves `/metrics` for `sink` and `load`,
+//! and hands ingest a render function for its own `/metrics` route.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use stage::Shutdown;
+use tokio::net::TcpListener;
+
+/// Installs the global recorder. Call once, before any stage starts.
+pub fn install() -> Result<PrometheusHandle> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &stage::LATENCY_BUCKETS)
+        .context("invalid histogram buckets")?
+        .install_recorder()
+        .context("cannot install the Prometheus metrics recorder")
+}
+
+/// What ingest calls to answer `GET /metrics`.
+pub fn renderer(handle: &PrometheusHandle) -> ingest::RenderMetrics {
+    let handle = handle.clone();
+    Arc::new(move || handle.render())
+}
+
+/// Serves `GET /metrics` alone (for `sink` and `load`) until `shutdown`.
+pub async fn serve(listener: TcpListener, handle: PrometheusHandle, shutdown: Shutdown) -> Result<()> {
+    let render = renderer(&handle);
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let render = render.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    render(),
+                )
+            }
+        }),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .context("the /metrics server failed")
+}

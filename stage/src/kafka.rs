@@ -1,0 +1,366 @@
+//! One Kafka client setup for the whole pipeline.
+//!
+//! Every command that talks to Kafka flattens [`KafkaArgs`] into its flags, and every
+//! librdkafka client is configured by [`KafkaArgs::config`]: the role's settings first,
+//! then the caller's tuning, then the user's `--kafka-property` values. So what a managed
+//! Kafka needs (`security.protocol`, `sasl.*`, `ssl.*`, …) is given once and reaches the
+//! producer, the consumers and the admin clients alike.
+//!
+//! A few settings are what the pipeline's guarantees rest on and are refused when given
+//! as properties ([`KafkaSetupError::Protected`]): for producers, idempotence, `acks=all`
+//! and the message timeout (a 200 means acknowledged, or spooled before the SDK gives
+//! up); for consumers, manual offset commits (offsets move only when output is durable);
+//! for every client, the bootstrap servers and group, which have their own flags.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::FromClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, TopicPartitionList};
+
+/// Kafka connection flags, shared by every command that reaches Kafka.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers, comma-separated.
+    #[arg(long, env = "EXPOSURES_BROKERS", default_value = "localhost:9092")]
+    pub brokers: String,
+
+    /// Extra librdkafka property as KEY=VALUE for every Kafka client of this command
+    /// (producers, consumers, admin), e.g. security.protocol=SASL_SSL,
+    /// sasl.mechanism=SCRAM-SHA-512, sasl.username=…, sasl.password=…. Repeatable;
+    /// `;`-separated in the environment variable, where passwords belong. Settings that
+    /// durability and exactly-once rest on cannot be overridden.
+    #[arg(
+        long = "kafka-property",
+        env = "EXPOSURES_KAFKA_PROPERTIES",
+        value_name = "KEY=VALUE",
+        value_delimiter = ';',
+        value_parser = parse_key_value,
+        hide_env_values = true
+    )]
+    pub properties: Vec<(String, String)>,
+}
+
+/// What a client is for; decides its fixed settings.
+#[derive(Debug, Clone, Copy)]
+pub enum ClientRole<'a> {
+    /// An idempotent, `acks=all` producer whose sends fail after `message_timeout`.
+    Producer {
+        client_id: &'a str,
+        message_timeout: Duration,
+    },
+    /// A group member that commits offsets only by hand, once its output is durable.
+    Consumer { group: &'a str, client_id: &'a str },
+    /// Metadata, watermarks, committed offsets of `group`, topic creation; never joins
+    /// the group.
+    Admin { group: &'a str, client_id: &'a str },
+}
+
+impl ClientRole<'_> {
+    /// Properties this role sets that a user may not override.
+    fn protected(&self) -> &'static [&'static str] {
+        const ALWAYS: [&str; 3] = ["bootstrap.servers", "metadata.broker.list", "group.id"];
+        match self {
+            ClientRole::Producer { .. } => &[
+                "bootstrap.servers",
+                "metadata.broker.list",
+                "group.id",
+                "acks",
+                "request.required.acks",
+                "enable.idempotence",
+                "message.timeout.ms",
+                "delivery.timeout.ms",
+            ],
+            ClientRole::Consumer { .. } => &[
+                "bootstrap.servers",
+                "metadata.broker.list",
+                "group.id",
+                "enable.auto.commit",
+                "enable.auto.offset.store",
+                "auto.offset.reset",
+            ],
+            ClientRole::Admin { .. } => &ALWAYS,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    #[error(
+        "--kafka-property {key} cannot be set: exposures relies on its own value ({why}); \
+         remove it from --kafka-property / EXPOSURES_KAFKA_PROPERTIES"
+    )]
+    Protected { key: String, why: &'static str },
+    #[error("cannot create a Kafka client for {brokers}: {source}")]
+    Client { brokers: String, source: KafkaError },
+    #[error("cannot create topic '{topic}' on {brokers}: {reason}")]
+    CreateTopic {
+        topic: String,
+        brokers: String,
+        reason: String,
+    },
+}
+
+impl KafkaArgs {
+    /// Connection flags for `brokers` with no extra properties.
+    pub fn plaintext(brokers: impl Into<String>) -> KafkaArgs {
+        KafkaArgs {
+            brokers: brokers.into(),
+            properties: Vec::new(),
+        }
+    }
+
+    /// The librdkafka configuration of a client in `role`: the role's settings, then
+    /// `tuning` (defaults the user may override), then `--kafka-property`.
+    pub fn config(
+        &self,
+        role: ClientRole<'_>,
+        tuning: &[(&str, String)],
+    ) -> Result<ClientConfig, KafkaSetupError> {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        match role {
+            ClientRole::Producer {
+                client_id,
+                message_timeout,
+            } => {
+                config
+                    .set("client.id", client_id)
+                    // The leader and all in-sync replicas have the record, written once
+                    // and in order per partition, even when librdkafka retries.
+                    .set("enable.idempotence", "true")
+                    .set("acks", "all")
+                    // librdkafka's default is 300 s: give up (and spool) sooner.
+                    .set(
+                        "message.timeout.ms",
+                        message_timeout.as_millis().max(1).to_string(),
+                    );
+            }
+            ClientRole::Consumer { group, client_id } | ClientRole::Admin { group, client_id } => {
+                config
+                    .set("group.id", group)
+                    .set("client.id", client_id)
+                    .set("enable.auto.commit", "false")
+                    .set("enable.auto.offset.store", "false")
+                    .set("auto.offset.reset", "earliest");
+            }
+        }
+        for (key, value) in tuning {
+            config.set(*key, value);
+        }
+        let protected = role.protected();
+        for (key, value) in &self.properties {
+            if protected.contains(&key.as_str()) {
+                let why = match key.as_str() {
+                    "bootstrap.servers" | "metadata.broker.list" => "use --brokers",
+                    "group.id" => "use the command's --…-group flag",
+                    "enable.auto.commit" | "enable.auto.offset.store" => {
+                        "offsets are committed only once output is durable"
+                    }
+                    "auto.offset.reset" => {
+                        "a new group must start from the earliest record, or it skips records"
+                    }
+                    "message.timeout.ms" | "delivery.timeout.ms" => "use --delivery-timeout",
+                    _ => "a 200 means every in-sync replica has the event",
+                };
+                return Err(KafkaSetupError::Protected {
+                    key: key.clone(),
+                    why,
+                });
+            }
+            config.set(key, value);
+        }
+        Ok(config)
+    }
+
+    /// Creates a client of type `T` in `role` (see [`KafkaArgs::config`]).
+    pub fn create<T: FromClientConfig>(
+        &self,
+        role: ClientRole<'_>,
+        tuning: &[(&str, String)],
+    ) -> Result<T, KafkaSetupError> {
+        self.config(role, tuning)?
+            .create()
+            .map_err(|source| self.client_error(source))
+    }
+
+    /// Wraps a librdkafka error from creating a client of these brokers.
+    pub fn client_error(&self, source: KafkaError) -> KafkaSetupError {
+        KafkaSetupError::Client {
+            brokers: self.brokers.clone(),
+            source,
+        }
+    }
+
+    /// Creates `topic` with `partitions` unless it exists (brokers that do not
+    /// auto-create topics, like the embedded one, need this).
+    pub async fn ensure_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        timeout: Duration,
+    ) -> Result<(), KafkaSetupError> {
+        let admin: AdminClient<DefaultClientContext> = self.create(
+            ClientRole::Admin {
+                group: "exposures-admin",
+                client_id: "exposures-admin",
+            },
+            &[],
+        )?;
+        let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let options = AdminOptions::new()
+            .operation_timeout(Some(timeout))
+            .request_timeout(Some(timeout));
+        let failure = |reason: String| KafkaSetupError::CreateTopic {
+            topic: topic.to_owned(),
+            brokers: self.brokers.clone(),
+            reason,
+        };
+        let results = admin
+            .create_topics([&new_topic], &options)
+            .await
+            .map_err(|e| failure(e.to_string()))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code)) => return Err(failure(code.to_string())),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Commits `offsets` synchronously, on a blocking thread.
+pub async fn commit<C, X>(consumer: &Arc<C>, offsets: TopicPartitionList) -> Result<(), KafkaError>
+where
+    C: Consumer<X> + Send + Sync + 'static,
+    X: ConsumerContext + 'static,
+{
+    let consumer = consumer.clone();
+    match tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync)).await {
+        Ok(result) => result,
+        Err(join) => {
+            tracing::warn!(%join, "offset commit task failed");
+            Err(KafkaError::Canceled)
+        }
+    }
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.trim().to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got '{text}'")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    }
+
+    fn sasl() -> KafkaArgs {
+        Cli::parse_from([
+            "test",
+            "--brokers",
+            "b-1.msk:9096",
+            "--kafka-property",
+            "security.protocol=SASL_SSL",
+            "--kafka-property",
+            "sasl.mechanism=SCRAM-SHA-512",
+            "--kafka-property",
+            "sasl.username=loader",
+            "--kafka-property",
+            "sasl.password=s3cr=t",
+        ])
+        .kafka
+    }
+
+    const ROLES: [ClientRole<'static>; 3] = [
+        ClientRole::Producer {
+            client_id: "p",
+            message_timeout: Duration::from_secs(2),
+        },
+        ClientRole::Consumer {
+            group: "g",
+            client_id: "c",
+        },
+        ClientRole::Admin {
+            group: "g",
+            client_id: "a",
+        },
+    ];
+
+    #[test]
+    fn every_role_carries_the_security_properties() {
+        let kafka = sasl();
+        for role in ROLES {
+            let config = kafka.config(role, &[]).expect("valid");
+            assert_eq!(config.get("bootstrap.servers"), Some("b-1.msk:9096"), "{role:?}");
+            assert_eq!(config.get("security.protocol"), Some("SASL_SSL"), "{role:?}");
+            assert_eq!(config.get("sasl.mechanism"), Some("SCRAM-SHA-512"), "{role:?}");
+            assert_eq!(config.get("sasl.username"), Some("loader"), "{role:?}");
+            assert_eq!(config.get("sasl.password"), Some("s3cr=t"), "{role:?}");
+        }
+    }
+
+    #[test]
+    fn the_role_decides_durability_and_commits() {
+        let kafka = KafkaArgs::plaintext("k:9092");
+        let producer = kafka.config(ROLES[0], &[]).expect("valid");
+        assert_eq!(producer.get("acks"), Some("all"));
+        assert_eq!(producer.get("enable.idempotence"), Some("true"));
+        assert_eq!(producer.get("message.timeout.ms"), Some("2000"));
+        let consumer = kafka
+            .config(ROLES[1], &[("session.timeout.ms", "6000".into())])
+            .expect("valid");
+        assert_eq!(consumer.get("group.id"), Some("g"));
+        assert_eq!(consumer.get("enable.auto.commit"), Some("false"));
+        assert_eq!(consumer.get("session.timeout.ms"), Some("6000"));
+    }
+
+    #[test]
+    fn users_override_tuning_but_not_guarantees() {
+        let mut kafka = KafkaArgs::plaintext("k:9092");
+        kafka.properties = vec![("session.timeout.ms".into(), "10000".into())];
+        let consumer = kafka
+            .config(ROLES[1], &[("session.timeout.ms", "6000".into())])
+            .expect("valid");
+        assert_eq!(consumer.get("session.timeout.ms"), Some("10000"));
+        for (role, key) in [
+            (ROLES[0], "acks"),
+            (ROLES[0], "enable.idempotence"),
+            (ROLES[0], "message.timeout.ms"),
+            (ROLES[1], "enable.auto.commit"),
+            (ROLES[1], "auto.offset.reset"),
+            (ROLES[1], "group.id"),
+            (ROLES[2], "bootstrap.servers"),
+        ] {
+            kafka.properties = vec![(key.into(), "x".into())];
+            let error = kafka.config(role, &[]).expect_err(key).to_string();
+            assert!(error.contains(key) && error.contains("cannot be set"), "{error}");
+        }
+    }
+
+    #[test]
+    fn properties_parse_from_the_environment_form() {
+        assert_eq!(
+            parse_key_value(" sasl.password = a=b "),
+            Ok(("sasl.password".into(), "a=b".into()))
+        );
+        assert!(parse_key_value("novalue").is_err());
+        assert!(parse_key_value("=x").is_err());
+    }
+}

@@ -1,0 +1,27 @@
+//! What every stage of the exposures pipeline (ingest, sink, load, status) runs on, so
+//! that each stage connects, retries and stops the same way:
+//!
+//! - [`kafka`]: the `--brokers` / `--kafka-property` argument group and the one function
+//!   that turns it into a librdkafka configuration for every client the pipeline makes
+//!   (the ingest producer, the sink's consumer and file announcer, the loader's consumer,
+//!   `status`, topic administration). Security settings (SASL, TLS) given once reach all
+//!   of them; the settings that durability and exactly-once rest on cannot be overridden.
+//! - [`backoff`]: the one retry delay policy (exponential, capped, cancellable).
+//! - [`Shutdown`]: a cancellation token, created by the binary on SIGINT/SIGTERM and
+//!   handed down to every stage and background task.
+//! - [`LATENCY_BUCKETS`]: the histogram buckets of every `_seconds` metric, for whoever
+//!   installs the metrics exporter (the binary; the tests).
+
+pub mod backoff;
+pub mod kafka;
+
+pub use backoff::Backoff;
+pub use kafka::{ClientRole, KafkaArgs, KafkaSetupError};
+
+/// Shutdown: cancelled once, observed everywhere (clones and child tokens share it).
+pub type Shutdown = tokio_util::sync::CancellationToken;
+
+/// Histogram buckets of every `*_seconds` metric of the pipeline: 1 ms to 30 s.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
