@@ -2,17 +2,37 @@
 //! `EXPOSURES_*` environment variable (clap), documented where it is declared.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use std::num::NonZeroU32;
-
 use clap::Args;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ipnet::IpNet;
 use schemas::{IpPolicy, Limits, Normalizer};
 
-/// Rate limiter keyed by client (write key or IP address).
+/// Rate limiter keyed by client (write key, or IP address with IPv6 cut to its /64).
 pub type ClientLimiter = DefaultKeyedRateLimiter<String>;
+
+/// Shortest salt `--forwarded-for hash` accepts: below it, the 2^32 IPv4 addresses can
+/// be hashed with every short salt and the hashes reversed.
+pub const MIN_IP_HASH_SALT_BYTES: usize = 16;
+
+/// A configuration that must not start, with what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "--write-keys (EXPOSURES_WRITE_KEYS) contains an empty key, which would let anyone in: \
+         remove the stray comma or blank entry"
+    )]
+    EmptyWriteKey,
+    #[error(
+        "--forwarded-for hash needs a secret salt of at least {MIN_IP_HASH_SALT_BYTES} bytes in \
+         EXPOSURES_IP_HASH_SALT (e.g. `openssl rand -hex 16`); without one, IPv4 hashes are \
+         trivially reversed"
+    )]
+    WeakIpHashSalt,
+}
 
 /// HTTP API and validation options (shared by `exposures ingest` and `exposures up`).
 #[derive(Debug, Clone, Args)]
@@ -76,9 +96,55 @@ pub struct HttpConfig {
     /// Requests a client may send at once before --rate-limit applies [default: the rate].
     #[arg(long, env = "EXPOSURES_RATE_LIMIT_BURST")]
     pub rate_limit_burst: Option<u32>,
+
+    /// Comma-separated addresses or CIDR ranges of reverse proxies / load balancers whose
+    /// X-Forwarded-For header names the client (for rate limits). Off by default: the
+    /// socket peer is the client.
+    #[arg(long, env = "EXPOSURES_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
+    pub trusted_proxies: Vec<IpNet>,
+
+    #[command(flatten)]
+    pub connections: ConnectionLimits,
+}
+
+/// Connection limits and timeouts, with defaults a reverse proxy would use.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionLimits {
+    /// Longest a client may take to send a request's headers, and how long an idle
+    /// keep-alive connection waits for its next request; then the connection is closed.
+    #[arg(long, env = "EXPOSURES_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Longest a request's body may take to arrive; beyond it: 408.
+    #[arg(long, env = "EXPOSURES_BODY_READ_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_read_timeout: Duration,
+
+    /// Most connections open at once; more wait in the kernel's accept queue.
+    #[arg(long, env = "EXPOSURES_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Bytes all requests in flight may hold (bodies as received, after gzip inflation,
+    /// and while parsed); beyond it requests are answered 503 with Retry-After.
+    #[arg(long, env = "EXPOSURES_MAX_INFLIGHT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_inflight_bytes: usize,
+
+    /// How long shutdown waits for in-flight requests before closing their connections.
+    #[arg(long, env = "EXPOSURES_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
 }
 
 impl HttpConfig {
+    /// Refuses settings that would open a hole: an empty write key, a weak hash salt.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.write_keys.iter().any(|key| key.trim().is_empty()) {
+            return Err(ConfigError::EmptyWriteKey);
+        }
+        if self.forwarded_for == IpPolicy::Hash && self.ip_hash_salt.len() < MIN_IP_HASH_SALT_BYTES {
+            return Err(ConfigError::WeakIpHashSalt);
+        }
+        Ok(())
+    }
+
     /// The per-client limiter, or `None` when `--rate-limit` is 0.
     pub fn rate_limiter(&self) -> Option<ClientLimiter> {
         let rate = NonZeroU32::new(self.rate_limit)?;
@@ -140,4 +206,11 @@ pub struct IngestConfig {
 
     #[command(flatten)]
     pub delivery: DeliveryConfig,
+}
+
+fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("'{text}' is neither an IP address nor a CIDR range like 10.0.0.0/8"))
 }

@@ -49,6 +49,10 @@ pub enum ApiError {
     NotFound,
     #[error("events cannot be made durable right now: {0}. Retry later.")]
     Unavailable(#[from] DeliveryError),
+    #[error("the server is at its limit of request bytes in flight (--max-inflight-bytes); retry after the Retry-After delay")]
+    Overloaded,
+    #[error("the request body did not arrive within the body-read timeout (--body-read-timeout)")]
+    BodyTimeout,
 }
 
 impl ApiError {
@@ -67,7 +71,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) | ApiError::UnsupportedEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -88,6 +93,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::NotFound => "not_found",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Overloaded => "overloaded",
+            ApiError::BodyTimeout => "body_timeout",
         }
     }
 }

@@ -17,6 +17,7 @@ mod error;
 pub mod metrics;
 mod payload;
 mod routes;
+mod server;
 mod spool;
 
 use std::path::PathBuf;
@@ -26,6 +27,7 @@ use std::time::Duration;
 pub use config::{DeliveryConfig, HttpConfig, IngestConfig};
 pub use metrics::RenderMetrics;
 use rdkafka::producer::FutureProducer;
+pub use routes::Endpoint;
 use stage::{ClientRole, Shutdown};
 use tokio::net::TcpListener;
 
@@ -37,6 +39,8 @@ const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
     #[error(transparent)]
     Kafka(#[from] stage::KafkaSetupError),
     #[error("cannot open the spool: {0}")]
@@ -54,6 +58,7 @@ pub async fn serve(
     render_metrics: RenderMetrics,
     shutdown: Shutdown,
 ) -> Result<(), IngestError> {
+    config.http.validate()?;
     let delivery_config = &config.delivery;
     let producer: FutureProducer = config.kafka.create(
         ClientRole::Producer {
@@ -88,14 +93,13 @@ pub async fn serve(
         background_stop.clone(),
     );
     let background = delivery.start_background();
-    let state = Arc::new(routes::AppState {
-        normalizer: config.http.normalizer(),
-        delivery: delivery.clone(),
-        http: config.http.clone(),
-        limiter: config.http.rate_limiter(),
+    let state = Arc::new(routes::AppState::new(
+        config.http.normalizer(),
+        delivery.clone(),
+        config.http.clone(),
         render_metrics,
-    });
-    let forget_idle_clients = state.limiter.is_some().then(|| {
+    ));
+    let forget_idle_clients = {
         let state = state.clone();
         let stop = background_stop.clone();
         tokio::spawn(async move {
@@ -105,12 +109,10 @@ pub async fn serve(
                     _ = every_minute.tick() => {}
                     _ = stop.cancelled() => return,
                 }
-                if let Some(limiter) = &state.limiter {
-                    limiter.retain_recent();
-                }
+                state.forget_idle_clients();
             }
         })
-    });
+    };
     tracing::info!(
         listen = %listener.local_addr()?,
         brokers = %config.kafka.brokers,
@@ -118,15 +120,107 @@ pub async fn serve(
         spool = ?delivery_config.spool_dir,
         "ingest API ready: POST /exposure, POST /v1/exposures"
     );
-    let app = routes::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
+    server::serve(
+        listener,
+        routes::router(state),
+        &config.http.connections,
+        shutdown,
+    )
+    .await;
     tracing::info!("HTTP server stopped; flushing Kafka producer");
     background_stop.cancel();
-    if let Some(task) = forget_idle_clients {
-        let _ = task.await;
-    }
+    let _ = forget_idle_clients.await;
     delivery.shutdown(background, SHUTDOWN_FLUSH_TIMEOUT).await;
-    served.map_err(IngestError::Http)
+    Ok(())
+}
+
+/// What the API answers a decoded request body, without sending anything: the number of
+/// events it would accept, or the 4xx status and error code it would refuse them with.
+/// For fuzzing and property tests of the decoder and validator.
+pub fn check_body(endpoint: Endpoint, body: &[u8], http: &HttpConfig) -> Result<usize, (u16, &'static str)> {
+    let normalizer = http.normalizer();
+    routes::decode_events(endpoint, body, http, &|event| {
+        normalizer.normalize(event, chrono::Utc::now())
+    })
+    .map(|events| events.len())
+    .map_err(|error| (error.status().as_u16(), error.code()))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        http: HttpConfig,
+    }
+
+    fn http() -> HttpConfig {
+        Cli::parse_from(["test", "--max-batch-events", "20"]).http
+    }
+
+    /// JSON-ish bytes: fragments of events mixed with arbitrary bytes, so the generator
+    /// reaches the validator as well as the parser.
+    fn bodies() -> impl Strategy<Value = Vec<u8>> {
+        let fragment = prop_oneof![
+            Just(br#"{"ds_user_id":"u","experiment_id":"e","variation_id":1}"#.to_vec()),
+            Just(br#"{"attributes":{"forwarded_for":[1,{}]},"user_id":7}"#.to_vec()),
+            Just(b"[".to_vec()),
+            Just(b"]".to_vec()),
+            Just(b",".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(br#""\u0000""#.to_vec()),
+            Just(b"123456789012345678901234567890".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..16),
+        ];
+        proptest::collection::vec(fragment, 0..24).prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn any_body_is_accepted_or_refused_with_a_4xx_never_a_panic(body in bodies()) {
+            let http = http();
+            for endpoint in [Endpoint::Single, Endpoint::Batch] {
+                match check_body(endpoint, &body, &http) {
+                    Ok(events) => prop_assert!(events >= 1),
+                    Err((status, code)) => {
+                        prop_assert!((400..500).contains(&status), "{status} {code}");
+                        prop_assert!(!code.is_empty());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn empty_write_keys_and_weak_salts_are_refused_at_start() {
+        let keys = Cli::parse_from(["test", "--write-keys", "k1,"]).http;
+        assert!(keys
+            .validate()
+            .expect_err("empty key")
+            .to_string()
+            .contains("empty key"));
+        let hash = Cli::parse_from(["test", "--forwarded-for", "hash", "--ip-hash-salt", "short"]).http;
+        assert!(hash
+            .validate()
+            .expect_err("weak salt")
+            .to_string()
+            .contains("at least 16 bytes"));
+        let good = Cli::parse_from([
+            "test",
+            "--write-keys",
+            "k1,k2",
+            "--forwarded-for",
+            "hash",
+            "--ip-hash-salt",
+            "0123456789abcdef",
+        ])
+        .http;
+        assert!(good.validate().is_ok());
+    }
 }

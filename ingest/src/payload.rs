@@ -1,13 +1,24 @@
 //! Request bodies: media type, size cap, gzip inflation with a cap on the inflated
 //! size, and the JSON shapes of the two endpoints (one object; an array or NDJSON).
+//!
+//! **Memory is bounded by construction.** A body is read frame by frame and inflated
+//! chunk by chunk, each chunk first reserved from the process-wide [`Budget`] of bytes
+//! in flight, and parsing reserves its overhead too; when the budget is spent the
+//! request is answered 503 with Retry-After instead of growing the process. A batch is
+//! parsed by a visitor that stops at the event limit, so `[0,0,0,…]` never becomes
+//! millions of values. Inflating and parsing a large body runs on the blocking pool,
+//! off the async workers.
 
 use std::io::Read;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap};
-use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
 use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
 
@@ -21,9 +32,62 @@ const JSON_MEDIA_TYPES: [&str; 5] = [
     "application/jsonl",
 ];
 
+/// Bytes reserved per byte of JSON for parsing it into values and events (a
+/// `serde_json::Value` takes a few times the text it came from).
+const PARSE_OVERHEAD: usize = 3;
+
+/// Gzip is inflated in chunks of this size, each reserved before it is kept.
+const INFLATE_CHUNK: usize = 64 * 1024;
+
+/// Bodies at least this large are inflated and parsed on the blocking pool.
+pub const BLOCKING_THRESHOLD: usize = 64 * 1024;
+
+/// The process-wide budget of request bytes in flight (`--max-inflight-bytes`).
+#[derive(Debug, Clone)]
+pub struct Budget(Arc<Semaphore>);
+
+/// Bytes a request holds from the [`Budget`]; returned when dropped.
+#[derive(Debug, Default)]
+pub struct Reservation(Option<OwnedSemaphorePermit>);
+
+impl Budget {
+    pub fn new(bytes: usize) -> Budget {
+        Budget(Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))))
+    }
+
+    /// Adds `bytes` to `reservation`, or refuses (503) when the budget cannot hold them.
+    pub fn reserve(&self, reservation: &mut Reservation, bytes: usize) -> Result<(), ApiError> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let bytes = u32::try_from(bytes).map_err(|_| ApiError::Overloaded)?;
+        let permit = self
+            .0
+            .clone()
+            .try_acquire_many_owned(bytes)
+            .map_err(|_| ApiError::Overloaded)?;
+        match &mut reservation.0 {
+            Some(held) => held.merge(permit),
+            None => reservation.0 = Some(permit),
+        }
+        Ok(())
+    }
+}
+
+/// A request body, decoded, with the budget it holds until dropped.
+pub struct ReadBody {
+    pub bytes: Bytes,
+    _reservation: Reservation,
+}
+
 /// Reads the body, refusing unsupported media types and encodings and anything larger
-/// than `limit` bytes, before or after gzip inflation.
-pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+/// than `limit` bytes, before or after gzip inflation; reserves what it keeps.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    budget: &Budget,
+) -> Result<ReadBody, ApiError> {
     check_content_type(headers)?;
     let gzip = match headers
         .get(header::CONTENT_ENCODING)
@@ -34,32 +98,106 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
         Some(encoding) if encoding == "gzip" || encoding == "x-gzip" => true,
         Some(other) => return Err(ApiError::UnsupportedEncoding(other)),
     };
-    let raw = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::BodyTooLarge { limit, detail: "" });
+    }
+    let mut reservation = Reservation::default();
+    let mut raw = BytesMut::new();
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(body_error)?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if raw.len() + data.len() > limit {
             return Err(ApiError::BodyTooLarge { limit, detail: "" });
         }
-        Err(error) => {
-            return Err(ApiError::MalformedJson(format!(
-                "could not read the body: {error}"
-            )))
-        }
-    };
-    if !gzip {
-        return Ok(raw);
+        budget.reserve(&mut reservation, data.len())?;
+        raw.extend_from_slice(&data);
     }
-    let mut inflated = Vec::with_capacity(raw.len() * 4);
-    flate2::read::MultiGzDecoder::new(&raw[..])
-        .take(limit as u64 + 1)
-        .read_to_end(&mut inflated)
-        .map_err(|e| ApiError::CorruptGzip(e.to_string()))?;
-    if inflated.len() > limit {
-        return Err(ApiError::BodyTooLarge {
-            limit,
-            detail: " after gzip inflation",
+    let raw = raw.freeze();
+    if !gzip {
+        budget.reserve(&mut reservation, raw.len() * PARSE_OVERHEAD)?;
+        return Ok(ReadBody {
+            bytes: raw,
+            _reservation: reservation,
         });
     }
-    Ok(Bytes::from(inflated))
+    let budget = budget.clone();
+    let inflate = move || {
+        let inflated = inflate(&raw, limit, &budget, &mut reservation)?;
+        budget.reserve(&mut reservation, inflated.len() * PARSE_OVERHEAD)?;
+        Ok(ReadBody {
+            bytes: inflated,
+            _reservation: reservation,
+        })
+    };
+    off_the_async_workers(raw_len_hint(headers, limit), inflate).await
+}
+
+/// Runs `work` on the blocking pool when `size` makes it long, else here.
+pub async fn off_the_async_workers<T: Send + 'static>(
+    size: usize,
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if size < BLOCKING_THRESHOLD {
+        return work();
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| ApiError::Overloaded)?
+}
+
+/// How large a gzip body will get: at most `limit` once inflated.
+fn raw_len_hint(headers: &HeaderMap, limit: usize) -> usize {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(limit, |compressed| compressed.saturating_mul(8).min(limit))
+}
+
+fn inflate(
+    raw: &[u8],
+    limit: usize,
+    budget: &Budget,
+    reservation: &mut Reservation,
+) -> Result<Bytes, ApiError> {
+    let mut decoder = flate2::read::MultiGzDecoder::new(raw);
+    let mut inflated = Vec::new();
+    let mut chunk = vec![0u8; INFLATE_CHUNK];
+    loop {
+        let read = decoder
+            .read(&mut chunk)
+            .map_err(|e| ApiError::CorruptGzip(e.to_string()))?;
+        if read == 0 {
+            return Ok(Bytes::from(inflated));
+        }
+        if inflated.len() + read > limit {
+            return Err(ApiError::BodyTooLarge {
+                limit,
+                detail: " after gzip inflation",
+            });
+        }
+        budget.reserve(reservation, read)?;
+        inflated.extend_from_slice(&chunk[..read]);
+    }
+}
+
+/// A body that failed to arrive: too slow (408), or broken off.
+fn body_error(error: axum::Error) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(cause) = source {
+        if cause.is::<tower_http::timeout::TimeoutError>() {
+            return ApiError::BodyTimeout;
+        }
+        source = cause.source();
+    }
+    ApiError::MalformedJson(format!("could not read the body: {error}"))
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -88,11 +226,23 @@ pub fn parse_single(body: &[u8]) -> Result<Value, ApiError> {
 }
 
 /// `POST /v1/exposures`: a JSON array, or NDJSON (one value per line; blank lines are
-/// skipped). A single object is a batch of one.
+/// skipped). A single object is a batch of one. Counting happens while parsing: the
+/// value after the `max_events`-th is never built.
 pub fn parse_batch(body: &[u8], max_events: usize) -> Result<Vec<Value>, ApiError> {
     let text = body.trim_ascii_start();
     let events: Vec<Value> = if text.starts_with(b"[") {
-        serde_json::from_slice(text).map_err(|e| ApiError::MalformedJson(e.to_string()))?
+        let mut deserializer = serde_json::Deserializer::from_slice(text);
+        let events = BoundedEvents { max: max_events }
+            .deserialize(&mut deserializer)
+            .and_then(|events| deserializer.end().map(|()| events))
+            .map_err(|e| match e.to_string() {
+                message if message.starts_with(TOO_MANY_EVENTS) => ApiError::TooManyEvents {
+                    count: max_events + 1,
+                    limit: max_events,
+                },
+                message => ApiError::MalformedJson(message),
+            })?;
+        events
     } else {
         let mut events = Vec::new();
         for (line_number, line) in text.split(|b| *b == b'\n').enumerate() {
@@ -120,13 +270,48 @@ pub fn parse_batch(body: &[u8], max_events: usize) -> Result<Vec<Value>, ApiErro
     if events.is_empty() {
         return Err(ApiError::EmptyBatch);
     }
-    if events.len() > max_events {
-        return Err(ApiError::TooManyEvents {
-            count: events.len(),
-            limit: max_events,
-        });
-    }
     Ok(events)
+}
+
+/// The marker of the visitor's "too many events" error.
+const TOO_MANY_EVENTS: &str = "too many events";
+
+/// A JSON array of at most `max` values, refused as soon as one more begins.
+struct BoundedEvents {
+    max: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for BoundedEvents {
+    type Value = Vec<Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Vec<Value>, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BoundedEvents {
+    type Value = Vec<Value>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "an array of at most {} events", self.max)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Value>, A::Error> {
+        let mut events = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max));
+        loop {
+            if events.len() == self.max {
+                // One more element (of any kind) is too many; do not build it.
+                return match seq.next_element::<serde::de::IgnoredAny>()? {
+                    Some(_) => Err(A::Error::custom(TOO_MANY_EVENTS)),
+                    None => Ok(events),
+                };
+            }
+            match seq.next_element::<Value>()? {
+                Some(event) => events.push(event),
+                None => return Ok(events),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -187,5 +372,34 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn counting_stops_at_the_limit_without_building_the_rest() {
+        let zeros = format!("[{}0]", "0,".repeat(1_000_000));
+        assert!(matches!(
+            parse_batch(zeros.as_bytes(), 10),
+            Err(ApiError::TooManyEvents { count: 11, limit: 10 })
+        ));
+        assert_eq!(parse_batch(b"[1,2]", 2).map(|e| e.len()).ok(), Some(2));
+        assert!(matches!(
+            parse_batch(b"[1,2] x", 2),
+            Err(ApiError::MalformedJson(_))
+        ));
+    }
+
+    #[test]
+    fn the_budget_refuses_what_it_cannot_hold_and_gets_it_back() {
+        let budget = Budget::new(100);
+        let mut first = Reservation::default();
+        budget.reserve(&mut first, 60).expect("fits");
+        budget.reserve(&mut first, 30).expect("fits");
+        let mut second = Reservation::default();
+        assert!(matches!(
+            budget.reserve(&mut second, 20),
+            Err(ApiError::Overloaded)
+        ));
+        drop(first);
+        budget.reserve(&mut second, 100).expect("returned on drop");
     }
 }

@@ -1,10 +1,19 @@
-//! Routes, layers and handlers of the HTTP API (DESIGN.md §3).
+//! Routes, layers and handlers of the HTTP API.
 //!
 //! A handler reads and validates the whole request first; only a request whose every
 //! event is valid reaches [`Delivery::publish`], and the 200 is sent after it returns.
+//!
+//! Who may send, and how much: write keys (compared in constant time, as SHA-256
+//! digests); failed keys limited per client (after [`AUTH_FAILURE_BURST`] failures a
+//! client is answered 429 for a while, without its keys being checked); the optional
+//! per-client rate limit. The client is the socket peer, or — only when the peer is a
+//! `--trusted-proxies` address — the nearest untrusted address of `X-Forwarded-For`;
+//! IPv6 clients are keyed by their /64, which one host can rotate within.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
@@ -14,15 +23,25 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
+use governor::{Quota, RateLimiter};
+use ipnet::IpNet;
 use schemas::{Exposure, Normalizer};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::config::{ClientLimiter, HttpConfig};
 use crate::delivery::Delivery;
 use crate::error::{ApiError, ItemError};
 use crate::metrics as m;
-use crate::payload;
+use crate::payload::{self, Budget};
+
+/// Wrong write keys a client may present before it is refused for a while.
+pub const AUTH_FAILURE_BURST: u32 = 10;
+/// Wrong write keys a client may present per minute after its burst.
+const AUTH_FAILURES_PER_MINUTE: u32 = 10;
 
 pub struct AppState {
     pub normalizer: Normalizer,
@@ -31,10 +50,63 @@ pub struct AppState {
     pub limiter: Option<ClientLimiter>,
     /// Renders the process's metrics for `GET /metrics` (the binary owns the exporter).
     pub render_metrics: m::RenderMetrics,
+    /// Request bytes in flight, shared by every request.
+    pub budget: Budget,
+    /// SHA-256 of each write key: compared in constant time, whatever the key lengths.
+    pub write_key_digests: Vec<[u8; 32]>,
+    /// Wrong write keys per client.
+    pub auth_failures: ClientLimiter,
+    /// Clients refused after too many wrong keys, until when.
+    pub auth_blocked: Mutex<HashMap<String, Instant>>,
+}
+
+impl AppState {
+    pub fn new(
+        normalizer: Normalizer,
+        delivery: Arc<Delivery>,
+        http: HttpConfig,
+        render_metrics: m::RenderMetrics,
+    ) -> AppState {
+        let failures =
+            Quota::per_minute(NonZeroU32::new(AUTH_FAILURES_PER_MINUTE).unwrap_or(NonZeroU32::MIN))
+                .allow_burst(NonZeroU32::new(AUTH_FAILURE_BURST).unwrap_or(NonZeroU32::MIN));
+        AppState {
+            normalizer,
+            delivery,
+            limiter: http.rate_limiter(),
+            budget: Budget::new(http.connections.max_inflight_bytes),
+            write_key_digests: http
+                .write_keys
+                .iter()
+                .map(|key| Sha256::digest(key.as_bytes()).into())
+                .collect(),
+            auth_failures: RateLimiter::keyed(failures),
+            auth_blocked: Mutex::new(HashMap::new()),
+            http,
+            render_metrics,
+        }
+    }
+
+    /// Forgets clients idle long enough that they are back to a full allowance, so the
+    /// limiters' memory stays bounded by recent clients.
+    pub fn forget_idle_clients(&self) {
+        if let Some(limiter) = &self.limiter {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        self.auth_failures.retain_recent();
+        self.auth_failures.shrink_to_fit();
+        if let Ok(mut blocked) = self.auth_blocked.lock() {
+            let now = Instant::now();
+            blocked.retain(|_, until| *until > now);
+            blocked.shrink_to_fit();
+        }
+    }
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
     let cors = cors_layer(&state.http.cors_origins);
+    let body_timeout = RequestBodyTimeoutLayer::new(state.http.connections.body_read_timeout);
     Router::new()
         .route("/exposure", post(post_exposure))
         .route("/v1/exposures", post(post_batch))
@@ -43,6 +115,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics_text))
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NotFound })
+        .layer(body_timeout)
         .layer(middleware::from_fn(track_requests))
         .layer(cors)
         .with_state(state)
@@ -83,9 +156,10 @@ async fn track_requests(matched: Option<MatchedPath>, request: Request, next: Ne
 impl AppState {
     /// Checks the write key (when keys are configured) and the client's rate limit.
     fn admit(&self, request: &Request, peer: SocketAddr) -> Result<(), ApiError> {
-        let key = self.authorize(request)?;
+        let client = client_key(client_address(peer, request, &self.http.trusted_proxies));
+        let key = self.authorize(request, &client)?;
         if let Some(limiter) = &self.limiter {
-            let client = key.unwrap_or_else(|| peer.ip().to_string());
+            let client = key.map_or(client, |digest| format!("key:{}", hex(&digest[..8])));
             if limiter.check_key(&client).is_err() {
                 metrics::counter!(m::EVENTS_REJECTED, "reason" => "rate_limited").increment(1);
                 return Err(ApiError::RateLimited);
@@ -94,10 +168,15 @@ impl AppState {
         Ok(())
     }
 
-    /// The write key the request presented, if keys are configured and it is known.
-    fn authorize(&self, request: &Request) -> Result<Option<String>, ApiError> {
-        if self.http.write_keys.is_empty() {
+    /// The digest of the write key the request presented, if keys are configured and it
+    /// is one of them. A client with too many wrong keys gets 429 without a check.
+    fn authorize(&self, request: &Request, client: &str) -> Result<Option<[u8; 32]>, ApiError> {
+        if self.write_key_digests.is_empty() {
             return Ok(None);
+        }
+        if self.is_blocked(client) {
+            metrics::counter!(m::EVENTS_REJECTED, "reason" => "auth_rate_limited").increment(1);
+            return Err(ApiError::RateLimited);
         }
         let bearer = request
             .headers()
@@ -108,12 +187,49 @@ impl AppState {
         let query = request.uri().query().and_then(|q| {
             form_urlencoded::parse(q.as_bytes()).find_map(|(k, v)| (k == "key").then(|| v.into_owned()))
         });
-        [bearer, query]
+        let known = [bearer, query]
             .into_iter()
             .flatten()
-            .find(|key| self.http.write_keys.contains(key))
-            .map(Some)
-            .ok_or(ApiError::Unauthorized)
+            .filter(|key| !key.is_empty())
+            .map(|key| -> [u8; 32] { Sha256::digest(key.as_bytes()).into() })
+            .find(|digest| self.is_write_key(digest));
+        match known {
+            Some(digest) => Ok(Some(digest)),
+            None => {
+                if let Err(not_until) = self.auth_failures.check_key(&client.to_owned()) {
+                    let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                        &governor::clock::DefaultClock::default(),
+                    ));
+                    if let Ok(mut blocked) = self.auth_blocked.lock() {
+                        blocked.insert(
+                            client.to_owned(),
+                            Instant::now() + wait.max(Duration::from_secs(1)),
+                        );
+                    }
+                    metrics::counter!(m::EVENTS_REJECTED, "reason" => "auth_rate_limited").increment(1);
+                    return Err(ApiError::RateLimited);
+                }
+                metrics::counter!(m::EVENTS_REJECTED, "reason" => "unauthorized").increment(1);
+                Err(ApiError::Unauthorized)
+            }
+        }
+    }
+
+    /// Constant time over the configured keys: every digest is compared, in full.
+    fn is_write_key(&self, digest: &[u8; 32]) -> bool {
+        let mut found = subtle::Choice::from(0);
+        for known in &self.write_key_digests {
+            found |= known.ct_eq(digest);
+        }
+        found.into()
+    }
+
+    fn is_blocked(&self, client: &str) -> bool {
+        self.auth_blocked
+            .lock()
+            .ok()
+            .and_then(|blocked| blocked.get(client).copied())
+            .is_some_and(|until| until > Instant::now())
     }
 
     fn normalize(&self, event: Value) -> Result<Exposure, schemas::FieldError> {
@@ -146,11 +262,19 @@ async fn post_exposure(
 ) -> Result<Json<Value>, ApiError> {
     state.admit(&request, peer)?;
     let (parts, body) = request.into_parts();
-    let body = payload::read_body(&parts.headers, body, state.http.max_event_bytes).await?;
-    let event = payload::parse_single(&body)?;
-    let exposure = state.normalize(event).map_err(ApiError::InvalidEvent)?;
-    state.publish(std::slice::from_ref(&exposure)).await?;
-    Ok(Json(json!({"status": "ok", "event_id": exposure.event_id})))
+    let body = payload::read_body(&parts.headers, body, state.http.max_event_bytes, &state.budget).await?;
+    let parsing = state.clone();
+    let bytes = body.bytes.clone();
+    let exposures = payload::off_the_async_workers(bytes.len(), move || {
+        decode_events(Endpoint::Single, &bytes, &parsing.http, &|event| {
+            parsing.normalize(event)
+        })
+    })
+    .await?;
+    state.publish(&exposures).await?;
+    drop(body); // the budget is held until the events are durable
+    let event_id = exposures.first().map(|e| e.event_id.as_str()).unwrap_or_default();
+    Ok(Json(json!({"status": "ok", "event_id": event_id})))
 }
 
 /// `POST /v1/exposures`: a JSON array or NDJSON; all or nothing.
@@ -161,20 +285,17 @@ async fn post_batch(
 ) -> Result<Json<Value>, ApiError> {
     state.admit(&request, peer)?;
     let (parts, body) = request.into_parts();
-    let body = payload::read_body(&parts.headers, body, state.http.max_batch_bytes).await?;
-    let events = payload::parse_batch(&body, state.http.max_batch_events)?;
-    let mut exposures = Vec::with_capacity(events.len());
-    let mut failures = Vec::new();
-    for (index, event) in events.into_iter().enumerate() {
-        match state.normalize(event) {
-            Ok(exposure) => exposures.push(exposure),
-            Err(error) => failures.push(ItemError { index, error }),
-        }
-    }
-    if !failures.is_empty() {
-        return Err(ApiError::InvalidBatch(failures));
-    }
+    let body = payload::read_body(&parts.headers, body, state.http.max_batch_bytes, &state.budget).await?;
+    let parsing = state.clone();
+    let bytes = body.bytes.clone();
+    let exposures = payload::off_the_async_workers(bytes.len(), move || {
+        decode_events(Endpoint::Batch, &bytes, &parsing.http, &|event| {
+            parsing.normalize(event)
+        })
+    })
+    .await?;
     state.publish(&exposures).await?;
+    drop(body); // the budget is held until the events are durable
     let event_ids: Vec<&str> = exposures.iter().map(|e| e.event_id.as_str()).collect();
     Ok(Json(json!({"accepted": exposures.len(), "event_ids": event_ids})))
 }
@@ -201,4 +322,82 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
         (state.render_metrics)(),
     )
         .into_response()
+}
+
+/// Which endpoint a body came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /exposure`: one object.
+    Single,
+    /// `POST /v1/exposures`: an array or NDJSON, all or nothing.
+    Batch,
+}
+
+/// A decoded body → the events it carries, validated; all or nothing.
+pub fn decode_events(
+    endpoint: Endpoint,
+    body: &[u8],
+    http: &HttpConfig,
+    normalize: &dyn Fn(Value) -> Result<Exposure, schemas::FieldError>,
+) -> Result<Vec<Exposure>, ApiError> {
+    if endpoint == Endpoint::Single {
+        let event = payload::parse_single(body)?;
+        return Ok(vec![normalize(event).map_err(ApiError::InvalidEvent)?]);
+    }
+    let events = payload::parse_batch(body, http.max_batch_events)?;
+    let mut exposures = Vec::with_capacity(events.len());
+    let mut failures = Vec::new();
+    for (index, event) in events.into_iter().enumerate() {
+        match normalize(event) {
+            Ok(exposure) => exposures.push(exposure),
+            Err(error) => failures.push(ItemError { index, error }),
+        }
+    }
+    if failures.is_empty() {
+        Ok(exposures)
+    } else {
+        Err(ApiError::InvalidBatch(failures))
+    }
+}
+
+/// The client's address: the socket peer, unless the peer is a trusted proxy; then the
+/// nearest address in `X-Forwarded-For` that is not a trusted proxy (walking from the
+/// right, since a client can prepend anything it likes).
+pub fn client_address(peer: SocketAddr, request: &Request, trusted_proxies: &[IpNet]) -> IpAddr {
+    let peer = peer.ip().to_canonical();
+    let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|net| net.contains(ip));
+    if !trusted(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<IpAddr> = request
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|item| item.trim().parse::<IpAddr>().ok())
+        .map(|ip| ip.to_canonical())
+        .collect();
+    forwarded
+        .iter()
+        .rev()
+        .find(|ip| !trusted(ip))
+        .or(forwarded.first())
+        .copied()
+        .unwrap_or(peer)
+}
+
+/// The limiter key of an address: IPv4 as is, IPv6 by its /64 (one host's allotment).
+pub fn client_key(address: IpAddr) -> String {
+    match address {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

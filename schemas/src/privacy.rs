@@ -29,26 +29,24 @@ impl IpPolicy {
     pub const NAMES: [&'static str; 4] = ["keep", "truncate", "hash", "drop"];
 
     /// Applies the policy to `attributes` in place. `X-Forwarded-For`-style lists
-    /// (`"a, b"`) are handled item by item.
+    /// (`"a, b"`) are handled item by item. A value that is not a string (an array, an
+    /// object, a number) is never kept under `truncate` or `hash`: `truncate` drops it
+    /// (it cannot be truncated safely) and `hash` hashes its JSON text.
     pub fn apply(self, attributes: &mut Map<String, Value>, salt: &str) {
-        if self == IpPolicy::Keep {
-            return;
-        }
-        let Some(Value::String(original)) = attributes.get(IP_ATTRIBUTE) else {
-            if self == IpPolicy::Drop {
-                attributes.shift_remove(IP_ATTRIBUTE);
-            }
+        let Some(original) = attributes.get(IP_ATTRIBUTE) else {
             return;
         };
-        let replaced: Option<String> = match self {
-            IpPolicy::Keep => return,
-            IpPolicy::Drop => None,
-            IpPolicy::Truncate => original
+        let replaced: Option<String> = match (self, original) {
+            (IpPolicy::Keep, _) => return,
+            (IpPolicy::Drop, _) => None,
+            (IpPolicy::Truncate, Value::String(text)) => text
                 .split(',')
                 .map(|item| truncate_ip(item.trim()))
                 .collect::<Option<Vec<_>>>()
                 .map(|items| items.join(", ")),
-            IpPolicy::Hash => Some(hash_ip(original, salt)),
+            (IpPolicy::Truncate, _) => None,
+            (IpPolicy::Hash, Value::String(text)) => Some(hash_ip(text, salt)),
+            (IpPolicy::Hash, other) => Some(hash_ip(&other.to_string(), salt)),
         };
         match replaced {
             Some(value) => {
@@ -152,6 +150,29 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert!(a["forwarded_for"].as_str().unwrap().starts_with("sha256:"));
+    }
+
+    #[test]
+    fn values_that_are_not_strings_are_never_kept_under_truncate_or_hash() {
+        for value in [
+            json!(["10.0.0.1", "10.0.0.2"]),
+            json!({"ip": "10.0.0.1"}),
+            json!(167772161),
+            json!(true),
+            json!(null),
+        ] {
+            let mut truncated = Map::new();
+            truncated.insert("forwarded_for".into(), value.clone());
+            IpPolicy::Truncate.apply(&mut truncated, "");
+            assert!(!truncated.contains_key("forwarded_for"), "truncate kept {value}");
+
+            let mut hashed = Map::new();
+            hashed.insert("forwarded_for".into(), value.clone());
+            IpPolicy::Hash.apply(&mut hashed, "a-salt-of-sixteen-bytes");
+            let stored = hashed["forwarded_for"].as_str().unwrap_or_default();
+            assert!(stored.starts_with("sha256:"), "hash kept {value} as {stored}");
+            assert!(!stored.contains("10.0.0"), "{stored}");
+        }
     }
 
     #[test]

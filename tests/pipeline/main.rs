@@ -5,6 +5,7 @@
 mod cli;
 mod delivery_faults;
 mod harness;
+mod hostile;
 mod infra;
 mod ingest_api;
 mod load;
