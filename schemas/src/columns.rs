@@ -239,7 +239,8 @@ pub fn column_max_bytes(name: &str) -> usize {
     }
 }
 
-/// Cuts `value` to at most `max_bytes`, on a character boundary.
+/// Cuts `value` to at most `max_bytes` bytes (Redshift's `VARCHAR(n)` counts bytes), on
+/// a character boundary, so the result is valid UTF-8 and never over the width.
 fn truncate(value: std::borrow::Cow<'_, str>, max_bytes: usize) -> std::borrow::Cow<'_, str> {
     if value.len() <= max_bytes {
         return value;
@@ -322,6 +323,78 @@ mod tests {
         assert_eq!(country, "é".repeat(32));
         assert_eq!(column_max_bytes("geo_country_code"), 64);
         assert_eq!(column_max_bytes("attributes"), usize::MAX);
+    }
+
+    #[test]
+    fn promoted_text_is_cut_by_bytes_never_inside_a_character() {
+        // Widths in bytes: geo_country_code 64, ds_session_id 256, user_agent 1024.
+        let attributes = json!({
+            "geo_country_code": format!("a{}", "😀".repeat(16)), // 65 bytes → "a" + 15 × 4
+            "ds_session_id": "€".repeat(100),                    // 300 bytes → 85 × 3
+            "user_agent": "x".repeat(1024),                      // exactly the width: kept
+            "locale": format!("{}é", "x".repeat(63)),            // 65 bytes, é straddles 64
+        });
+        let exposure = Normalizer::default()
+            .normalize(
+                json!({"ds_user_id": "u", "experiment_id": "e", "variation_id": "1", "attributes": attributes}),
+                chrono::Utc::now(),
+            )
+            .unwrap();
+        let mut builder = ExposureBatchBuilder::new();
+        builder.append(&exposure, 0, 0);
+        let batch = builder.finish().unwrap();
+        let text = |name: &str| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_string::<i32>()
+                .value(0)
+                .to_owned()
+        };
+        assert_eq!(text("geo_country_code"), format!("a{}", "😀".repeat(15)));
+        assert_eq!(text("ds_session_id"), "€".repeat(85));
+        assert_eq!(text("user_agent").len(), 1024);
+        assert_eq!(text("locale"), "x".repeat(63));
+        for name in PROMOTED_TEXT_ATTRIBUTES {
+            assert!(text(name).len() <= column_max_bytes(name), "{name}");
+        }
+        // The attributes column itself is never cut.
+        let stored: Value = serde_json::from_str(&text("attributes")).unwrap();
+        assert_eq!(stored["ds_session_id"], json!("€".repeat(100)));
+    }
+
+    #[test]
+    fn the_lake_keeps_the_clients_numbers_and_key_order() {
+        let body: Value = serde_json::from_str(
+            r#"{"ds_user_id": "u", "experiment_id": "e", "variation_id": "1",
+                "attributes": {"z": 123456789012345678901234567890, "platform": 7.50, "a": [1e-7, -0]},
+                "cart": {"total": 18446744073709551616}}"#,
+        )
+        .unwrap();
+        let exposure = Normalizer::default().normalize(body, chrono::Utc::now()).unwrap();
+        // Through Kafka as the sink decodes it.
+        let decoded: Exposure = serde_json::from_slice(&exposure.to_json_bytes()).unwrap();
+        let mut builder = ExposureBatchBuilder::new();
+        builder.append(&decoded, 0, 0);
+        let batch = builder.finish().unwrap();
+        let text = |name: &str| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_string::<i32>()
+                .value(0)
+                .to_owned()
+        };
+        assert_eq!(
+            text("attributes"),
+            r#"{"z":123456789012345678901234567890,"platform":7.50,"a":[1e-7,-0]}"#
+        );
+        assert_eq!(text("extra"), r#"{"cart":{"total":18446744073709551616}}"#);
+        assert_eq!(
+            text("platform"),
+            "7.50",
+            "a promoted number is its JSON text as sent"
+        );
     }
 
     #[test]

@@ -24,6 +24,12 @@ pub enum ErrorCode {
     TooDeep,
     /// `timestamp` is neither RFC 3339 nor epoch milliseconds.
     InvalidTimestamp,
+    /// A string or an object key contains U+0000, which PostgreSQL's text and jsonb
+    /// cannot store.
+    NulCharacter,
+    /// A JSON number no warehouse can hold as sent: beyond the range of a double, too
+    /// close to zero for one, or written with too many characters.
+    NumberOutOfRange,
 }
 
 impl ErrorCode {
@@ -38,6 +44,8 @@ impl ErrorCode {
             ErrorCode::TooLarge => "too_large",
             ErrorCode::TooDeep => "too_deep",
             ErrorCode::InvalidTimestamp => "invalid_timestamp",
+            ErrorCode::NulCharacter => "nul_character",
+            ErrorCode::NumberOutOfRange => "number_out_of_range",
         }
     }
 }

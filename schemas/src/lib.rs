@@ -11,6 +11,11 @@
 //! - [`Exposure`] is the normalised record. Its JSON form is the Kafka message value the
 //!   ingest API produces and the sink consumes, so both sides use this one type.
 //! - [`IpPolicy`] is the privacy policy for the `forwarded_for` attribute.
+//! - [`loadable`] is the one definition of what every warehouse can store (no NUL
+//!   characters, byte limits, JSON ≤ 65,535 bytes, numbers a double can hold), which the
+//!   normaliser enforces, so an event answered `200` never fails a load. `attributes`
+//!   and `extra` keep the client's JSON verbatim: serde_json's `arbitrary_precision`
+//!   (enabled for the workspace) keeps every number as the digits that were sent.
 //!
 //! - [`COLUMNS`] is the exposure table, from which [`arrow_schema`] (the lake's Parquet
 //!   schema) is generated and [`ExposureBatchBuilder`] fills Arrow columns; [`ddl`]
@@ -21,6 +26,7 @@ mod columns;
 pub mod ddl;
 mod error;
 pub mod ledger;
+pub mod loadable;
 mod normalize;
 mod privacy;
 mod record;

@@ -17,16 +17,26 @@
 //! - `event_id`: optional UUID (canonicalised) or non-empty string ≤ 128 bytes; a UUIDv7
 //!   is generated when absent;
 //! - every other top-level field is kept in `extra` (≤ 32 KiB serialized).
+//!
+//! On top of these, every event must be loadable by every warehouse ([`crate::loadable`]):
+//! no NUL character in any string or key (`nul_character`), numbers within a double's
+//! range kept digit for digit (`number_out_of_range`), text limits counted in bytes and
+//! never above the column's width in [`crate::COLUMNS`], and `attributes` and `extra`
+//! each at most 65,535 bytes serialized whatever the configured limit.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::columns::column_max_bytes;
 use crate::error::{ErrorCode, FieldError};
+use crate::loadable::{self, Root, MAX_JSON_BYTES};
 use crate::privacy::IpPolicy;
 use crate::record::Exposure;
 
-/// Size limits of the field rules. Defaults are DESIGN.md §3's.
+/// Size limits of the field rules. Defaults are DESIGN.md §3's. A limit above what the
+/// warehouse can store is lowered to it: text limits to their column's byte width in
+/// [`crate::COLUMNS`], `attributes` and `extra` to [`MAX_JSON_BYTES`].
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_id_bytes: usize,
@@ -101,26 +111,35 @@ impl Normalizer {
             ));
         }
 
-        let experiment_id = required_string(&mut fields, "experiment_id", limits.max_id_bytes, false)?;
-        let variation_id = required_string(&mut fields, "variation_id", limits.max_id_bytes, true)?;
-        let source = optional_string(&mut fields, "source", limits.max_source_bytes)?;
+        let experiment_id = required_string(
+            &mut fields,
+            "experiment_id",
+            capped(limits.max_id_bytes, "experiment_id"),
+            false,
+        )?;
+        let variation_id = required_string(
+            &mut fields,
+            "variation_id",
+            capped(limits.max_id_bytes, "variation_id"),
+            true,
+        )?;
+        let source = optional_string(&mut fields, "source", capped(limits.max_source_bytes, "source"))?;
 
         let attributes = match fields.shift_remove("attributes") {
             None | Some(Value::Null) => None,
             Some(Value::Object(mut attributes)) => {
-                let depth = object_depth(&attributes);
-                if depth > limits.max_attributes_depth {
-                    return Err(FieldError::new(
-                        ErrorCode::TooDeep,
-                        "attributes",
-                        format!(
-                            "attributes nest {depth} levels deep; at most {} are allowed",
-                            limits.max_attributes_depth
-                        ),
-                    ));
-                }
-                check_size(&attributes, "attributes", limits.max_attributes_bytes)?;
+                loadable::check_object(
+                    Root::Field("attributes"),
+                    &attributes,
+                    limits.max_attributes_depth,
+                )?;
                 self.ip_policy.apply(&mut attributes, &self.ip_hash_salt);
+                // Measured after the privacy policy: what is stored must fit.
+                check_size(
+                    &attributes,
+                    "attributes",
+                    limits.max_attributes_bytes.min(MAX_JSON_BYTES),
+                )?;
                 Some(attributes)
             }
             Some(other) => {
@@ -147,7 +166,7 @@ impl Normalizer {
             Some(Value::String(id)) => match Uuid::try_parse(&id) {
                 Ok(uuid) => uuid.hyphenated().to_string(),
                 Err(_) => {
-                    check_string("event_id", &id, limits.max_event_id_bytes)?;
+                    check_string("event_id", &id, capped(limits.max_event_id_bytes, "event_id"))?;
                     id
                 }
             },
@@ -159,7 +178,8 @@ impl Normalizer {
         let extra = if extra.is_empty() {
             None
         } else {
-            check_size(&extra, "extra", limits.max_extra_bytes)?;
+            loadable::check_object(Root::Event, &extra, usize::MAX)?;
+            check_size(&extra, "extra", limits.max_extra_bytes.min(MAX_JSON_BYTES))?;
             Some(extra)
         };
 
@@ -183,15 +203,24 @@ impl Normalizer {
         fields: &mut Map<String, Value>,
         name: &str,
     ) -> Result<Option<String>, FieldError> {
+        // `user_id` is stored as `ds_user_id` (or in `extra`): the narrower column applies.
+        let column = if name == "user_id" { "ds_user_id" } else { name };
         match fields.shift_remove(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) if s.is_empty() => Ok(None),
             Some(Value::String(s)) => {
-                check_string(name, &s, self.limits.max_id_bytes)?;
+                check_string(name, &s, capped(self.limits.max_id_bytes, column))?;
                 Ok(Some(s))
             }
-            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
-            Some(other) => Err(wrong_type(name, "a string", &other)),
+            Some(other) => {
+                let integer = match &other {
+                    Value::Number(n) => integer_text(n),
+                    _ => None,
+                };
+                integer
+                    .map(Some)
+                    .ok_or_else(|| wrong_type(name, "a string or a 64-bit integer", &other))
+            }
         }
     }
 }
@@ -212,16 +241,20 @@ fn required_string(
             check_string(name, &s, max_bytes)?;
             Ok(s)
         }
-        Some(Value::Number(n)) if integer_allowed && (n.is_i64() || n.is_u64()) => Ok(n.to_string()),
-        Some(other) => Err(wrong_type(
-            name,
-            if integer_allowed {
-                "a string or an integer"
-            } else {
-                "a string"
-            },
-            &other,
-        )),
+        Some(other) => {
+            let integer = match &other {
+                Value::Number(n) if integer_allowed => integer_text(n),
+                _ => None,
+            };
+            integer.ok_or_else(|| {
+                let expected = if integer_allowed {
+                    "a string or a 64-bit integer"
+                } else {
+                    "a string"
+                };
+                wrong_type(name, expected, &other)
+            })
+        }
     }
 }
 
@@ -233,6 +266,7 @@ fn optional_string(
     match fields.shift_remove(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => {
+            loadable::check_text(name, &s)?;
             if s.len() > max_bytes {
                 return Err(too_long(name, s.len(), max_bytes));
             }
@@ -250,10 +284,24 @@ fn check_string(name: &str, value: &str, max_bytes: usize) -> Result<(), FieldEr
             format!("{name} must not be empty"),
         ));
     }
+    loadable::check_text(name, value)?;
     if value.len() > max_bytes {
         return Err(too_long(name, value.len(), max_bytes));
     }
     Ok(())
+}
+
+/// A configured byte limit, never above the width of the column the field is stored in.
+fn capped(limit: usize, column: &str) -> usize {
+    limit.min(column_max_bytes(column))
+}
+
+/// An integer id (a user id, `variation_id`) as its canonical decimal text: `-0` is `0`.
+/// `None` for fractions, exponents and integers beyond 64 bits.
+fn integer_text(n: &serde_json::Number) -> Option<String> {
+    n.as_i64()
+        .map(|v| v.to_string())
+        .or_else(|| n.as_u64().map(|v| v.to_string()))
 }
 
 fn too_long(name: &str, len: usize, max_bytes: usize) -> FieldError {
@@ -265,7 +313,7 @@ fn too_long(name: &str, len: usize, max_bytes: usize) -> FieldError {
 }
 
 fn check_size(object: &Map<String, Value>, name: &str, max_bytes: usize) -> Result<(), FieldError> {
-    let size = serde_json::to_vec(object).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = loadable::serialized_len(object);
     if size > max_bytes {
         return Err(FieldError::new(
             ErrorCode::TooLarge,
@@ -292,19 +340,6 @@ fn json_type(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
-    }
-}
-
-/// Nesting depth of an object: `{}` is 1, `{"utm": {"source": "x"}}` is 2.
-fn object_depth(object: &Map<String, Value>) -> usize {
-    1 + object.values().map(value_depth).max().unwrap_or(0)
-}
-
-fn value_depth(value: &Value) -> usize {
-    match value {
-        Value::Object(map) => object_depth(map),
-        Value::Array(items) => 1 + items.iter().map(value_depth).max().unwrap_or(0),
-        _ => 0,
     }
 }
 
@@ -601,6 +636,282 @@ mod tests {
             (err.code, err.field.as_deref()),
             (ErrorCode::TooLarge, Some("extra"))
         );
+    }
+
+    #[test]
+    fn nul_anywhere_is_refused_naming_the_field() {
+        let cases = [
+            ("ds_user_id", json!("u\u{0}1"), "ds_user_id"),
+            ("anonymous_id", json!("\u{0}"), "anonymous_id"),
+            ("user_id", json!("a\u{0}"), "user_id"),
+            ("experiment_id", json!("exp\u{0}"), "experiment_id"),
+            ("variation_id", json!("\u{0}1"), "variation_id"),
+            ("source", json!("py\u{0}"), "source"),
+            ("event_id", json!("client-\u{0}-42"), "event_id"),
+            (
+                "attributes",
+                json!({"platform": "web\u{0}"}),
+                "attributes.platform",
+            ),
+            (
+                "attributes",
+                json!({"utm": {"source": ["ok", "\u{0}"]}}),
+                "attributes.utm.source[1]",
+            ),
+            ("attributes", json!({"k\u{0}ey": 1}), "attributes[\"k\\u0000ey\"]"),
+            ("page", json!({"path": "/search\u{0}"}), "page.path"),
+            ("page\u{0}", json!(1), "[\"page\\u0000\"]"),
+        ];
+        for (member, value, field) in cases {
+            let err = reject(with(seed_python_body(), member, value));
+            assert_eq!(
+                (err.code, err.field.as_deref()),
+                (ErrorCode::NulCharacter, Some(field)),
+                "{member}"
+            );
+            assert_eq!(err.code.as_str(), "nul_character");
+        }
+        // A client timestamp with a NUL is not a timestamp.
+        let err = reject(with(
+            seed_python_body(),
+            "timestamp",
+            json!("2026-11-25T11:00:00Z\u{0}"),
+        ));
+        assert_eq!(err.code, ErrorCode::InvalidTimestamp);
+    }
+
+    #[test]
+    fn byte_limits_count_multi_byte_characters() {
+        // 4-byte characters: 32 fill event_id's 128 bytes exactly, 33 do not fit.
+        let e = Normalizer::default()
+            .normalize(
+                with(seed_python_body(), "event_id", json!("😀".repeat(32))),
+                now(),
+            )
+            .unwrap();
+        assert_eq!(e.event_id.len(), 128);
+        let err = reject(with(seed_python_body(), "event_id", json!("😀".repeat(33))));
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            (ErrorCode::TooLong, Some("event_id"))
+        );
+        // 3-byte characters: 85 are 255 bytes, 86 are 258.
+        for field in ["ds_user_id", "anonymous_id", "user_id", "variation_id"] {
+            assert!(Normalizer::default()
+                .normalize(with(seed_python_body(), field, json!("€".repeat(85))), now())
+                .is_ok());
+            let err = reject(with(seed_python_body(), field, json!("€".repeat(86))));
+            assert_eq!(
+                (err.code, err.field.as_deref()),
+                (ErrorCode::TooLong, Some(field))
+            );
+            assert!(err.message.contains("258 bytes"), "{}", err.message);
+        }
+        let err = reject(with(seed_python_body(), "source", json!("ß".repeat(65))));
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            (ErrorCode::TooLong, Some("source"))
+        );
+    }
+
+    #[test]
+    fn the_default_limits_are_the_column_widths() {
+        let limits = Limits::default();
+        for column in ["ds_user_id", "anonymous_id", "experiment_id", "variation_id"] {
+            assert_eq!(limits.max_id_bytes, column_max_bytes(column), "{column}");
+        }
+        assert_eq!(limits.max_source_bytes, column_max_bytes("source"));
+        assert_eq!(limits.max_event_id_bytes, column_max_bytes("event_id"));
+        assert!(limits.max_attributes_bytes <= MAX_JSON_BYTES);
+        assert!(limits.max_extra_bytes <= MAX_JSON_BYTES);
+    }
+
+    #[test]
+    fn generous_limits_never_exceed_what_the_warehouse_holds() {
+        let generous = Normalizer {
+            limits: Limits {
+                max_id_bytes: 10_000,
+                max_source_bytes: 10_000,
+                max_event_id_bytes: 10_000,
+                max_attributes_bytes: 10 * 1024 * 1024,
+                max_extra_bytes: 10 * 1024 * 1024,
+                ..Limits::default()
+            },
+            ..Normalizer::default()
+        };
+        let refuse = |body: Value| generous.normalize(body, now()).unwrap_err();
+        for (field, max) in [
+            ("experiment_id", 256),
+            ("source", 128),
+            ("event_id", 128),
+            ("ds_user_id", 256),
+        ] {
+            let err = refuse(with(seed_python_body(), field, json!("x".repeat(max + 1))));
+            assert_eq!(
+                (err.code, err.field.as_deref()),
+                (ErrorCode::TooLong, Some(field))
+            );
+        }
+        // {"b":"…"} is 8 bytes of JSON around the string.
+        let fits = json!({"b": "x".repeat(MAX_JSON_BYTES - 8)});
+        let e = generous
+            .normalize(with(seed_python_body(), "attributes", fits), now())
+            .unwrap();
+        assert_eq!(serde_json::to_vec(&e.attributes).unwrap().len(), MAX_JSON_BYTES);
+        let err = refuse(with(
+            seed_python_body(),
+            "attributes",
+            json!({"b": "x".repeat(MAX_JSON_BYTES - 7)}),
+        ));
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            (ErrorCode::TooLarge, Some("attributes"))
+        );
+        assert!(err.message.contains("65536 bytes"), "{}", err.message);
+        // Multi-byte characters count as their bytes: 21,846 × 3 bytes + 8 > 65,535.
+        let err = refuse(with(
+            seed_python_body(),
+            "attributes",
+            json!({"b": "€".repeat(21_846)}),
+        ));
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            (ErrorCode::TooLarge, Some("attributes"))
+        );
+        let err = refuse(with(
+            seed_python_body(),
+            "page",
+            json!("x".repeat(MAX_JSON_BYTES)),
+        ));
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            (ErrorCode::TooLarge, Some("extra"))
+        );
+    }
+
+    #[test]
+    fn attributes_are_measured_as_stored_after_the_privacy_policy() {
+        // Hashing turns "1.1.1.1" (7 bytes) into "sha256:…" (71 bytes).
+        let hashing = Normalizer {
+            ip_policy: IpPolicy::Hash,
+            ..Normalizer::default()
+        };
+        let limit = Limits::default().max_attributes_bytes;
+        let pad = limit - r#"{"forwarded_for":"1.1.1.1","pad":""}"#.len();
+        let attributes = json!({"forwarded_for": "1.1.1.1", "pad": "x".repeat(pad)});
+        assert!(Normalizer::default()
+            .normalize(with(seed_python_body(), "attributes", attributes.clone()), now())
+            .is_ok());
+        let err = hashing
+            .normalize(with(seed_python_body(), "attributes", attributes), now())
+            .unwrap_err();
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            (ErrorCode::TooLarge, Some("attributes"))
+        );
+    }
+
+    fn parse(text: &str) -> Value {
+        serde_json::from_str(text).expect("valid JSON")
+    }
+
+    #[test]
+    fn numbers_are_kept_digit_for_digit() {
+        let body = parse(
+            r#"{"ds_user_id": "u", "experiment_id": "e", "variation_id": "1",
+                "attributes": {"big": 123456789012345678901234567890, "neg": -98765432109876543210,
+                    "u64max": 18446744073709551615, "pi": 3.14159265358979323846264338327950288,
+                    "cents": 1.50, "sci": 6.02e23, "zero": -0, "nested": [{"n": 1e-300}]},
+                "order_total": 99999999999999999999.99}"#,
+        );
+        let e = Normalizer::default().normalize(body, now()).unwrap();
+        let kafka_value = String::from_utf8(e.to_json_bytes()).unwrap();
+        for digits in [
+            r#""big":123456789012345678901234567890"#,
+            r#""neg":-98765432109876543210"#,
+            r#""u64max":18446744073709551615"#,
+            r#""pi":3.14159265358979323846264338327950288"#,
+            r#""cents":1.50"#,
+            r#""sci":6.02e+23"#,
+            r#""zero":-0"#,
+            r#"{"n":1e-300}"#,
+            r#""order_total":99999999999999999999.99"#,
+        ] {
+            assert!(kafka_value.contains(digits), "{digits} not in {kafka_value}");
+        }
+        // What the sink decodes is the same record.
+        let back: Exposure = serde_json::from_slice(kafka_value.as_bytes()).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(String::from_utf8(back.to_json_bytes()).unwrap(), kafka_value);
+    }
+
+    #[test]
+    fn numbers_beyond_a_double_are_refused_naming_the_field() {
+        for (member, text, field) in [
+            ("attributes", r#"{"n": 1e400}"#, "attributes.n"),
+            ("attributes", r#"{"a": [0, -1E+309]}"#, "attributes.a[1]"),
+            ("attributes", r#"{"tiny": 1e-400}"#, "attributes.tiny"),
+            ("page", r#"{"score": 1e999}"#, "page.score"),
+            ("weight", r#"1e400"#, "weight"),
+        ] {
+            let err = reject(with(seed_python_body(), member, parse(text)));
+            assert_eq!(
+                (err.code, err.field.as_deref()),
+                (ErrorCode::NumberOutOfRange, Some(field)),
+                "{text}"
+            );
+            assert_eq!(err.code.as_str(), "number_out_of_range");
+        }
+    }
+
+    #[test]
+    fn integer_ids_are_canonical_and_64_bit() {
+        let e = Normalizer::default()
+            .normalize(with(seed_python_body(), "variation_id", parse("-0")), now())
+            .unwrap();
+        assert_eq!(e.variation_id, "0");
+        let e = Normalizer::default()
+            .normalize(
+                with(seed_python_body(), "ds_user_id", parse("18446744073709551615")),
+                now(),
+            )
+            .unwrap();
+        assert_eq!(e.ds_user_id.as_deref(), Some("18446744073709551615"));
+        for (field, text) in [
+            ("variation_id", "123456789012345678901234567890"),
+            ("variation_id", "1e2"),
+            ("ds_user_id", "18446744073709551616"),
+            ("anonymous_id", "1.0"),
+        ] {
+            let err = reject(with(seed_python_body(), field, parse(text)));
+            assert_eq!(
+                (err.code, err.field.as_deref()),
+                (ErrorCode::WrongType, Some(field)),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn odd_keys_and_unicode_keep_their_order_and_text() {
+        let attributes = parse(
+            r#"{"z": 1, "a.b": "dot", "q\"uote": "\u2028\u2029", "back\\slash": "😀", "": "", "é": {"y": 2, "x": 1}}"#,
+        );
+        let e = Normalizer::default()
+            .normalize(with(seed_python_body(), "attributes", attributes.clone()), now())
+            .unwrap();
+        let stored = Value::Object(e.attributes.clone().unwrap());
+        assert_eq!(stored, attributes);
+        let keys: Vec<&str> = e
+            .attributes
+            .as_ref()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, ["z", "a.b", "q\"uote", "back\\slash", "", "é"]);
+        let text = serde_json::to_string(&stored).unwrap();
+        assert!(text.ends_with(r#""é":{"y":2,"x":1}}"#), "{text}");
     }
 
     #[test]
