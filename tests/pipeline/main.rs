@@ -12,3 +12,4 @@ mod load;
 mod sdk_callers;
 mod sink;
 mod up_process;
+mod verbatim;

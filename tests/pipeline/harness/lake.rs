@@ -354,6 +354,37 @@ pub(crate) fn assert_exact(rows: &[Row], produced: &[Exposure]) {
     }
 }
 
+/// The JSON text columns of every row in the lake, by event id: `(attributes, extra)`
+/// exactly as the Parquet files hold them.
+pub(crate) async fn lake_json_columns(lake: &Lake) -> HashMap<String, (Option<String>, Option<String>)> {
+    let mut rows = HashMap::new();
+    for key in lake.list("tenant-a/exposures/v1/").await.expect("list") {
+        let body = lake.get(&key).await.expect("get");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(body)
+            .expect("parquet")
+            .build()
+            .expect("reader");
+        for batch in reader {
+            let batch = batch.expect("batch");
+            let text = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .expect("column")
+                    .as_string::<i32>()
+                    .clone()
+            };
+            let (ids, attributes, extra) = (text("event_id"), text("attributes"), text("extra"));
+            for i in 0..batch.num_rows() {
+                let value = |column: &arrow_array::StringArray| {
+                    (!arrow_array::Array::is_null(column, i)).then(|| column.value(i).to_owned())
+                };
+                rows.insert(ids.value(i).to_owned(), (value(&attributes), value(&extra)));
+            }
+        }
+    }
+    rows
+}
+
 /// Event ids in every Parquet file under `dir`.
 pub(crate) fn lake_event_ids(dir: &Path) -> Vec<String> {
     let mut ids = Vec::new();
