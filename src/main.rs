@@ -58,6 +58,9 @@ enum Command {
     Load(LoadArgs),
     /// Print the warehouse DDL (tables, loader ledger, GrowthBook views) for a dialect.
     Ddl(DdlArgs),
+    /// Load the rows of exposures_rejected again, once what refused them is fixed: rows
+    /// that load leave the table (each event at most once), the rest keep a fresh reason.
+    ReloadRejected(ReloadArgs),
     /// Show where the pipeline stands: events waiting for the sink, files waiting for
     /// the loader, warehouse rows and freshness, and quarantined files with reasons.
     Status(loader::status::StatusConfig),
@@ -125,6 +128,16 @@ struct LoadArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("warehouse", |arg| arg.required(true)))]
+struct ReloadArgs {
+    #[command(flatten)]
+    warehouse: loader::load::WarehouseArgs,
+
+    #[command(flatten)]
+    redshift: loader::load::RedshiftArgs,
+}
+
+#[derive(Debug, clap::Args)]
 struct DdlArgs {
     /// SQL dialect: redshift or postgres.
     #[arg(long, env = "EXPOSURES_DIALECT", default_value = "redshift")]
@@ -170,6 +183,14 @@ fn main() -> Result<()> {
             Command::Load(args) => run_load(args).await,
             Command::Ddl(args) => {
                 print!("{}", schemas::ddl::script(args.dialect, &args.schema));
+                Ok(())
+            }
+            Command::ReloadRejected(args) => {
+                let report = loader::load::reload_rejected(&args.warehouse, &args.redshift).await?;
+                println!(
+                    "reloaded {} rows from {}.exposures_rejected; {} refused again (their reasons are updated)",
+                    report.reloaded, args.warehouse.schema, report.still_refused
+                );
                 Ok(())
             }
             Command::Status(config) => {

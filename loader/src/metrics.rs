@@ -28,6 +28,8 @@ pub const LOAD_PENDING_FILES: &str = "exposures_load_pending_files";
 pub const LOAD_BATCH_DURATION: &str = "exposures_load_batch_duration_seconds";
 /// Counter: rows inserted into the warehouse.
 pub const LOAD_ROWS_LOADED: &str = "exposures_load_rows_loaded_total";
+/// Counter: rows the warehouse refused, moved to `exposures_rejected`.
+pub const LOAD_ROWS_REJECTED: &str = "exposures_load_rows_rejected_total";
 /// Counter of files by `outcome` = `loaded` | `already_loaded` | `quarantined`.
 pub const LOAD_FILES: &str = "exposures_load_files_total";
 /// Counter: failed batch attempts (each retried).
@@ -42,7 +44,8 @@ pub const LOAD_INVALID_RECORDS: &str = "exposures_load_invalid_records_total";
 pub const LOAD_FRESHNESS: &str = "exposures_load_freshness_seconds";
 
 /// Every metric this crate exports (checked against `infra/` by the tests).
-pub const ALL: [&str; 19] = [
+pub const ALL: [&str; 20] = [
+    LOAD_ROWS_REJECTED,
     LOAD_DATA_ERRORS,
     LOAD_PENDING_FILES,
     LOAD_BATCH_DURATION,

@@ -93,10 +93,14 @@ impl GroupLag {
 pub struct WarehouseStatus {
     pub rows: i64,
     pub newest_exposed_at: Option<DateTime<Utc>>,
-    /// Ledger: files and rows by status.
-    pub ledger: Vec<(String, i64, i64)>,
+    /// Ledger: files, rows loaded and rows rejected, by status.
+    pub ledger: Vec<(String, i64, i64, i64)>,
     /// (object key, when, reason), newest first.
     pub quarantined: Vec<(String, String, String)>,
+    /// Rows in `exposures_rejected`.
+    pub rejected_rows: i64,
+    /// (event id, object key, Kafka partition/offset, when, reason), newest first.
+    pub rejected: Vec<[String; 5]>,
 }
 
 #[derive(Debug)]
@@ -219,13 +223,35 @@ async fn warehouse_status(
     }
     for row in warehouse
         .query_text(&format!(
-            "SELECT status, COUNT(*), COALESCE(SUM(rows_loaded), 0) FROM {schema}.exposures_loads \
+            "SELECT status, COUNT(*), COALESCE(SUM(rows_loaded), 0), COALESCE(SUM(rows_rejected), 0) \
+             FROM {schema}.exposures_loads \
              GROUP BY status ORDER BY status"
         ))
         .await?
     {
         let name = row.first().cloned().flatten().unwrap_or_default();
-        status.ledger.push((name, number(row.get(1)), number(row.get(2))));
+        status
+            .ledger
+            .push((name, number(row.get(1)), number(row.get(2)), number(row.get(3))));
+    }
+    if let Some(row) = warehouse
+        .query_text(&format!("SELECT COUNT(*) FROM {schema}.exposures_rejected"))
+        .await?
+        .first()
+    {
+        status.rejected_rows = number(row.first());
+    }
+    for row in warehouse
+        .query_text(&format!(
+            "SELECT event_id, object_key, kafka_partition || '/' || kafka_offset, rejected_at, reason \
+             FROM {schema}.exposures_rejected ORDER BY rejected_at DESC LIMIT {QUARANTINE_LISTED}"
+        ))
+        .await?
+    {
+        let mut fields = row.into_iter().map(Option::unwrap_or_default);
+        status
+            .rejected
+            .push(std::array::from_fn(|_| fields.next().unwrap_or_default()));
     }
     for row in warehouse
         .query_text(&format!(
@@ -304,8 +330,13 @@ impl fmt::Display for Report {
                     "warehouse: {} rows in {}.exposures, {freshness}",
                     w.rows, self.schema
                 )?;
-                for (status, files, rows) in &w.ledger {
-                    writeln!(f, "  files {status}: {files} ({rows} rows)")?;
+                for (status, files, rows, rejected) in &w.ledger {
+                    let rejected = if *rejected > 0 {
+                        format!(", {rejected} rows rejected")
+                    } else {
+                        String::new()
+                    };
+                    writeln!(f, "  files {status}: {files} ({rows} rows{rejected})")?;
                 }
                 if !w.quarantined.is_empty() {
                     writeln!(
@@ -314,6 +345,19 @@ impl fmt::Display for Report {
                     )?;
                     for (key, when, reason) in &w.quarantined {
                         writeln!(f, "    {key}  at {when}\n      {reason}")?;
+                    }
+                }
+                if w.rejected_rows > 0 {
+                    writeln!(
+                        f,
+                        "  rejected rows: {} (in exposures_rejected; fix the cause, then `exposures reload-rejected`):",
+                        w.rejected_rows
+                    )?;
+                    for [event_id, key, position, when, reason] in &w.rejected {
+                        writeln!(
+                            f,
+                            "    event {event_id}  {key} @ {position}  at {when}\n      {reason}"
+                        )?;
                     }
                 }
                 Ok(())

@@ -7,8 +7,10 @@ use crate::columns::{ColumnType, COLUMNS};
 use crate::ddl::Dialect;
 
 /// The ledger `exposures_loads`, in column order, as `(name, type per dialect)`:
-/// one row per lake object loaded or quarantined.
-pub const LEDGER_COLUMNS: [(&str, LedgerType); 9] = [
+/// one row per lake object loaded or quarantined. A file's rows add up:
+/// `rows_in_file = rows_loaded + rows_rejected + rows already in the table` (duplicates),
+/// and a quarantined file has `rows_loaded = 0`.
+pub const LEDGER_COLUMNS: [(&str, LedgerType); 10] = [
     ("object_key", LedgerType::Text),
     ("etag", LedgerType::Text),
     ("size_bytes", LedgerType::Count),
@@ -18,6 +20,8 @@ pub const LEDGER_COLUMNS: [(&str, LedgerType); 9] = [
     ("status", LedgerType::Text),
     ("reason", LedgerType::Reason),
     ("loaded_at", LedgerType::Time),
+    // Added after the first release: last, so `ALTER TABLE … ADD COLUMN` reproduces it.
+    ("rows_rejected", LedgerType::Count),
 ];
 
 /// Longest `reason` kept in the ledger, in bytes (Redshift `VARCHAR(1024)` counts bytes;
@@ -59,6 +63,8 @@ pub struct LedgerRow<'a> {
     pub size_bytes: u64,
     pub rows_in_file: u64,
     pub rows_loaded: u64,
+    /// Rows the warehouse refused, now in `exposures_rejected`.
+    pub rows_rejected: u64,
     pub batch_id: &'a str,
     /// `loaded` or `quarantined`.
     pub status: &'a str,
@@ -80,7 +86,7 @@ pub fn insert_ledger_row(dialect: Dialect, schema: &str, row: &LedgerRow<'_>) ->
         literal(dialect, truncate_utf8(reason, MAX_REASON_BYTES))
     });
     format!(
-        "INSERT INTO {schema}.exposures_loads ({}) VALUES ({}, {}, {}, {}, {}, {}, {}, {reason}, {})",
+        "INSERT INTO {schema}.exposures_loads ({}) VALUES ({}, {}, {}, {}, {}, {}, {}, {reason}, {}, {})",
         ledger_column_list(),
         literal(dialect, row.object_key),
         literal(dialect, row.etag),
@@ -90,17 +96,109 @@ pub fn insert_ledger_row(dialect: Dialect, schema: &str, row: &LedgerRow<'_>) ->
         literal(dialect, row.batch_id),
         literal(dialect, row.status),
         now(dialect),
+        row.rows_rejected,
     )
 }
 
 /// `INSERT INTO {schema}.exposures_loads (…) SELECT …` from a query that yields the
-/// first eight columns in order (Redshift records a whole batch's rows at once).
+/// first eight columns in order (Redshift records a whole batch's rows at once); the
+/// rows have none rejected.
 pub fn insert_ledger_rows_from(dialect: Dialect, schema: &str, select_without_time: &str) -> String {
     format!(
-        "INSERT INTO {schema}.exposures_loads ({}) SELECT *, {} FROM ({select_without_time}) ledger_rows",
+        "INSERT INTO {schema}.exposures_loads ({}) SELECT *, {}, 0 FROM ({select_without_time}) ledger_rows",
         ledger_column_list(),
         now(dialect)
     )
+}
+
+/// Brings a ledger created by an earlier release up to [`LEDGER_COLUMNS`], given the
+/// columns it has.
+pub fn ledger_migrations(schema: &str, existing: &[String]) -> Vec<String> {
+    if existing.is_empty() || existing.iter().any(|c| c == "rows_rejected") {
+        return Vec::new();
+    }
+    vec![format!(
+        "ALTER TABLE {schema}.exposures_loads ADD COLUMN rows_rejected BIGINT NOT NULL DEFAULT 0"
+    )]
+}
+
+/// The dead-letter table `exposures_rejected`: rows of lake files the warehouse refused,
+/// one per row, with the row as JSON text (NUL and every other character escaped, so
+/// the text itself is always storable) and the warehouse's reason.
+pub const REJECTED_COLUMNS: [(&str, RejectedType); 7] = [
+    ("event_id", RejectedType::Text),
+    ("object_key", RejectedType::Text),
+    ("kafka_partition", RejectedType::Int),
+    ("kafka_offset", RejectedType::Long),
+    ("raw_row", RejectedType::Document),
+    ("reason", RejectedType::Text),
+    ("rejected_at", RejectedType::Time),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectedType {
+    Text,
+    Int,
+    Long,
+    Document,
+    Time,
+}
+
+impl RejectedType {
+    pub fn sql(self, dialect: Dialect) -> &'static str {
+        match (self, dialect) {
+            (RejectedType::Text, Dialect::Redshift) => "VARCHAR(1024)",
+            (RejectedType::Text | RejectedType::Document, Dialect::Postgres) => "TEXT",
+            (RejectedType::Int, _) => "INTEGER NOT NULL",
+            (RejectedType::Long, _) => "BIGINT NOT NULL",
+            (RejectedType::Document, Dialect::Redshift) => "VARCHAR(65535)",
+            (RejectedType::Time, Dialect::Redshift) => "TIMESTAMP NOT NULL",
+            (RejectedType::Time, Dialect::Postgres) => "TIMESTAMPTZ NOT NULL",
+        }
+    }
+}
+
+/// One refused row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedRow {
+    pub event_id: Option<String>,
+    pub object_key: String,
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+    pub raw_row: String,
+    pub reason: String,
+}
+
+/// `INSERT INTO {schema}.exposures_rejected … VALUES …` for `rows` (at least one).
+pub fn insert_rejected_rows(dialect: Dialect, schema: &str, rows: &[RejectedRow]) -> String {
+    let columns: Vec<&str> = REJECTED_COLUMNS.iter().map(|(name, _)| *name).collect();
+    let values: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            let event_id = row.event_id.as_deref().map_or("NULL".to_owned(), |id| {
+                literal(dialect, truncate_utf8(&storable(id), MAX_REASON_BYTES))
+            });
+            format!(
+                "({event_id}, {}, {}, {}, {}, {}, {})",
+                literal(dialect, &storable(&row.object_key)),
+                row.kafka_partition,
+                row.kafka_offset,
+                literal(dialect, truncate_utf8(&row.raw_row, 65_535)),
+                literal(dialect, truncate_utf8(&storable(&row.reason), MAX_REASON_BYTES)),
+                now(dialect)
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO {schema}.exposures_rejected ({}) VALUES {}",
+        columns.join(", "),
+        values.join(", ")
+    )
+}
+
+/// `text` with NUL (which no warehouse text type holds) shown as U+FFFD.
+pub fn storable(text: &str) -> String {
+    text.replace('\0', "\u{fffd}")
 }
 
 /// The (object_key, etag) pairs among `keys` that the ledger holds as loaded.
@@ -170,6 +268,7 @@ mod tests {
             size_bytes: 4096,
             rows_in_file: 50,
             rows_loaded: 0,
+            rows_rejected: 0,
             batch_id: "b1",
             status: "quarantined",
             reason: Some(r"it's not Parquet: C:\x"),
@@ -181,14 +280,14 @@ mod tests {
         assert_eq!(
             insert_ledger_row(Dialect::Redshift, "analytics", &quarantined()),
             "INSERT INTO analytics.exposures_loads (object_key, etag, size_bytes, rows_in_file, rows_loaded, \
-             batch_id, status, reason, loaded_at) VALUES ('exposures/v1/dt=2026-11-25/hour=10/p003-00000000000000000100.parquet', \
-             '\"abc\"', 4096, 50, 0, 'b1', 'quarantined', 'it''s not Parquet: C:\\\\x', GETDATE())"
+             batch_id, status, reason, loaded_at, rows_rejected) VALUES ('exposures/v1/dt=2026-11-25/hour=10/p003-00000000000000000100.parquet', \
+             '\"abc\"', 4096, 50, 0, 'b1', 'quarantined', 'it''s not Parquet: C:\\\\x', GETDATE(), 0)"
         );
         assert_eq!(
             insert_ledger_row(Dialect::Postgres, "public", &quarantined()),
             "INSERT INTO public.exposures_loads (object_key, etag, size_bytes, rows_in_file, rows_loaded, \
-             batch_id, status, reason, loaded_at) VALUES ('exposures/v1/dt=2026-11-25/hour=10/p003-00000000000000000100.parquet', \
-             '\"abc\"', 4096, 50, 0, 'b1', 'quarantined', E'it''s not Parquet: C:\\\\x', now())"
+             batch_id, status, reason, loaded_at, rows_rejected) VALUES ('exposures/v1/dt=2026-11-25/hour=10/p003-00000000000000000100.parquet', \
+             '\"abc\"', 4096, 50, 0, 'b1', 'quarantined', E'it''s not Parquet: C:\\\\x', now(), 0)"
         );
     }
 
@@ -201,7 +300,7 @@ mod tests {
         assert_eq!(
             insert_ledger_rows_from(Dialect::Redshift, "analytics", "SELECT 1"),
             "INSERT INTO analytics.exposures_loads (object_key, etag, size_bytes, rows_in_file, rows_loaded, \
-             batch_id, status, reason, loaded_at) SELECT *, GETDATE() FROM (SELECT 1) ledger_rows"
+             batch_id, status, reason, loaded_at, rows_rejected) SELECT *, GETDATE(), 0 FROM (SELECT 1) ledger_rows"
         );
     }
 
@@ -228,6 +327,33 @@ mod tests {
         assert_eq!(
             exposure_column_list().split(", ").count(),
             postgres.split(", ").count()
+        );
+    }
+
+    #[test]
+    fn rejected_rows_snapshot_and_nul_is_never_written() {
+        let row = RejectedRow {
+            event_id: Some("ev\01".into()),
+            object_key: "k".into(),
+            kafka_partition: 2,
+            kafka_offset: 77,
+            raw_row: r#"{"experiment_id":"a\u0000b"}"#.into(),
+            reason: "invalid byte sequence for encoding \"UTF8\": 0x00".into(),
+        };
+        assert_eq!(
+            insert_rejected_rows(Dialect::Postgres, "public", &[row]),
+            "INSERT INTO public.exposures_rejected (event_id, object_key, kafka_partition, kafka_offset, raw_row, \
+             reason, rejected_at) VALUES ('ev\u{fffd}1', 'k', 2, 77, E'{\"experiment_id\":\"a\\\\u0000b\"}', \
+             'invalid byte sequence for encoding \"UTF8\": 0x00', now())"
+        );
+        assert_eq!(
+            ledger_migrations("s", &["object_key".into(), "loaded_at".into()]),
+            ["ALTER TABLE s.exposures_loads ADD COLUMN rows_rejected BIGINT NOT NULL DEFAULT 0"]
+        );
+        assert!(ledger_migrations("s", &["rows_rejected".into()]).is_empty());
+        assert!(
+            ledger_migrations("s", &[]).is_empty(),
+            "a new table is created whole"
         );
     }
 

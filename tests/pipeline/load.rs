@@ -371,3 +371,126 @@ async fn outage_and_a_killed_loader(kind: Kind) {
 fn load_failures() -> f64 {
     metric_value("exposures_load_failures_total")
 }
+
+/// A row PostgreSQL refuses (NUL in text), produced straight to the topic as another
+/// producer might, among 10,000 good rows of one partition: the good rows all load, the
+/// poison row alone is dead-lettered with its reason, `status` lists it, the ledger's
+/// counts add up, and once fixed it reloads exactly once.
+#[tokio::test]
+async fn a_poison_row_is_dead_lettered_alone_and_reloads_once_fixed() {
+    let side = Lakeside::new().await;
+    let warehouse = Warehouse::start(Kind::Postgres, &side).await;
+    let mut events = exposures(10_000, "poison");
+    for event in &mut events {
+        event.ds_user_id = Some("one-user".into()); // one partition
+    }
+    let mut poison = events[5_000].clone();
+    poison.event_id = uuid::Uuid::now_v7().to_string();
+    poison.experiment_id = "checkout\u{0}button".into();
+    events.insert(5_000, poison.clone());
+    let files = sink_into_lake(&side, &events).await;
+    assert!(files.len() > 1, "{} files", files.len());
+    let good: Vec<schemas::Exposure> = events
+        .iter()
+        .filter(|e| e.event_id != poison.event_id)
+        .cloned()
+        .collect();
+
+    let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
+    wait_rows(&warehouse.pg, good.len() as i64).await;
+    let client = warehouse.pg.client().await;
+    let rejected_count =
+        || async { count(&client, "SELECT count(*) FROM analytics.exposures_rejected").await };
+    let deadline = Instant::now() + DEADLINE;
+    while rejected_count().await < 1 {
+        assert!(Instant::now() < deadline, "the poison row was not dead-lettered");
+        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
+    }
+    stop.cancel();
+    task.await.expect("loader task").expect("loader");
+    assert_warehouse_exact(&warehouse.pg, &good).await;
+
+    let rejected = client
+        .query_one(
+            "SELECT event_id, kafka_partition, kafka_offset, raw_row, reason, object_key FROM analytics.exposures_rejected",
+            &[],
+        )
+        .await
+        .expect("the rejected row");
+    let (event_id, raw_row, reason, object_key): (String, String, String, String) =
+        (rejected.get(0), rejected.get(3), rejected.get(4), rejected.get(5));
+    assert_eq!(event_id, poison.event_id);
+    assert!(rejected.get::<_, i64>(2) >= 0);
+    assert!(raw_row.contains(r"checkout\u0000button"), "{raw_row}");
+    assert!(reason.contains("0x00"), "{reason}");
+    let ledger = client
+        .query_one(
+            "SELECT rows_in_file, rows_loaded, rows_rejected, status FROM analytics.exposures_loads WHERE object_key = $1",
+            &[&object_key],
+        )
+        .await
+        .expect("the poison file's ledger row");
+    let (in_file, loaded, refused, status): (i64, i64, i64, String) =
+        (ledger.get(0), ledger.get(1), ledger.get(2), ledger.get(3));
+    assert_eq!((status.as_str(), refused), ("loaded", 1));
+    assert_eq!(in_file, loaded + refused, "the file's rows add up");
+    assert_eq!(
+        count(
+            &client,
+            "SELECT COALESCE(SUM(rows_loaded), 0)::bigint FROM analytics.exposures_loads"
+        )
+        .await,
+        good.len() as i64
+    );
+
+    let (warehouse_flags, redshift) = warehouse_args(&warehouse);
+    let status = loader::status::gather(&loader::status::StatusConfig {
+        kafka: stage::KafkaArgs::plaintext(side.kafka.brokers()),
+        topic: side.kafka.topic.clone(),
+        sink_group: "sink".into(),
+        files_topic: side.files_topic.clone(),
+        load_group: "load".into(),
+        warehouse: warehouse_flags.clone(),
+        redshift: redshift.clone(),
+        timeout: Duration::from_secs(10),
+    })
+    .await
+    .to_string();
+    assert!(status.contains("rejected rows: 1"), "{status}");
+    assert!(status.contains(&poison.event_id), "{status}");
+
+    // Reloading before a fix changes nothing; after one, the row loads once.
+    let again = loader::load::reload_rejected(&warehouse_flags, &redshift)
+        .await
+        .expect("reload");
+    assert_eq!((again.reloaded, again.still_refused), (0, 1));
+    client
+        .execute(
+            r"UPDATE analytics.exposures_rejected SET raw_row = replace(raw_row, '\u0000', '-')",
+            &[],
+        )
+        .await
+        .expect("fix");
+    let fixed = loader::load::reload_rejected(&warehouse_flags, &redshift)
+        .await
+        .expect("reload");
+    assert_eq!((fixed.reloaded, fixed.still_refused), (1, 0));
+    let after = loader::load::reload_rejected(&warehouse_flags, &redshift)
+        .await
+        .expect("reload");
+    assert_eq!((after.reloaded, after.still_refused), (0, 0));
+    assert_eq!(rejected_count().await, 0);
+    let reloaded: String = client
+        .query_one(
+            "SELECT experiment_id FROM analytics.exposures WHERE event_id = $1",
+            &[&poison.event_id],
+        )
+        .await
+        .expect("the reloaded row, once")
+        .get(0);
+    assert_eq!(reloaded, "checkout-button");
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM analytics.exposures").await,
+        good.len() as i64 + 1
+    );
+}

@@ -14,9 +14,11 @@
 //! `event_id` is new. Repeat exposures of a user are distinct events with distinct ids
 //! and are all kept, as GrowthBook wants one row per view.
 //!
-//! **Failures.** A poison file (unreadable, or rows the warehouse rejects as data) is
-//! quarantined — ledger status `quarantined` with the reason, a metric, a log line — and
-//! the rest of its batch loads; it is never retried. A warehouse or lake outage fails
+//! **Failures.** Rows the warehouse refuses as data go, one by one, to the dead-letter
+//! table `exposures_rejected` while the rest of their file loads (PostgreSQL; Redshift
+//! still quarantines the file). A file that cannot be read is quarantined whole —
+//! ledger status `quarantined` with the reason, a metric, a log line — and the rest of
+//! its batch loads; it is never retried. A warehouse or lake outage fails
 //! the batch as a whole; it is retried with backoff until it succeeds.
 //!
 //! Warehouses: Redshift through the Data API ([`redshift`]; poison files are found by
@@ -190,9 +192,15 @@ fn require_columns(schema: &str, found: Vec<String>, expected: Vec<String>) -> R
 /// What happened to one file of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileOutcome {
-    Loaded { rows: u64 },
+    /// `rows` inserted; `rejected` refused by the warehouse, now in `exposures_rejected`.
+    Loaded {
+        rows: u64,
+        rejected: u64,
+    },
     AlreadyLoaded,
-    Quarantined { reason: String },
+    Quarantined {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -413,6 +421,25 @@ pub async fn run(config: LoadConfig, shutdown: Shutdown) -> Result<(), LoadError
     }
 }
 
+/// `exposures reload-rejected`: tries the rows of `exposures_rejected` again (see
+/// [`postgres::Postgres::reload_rejected`]).
+pub async fn reload_rejected(
+    warehouse: &WarehouseArgs,
+    redshift: &RedshiftArgs,
+) -> Result<postgres::ReloadReport, LoadError> {
+    match Warehouse::connect(warehouse, redshift).await? {
+        Warehouse::Postgres(mut postgres) => {
+            postgres.ensure_objects().await?;
+            postgres.reload_rejected().await
+        }
+        Warehouse::Redshift(_) => Err(LoadError::DataApi(
+            "reload-rejected runs on PostgreSQL: the Redshift loader quarantines whole files \
+             (see exposures_loads) and writes no rows to exposures_rejected"
+                .into(),
+        )),
+    }
+}
+
 /// Connects and prepares the warehouse, waiting (with backoff) while it is unreachable;
 /// `None` if shutdown comes first. A table with the wrong columns is an error at once:
 /// waiting will not fix it.
@@ -450,9 +477,13 @@ fn record(report: &BatchReport, took: Duration) {
     metrics::histogram!(m::LOAD_BATCH_DURATION).record(took.as_secs_f64());
     for (key, outcome) in &report.outcomes {
         match outcome {
-            FileOutcome::Loaded { rows } => {
+            FileOutcome::Loaded { rows, rejected } => {
                 metrics::counter!(m::LOAD_ROWS_LOADED).increment(*rows);
                 metrics::counter!(m::LOAD_FILES, "outcome" => "loaded").increment(1);
+                if *rejected > 0 {
+                    tracing::error!(%key, rejected, "rows refused by the warehouse; see exposures_rejected");
+                    metrics::counter!(m::LOAD_ROWS_REJECTED).increment(*rejected);
+                }
             }
             FileOutcome::AlreadyLoaded => {
                 metrics::counter!(m::LOAD_FILES, "outcome" => "already_loaded").increment(1);

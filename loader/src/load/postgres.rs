@@ -4,11 +4,17 @@
 //!
 //! Per file, inside the batch transaction and a savepoint:
 //! ledger says (key, etag) is loaded → skip; else stage the rows → insert the new ones →
-//! ledger row `loaded`. A file that is not readable Parquet, or whose rows the database
-//! rejects as data (SQLSTATE classes 22 and 23), is rolled back to its savepoint and
-//! recorded as `quarantined` with the reason: the rest of the batch still loads, and the
-//! poison file is never retried. Anything else (connection lost, lake unreachable) fails
-//! the whole batch, which the caller retries; nothing of it was committed.
+//! ledger row `loaded`.
+//!
+//! **Row-level quarantine.** When the database refuses the file's rows as data
+//! (SQLSTATE classes 22 and 23: a NUL in text, JSON jsonb cannot hold, …), the file is
+//! rolled back to its savepoint and loaded again one row at a time, each row in a
+//! savepoint of its own: the good rows load, and each refused row goes to
+//! `exposures_rejected` with its Kafka position, the row as JSON text and the database's
+//! reason. The ledger records `rows_loaded` and `rows_rejected` for the file. Only a
+//! file that is not readable Parquet is quarantined whole (`rows_loaded = 0`). Anything
+//! else (connection lost, lake unreachable) fails the whole batch, which the caller
+//! retries; nothing of it was committed.
 
 use std::pin::pin;
 
@@ -19,7 +25,7 @@ use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use schemas::ddl::{self, Dialect};
-use schemas::ledger::{self, LedgerRow};
+use schemas::ledger::{self, LedgerRow, RejectedRow};
 use schemas::{ColumnType, COLUMNS};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
@@ -33,10 +39,12 @@ pub struct Postgres {
     schema: String,
 }
 
-/// Why one file could not be loaded.
+/// Why one file (or row) could not be loaded.
 enum FileFailure {
-    /// The file is bad (unreadable Parquet, rows the database rejects): quarantine it.
-    Poison(String),
+    /// Not readable Parquet: quarantine the file.
+    Unreadable(String),
+    /// The database refused rows as data: load the file row by row.
+    Refused(String),
     /// The database or connection failed: retry the batch.
     Transient(tokio_postgres::Error),
 }
@@ -47,10 +55,23 @@ impl From<tokio_postgres::Error> for FileFailure {
             .code()
             .is_some_and(|code| code.code().starts_with("22") || code.code().starts_with("23"));
         if data_error {
-            FileFailure::Poison(error.to_string())
+            FileFailure::Refused(with_detail(&error))
         } else {
             FileFailure::Transient(error)
         }
+    }
+}
+
+/// The server's message (tokio-postgres's `Display` says only "db error").
+fn with_detail(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!(
+            "{}: {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            db.code().code()
+        ),
+        None => error.to_string(),
     }
 }
 
@@ -92,6 +113,24 @@ impl Postgres {
             .batch_execute(&ddl::script(Dialect::Postgres, &self.schema))
             .await
             .map_err(LoadError::Warehouse)?;
+        let ledger_columns: Vec<String> = self
+            .client
+            .query(
+                "SELECT column_name::text FROM information_schema.columns \
+                 WHERE table_schema = $1 AND table_name = 'exposures_loads'",
+                &[&self.schema],
+            )
+            .await
+            .map_err(LoadError::Warehouse)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        for migration in ledger::ledger_migrations(&self.schema, &ledger_columns) {
+            self.client
+                .batch_execute(&migration)
+                .await
+                .map_err(LoadError::Warehouse)?;
+        }
         let rows = self
             .client
             .query(
@@ -175,20 +214,52 @@ impl Postgres {
                 .savepoint("file")
                 .await
                 .map_err(LoadError::Warehouse)?;
-            let outcome = match load_file(&savepoint, &schema, body).await {
+            let outcome = match load_file(&savepoint, &schema, body.clone()).await {
                 Ok(rows) => {
                     savepoint.commit().await.map_err(LoadError::Warehouse)?;
-                    FileOutcome::Loaded { rows }
+                    FileOutcome::Loaded { rows, rejected: 0 }
                 }
-                Err(FileFailure::Poison(reason)) => {
+                Err(FileFailure::Unreadable(reason)) => {
                     savepoint.rollback().await.map_err(LoadError::Warehouse)?;
                     FileOutcome::Quarantined { reason }
                 }
+                Err(FileFailure::Refused(reason)) => {
+                    savepoint.rollback().await.map_err(LoadError::Warehouse)?;
+                    tracing::warn!(key = %file.key, %reason, "file refused; loading it row by row");
+                    let mut savepoint = transaction
+                        .savepoint("file_rows")
+                        .await
+                        .map_err(LoadError::Warehouse)?;
+                    match load_rows_one_by_one(&mut savepoint, &schema, &file.key, body).await {
+                        Ok((rows, rejected)) => {
+                            if !rejected.is_empty() {
+                                savepoint
+                                    .batch_execute(&ledger::insert_rejected_rows(
+                                        Dialect::Postgres,
+                                        &schema,
+                                        &rejected,
+                                    ))
+                                    .await
+                                    .map_err(LoadError::Warehouse)?;
+                            }
+                            savepoint.commit().await.map_err(LoadError::Warehouse)?;
+                            FileOutcome::Loaded {
+                                rows,
+                                rejected: rejected.len() as u64,
+                            }
+                        }
+                        Err(FileFailure::Unreadable(reason) | FileFailure::Refused(reason)) => {
+                            savepoint.rollback().await.map_err(LoadError::Warehouse)?;
+                            FileOutcome::Quarantined { reason }
+                        }
+                        Err(FileFailure::Transient(error)) => return Err(LoadError::Warehouse(error)),
+                    }
+                }
                 Err(FileFailure::Transient(error)) => return Err(LoadError::Warehouse(error)),
             };
-            let (status, rows_loaded, reason) = match &outcome {
-                FileOutcome::Loaded { rows } => ("loaded", *rows, None),
-                FileOutcome::Quarantined { reason } => ("quarantined", 0, Some(reason.as_str())),
+            let (status, rows_loaded, rows_rejected, reason) = match &outcome {
+                FileOutcome::Loaded { rows, rejected } => ("loaded", *rows, *rejected, None),
+                FileOutcome::Quarantined { reason } => ("quarantined", 0, 0, Some(reason.as_str())),
                 FileOutcome::AlreadyLoaded => continue,
             };
             let row = LedgerRow {
@@ -197,6 +268,7 @@ impl Postgres {
                 size_bytes: file.size,
                 rows_in_file: file.rows,
                 rows_loaded,
+                rows_rejected,
                 batch_id,
                 status,
                 reason,
@@ -217,12 +289,160 @@ impl Postgres {
     }
 }
 
+/// What `exposures reload-rejected` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Rows now in `exposures` (or already there: the event_id was loaded since).
+    pub reloaded: u64,
+    /// Rows refused again; their reason is updated.
+    pub still_refused: u64,
+}
+
+impl Postgres {
+    /// Tries every row of `exposures_rejected` again, in one transaction: a row that
+    /// loads (or whose event_id is already loaded) leaves the table, one refused again
+    /// keeps its place with the new reason. Run it after fixing what refused them.
+    pub async fn reload_rejected(&mut self) -> Result<ReloadReport, LoadError> {
+        let schema = self.schema.clone();
+        let mut transaction = self.client.transaction().await.map_err(LoadError::Warehouse)?;
+        let rows = transaction
+            .query(
+                &format!(
+                    "SELECT kafka_partition, kafka_offset, object_key, raw_row FROM {schema}.exposures_rejected \
+                     ORDER BY rejected_at, kafka_partition, kafka_offset"
+                ),
+                &[],
+            )
+            .await
+            .map_err(LoadError::Warehouse)?;
+        let insert = prepare_row_insert(&transaction, &schema)
+            .await
+            .map_err(LoadError::Warehouse)?;
+        let forget = format!(
+            "DELETE FROM {schema}.exposures_rejected WHERE kafka_partition = $1 AND kafka_offset = $2 AND object_key = $3"
+        );
+        let remember = format!(
+            "UPDATE {schema}.exposures_rejected SET reason = $4, rejected_at = now() \
+             WHERE kafka_partition = $1 AND kafka_offset = $2 AND object_key = $3"
+        );
+        let mut report = ReloadReport::default();
+        for row in rows {
+            let (partition, offset, key, raw): (i32, i64, Option<String>, Option<String>) =
+                (row.get(0), row.get(1), row.get(2), row.get(3));
+            let values = raw
+                .as_deref()
+                .ok_or_else(|| "the row has no raw_row".to_owned())
+                .and_then(values_from_json);
+            let savepoint = transaction.savepoint("row").await.map_err(LoadError::Warehouse)?;
+            let outcome = match &values {
+                Ok(values) => savepoint
+                    .execute(&insert, &as_params(values))
+                    .await
+                    .map(|_| ())
+                    .map_err(FileFailure::from),
+                Err(reason) => Err(FileFailure::Refused(reason.clone())),
+            };
+            match outcome {
+                Ok(()) => {
+                    savepoint
+                        .execute(&forget, &[&partition, &offset, &key])
+                        .await
+                        .map_err(LoadError::Warehouse)?;
+                    savepoint.commit().await.map_err(LoadError::Warehouse)?;
+                    report.reloaded += 1;
+                }
+                Err(FileFailure::Refused(reason) | FileFailure::Unreadable(reason)) => {
+                    savepoint.rollback().await.map_err(LoadError::Warehouse)?;
+                    transaction
+                        .execute(
+                            &remember,
+                            &[&partition, &offset, &key, &ledger::storable(&reason)],
+                        )
+                        .await
+                        .map_err(LoadError::Warehouse)?;
+                    report.still_refused += 1;
+                }
+                Err(FileFailure::Transient(error)) => return Err(LoadError::Warehouse(error)),
+            }
+        }
+        transaction.commit().await.map_err(LoadError::Warehouse)?;
+        Ok(report)
+    }
+}
+
+/// `INSERT INTO exposures … VALUES ($1, …) ON CONFLICT (event_id) DO NOTHING`, typed as
+/// [`BatchColumns::row`] binds them.
+async fn prepare_row_insert(
+    client: &Transaction<'_>,
+    schema: &str,
+) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+    let placeholders: Vec<String> = COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(index, column)| match column.kind {
+            ColumnType::Json => ledger::json_cast(Dialect::Postgres, &format!("${}", index + 1)),
+            _ => format!("${}", index + 1),
+        })
+        .collect();
+    let types: Vec<Type> = COLUMNS.iter().map(|c| stage_type(c.kind)).collect();
+    client
+        .prepare_typed(
+            &format!(
+                "INSERT INTO {schema}.exposures ({}) VALUES ({}) ON CONFLICT (event_id) DO NOTHING",
+                ledger::exposure_column_list(),
+                placeholders.join(", ")
+            ),
+            &types,
+        )
+        .await
+}
+
+/// A refused row's JSON text (as [`BatchColumns::rejected`] wrote it) → its values.
+fn values_from_json(raw: &str) -> Result<Vec<Box<dyn ToSql + Sync + Send>>, String> {
+    let fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(raw).map_err(|e| format!("raw_row is not a JSON object: {e}"))?;
+    COLUMNS
+        .iter()
+        .map(|column| -> Result<Box<dyn ToSql + Sync + Send>, String> {
+            let value = fields.get(column.name).unwrap_or(&serde_json::Value::Null);
+            let wrong = || format!("raw_row: {} is not a {:?}", column.name, column.kind);
+            if value.is_null() {
+                return Ok(match column.kind {
+                    ColumnType::Text(_) | ColumnType::Json => Box::new(None::<String>),
+                    ColumnType::Timestamp => Box::new(None::<DateTime<Utc>>),
+                    ColumnType::Boolean => Box::new(None::<bool>),
+                    ColumnType::Int32 => Box::new(None::<i32>),
+                    ColumnType::Int64 => Box::new(None::<i64>),
+                });
+            }
+            Ok(match column.kind {
+                ColumnType::Text(_) | ColumnType::Json => {
+                    Box::new(value.as_str().ok_or_else(wrong)?.to_owned())
+                }
+                ColumnType::Timestamp => Box::new(
+                    value
+                        .as_str()
+                        .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+                        .map(|at| at.with_timezone(&Utc))
+                        .ok_or_else(wrong)?,
+                ),
+                ColumnType::Boolean => Box::new(value.as_bool().ok_or_else(wrong)?),
+                ColumnType::Int32 => Box::new(
+                    value
+                        .as_i64()
+                        .and_then(|n| i32::try_from(n).ok())
+                        .ok_or_else(wrong)?,
+                ),
+                ColumnType::Int64 => Box::new(value.as_i64().ok_or_else(wrong)?),
+            })
+        })
+        .collect()
+}
+
 /// Stages one file's rows and inserts those whose `event_id` is new. Returns rows inserted.
 async fn load_file(client: &Transaction<'_>, schema: &str, body: Bytes) -> Result<u64, FileFailure> {
     client.batch_execute("TRUNCATE exposures_stage").await?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(body)
-        .and_then(|builder| builder.build())
-        .map_err(|e| FileFailure::Poison(format!("not readable Parquet: {e}")))?;
+    let reader = parquet_rows(body)?;
     let types: Vec<Type> = COLUMNS.iter().map(|c| stage_type(c.kind)).collect();
     let sink = client
         .copy_in(&format!(
@@ -232,13 +452,11 @@ async fn load_file(client: &Transaction<'_>, schema: &str, body: Bytes) -> Resul
         .await?;
     let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
     for batch in reader {
-        let batch = batch.map_err(|e| FileFailure::Poison(format!("corrupt Parquet data: {e}")))?;
+        let batch = batch.map_err(corrupt)?;
         let columns = BatchColumns::new(&batch)?;
         for row in 0..batch.num_rows() {
             let values = columns.row(row);
-            let refs: Vec<&(dyn ToSql + Sync)> =
-                values.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync)).collect();
-            writer.as_mut().write(&refs).await?;
+            writer.as_mut().write(&as_params(&values)).await?;
         }
     }
     writer.as_mut().finish().await?;
@@ -255,6 +473,54 @@ async fn load_file(client: &Transaction<'_>, schema: &str, body: Bytes) -> Resul
     Ok(inserted)
 }
 
+fn parquet_rows(body: Bytes) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader, FileFailure> {
+    ParquetRecordBatchReaderBuilder::try_new(body)
+        .and_then(|builder| builder.build())
+        .map_err(|e| FileFailure::Unreadable(format!("not readable Parquet: {e}")))
+}
+
+fn corrupt(error: arrow_schema::ArrowError) -> FileFailure {
+    FileFailure::Unreadable(format!("corrupt Parquet data: {error}"))
+}
+
+fn as_params<'a>(values: &'a [Box<dyn ToSql + Sync + Send + 'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    values.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync)).collect()
+}
+
+/// Inserts the file's rows one at a time, each in a savepoint: returns the rows
+/// inserted and the rows the database refused, with its reasons (module doc).
+async fn load_rows_one_by_one(
+    client: &mut Transaction<'_>,
+    schema: &str,
+    object_key: &str,
+    body: Bytes,
+) -> Result<(u64, Vec<RejectedRow>), FileFailure> {
+    let insert = prepare_row_insert(client, schema).await?;
+    let (mut inserted, mut rejected) = (0, Vec::new());
+    for batch in parquet_rows(body)? {
+        let batch = batch.map_err(corrupt)?;
+        let columns = BatchColumns::new(&batch)?;
+        for row in 0..batch.num_rows() {
+            let values = columns.row(row);
+            let savepoint = client.savepoint("row").await?;
+            match savepoint.execute(&insert, &as_params(&values)).await {
+                Ok(count) => {
+                    savepoint.commit().await?;
+                    inserted += count;
+                }
+                Err(error) => match FileFailure::from(error) {
+                    FileFailure::Refused(reason) => {
+                        savepoint.rollback().await?;
+                        rejected.push(columns.rejected(row, object_key, reason));
+                    }
+                    other => return Err(other),
+                },
+            }
+        }
+    }
+    Ok((inserted, rejected))
+}
+
 /// A record batch's columns, typed per [`COLUMNS`].
 struct BatchColumns<'a> {
     columns: Vec<(ColumnType, &'a dyn Array)>,
@@ -268,10 +534,53 @@ impl<'a> BatchColumns<'a> {
                 batch
                     .column_by_name(c.name)
                     .map(|array| (c.kind, array.as_ref()))
-                    .ok_or_else(|| FileFailure::Poison(format!("column {} is missing", c.name)))
+                    .ok_or_else(|| FileFailure::Unreadable(format!("column {} is missing", c.name)))
             })
             .collect::<Result<_, _>>()?;
         Ok(BatchColumns { columns })
+    }
+
+    /// Row `row` as refused: its id and Kafka position, and the whole row as JSON text
+    /// (JSON columns as the text they hold, so a row that is not valid JSON is kept too).
+    fn rejected(&self, row: usize, object_key: &str, reason: String) -> RejectedRow {
+        let mut fields = serde_json::Map::new();
+        for (column, (kind, array)) in COLUMNS.iter().zip(&self.columns) {
+            let value = if array.is_null(row) {
+                serde_json::Value::Null
+            } else {
+                match kind {
+                    ColumnType::Text(_) | ColumnType::Json => array
+                        .as_string_opt::<i32>()
+                        .map_or(serde_json::Value::Null, |values| values.value(row).into()),
+                    ColumnType::Timestamp => array
+                        .as_primitive_opt::<TimestampMicrosecondType>()
+                        .and_then(|values| Utc.timestamp_micros(values.value(row)).single())
+                        .map_or(serde_json::Value::Null, |at| {
+                            at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true).into()
+                        }),
+                    ColumnType::Boolean => array
+                        .as_boolean_opt()
+                        .map_or(serde_json::Value::Null, |values| values.value(row).into()),
+                    ColumnType::Int32 => array
+                        .as_primitive_opt::<Int32Type>()
+                        .map_or(serde_json::Value::Null, |values| values.value(row).into()),
+                    ColumnType::Int64 => array
+                        .as_primitive_opt::<Int64Type>()
+                        .map_or(serde_json::Value::Null, |values| values.value(row).into()),
+                }
+            };
+            fields.insert(column.name.to_owned(), value);
+        }
+        let text = |name: &str| fields.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+        let number = |name: &str| fields.get(name).and_then(|v| v.as_i64()).unwrap_or(-1);
+        RejectedRow {
+            event_id: text("event_id"),
+            object_key: object_key.to_owned(),
+            kafka_partition: i32::try_from(number("kafka_partition")).unwrap_or(-1),
+            kafka_offset: number("kafka_offset"),
+            raw_row: serde_json::Value::Object(fields.clone()).to_string(),
+            reason,
+        }
     }
 
     fn row(&self, row: usize) -> Vec<Box<dyn ToSql + Sync + Send + 'a>> {

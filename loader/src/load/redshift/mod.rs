@@ -104,7 +104,26 @@ impl Redshift {
             .flatten()
             .collect();
         let expected: Vec<String> = COLUMNS.iter().map(|c| c.name.to_owned()).collect();
-        super::require_columns(&self.schema, found, expected)
+        super::require_columns(&self.schema, found, expected)?;
+        let ledger_columns: Vec<String> = self
+            .api
+            .query_text(&format!(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = {} \
+                 AND table_name = 'exposures_loads'",
+                ledger::literal(Dialect::Redshift, &self.schema)
+            ))
+            .await?
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
+        for migration in ledger::ledger_migrations(&self.schema, &ledger_columns) {
+            self.api
+                .run_one(&migration)
+                .await
+                .map_err(|failure| failure.into_error("adding rows_rejected to the ledger"))?;
+        }
+        Ok(())
     }
 
     /// Loads `files` (module doc).
@@ -196,7 +215,7 @@ impl Redshift {
                     })?;
                     report
                         .outcomes
-                        .push((file.key.clone(), FileOutcome::Loaded { rows }));
+                        .push((file.key.clone(), FileOutcome::Loaded { rows, rejected: 0 }));
                 }
                 Ok(())
             }
@@ -249,6 +268,7 @@ impl Redshift {
             size_bytes: file.size,
             rows_in_file: file.rows,
             rows_loaded: 0,
+            rows_rejected: 0,
             batch_id,
             status: "quarantined",
             reason: Some(reason),
