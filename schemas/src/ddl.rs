@@ -305,7 +305,11 @@ SORTKEY (exposed_at);
         let postgres = loads_table(Dialect::Postgres, "public");
         assert!(postgres.contains("    object_key TEXT NOT NULL,\n"), "{postgres}");
         assert!(
-            postgres.contains("    loaded_at TIMESTAMPTZ NOT NULL\n"),
+            postgres.contains("    loaded_at TIMESTAMPTZ NOT NULL,\n"),
+            "{postgres}"
+        );
+        assert!(
+            postgres.contains("    rows_rejected BIGINT NOT NULL\n"),
             "{postgres}"
         );
     }

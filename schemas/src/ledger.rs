@@ -333,7 +333,7 @@ mod tests {
     #[test]
     fn rejected_rows_snapshot_and_nul_is_never_written() {
         let row = RejectedRow {
-            event_id: Some("ev\01".into()),
+            event_id: Some("ev\u{0}1".into()),
             object_key: "k".into(),
             kafka_partition: 2,
             kafka_offset: 77,
