@@ -23,10 +23,13 @@
 //!   (integers of any length, `1.50`, `1E+2`; serde_json's `arbitrary_precision`), so the
 //!   lake and PostgreSQL's `jsonb` (an arbitrary-precision `numeric`) see the client's
 //!   digits. It is refused ([`ErrorCode::NumberOutOfRange`]) when its magnitude is beyond
-//!   a double's (≈ 1.8e308: SUPER holds numbers as BIGINT, DECIMAL(38) or DOUBLE, and
-//!   `1e400` is none of them), non-zero but below a double's smallest normal value
-//!   (≈ 2.2e-308, which would silently become 0), or longer than [`MAX_NUMBER_BYTES`]
-//!   characters (PostgreSQL's `numeric` caps fractional digits at 16,383).
+//!   a double's (≈ 1.8e308: SUPER's numeric scalars are Redshift's integers, DECIMAL of at
+//!   most 38 digits and DOUBLE PRECISION, and `1e400` fits none of them), non-zero but
+//!   below a double's smallest normal value (≈ 2.2e-308, which would silently become 0),
+//!   or longer than [`MAX_NUMBER_BYTES`] characters (PostgreSQL's `numeric` caps
+//!   fractional digits at 16,383). Caveat, not verified against a live cluster: Redshift
+//!   presumably keeps a number of more than 38 significant digits as a double; the lake
+//!   and PostgreSQL keep every digit.
 //!
 //! [`COLUMNS`]: crate::COLUMNS
 
