@@ -24,4 +24,11 @@ pub struct FileRecord {
     /// `YYYY-MM-DDTHH`.
     pub hour: String,
     pub written_at: DateTime<Utc>,
+    /// Full key of the NDJSON object holding the records of this offset range that are
+    /// not loadable exposures (`sink::file::DeadLetter` per line), if there are any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_key: Option<String>,
+    /// How many records that object holds.
+    #[serde(default)]
+    pub rejected_rows: u64,
 }

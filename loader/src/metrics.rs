@@ -16,7 +16,8 @@ pub const SINK_UPLOAD_DURATION: &str = "exposures_sink_upload_duration_seconds";
 pub const SINK_UPLOAD_FAILURES: &str = "exposures_sink_upload_failures_total";
 /// Gauge per `partition`: the last committed offset.
 pub const SINK_COMMITTED_OFFSET: &str = "exposures_sink_committed_offset";
-/// Counter: records on the topic that are not exposures (skipped, logged).
+/// Counter: records on the topic that are not loadable exposures (dead-lettered next to
+/// their file, then loaded into `exposures_rejected`).
 pub const SINK_INVALID_RECORDS: &str = "exposures_sink_invalid_records_total";
 
 /// Counter: records delivered again by the consumer and skipped (already taken).

@@ -100,13 +100,18 @@ pub fn insert_ledger_row(dialect: Dialect, schema: &str, row: &LedgerRow<'_>) ->
     )
 }
 
-/// `INSERT INTO {schema}.exposures_loads (…) SELECT …` from a query that yields the
-/// first eight columns in order (Redshift records a whole batch's rows at once); the
-/// rows have none rejected.
+/// `INSERT INTO {schema}.exposures_loads (…) SELECT …` from a query that yields every
+/// column but `loaded_at`, in order (Redshift records a whole batch's rows at once).
 pub fn insert_ledger_rows_from(dialect: Dialect, schema: &str, select_without_time: &str) -> String {
+    let columns: Vec<&str> = LEDGER_COLUMNS
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| *name != "loaded_at")
+        .chain(["loaded_at"])
+        .collect();
     format!(
-        "INSERT INTO {schema}.exposures_loads ({}) SELECT *, {}, 0 FROM ({select_without_time}) ledger_rows",
-        ledger_column_list(),
+        "INSERT INTO {schema}.exposures_loads ({}) SELECT *, {} FROM ({select_without_time}) ledger_rows",
+        columns.join(", "),
         now(dialect)
     )
 }
@@ -300,7 +305,7 @@ mod tests {
         assert_eq!(
             insert_ledger_rows_from(Dialect::Redshift, "analytics", "SELECT 1"),
             "INSERT INTO analytics.exposures_loads (object_key, etag, size_bytes, rows_in_file, rows_loaded, \
-             batch_id, status, reason, loaded_at, rows_rejected) SELECT *, GETDATE(), 0 FROM (SELECT 1) ledger_rows"
+             batch_id, status, reason, rows_rejected, loaded_at) SELECT *, GETDATE() FROM (SELECT 1) ledger_rows"
         );
     }
 

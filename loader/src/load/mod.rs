@@ -45,6 +45,8 @@ use stage::{Backoff, ClientRole, KafkaArgs, KafkaSetupError, Shutdown};
 use crate::files::FileRecord;
 use crate::lake::{AwsOptions, Lake, LakeArgs, LakeError};
 use crate::metrics as m;
+use crate::sink::file::DeadLetter;
+use schemas::ledger::RejectedRow;
 
 #[derive(Debug, Clone, Args)]
 pub struct LoadConfig {
@@ -225,6 +227,11 @@ impl Lakes {
 
     /// The object a file record names.
     pub async fn get(&mut self, file: &FileRecord) -> Result<Bytes, LakeError> {
+        self.get_key(file, &file.key).await
+    }
+
+    /// Object `key` of the lake (and bucket) `file` is in.
+    pub async fn get_key(&mut self, file: &FileRecord, key: &str) -> Result<Bytes, LakeError> {
         let url = if file.lake.starts_with("s3://") {
             format!("s3://{}", file.bucket)
         } else {
@@ -235,9 +242,42 @@ impl Lakes {
             self.open.insert(url.clone(), lake);
         }
         match self.open.get(&url) {
-            Some(lake) => lake.get(&file.key).await,
+            Some(lake) => lake.get(key).await,
             None => Err(LakeError::BadUrl(url)),
         }
+    }
+
+    /// The dead letters the sink kept beside `file` (records of its offset range that are
+    /// not loadable exposures), as rows for `exposures_rejected`.
+    pub async fn dead_letters(&mut self, file: &FileRecord) -> Result<Vec<RejectedRow>, LakeError> {
+        let Some(key) = &file.rejected_key else {
+            return Ok(Vec::new());
+        };
+        let body = self.get_key(file, key).await?;
+        Ok(body
+            .split(|byte| *byte == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| match serde_json::from_slice::<DeadLetter>(line) {
+                Ok(letter) => RejectedRow {
+                    event_id: serde_json::from_str::<serde_json::Value>(&letter.payload)
+                        .ok()
+                        .and_then(|value| value.get("event_id")?.as_str().map(str::to_owned)),
+                    object_key: file.key.clone(),
+                    kafka_partition: letter.kafka_partition,
+                    kafka_offset: letter.kafka_offset,
+                    raw_row: letter.payload,
+                    reason: letter.reason,
+                },
+                Err(error) => RejectedRow {
+                    event_id: None,
+                    object_key: file.key.clone(),
+                    kafka_partition: file.partition,
+                    kafka_offset: -1,
+                    raw_row: String::from_utf8_lossy(line).into_owned(),
+                    reason: format!("unreadable dead letter in {key}: {error}"),
+                },
+            })
+            .collect())
     }
 
     /// Writes `body` at `relative` under the prefix of `file`'s lake (next to the data);

@@ -26,13 +26,16 @@ use chrono::{DateTime, TimeZone, Utc};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use schemas::ddl::{self, Dialect};
 use schemas::ledger::{self, LedgerRow, RejectedRow};
-use schemas::{ColumnType, COLUMNS};
+use schemas::{ColumnType, Exposure, ExposureBatchBuilder, COLUMNS};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage, Transaction};
 
 use super::{BatchReport, FileOutcome, LoadError};
 use crate::files::FileRecord;
+
+/// Rows of `exposures_rejected` written per INSERT statement.
+const REJECTED_ROWS_PER_STATEMENT: usize = 500;
 
 pub struct Postgres {
     client: Client,
@@ -257,16 +260,33 @@ impl Postgres {
                 }
                 Err(FileFailure::Transient(error)) => return Err(LoadError::Warehouse(error)),
             };
+            // Records the sink could not make rows of: dead letters, beside the file.
+            let dead_letters = lakes.dead_letters(file).await?;
+            for chunk in dead_letters.chunks(REJECTED_ROWS_PER_STATEMENT) {
+                transaction
+                    .batch_execute(&ledger::insert_rejected_rows(Dialect::Postgres, &schema, chunk))
+                    .await
+                    .map_err(LoadError::Warehouse)?;
+            }
+            let outcome = match outcome {
+                FileOutcome::Loaded { rows, rejected } => FileOutcome::Loaded {
+                    rows,
+                    rejected: rejected + dead_letters.len() as u64,
+                },
+                other => other,
+            };
             let (status, rows_loaded, rows_rejected, reason) = match &outcome {
                 FileOutcome::Loaded { rows, rejected } => ("loaded", *rows, *rejected, None),
-                FileOutcome::Quarantined { reason } => ("quarantined", 0, 0, Some(reason.as_str())),
+                FileOutcome::Quarantined { reason } => {
+                    ("quarantined", 0, dead_letters.len() as u64, Some(reason.as_str()))
+                }
                 FileOutcome::AlreadyLoaded => continue,
             };
             let row = LedgerRow {
                 object_key: &file.key,
                 etag: &file.etag,
                 size_bytes: file.size,
-                rows_in_file: file.rows,
+                rows_in_file: file.rows + file.rejected_rows,
                 rows_loaded,
                 rows_rejected,
                 batch_id,
@@ -329,10 +349,26 @@ impl Postgres {
         for row in rows {
             let (partition, offset, key, raw): (i32, i64, Option<String>, Option<String>) =
                 (row.get(0), row.get(1), row.get(2), row.get(3));
-            let values = raw
+            // A dead letter holds the Kafka record (an exposure as JSON); a row refused by
+            // the database holds the row. Either way the position is the table's.
+            let record = raw
                 .as_deref()
-                .ok_or_else(|| "the row has no raw_row".to_owned())
-                .and_then(values_from_json);
+                .and_then(|raw| serde_json::from_str::<Exposure>(raw).ok());
+            let as_batch = record.map(|exposure| {
+                let mut builder = ExposureBatchBuilder::new();
+                builder.append(&exposure, partition, offset);
+                builder.finish()
+            });
+            let values = match &as_batch {
+                Some(Ok(batch)) => BatchColumns::new(batch)
+                    .map(|columns| columns.row(0))
+                    .map_err(|_| "the record does not make a row".to_owned()),
+                Some(Err(error)) => Err(format!("the record does not make a row: {error}")),
+                None => raw
+                    .as_deref()
+                    .ok_or_else(|| "the row has no raw_row".to_owned())
+                    .and_then(|raw| values_from_json(raw, partition, offset)),
+            };
             let savepoint = transaction.savepoint("row").await.map_err(LoadError::Warehouse)?;
             let outcome = match &values {
                 Ok(values) => savepoint
@@ -397,10 +433,17 @@ async fn prepare_row_insert(
         .await
 }
 
-/// A refused row's JSON text (as [`BatchColumns::rejected`] wrote it) → its values.
-fn values_from_json(raw: &str) -> Result<Vec<Box<dyn ToSql + Sync + Send>>, String> {
-    let fields: serde_json::Map<String, serde_json::Value> =
+/// A refused row's JSON text (as [`BatchColumns::rejected`] wrote it) → its values, at
+/// the Kafka position the table records.
+fn values_from_json(
+    raw: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<Vec<Box<dyn ToSql + Sync + Send>>, String> {
+    let mut fields: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(raw).map_err(|e| format!("raw_row is not a JSON object: {e}"))?;
+    fields.insert("kafka_partition".into(), partition.into());
+    fields.insert("kafka_offset".into(), offset.into());
     COLUMNS
         .iter()
         .map(|column| -> Result<Box<dyn ToSql + Sync + Send>, String> {

@@ -56,6 +56,27 @@ impl Hour {
     }
 }
 
+/// The key of a file's dead letters (records of its offset range that are not loadable
+/// exposures), relative to the lake prefix: outside `exposures/` so tables over the
+/// Parquet files never see them.
+pub fn relative_rejected_key(hour: Hour, partition: i32, first_offset: i64) -> String {
+    format!(
+        "_rejected/{LAKE_SCHEMA_VERSION}/dt={}/hour={}/p{partition:03}-{first_offset:020}.ndjson",
+        hour.0.format("%Y-%m-%d"),
+        hour.0.format("%H"),
+    )
+}
+
+/// One dead-lettered record, a line of the NDJSON sidecar.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeadLetter {
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+    /// The record's value as sent (invalid UTF-8 replaced).
+    pub payload: String,
+    pub reason: String,
+}
+
 /// The object key of a file, relative to the lake prefix (DESIGN.md §4).
 pub fn relative_key(hour: Hour, partition: i32, first_offset: i64) -> String {
     format!(
@@ -72,6 +93,7 @@ pub struct OpenFile {
     pub last_offset: i64,
     pub opened: Instant,
     builder: ExposureBatchBuilder,
+    dead_letters: Vec<DeadLetter>,
 }
 
 impl OpenFile {
@@ -83,6 +105,7 @@ impl OpenFile {
             last_offset: first_offset - 1,
             opened: Instant::now(),
             builder: ExposureBatchBuilder::new(),
+            dead_letters: Vec::new(),
         }
     }
 
@@ -91,10 +114,21 @@ impl OpenFile {
         self.last_offset = offset;
     }
 
-    /// Records the offset of a record that is not an exposure, so the file's range (and
-    /// the offset committed after it) covers it.
-    pub fn skip(&mut self, offset: i64) {
+    /// Keeps a record that is not a loadable exposure as a dead letter of this file, so
+    /// the file's range (and the offset committed after it) covers it and the loader
+    /// puts it in `exposures_rejected`.
+    pub fn reject(&mut self, offset: i64, payload: &[u8], reason: String) {
+        self.dead_letters.push(DeadLetter {
+            kafka_partition: self.partition,
+            kafka_offset: offset,
+            payload: String::from_utf8_lossy(payload).into_owned(),
+            reason,
+        });
         self.last_offset = offset;
+    }
+
+    pub fn has_dead_letters(&self) -> bool {
+        !self.dead_letters.is_empty()
     }
 
     pub fn rows(&self) -> usize {
@@ -132,6 +166,15 @@ impl OpenFile {
             ArrowWriter::try_new(Vec::new(), Arc::clone(&batch.schema()), Some(properties.build()))?;
         writer.write(&batch)?;
         let bytes = writer.into_inner()?;
+        let dead_letters = (!self.dead_letters.is_empty()).then(|| {
+            let mut ndjson = Vec::new();
+            for letter in &self.dead_letters {
+                if serde_json::to_writer(&mut ndjson, letter).is_ok() {
+                    ndjson.push(b'\n');
+                }
+            }
+            bytes::Bytes::from(ndjson)
+        });
         Ok(EncodedFile {
             partition: self.partition,
             hour: self.hour,
@@ -139,6 +182,8 @@ impl OpenFile {
             last_offset: self.last_offset,
             rows: rows as u64,
             bytes: bytes.into(),
+            dead_letters,
+            dead_letter_count: self.dead_letters.len() as u64,
         })
     }
 }
@@ -150,6 +195,9 @@ pub struct EncodedFile {
     pub last_offset: i64,
     pub rows: u64,
     pub bytes: bytes::Bytes,
+    /// The NDJSON of the file's dead letters, if it has any.
+    pub dead_letters: Option<bytes::Bytes>,
+    pub dead_letter_count: u64,
 }
 
 #[cfg(test)]

@@ -290,16 +290,21 @@ impl Sink {
             .files
             .entry(partition)
             .or_insert_with(|| file::OpenFile::new(partition, hour, offset));
-        match message.payload().map(serde_json::from_slice::<Exposure>) {
-            Some(Ok(exposure)) => open.append(&exposure, offset),
-            other => {
-                let error = match other {
-                    Some(Err(e)) => e.to_string(),
-                    _ => "empty payload".to_owned(),
-                };
-                tracing::error!(partition, offset, %error, "record is not an exposure; skipping it");
+        let payload = message.payload().unwrap_or_default();
+        let checked = serde_json::from_slice::<Exposure>(payload)
+            .map_err(|e| format!("not an exposure: {e}"))
+            .and_then(|exposure| {
+                exposure
+                    .check_loadable()
+                    .map(|()| exposure)
+                    .map_err(|e| format!("not loadable: {} ({})", e, e.code))
+            });
+        match checked {
+            Ok(exposure) => open.append(&exposure, offset),
+            Err(reason) => {
+                tracing::error!(partition, offset, %reason, "record dead-lettered: the loader puts it in exposures_rejected");
                 metrics::counter!(m::SINK_INVALID_RECORDS).increment(1);
-                open.skip(offset);
+                open.reject(offset, payload, reason);
             }
         }
         let limits = &self.config.files;
@@ -371,7 +376,7 @@ impl Sink {
         let Some(open) = self.files.remove(&partition) else {
             return Ok(());
         };
-        if open.rows() == 0 && open.last_offset < open.first_offset {
+        if open.rows() == 0 && !open.has_dead_letters() && open.last_offset < open.first_offset {
             return Ok(());
         }
         let topic = self.config.topic.clone();
@@ -384,6 +389,29 @@ impl Sink {
             encoded.first_offset,
         ));
 
+        let rejected_key = match &encoded.dead_letters {
+            Some(body) => {
+                let rejected_key = self.lake.key(&file::relative_rejected_key(
+                    encoded.hour,
+                    encoded.partition,
+                    encoded.first_offset,
+                ));
+                let mut backoff = Backoff::for_outages();
+                loop {
+                    match self.lake.put(&rejected_key, body.clone()).await {
+                        Ok(_) => break Some(rejected_key),
+                        Err(error) => {
+                            metrics::counter!(m::SINK_UPLOAD_FAILURES).increment(1);
+                            tracing::warn!(%error, "dead-letter upload failed; retrying");
+                            if !self.retry_wait(&mut backoff).await {
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+            }
+            None => None,
+        };
         let started = Instant::now();
         let mut backoff = Backoff::for_outages();
         let stored = loop {
@@ -414,6 +442,8 @@ impl Sink {
             last_offset: encoded.last_offset,
             hour: encoded.hour.label(),
             written_at: Utc::now(),
+            rejected_key,
+            rejected_rows: encoded.dead_letter_count,
         };
         let payload = serde_json::to_vec(&record).unwrap_or_default();
         let mut backoff = Backoff::for_outages();

@@ -49,6 +49,11 @@ use data_api::{DataApi, RunFailure, StatementFailure};
 use sql::{load_statements, manifest, parse_timestamp};
 use target::RedshiftTarget;
 
+/// The Data API refuses statements over about 100 KB: dead letters are written a few at
+/// a time, each cut to this many bytes of its raw row.
+const MAX_RAW_ROW_BYTES: usize = 16 * 1024;
+const MAX_STATEMENT_ROW_BYTES: usize = 48 * 1024;
+
 /// How to reach the Data API besides the target.
 #[derive(Debug, Clone)]
 pub struct RedshiftOptions {
@@ -158,6 +163,7 @@ impl Redshift {
                 pending.push(file);
             }
         }
+        self.record_dead_letters(&pending, lakes).await?;
         let mut part = 0;
         self.load_group(&pending, lakes, batch_id, copy, &mut part, &mut report)
             .await?;
@@ -238,6 +244,50 @@ impl Redshift {
         }
     }
 
+    /// Puts the dead letters the sink kept beside `files` into `exposures_rejected`. Each
+    /// file's rows replace whatever an interrupted earlier attempt left (delete, then
+    /// insert, in one transaction), so a retried batch records them once.
+    async fn record_dead_letters(&self, files: &[&FileRecord], lakes: &mut Lakes) -> Result<(), LoadError> {
+        for file in files.iter().filter(|file| file.rejected_key.is_some()) {
+            let mut rows = lakes.dead_letters(file).await?;
+            for row in &mut rows {
+                row.raw_row = ledger::truncate_utf8(&row.raw_row, MAX_RAW_ROW_BYTES).to_owned();
+            }
+            let mut statements = vec![format!(
+                "DELETE FROM {}.exposures_rejected WHERE object_key = {}",
+                self.schema,
+                ledger::literal(Dialect::Redshift, &file.key)
+            )];
+            let mut chunk: Vec<ledger::RejectedRow> = Vec::new();
+            let mut chunk_bytes = 0;
+            for row in rows {
+                if chunk_bytes + row.raw_row.len() > MAX_STATEMENT_ROW_BYTES && !chunk.is_empty() {
+                    statements.push(ledger::insert_rejected_rows(
+                        Dialect::Redshift,
+                        &self.schema,
+                        &chunk,
+                    ));
+                    chunk.clear();
+                    chunk_bytes = 0;
+                }
+                chunk_bytes += row.raw_row.len() + row.reason.len();
+                chunk.push(row);
+            }
+            if !chunk.is_empty() {
+                statements.push(ledger::insert_rejected_rows(
+                    Dialect::Redshift,
+                    &self.schema,
+                    &chunk,
+                ));
+            }
+            self.api
+                .run_batch(statements)
+                .await
+                .map_err(|failure| failure.into_error("recording dead letters"))?;
+        }
+        Ok(())
+    }
+
     /// (key, etag) of the files the ledger holds as loaded.
     async fn already_loaded(&self, files: &[FileRecord]) -> Result<HashSet<(String, String)>, LoadError> {
         if files.is_empty() {
@@ -266,9 +316,9 @@ impl Redshift {
             object_key: &file.key,
             etag: &file.etag,
             size_bytes: file.size,
-            rows_in_file: file.rows,
+            rows_in_file: file.rows + file.rejected_rows,
             rows_loaded: 0,
-            rows_rejected: 0,
+            rows_rejected: file.rejected_rows,
             batch_id,
             status: "quarantined",
             reason: Some(reason),

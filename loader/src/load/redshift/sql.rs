@@ -63,14 +63,16 @@ pub fn load_statements(
         .map(|f| {
             format!(
                 "SELECT {} AS object_key, {} AS etag, CAST({} AS BIGINT) AS size_bytes, CAST({} AS BIGINT) AS rows_in_file, \
-                 {} AS kafka_partition, CAST({} AS BIGINT) AS first_offset, CAST({} AS BIGINT) AS last_offset",
+                 {} AS kafka_partition, CAST({} AS BIGINT) AS first_offset, CAST({} AS BIGINT) AS last_offset, \
+                 CAST({} AS BIGINT) AS rows_rejected",
                 literal(&f.key),
                 literal(&f.etag),
                 f.size,
-                f.rows,
+                f.rows + f.rejected_rows,
                 f.partition,
                 f.first_offset,
-                f.last_offset
+                f.last_offset,
+                f.rejected_rows
             )
         })
         .collect();
@@ -100,10 +102,10 @@ pub fn load_statements(
             schema,
             &format!(
                 "SELECT f.object_key, f.etag, f.size_bytes, f.rows_in_file, COUNT(n.event_id) AS rows_loaded, \
-                 {batch} AS batch_id, 'loaded' AS status, CAST(NULL AS VARCHAR(1024)) AS reason \
+                 {batch} AS batch_id, 'loaded' AS status, CAST(NULL AS VARCHAR(1024)) AS reason, f.rows_rejected \
                  FROM ({}) f LEFT JOIN {NEW_ROWS} n ON n.kafka_partition = f.kafka_partition \
                  AND n.kafka_offset BETWEEN f.first_offset AND f.last_offset \
-                 GROUP BY f.object_key, f.etag, f.size_bytes, f.rows_in_file",
+                 GROUP BY f.object_key, f.etag, f.size_bytes, f.rows_in_file, f.rows_rejected",
                 file_rows.join(" UNION ALL ")
             ),
         ),
@@ -134,6 +136,8 @@ mod tests {
             last_offset: 149,
             hour: "2026-11-25T10".into(),
             written_at: DateTime::<Utc>::MIN_UTC,
+            rejected_key: None,
+            rejected_rows: 0,
         };
         let statements = load_statements(
             "analytics",
@@ -172,7 +176,7 @@ mod tests {
         assert!(statements[4].contains(
             "FROM (SELECT 'exposures/v1/dt=2026-11-25/hour=10/p3-o100.parquet' AS object_key, '\"abc\"' AS etag, \
              CAST(4096 AS BIGINT) AS size_bytes, CAST(50 AS BIGINT) AS rows_in_file, 3 AS kafka_partition, \
-             CAST(100 AS BIGINT) AS first_offset, CAST(149 AS BIGINT) AS last_offset) f"
+             CAST(100 AS BIGINT) AS first_offset, CAST(149 AS BIGINT) AS last_offset, CAST(0 AS BIGINT) AS rows_rejected) f"
         ));
         assert!(statements[5].ends_with(
             "WHERE batch_id = 'b1' AND status = 'loaded' AND object_key IN ('exposures/v1/dt=2026-11-25/hour=10/p3-o100.parquet')"
