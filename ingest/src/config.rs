@@ -27,6 +27,11 @@ pub enum ConfigError {
     )]
     EmptyWriteKey,
     #[error(
+        "--max-attributes-bytes {0} is above 65535, the most a warehouse JSON column loads: \
+         lower it"
+    )]
+    AttributesTooLarge(usize),
+    #[error(
         "--forwarded-for hash needs a secret salt of at least {MIN_IP_HASH_SALT_BYTES} bytes in \
          EXPOSURES_IP_HASH_SALT (e.g. `openssl rand -hex 16`); without one, IPv4 hashes are \
          trivially reversed"
@@ -138,6 +143,9 @@ impl HttpConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.write_keys.iter().any(|key| key.trim().is_empty()) {
             return Err(ConfigError::EmptyWriteKey);
+        }
+        if self.max_attributes_bytes > schemas::loadable::MAX_JSON_BYTES {
+            return Err(ConfigError::AttributesTooLarge(self.max_attributes_bytes));
         }
         if self.forwarded_for == IpPolicy::Hash && self.ip_hash_salt.len() < MIN_IP_HASH_SALT_BYTES {
             return Err(ConfigError::WeakIpHashSalt);

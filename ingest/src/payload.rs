@@ -32,9 +32,11 @@ const JSON_MEDIA_TYPES: [&str; 5] = [
     "application/jsonl",
 ];
 
-/// Bytes reserved per byte of JSON for parsing it into values and events (a
-/// `serde_json::Value` takes a few times the text it came from).
-const PARSE_OVERHEAD: usize = 3;
+/// Bytes reserved per JSON value (and object key) a body can hold, for parsing it: a
+/// `serde_json::Value`, its number or string on the heap (numbers are kept as text,
+/// verbatim), its map entry, and the slack of a growing array. `[0,0,0,…]` is ~40 times
+/// its text once parsed, so the reservation counts values, not bytes.
+const BYTES_PER_VALUE: usize = 96;
 
 /// Gzip is inflated in chunks of this size, each reserved before it is kept.
 const INFLATE_CHUNK: usize = 64 * 1024;
@@ -121,7 +123,7 @@ pub async fn read_body(
     }
     let raw = raw.freeze();
     if !gzip {
-        budget.reserve(&mut reservation, raw.len() * PARSE_OVERHEAD)?;
+        budget.reserve(&mut reservation, parse_cost(&raw))?;
         return Ok(ReadBody {
             bytes: raw,
             _reservation: reservation,
@@ -130,13 +132,37 @@ pub async fn read_body(
     let budget = budget.clone();
     let inflate = move || {
         let inflated = inflate(&raw, limit, &budget, &mut reservation)?;
-        budget.reserve(&mut reservation, inflated.len() * PARSE_OVERHEAD)?;
+        budget.reserve(&mut reservation, parse_cost(&inflated))?;
         Ok(ReadBody {
             bytes: inflated,
             _reservation: reservation,
         })
     };
     off_the_async_workers(raw_len_hint(headers, limit), inflate).await
+}
+
+/// An upper bound on the memory parsing `json` takes beyond its text: every value and
+/// key is delimited by a comma, a colon or an opening bracket outside strings (or is the
+/// one top-level value), so counting those bounds how many there are.
+fn parse_cost(json: &[u8]) -> usize {
+    let (mut values, mut in_string, mut escaped) = (1usize, false, false);
+    for &byte in json {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match byte {
+                b'"' => in_string = true,
+                b',' | b':' | b'[' | b'{' | b'\n' => values += 1,
+                _ => {}
+            }
+        }
+    }
+    values.saturating_mul(BYTES_PER_VALUE)
 }
 
 /// Runs `work` on the blocking pool when `size` makes it long, else here.
@@ -386,6 +412,24 @@ mod tests {
             parse_batch(b"[1,2] x", 2),
             Err(ApiError::MalformedJson(_))
         ));
+    }
+
+    #[test]
+    fn parse_cost_counts_values_not_bytes() {
+        assert_eq!(parse_cost(b"7"), BYTES_PER_VALUE);
+        assert_eq!(parse_cost(b"[0,0,0]"), 4 * BYTES_PER_VALUE);
+        assert_eq!(
+            parse_cost(br#"{"a,b:[{":"x"}"#),
+            3 * BYTES_PER_VALUE,
+            "delimiters in strings do not count"
+        );
+        assert_eq!(
+            parse_cost(br#"["\"",1]"#),
+            3 * BYTES_PER_VALUE,
+            "escaped quotes stay in the string"
+        );
+        let zeros = format!("[{}0]", "0,".repeat(1000));
+        assert!(parse_cost(zeros.as_bytes()) > 30 * zeros.len());
     }
 
     #[test]

@@ -54,6 +54,11 @@ async fn amplification_attack_keeps_resident_memory_bounded() {
     let big_event = json!({"ds_user_id": "u", "experiment_id": "e", "variation_id": 1,
         "pad": "x".repeat(1024 * 1024 - 100)})
     .to_string();
+    // 1 MiB of numbers inside one event: each is a value of its own once parsed.
+    let numbers = format!(
+        r#"{{"ds_user_id":"u","experiment_id":"e","variation_id":1,"attributes":{{"a":[{}0]}}}}"#,
+        "0,".repeat(512 * 1024 - 64)
+    );
     let peak = Arc::new(AtomicU64::new(idle));
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = {
@@ -66,13 +71,18 @@ async fn amplification_attack_keeps_resident_memory_bounded() {
         })
     };
     let mut requests = Vec::new();
-    for i in 0..78 {
+    for i in 0..104 {
         let client = client.clone();
-        let request = if i % 3 == 2 {
+        let request = if i % 4 == 2 {
             client
                 .post(format!("{}/exposure", ingest.url))
                 .header("content-type", "application/json")
                 .body(big_event.clone())
+        } else if i % 4 == 3 {
+            client
+                .post(format!("{}/exposure", ingest.url))
+                .header("content-type", "application/json")
+                .body(numbers.clone())
         } else {
             client
                 .post(format!("{}/v1/exposures", ingest.url))
@@ -92,7 +102,8 @@ async fn amplification_attack_keeps_resident_memory_bounded() {
     sampler.await.expect("sampler");
     let grown = peak.load(Ordering::Relaxed).saturating_sub(idle);
     println!(
-        "amplification: idle {} MiB, peak {} MiB (+{} MiB) over 52 gzip bombs and 26 1 MiB events; answers {:?}",
+        "amplification: idle {} MiB, peak {} MiB (+{} MiB) over 52 gzip bombs, 26 1 MiB events and 26 1 MiB \
+         arrays of numbers; answers {:?}",
         idle >> 20,
         peak.load(Ordering::Relaxed) >> 20,
         grown >> 20,
