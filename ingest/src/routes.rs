@@ -260,19 +260,7 @@ async fn post_exposure(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    state.admit(&request, peer)?;
-    let (parts, body) = request.into_parts();
-    let body = payload::read_body(&parts.headers, body, state.http.max_event_bytes, &state.budget).await?;
-    let parsing = state.clone();
-    let bytes = body.bytes.clone();
-    let exposures = payload::off_the_async_workers(bytes.len(), move || {
-        decode_events(Endpoint::Single, &bytes, &parsing.http, &|event| {
-            parsing.normalize(event)
-        })
-    })
-    .await?;
-    state.publish(&exposures).await?;
-    drop(body); // the budget is held until the events are durable
+    let exposures = accept(state, peer, request, Endpoint::Single).await?;
     let event_id = exposures.first().map(|e| e.event_id.as_str()).unwrap_or_default();
     Ok(Json(json!({"status": "ok", "event_id": event_id})))
 }
@@ -283,21 +271,35 @@ async fn post_batch(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
+    let exposures = accept(state, peer, request, Endpoint::Batch).await?;
+    let event_ids: Vec<&str> = exposures.iter().map(|e| e.event_id.as_str()).collect();
+    Ok(Json(json!({"accepted": exposures.len(), "event_ids": event_ids})))
+}
+
+/// Admits, reads, decodes and validates a request, then makes its events durable:
+/// returns them once they are.
+async fn accept(
+    state: Arc<AppState>,
+    peer: SocketAddr,
+    request: Request,
+    endpoint: Endpoint,
+) -> Result<Vec<Exposure>, ApiError> {
     state.admit(&request, peer)?;
+    let limit = match endpoint {
+        Endpoint::Single => state.http.max_event_bytes,
+        Endpoint::Batch => state.http.max_batch_bytes,
+    };
     let (parts, body) = request.into_parts();
-    let body = payload::read_body(&parts.headers, body, state.http.max_batch_bytes, &state.budget).await?;
+    let body = payload::read_body(&parts.headers, body, limit, &state.budget).await?;
     let parsing = state.clone();
     let bytes = body.bytes.clone();
     let exposures = payload::off_the_async_workers(bytes.len(), move || {
-        decode_events(Endpoint::Batch, &bytes, &parsing.http, &|event| {
-            parsing.normalize(event)
-        })
+        decode_events(endpoint, &bytes, &parsing.http, &|event| parsing.normalize(event))
     })
     .await?;
     state.publish(&exposures).await?;
     drop(body); // the budget is held until the events are durable
-    let event_ids: Vec<&str> = exposures.iter().map(|e| e.event_id.as_str()).collect();
-    Ok(Json(json!({"accepted": exposures.len(), "event_ids": event_ids})))
+    Ok(exposures)
 }
 
 async fn healthz() -> Json<Value> {

@@ -286,6 +286,21 @@ mod tests {
     use arrow_array::Array;
     use serde_json::json;
 
+    /// The text columns of `exposure`'s lake row, by name.
+    fn lake_text(exposure: &Exposure) -> impl Fn(&str) -> String {
+        let mut builder = ExposureBatchBuilder::new();
+        builder.append(exposure, 0, 0);
+        let batch = builder.finish().unwrap();
+        move |name: &str| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_string::<i32>()
+                .value(0)
+                .to_owned()
+        }
+    }
+
     #[test]
     fn schema_lists_every_column_once_and_promotes_the_seed_attributes() {
         let schema = arrow_schema();
@@ -340,17 +355,7 @@ mod tests {
                 chrono::Utc::now(),
             )
             .unwrap();
-        let mut builder = ExposureBatchBuilder::new();
-        builder.append(&exposure, 0, 0);
-        let batch = builder.finish().unwrap();
-        let text = |name: &str| {
-            batch
-                .column_by_name(name)
-                .unwrap()
-                .as_string::<i32>()
-                .value(0)
-                .to_owned()
-        };
+        let text = lake_text(&exposure);
         assert_eq!(text("geo_country_code"), format!("a{}", "😀".repeat(15)));
         assert_eq!(text("ds_session_id"), "€".repeat(85));
         assert_eq!(text("user_agent").len(), 1024);
@@ -374,17 +379,7 @@ mod tests {
         let exposure = Normalizer::default().normalize(body, chrono::Utc::now()).unwrap();
         // Through Kafka as the sink decodes it.
         let decoded: Exposure = serde_json::from_slice(&exposure.to_json_bytes()).unwrap();
-        let mut builder = ExposureBatchBuilder::new();
-        builder.append(&decoded, 0, 0);
-        let batch = builder.finish().unwrap();
-        let text = |name: &str| {
-            batch
-                .column_by_name(name)
-                .unwrap()
-                .as_string::<i32>()
-                .value(0)
-                .to_owned()
-        };
+        let text = lake_text(&decoded);
         assert_eq!(
             text("attributes"),
             r#"{"z":123456789012345678901234567890,"platform":7.50,"a":[1e-7,-0]}"#

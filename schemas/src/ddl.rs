@@ -105,12 +105,18 @@ pub fn exposures_table(dialect: Dialect, schema: &str) -> String {
 /// The loader's ledger: one row per lake object loaded (or quarantined); its columns
 /// are [`crate::ledger::LEDGER_COLUMNS`].
 pub fn loads_table(dialect: Dialect, schema: &str) -> String {
-    let columns: Vec<String> = crate::ledger::LEDGER_COLUMNS
+    let columns = crate::ledger::LEDGER_COLUMNS.map(|(name, kind)| (name, kind.sql(dialect)));
+    create_table(schema, "exposures_loads", &columns)
+}
+
+/// `CREATE TABLE IF NOT EXISTS {schema}.{table} (…)` with `(name, SQL type)` columns.
+fn create_table(schema: &str, table: &str, columns: &[(&str, &str)]) -> String {
+    let columns: Vec<String> = columns
         .iter()
-        .map(|(name, kind)| format!("    {name} {}", kind.sql(dialect)))
+        .map(|(name, kind)| format!("    {name} {kind}"))
         .collect();
     format!(
-        "CREATE TABLE IF NOT EXISTS {schema}.exposures_loads (\n{}\n);\n",
+        "CREATE TABLE IF NOT EXISTS {schema}.{table} (\n{}\n);\n",
         columns.join(",\n")
     )
 }
@@ -118,14 +124,8 @@ pub fn loads_table(dialect: Dialect, schema: &str) -> String {
 /// The dead-letter table of rows the warehouse refused; its columns are
 /// [`crate::ledger::REJECTED_COLUMNS`].
 pub fn rejected_table(dialect: Dialect, schema: &str) -> String {
-    let columns: Vec<String> = crate::ledger::REJECTED_COLUMNS
-        .iter()
-        .map(|(name, kind)| format!("    {name} {}", kind.sql(dialect)))
-        .collect();
-    format!(
-        "CREATE TABLE IF NOT EXISTS {schema}.exposures_rejected (\n{}\n);\n",
-        columns.join(",\n")
-    )
+    let columns = crate::ledger::REJECTED_COLUMNS.map(|(name, kind)| (name, kind.sql(dialect)));
+    create_table(schema, "exposures_rejected", &columns)
 }
 
 /// The two views over `exposures`.

@@ -80,6 +80,21 @@ fn load_config(side: &Lakeside, warehouse: &Warehouse, group: &str) -> LoadConfi
     }
 }
 
+/// What `exposures status` is given for this side and warehouse.
+fn status_config(side: &Lakeside, warehouse: &Warehouse) -> loader::status::StatusConfig {
+    let (warehouse, redshift) = warehouse_args(warehouse);
+    loader::status::StatusConfig {
+        kafka: stage::KafkaArgs::plaintext(side.kafka.brokers()),
+        topic: side.kafka.topic.clone(),
+        sink_group: "sink".into(),
+        files_topic: side.files_topic.clone(),
+        load_group: "load".into(),
+        warehouse,
+        redshift,
+        timeout: Duration::from_secs(10),
+    }
+}
+
 fn start_loader(
     config: LoadConfig,
 ) -> (
@@ -256,18 +271,7 @@ async fn replays_and_a_poison_file(kind: Kind) {
     task.await.expect("loader task").expect("loader");
 
     // What `exposures status` shows: nothing waiting, every row, the quarantined file.
-    let (warehouse_flags, redshift) = warehouse_args(&warehouse);
-    let status = loader::status::gather(&loader::status::StatusConfig {
-        kafka: stage::KafkaArgs::plaintext(side.kafka.brokers()),
-        topic: side.kafka.topic.clone(),
-        sink_group: "sink".into(),
-        files_topic: side.files_topic.clone(),
-        load_group: "load".into(),
-        warehouse: warehouse_flags,
-        redshift,
-        timeout: Duration::from_secs(10),
-    })
-    .await;
+    let status = loader::status::gather(&status_config(&side, &warehouse)).await;
     let text = status.to_string();
     assert_eq!(status.sink.as_ref().map(|lag| lag.total()), Ok(0), "{text}");
     assert_eq!(status.load.as_ref().map(|lag| lag.total()), Ok(0), "{text}");
@@ -491,18 +495,9 @@ async fn poison_rows(kind: Kind) {
     );
 
     let (warehouse_flags, redshift) = warehouse_args(&warehouse);
-    let status = loader::status::gather(&loader::status::StatusConfig {
-        kafka: stage::KafkaArgs::plaintext(side.kafka.brokers()),
-        topic: side.kafka.topic.clone(),
-        sink_group: "sink".into(),
-        files_topic: side.files_topic.clone(),
-        load_group: "load".into(),
-        warehouse: warehouse_flags.clone(),
-        redshift: redshift.clone(),
-        timeout: Duration::from_secs(10),
-    })
-    .await
-    .to_string();
+    let status = loader::status::gather(&status_config(&side, &warehouse))
+        .await
+        .to_string();
     assert!(status.contains("rejected rows: 2"), "{status}");
     assert!(status.contains(&poison.event_id), "{status}");
 

@@ -85,6 +85,23 @@ impl Redshift {
         })
     }
 
+    /// The columns of `table` in the schema, in order.
+    async fn column_names(&self, table: &str) -> Result<Vec<String>, LoadError> {
+        Ok(self
+            .api
+            .query_text(&format!(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = {} \
+                 AND table_name = {} ORDER BY ordinal_position",
+                ledger::literal(Dialect::Redshift, &self.schema),
+                ledger::literal(Dialect::Redshift, table)
+            ))
+            .await?
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect())
+    }
+
     /// Runs a read-only query; every field as text.
     pub async fn query_text(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, LoadError> {
         self.api.query_text(sql).await
@@ -96,32 +113,10 @@ impl Redshift {
             .run_batch(ddl::statements(Dialect::Redshift, &self.schema))
             .await
             .map_err(|failure| failure.into_error("creating the warehouse objects"))?;
-        let found: Vec<String> = self
-            .api
-            .query_text(&format!(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = {} \
-                 AND table_name = 'exposures' ORDER BY ordinal_position",
-                ledger::literal(Dialect::Redshift, &self.schema)
-            ))
-            .await?
-            .into_iter()
-            .flatten()
-            .flatten()
-            .collect();
+        let found = self.column_names("exposures").await?;
         let expected: Vec<String> = COLUMNS.iter().map(|c| c.name.to_owned()).collect();
         super::require_columns(&self.schema, found, expected)?;
-        let ledger_columns: Vec<String> = self
-            .api
-            .query_text(&format!(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = {} \
-                 AND table_name = 'exposures_loads'",
-                ledger::literal(Dialect::Redshift, &self.schema)
-            ))
-            .await?
-            .into_iter()
-            .flatten()
-            .flatten()
-            .collect();
+        let ledger_columns = self.column_names("exposures_loads").await?;
         for migration in ledger::ledger_migrations(&self.schema, &ledger_columns) {
             self.api
                 .run_one(&migration)

@@ -26,10 +26,14 @@ use chrono::{DateTime, TimeZone, Utc};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use schemas::ddl::{self, Dialect};
 use schemas::ledger::{self, LedgerRow, RejectedRow};
-use schemas::{ColumnType, Exposure, ExposureBatchBuilder, COLUMNS};
+use schemas::{ColumnType, COLUMNS};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage, Transaction};
+
+mod reload;
+
+pub use reload::ReloadReport;
 
 use super::{BatchReport, FileOutcome, LoadError};
 use crate::files::FileRecord;
@@ -43,7 +47,7 @@ pub struct Postgres {
 }
 
 /// Why one file (or row) could not be loaded.
-enum FileFailure {
+pub(super) enum FileFailure {
     /// Not readable Parquet: quarantine the file.
     Unreadable(String),
     /// The database refused rows as data: load the file row by row.
@@ -309,106 +313,9 @@ impl Postgres {
     }
 }
 
-/// What `exposures reload-rejected` did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ReloadReport {
-    /// Rows now in `exposures` (or already there: the event_id was loaded since).
-    pub reloaded: u64,
-    /// Rows refused again; their reason is updated.
-    pub still_refused: u64,
-}
-
-impl Postgres {
-    /// Tries every row of `exposures_rejected` again, in one transaction: a row that
-    /// loads (or whose event_id is already loaded) leaves the table, one refused again
-    /// keeps its place with the new reason. Run it after fixing what refused them.
-    pub async fn reload_rejected(&mut self) -> Result<ReloadReport, LoadError> {
-        let schema = self.schema.clone();
-        let mut transaction = self.client.transaction().await.map_err(LoadError::Warehouse)?;
-        let rows = transaction
-            .query(
-                &format!(
-                    "SELECT kafka_partition, kafka_offset, object_key, raw_row FROM {schema}.exposures_rejected \
-                     ORDER BY rejected_at, kafka_partition, kafka_offset"
-                ),
-                &[],
-            )
-            .await
-            .map_err(LoadError::Warehouse)?;
-        let insert = prepare_row_insert(&transaction, &schema)
-            .await
-            .map_err(LoadError::Warehouse)?;
-        let forget = format!(
-            "DELETE FROM {schema}.exposures_rejected WHERE kafka_partition = $1 AND kafka_offset = $2 AND object_key = $3"
-        );
-        let remember = format!(
-            "UPDATE {schema}.exposures_rejected SET reason = $4, rejected_at = now() \
-             WHERE kafka_partition = $1 AND kafka_offset = $2 AND object_key = $3"
-        );
-        let mut report = ReloadReport::default();
-        for row in rows {
-            let (partition, offset, key, raw): (i32, i64, Option<String>, Option<String>) =
-                (row.get(0), row.get(1), row.get(2), row.get(3));
-            // A dead letter holds the Kafka record (an exposure as JSON); a row refused by
-            // the database holds the row. Either way the position is the table's.
-            let record = raw
-                .as_deref()
-                .and_then(|raw| serde_json::from_str::<Exposure>(raw).ok());
-            let as_batch = record.map(|exposure| {
-                let mut builder = ExposureBatchBuilder::new();
-                builder.append(&exposure, partition, offset);
-                builder.finish()
-            });
-            let values = match &as_batch {
-                Some(Ok(batch)) => BatchColumns::new(batch)
-                    .map(|columns| columns.row(0))
-                    .map_err(|_| "the record does not make a row".to_owned()),
-                Some(Err(error)) => Err(format!("the record does not make a row: {error}")),
-                None => raw
-                    .as_deref()
-                    .ok_or_else(|| "the row has no raw_row".to_owned())
-                    .and_then(|raw| values_from_json(raw, partition, offset)),
-            };
-            let savepoint = transaction.savepoint("row").await.map_err(LoadError::Warehouse)?;
-            let outcome = match &values {
-                Ok(values) => savepoint
-                    .execute(&insert, &as_params(values))
-                    .await
-                    .map(|_| ())
-                    .map_err(FileFailure::from),
-                Err(reason) => Err(FileFailure::Refused(reason.clone())),
-            };
-            match outcome {
-                Ok(()) => {
-                    savepoint
-                        .execute(&forget, &[&partition, &offset, &key])
-                        .await
-                        .map_err(LoadError::Warehouse)?;
-                    savepoint.commit().await.map_err(LoadError::Warehouse)?;
-                    report.reloaded += 1;
-                }
-                Err(FileFailure::Refused(reason) | FileFailure::Unreadable(reason)) => {
-                    savepoint.rollback().await.map_err(LoadError::Warehouse)?;
-                    transaction
-                        .execute(
-                            &remember,
-                            &[&partition, &offset, &key, &ledger::storable(&reason)],
-                        )
-                        .await
-                        .map_err(LoadError::Warehouse)?;
-                    report.still_refused += 1;
-                }
-                Err(FileFailure::Transient(error)) => return Err(LoadError::Warehouse(error)),
-            }
-        }
-        transaction.commit().await.map_err(LoadError::Warehouse)?;
-        Ok(report)
-    }
-}
-
 /// `INSERT INTO exposures … VALUES ($1, …) ON CONFLICT (event_id) DO NOTHING`, typed as
 /// [`BatchColumns::row`] binds them.
-async fn prepare_row_insert(
+pub(super) async fn prepare_row_insert(
     client: &Transaction<'_>,
     schema: &str,
 ) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
@@ -431,55 +338,6 @@ async fn prepare_row_insert(
             &types,
         )
         .await
-}
-
-/// A refused row's JSON text (as [`BatchColumns::rejected`] wrote it) → its values, at
-/// the Kafka position the table records.
-fn values_from_json(
-    raw: &str,
-    partition: i32,
-    offset: i64,
-) -> Result<Vec<Box<dyn ToSql + Sync + Send>>, String> {
-    let mut fields: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(raw).map_err(|e| format!("raw_row is not a JSON object: {e}"))?;
-    fields.insert("kafka_partition".into(), partition.into());
-    fields.insert("kafka_offset".into(), offset.into());
-    COLUMNS
-        .iter()
-        .map(|column| -> Result<Box<dyn ToSql + Sync + Send>, String> {
-            let value = fields.get(column.name).unwrap_or(&serde_json::Value::Null);
-            let wrong = || format!("raw_row: {} is not a {:?}", column.name, column.kind);
-            if value.is_null() {
-                return Ok(match column.kind {
-                    ColumnType::Text(_) | ColumnType::Json => Box::new(None::<String>),
-                    ColumnType::Timestamp => Box::new(None::<DateTime<Utc>>),
-                    ColumnType::Boolean => Box::new(None::<bool>),
-                    ColumnType::Int32 => Box::new(None::<i32>),
-                    ColumnType::Int64 => Box::new(None::<i64>),
-                });
-            }
-            Ok(match column.kind {
-                ColumnType::Text(_) | ColumnType::Json => {
-                    Box::new(value.as_str().ok_or_else(wrong)?.to_owned())
-                }
-                ColumnType::Timestamp => Box::new(
-                    value
-                        .as_str()
-                        .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
-                        .map(|at| at.with_timezone(&Utc))
-                        .ok_or_else(wrong)?,
-                ),
-                ColumnType::Boolean => Box::new(value.as_bool().ok_or_else(wrong)?),
-                ColumnType::Int32 => Box::new(
-                    value
-                        .as_i64()
-                        .and_then(|n| i32::try_from(n).ok())
-                        .ok_or_else(wrong)?,
-                ),
-                ColumnType::Int64 => Box::new(value.as_i64().ok_or_else(wrong)?),
-            })
-        })
-        .collect()
 }
 
 /// Stages one file's rows and inserts those whose `event_id` is new. Returns rows inserted.
@@ -526,7 +384,7 @@ fn corrupt(error: arrow_schema::ArrowError) -> FileFailure {
     FileFailure::Unreadable(format!("corrupt Parquet data: {error}"))
 }
 
-fn as_params<'a>(values: &'a [Box<dyn ToSql + Sync + Send + 'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+pub(super) fn as_params<'a>(values: &'a [Box<dyn ToSql + Sync + Send + 'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
     values.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync)).collect()
 }
 
@@ -565,12 +423,12 @@ async fn load_rows_one_by_one(
 }
 
 /// A record batch's columns, typed per [`COLUMNS`].
-struct BatchColumns<'a> {
+pub(super) struct BatchColumns<'a> {
     columns: Vec<(ColumnType, &'a dyn Array)>,
 }
 
 impl<'a> BatchColumns<'a> {
-    fn new(batch: &'a RecordBatch) -> Result<BatchColumns<'a>, FileFailure> {
+    pub(super) fn new(batch: &'a RecordBatch) -> Result<BatchColumns<'a>, FileFailure> {
         let columns = COLUMNS
             .iter()
             .map(|c| {
@@ -626,7 +484,7 @@ impl<'a> BatchColumns<'a> {
         }
     }
 
-    fn row(&self, row: usize) -> Vec<Box<dyn ToSql + Sync + Send + 'a>> {
+    pub(super) fn row(&self, row: usize) -> Vec<Box<dyn ToSql + Sync + Send + 'a>> {
         self.columns
             .iter()
             .map(|(kind, array)| -> Box<dyn ToSql + Sync + Send + 'a> {
