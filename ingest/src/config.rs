@@ -102,6 +102,11 @@ pub struct HttpConfig {
     #[arg(long, env = "EXPOSURES_RATE_LIMIT_BURST")]
     pub rate_limit_burst: Option<u32>,
 
+    /// Test hook: a client regains one request per this period instead of `--rate-limit`
+    /// per second, so tests do not depend on how fast the machine is.
+    #[arg(skip)]
+    pub rate_limit_replenish: Option<Duration>,
+
     /// Comma-separated addresses or CIDR ranges of reverse proxies / load balancers whose
     /// X-Forwarded-For header names the client (for rate limits). Off by default: the
     /// socket peer is the client.
@@ -157,7 +162,11 @@ impl HttpConfig {
     pub fn rate_limiter(&self) -> Option<ClientLimiter> {
         let rate = NonZeroU32::new(self.rate_limit)?;
         let burst = self.rate_limit_burst.and_then(NonZeroU32::new).unwrap_or(rate);
-        Some(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
+        let quota = self
+            .rate_limit_replenish
+            .and_then(Quota::with_period)
+            .unwrap_or_else(|| Quota::per_second(rate));
+        Some(RateLimiter::keyed(quota.allow_burst(burst)))
     }
 
     pub fn normalizer(&self) -> Normalizer {

@@ -21,11 +21,14 @@ pub const BROKER_UP: &str = "exposures_ingest_broker_up";
 pub const SPOOL_RECORDS: &str = "exposures_ingest_spool_records";
 /// Gauge: bytes of spool segment files on disk.
 pub const SPOOL_BYTES: &str = "exposures_ingest_spool_bytes";
+/// Counter: bytes of spool segments that did not decode, set aside in `spool/corrupt/`.
+pub const SPOOL_CORRUPT_BYTES: &str = "exposures_ingest_spool_corrupt_bytes_total";
 /// Counter: spooled records delivered to Kafka by the replayer.
 pub const SPOOL_REPLAYED: &str = "exposures_ingest_spool_replayed_total";
 
 /// Every metric this crate exports (checked against `infra/` by the tests).
-pub const ALL: [&str; 10] = [
+pub const ALL: [&str; 11] = [
+    SPOOL_CORRUPT_BYTES,
     REQUESTS,
     REQUEST_DURATION,
     EVENTS_ACCEPTED,

@@ -23,6 +23,15 @@
 //!   acknowledged. A crash between an acknowledgement and the position update replays
 //!   those records again: at-least-once into Kafka, made exactly-once in the warehouse
 //!   by the `event_id` dedup.
+//! - **A position never applies to another segment.** Segment ids are never reused: the
+//!   next id is above every segment on disk *and* the id in `replay.pos`. The position of
+//!   a segment is removed before the segment itself, so a crash between the two leaves a
+//!   replayed segment without position (replayed again, deduplicated downstream) rather
+//!   than a stale position that would skip records of a later segment.
+//! - **Corruption is set aside, never silently dropped.** A sealed segment whose bytes do
+//!   not decode to its end (a torn tail from a crash, or damage) has its undecodable
+//!   tail copied to `corrupt/` before the segment is deleted, with an error log line
+//!   and `exposures_ingest_spool_corrupt_bytes_total`.
 //!
 //! Proven by `tests/pipeline` (`broker_outage_*`, `spool_survives_restart`) and the unit
 //! tests below.
@@ -89,6 +98,11 @@ impl SpoolRecord {
 /// Decodes the valid prefix of a segment, starting at `from`. Returns each record with
 /// the byte offset just past it.
 fn decode_segment(bytes: &[u8], from: u64) -> Vec<(SpoolRecord, u64)> {
+    decode_prefix(bytes, from).0
+}
+
+/// The valid prefix of a segment from `from`, and where it ends.
+fn decode_prefix(bytes: &[u8], from: u64) -> (Vec<(SpoolRecord, u64)>, u64) {
     let mut records = Vec::new();
     let mut at = from as usize;
     while let Some(header) = bytes.get(at..at + FRAME_HEADER) {
@@ -115,7 +129,7 @@ fn decode_segment(bytes: &[u8], from: u64) -> Vec<(SpoolRecord, u64)> {
             at as u64,
         ));
     }
-    records
+    (records, at as u64)
 }
 
 enum Command {
@@ -170,6 +184,16 @@ impl Spool {
             };
             records += decode_segment(&content, from).len() as u64;
         }
+        // A position whose segment is gone (a crash while deleting it) says nothing about
+        // any other segment: drop it, and start new ids above it.
+        if let Some((pos_id, _)) = position.filter(|(pos_id, _)| !segments.contains(pos_id)) {
+            let stale = dir.join(POSITION_FILE);
+            tracing::warn!(
+                segment = pos_id,
+                "spool position of a deleted segment; removing it"
+            );
+            fs::remove_file(&stale).map_err(io_error(&stale))?;
+        }
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             max_bytes,
@@ -181,7 +205,8 @@ impl Spool {
         });
         shared.publish_gauges();
         let (commands, receiver) = mpsc::channel(1024);
-        let next_id = segments.last().map_or(1, |last| last + 1);
+        let highest = segments.last().copied().max(position.map(|(pos_id, _)| pos_id));
+        let next_id = highest.map_or(1, |id| id + 1);
         let writer = Writer {
             shared: shared.clone(),
             next_id,
@@ -268,17 +293,35 @@ impl Spool {
         Ok(())
     }
 
-    /// Deletes a fully replayed segment.
+    /// Deletes a fully replayed segment: its position first (module doc), and any tail
+    /// that did not decode is first copied to `corrupt/`.
     pub fn remove_segment(&self, id: u64) -> Result<(), SpoolError> {
         let path = segment_path(&self.shared.dir, id);
-        let size = fs::metadata(&path).map(|meta| meta.len()).unwrap_or(0);
-        fs::remove_file(&path).map_err(io_error(&path))?;
-        // Segment ids restart at 1 when the spool is empty, so a position must not
-        // outlive its segment.
+        let content = fs::read(&path).map_err(io_error(&path))?;
+        let size = content.len() as u64;
+        let (_, decoded_to) = decode_prefix(&content, 0);
+        if decoded_to < size {
+            let corrupt = self.shared.dir.join("corrupt");
+            let kept = corrupt.join(format!("{id:020}.seg.tail"));
+            fs::create_dir_all(&corrupt)
+                .and_then(|()| fs::write(&kept, &content[decoded_to as usize..]))
+                .map_err(io_error(&kept))?;
+            tracing::error!(
+                segment = id,
+                bytes = size - decoded_to,
+                at = decoded_to,
+                kept = %kept.display(),
+                "spool segment has bytes that do not decode (a torn tail from a crash, or damage); \
+                 set aside, not replayed"
+            );
+            metrics::counter!(m::SPOOL_CORRUPT_BYTES).increment(size - decoded_to);
+        }
         if read_position(&self.shared.dir).is_some_and(|(pos_id, _)| pos_id == id) {
             let position = self.shared.dir.join(POSITION_FILE);
             fs::remove_file(&position).map_err(io_error(&position))?;
+            sync_dir(&self.shared.dir).map_err(io_error(&self.shared.dir))?;
         }
+        fs::remove_file(&path).map_err(io_error(&path))?;
         self.shared.bytes.fetch_sub(size, Ordering::Relaxed);
         self.shared.publish_gauges();
         Ok(())
@@ -583,6 +626,43 @@ mod tests {
             .map(|(r, _)| r)
             .collect();
         assert_eq!(left, vec![record(2), record(3)]);
+    }
+
+    #[tokio::test]
+    async fn a_crash_while_deleting_a_segment_never_skips_later_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        spool.append((0..4).map(record).collect()).await.unwrap();
+        let id = spool.seal_or_clear().await.unwrap().unwrap();
+        let records = spool.unreplayed(id).unwrap();
+        spool.mark_replayed(id, records[3].1, 4).unwrap();
+        spool.close();
+        // The crash point of the old order: segment deleted, its position still there.
+        fs::remove_file(segment_path(dir.path(), id)).unwrap();
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        spool.append((10..13).map(record).collect()).await.unwrap();
+        let replayed = drain(&spool).await;
+        assert_eq!(
+            replayed,
+            (10..13).map(record).collect::<Vec<_>>(),
+            "every later record"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tail_that_does_not_decode_is_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        spool.append((0..3).map(record).collect()).await.unwrap();
+        let id = spool.seal_or_clear().await.unwrap().unwrap();
+        let path = segment_path(dir.path(), id);
+        let mut damaged = fs::read(&path).unwrap();
+        damaged.extend_from_slice(b"\x20\x00\x00\x00garbage");
+        fs::write(&path, &damaged).unwrap();
+        assert_eq!(drain(&spool).await, (0..3).map(record).collect::<Vec<_>>());
+        let kept = fs::read(dir.path().join("corrupt").join(format!("{id:020}.seg.tail"))).unwrap();
+        assert_eq!(kept, b"\x20\x00\x00\x00garbage");
+        assert!(!path.exists());
     }
 
     #[tokio::test]

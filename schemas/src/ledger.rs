@@ -129,7 +129,8 @@ pub fn ledger_migrations(schema: &str, existing: &[String]) -> Vec<String> {
 
 /// The dead-letter table `exposures_rejected`: rows of lake files the warehouse refused,
 /// one per row, with the row as JSON text (NUL and every other character escaped, so
-/// the text itself is always storable) and the warehouse's reason.
+/// the text itself is always storable; a raw NUL in a record that is not even JSON is
+/// shown as U+FFFD) and the warehouse's reason.
 pub const REJECTED_COLUMNS: [(&str, RejectedType); 7] = [
     ("event_id", RejectedType::Text),
     ("object_key", RejectedType::Text),
@@ -188,7 +189,7 @@ pub fn insert_rejected_rows(dialect: Dialect, schema: &str, rows: &[RejectedRow]
                 literal(dialect, &storable(&row.object_key)),
                 row.kafka_partition,
                 row.kafka_offset,
-                literal(dialect, truncate_utf8(&row.raw_row, 65_535)),
+                literal(dialect, truncate_utf8(&storable(&row.raw_row), 65_535)),
                 literal(dialect, truncate_utf8(&storable(&row.reason), MAX_REASON_BYTES)),
                 now(dialect)
             )

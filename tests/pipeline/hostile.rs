@@ -300,6 +300,7 @@ async fn the_rate_limit_trusts_forwarded_for_only_from_trusted_proxies() {
         let kafka = Kafka::new(1);
         let mut config = api::config(&kafka.brokers(), &kafka.topic);
         config.http.rate_limit = 1;
+        config.http.rate_limit_replenish = Some(Duration::from_secs(3600));
         if trusted {
             // The API's own host and the load balancers' network.
             config.http.trusted_proxies = vec![

@@ -543,3 +543,87 @@ async fn poison_rows(kind: Kind) {
         good.len() as i64 + 1
     );
 }
+
+/// A lake file whose rows PostgreSQL refuses, written by another tool (so the sink's
+/// checks never saw it): the file loads row by row, its good rows land, the refused row
+/// is dead-lettered with PostgreSQL's reason.
+#[tokio::test]
+async fn a_file_postgres_refuses_loads_row_by_row() {
+    use loader::sink::file::{relative_key, Hour, OpenFile};
+
+    let side = Lakeside::new().await;
+    let warehouse = Warehouse::start(Kind::Postgres, &side).await;
+    let mut events = exposures(50, "row-by-row");
+    events[25].experiment_id = "null\u{0}byte".into();
+    let received = events[0].received_at.timestamp_millis();
+    let hour = Hour::of_millis(received);
+    let mut file = OpenFile::new(0, hour, 1_000);
+    for (offset, event) in (1_000..).zip(&events) {
+        file.append(event, offset);
+    }
+    let encoded = file.encode(&side.kafka.topic).expect("parquet");
+    let lake = side.lake().await;
+    let key = lake.key(&relative_key(hour, 0, 1_000));
+    let stored = lake.put(&key, encoded.bytes).await.expect("put");
+    let record = loader::files::FileRecord {
+        lake: lake.describe(),
+        bucket: lake.bucket(),
+        key: key.clone(),
+        size: stored.size,
+        etag: stored.etag,
+        rows: events.len() as u64,
+        topic: side.kafka.topic.clone(),
+        partition: 0,
+        first_offset: 1_000,
+        last_offset: 1_049,
+        hour: hour.label(),
+        written_at: chrono::Utc::now(),
+        rejected_key: None,
+        rejected_rows: 0,
+    };
+    announce(&side, &serde_json::to_value(&record).expect("json")).await;
+
+    let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
+    wait_rows(&warehouse.pg, 49).await;
+    let client = warehouse.pg.client().await;
+    let deadline = Instant::now() + DEADLINE;
+    while count(&client, "SELECT count(*) FROM analytics.exposures_loads").await < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the file was not recorded in the ledger"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
+    }
+    stop.cancel();
+    task.await.expect("loader task").expect("loader");
+    let rejected = client
+        .query_one(
+            "SELECT event_id, kafka_offset, reason FROM analytics.exposures_rejected",
+            &[],
+        )
+        .await
+        .expect("one rejected row");
+    assert_eq!(rejected.get::<_, String>(0), events[25].event_id);
+    assert_eq!(rejected.get::<_, i64>(1), 1_025);
+    assert!(
+        rejected.get::<_, String>(2).contains("0x00"),
+        "{}",
+        rejected.get::<_, String>(2)
+    );
+    let ledger = client
+        .query_one(
+            "SELECT status, rows_in_file, rows_loaded, rows_rejected FROM analytics.exposures_loads",
+            &[],
+        )
+        .await
+        .expect("ledger");
+    assert_eq!(
+        (
+            ledger.get::<_, String>(0),
+            ledger.get::<_, i64>(1),
+            ledger.get::<_, i64>(2),
+            ledger.get::<_, i64>(3)
+        ),
+        ("loaded".to_owned(), 50, 49, 1)
+    );
+}

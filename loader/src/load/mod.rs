@@ -473,8 +473,8 @@ pub async fn reload_rejected(
             postgres.reload_rejected().await
         }
         Warehouse::Redshift(_) => Err(LoadError::DataApi(
-            "reload-rejected runs on PostgreSQL: the Redshift loader quarantines whole files \
-             (see exposures_loads) and writes no rows to exposures_rejected"
+            "reload-rejected is built for PostgreSQL only so far: on Redshift, `exposures status` \
+             lists the rows of exposures_rejected; reload a fixed row with INSERT … SELECT yourself"
                 .into(),
         )),
     }

@@ -214,9 +214,13 @@ impl Redshift {
                     let rows = loaded.get(&file.key).copied().ok_or_else(|| {
                         LoadError::DataApi(format!("the ledger has no row for {} after its batch", file.key))
                     })?;
-                    report
-                        .outcomes
-                        .push((file.key.clone(), FileOutcome::Loaded { rows, rejected: 0 }));
+                    report.outcomes.push((
+                        file.key.clone(),
+                        FileOutcome::Loaded {
+                            rows,
+                            rejected: file.rejected_rows,
+                        },
+                    ));
                 }
                 Ok(())
             }
