@@ -32,3 +32,53 @@ pub struct FileRecord {
     #[serde(default)]
     pub rejected_rows: u64,
 }
+
+impl FileRecord {
+    /// Refuses a record whose keys could point outside the lake: a file record is data
+    /// from a topic anyone with produce rights can write, and the loader reads (and, for
+    /// Redshift, writes manifests) where it says.
+    pub fn check(&self) -> Result<(), String> {
+        std::iter::once(self.key.as_str())
+            .chain(self.rejected_key.as_deref())
+            .try_for_each(check_key)
+    }
+}
+
+/// A key is relative, without `.`/`..` segments, backslashes or NUL.
+pub fn check_key(key: &str) -> Result<(), String> {
+    let bad = key.is_empty()
+        || key.starts_with('/')
+        || key.contains('\\')
+        || key.contains('\0')
+        || key
+            .split('/')
+            .any(|segment| segment.is_empty() || segment == "." || segment == "..");
+    if bad {
+        Err(format!(
+            "object key '{key}' is not a relative path inside the lake"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_key;
+
+    #[test]
+    fn keys_outside_the_lake_are_refused() {
+        assert!(check_key("exposures/v1/dt=2026-11-25/hour=10/p000-00000000000000000000.parquet").is_ok());
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a/../../etc/passwd",
+            "a//b",
+            "./a",
+            "a\\b",
+            "a\0b",
+        ] {
+            assert!(check_key(bad).is_err(), "{bad:?}");
+        }
+    }
+}

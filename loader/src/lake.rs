@@ -20,6 +20,8 @@ const PART_SIZE: usize = 8 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LakeError {
+    #[error("{0}")]
+    BadKey(String),
     #[error("unsupported lake URL '{0}': use s3://BUCKET[/PREFIX] or file:///ABSOLUTE/DIR")]
     BadUrl(String),
     #[error("S3 {operation} of s3://{bucket}/{key} failed: {message}")]
@@ -144,7 +146,10 @@ impl Lake {
                     output.e_tag().unwrap_or_default().trim_matches('"').to_owned()
                 }
             }
-            Store::Local { root } => put_local(root, key, body).await?,
+            Store::Local { root } => {
+                crate::files::check_key(key).map_err(LakeError::BadKey)?;
+                put_local(root, key, body).await?
+            }
         };
         Ok(StoredObject {
             key: key.to_owned(),
@@ -172,6 +177,7 @@ impl Lake {
                 Ok(data.into_bytes())
             }
             Store::Local { root } => {
+                crate::files::check_key(key).map_err(LakeError::BadKey)?;
                 let path = root.join(key);
                 tokio::fs::read(&path)
                     .await

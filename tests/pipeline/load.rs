@@ -627,3 +627,37 @@ async fn a_file_postgres_refuses_loads_row_by_row() {
         ("loaded".to_owned(), 50, 49, 1)
     );
 }
+
+/// A file record is data from a topic anyone with produce rights can write: one naming a
+/// key outside the lake is skipped and counted, and the real files still load.
+#[tokio::test]
+async fn a_file_record_pointing_outside_the_lake_is_skipped() {
+    let side = Lakeside::new().await;
+    let warehouse = Warehouse::start(Kind::Postgres, &side).await;
+    let events = exposures(200, "trust");
+    let files = sink_into_lake(&side, &events).await;
+    let before = metric_value("exposures_load_invalid_records_total");
+    let mut forged = files[0].clone();
+    forged["key"] = "exposures/../../../../../../etc/passwd".into();
+    announce(&side, &forged).await;
+
+    let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
+    wait_rows(&warehouse.pg, events.len() as i64).await;
+    let deadline = Instant::now() + DEADLINE;
+    while metric_value("exposures_load_invalid_records_total") < before + 1.0 {
+        assert!(Instant::now() < deadline, "the forged record was not counted");
+        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
+    }
+    stop.cancel();
+    task.await.expect("loader task").expect("loader");
+    let client = warehouse.pg.client().await;
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM analytics.exposures_loads WHERE object_key LIKE '%passwd%'"
+        )
+        .await,
+        0
+    );
+    assert_warehouse_exact(&warehouse.pg, &events).await;
+}

@@ -409,10 +409,17 @@ pub async fn run(config: LoadConfig, shutdown: Shutdown) -> Result<(), LoadError
                 message = consumer.recv() => match message {
                     Ok(message) => {
                         offsets.insert(message.partition(), message.offset() + 1);
-                        match message.payload().map(serde_json::from_slice::<FileRecord>) {
-                            Some(Ok(file)) => files.push(file),
-                            _ => {
-                                tracing::error!(partition = message.partition(), offset = message.offset(), "not a file record; skipping it");
+                        let file = message
+                            .payload()
+                            .ok_or_else(|| "empty record".to_owned())
+                            .and_then(|payload| {
+                                serde_json::from_slice::<FileRecord>(payload).map_err(|e| e.to_string())
+                            })
+                            .and_then(|file| file.check().map(|()| file));
+                        match file {
+                            Ok(file) => files.push(file),
+                            Err(reason) => {
+                                tracing::error!(partition = message.partition(), offset = message.offset(), %reason, "not a valid file record; skipping it");
                                 metrics::counter!(m::LOAD_INVALID_RECORDS).increment(1);
                             }
                         }
