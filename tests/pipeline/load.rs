@@ -661,3 +661,37 @@ async fn a_file_record_pointing_outside_the_lake_is_skipped() {
     );
     assert_warehouse_exact(&warehouse.pg, &events).await;
 }
+
+/// The warehouse's objects were made by an administrator, and the loader runs as a user
+/// with only the grants the README lists (USAGE and CREATE on the schema, DML on its
+/// tables, TEMP): it starts, leaves the views it does not own alone, and loads.
+#[tokio::test]
+async fn a_loader_that_owns_nothing_starts_and_loads() {
+    let side = Lakeside::new().await;
+    let warehouse = Warehouse::start(Kind::Postgres, &side).await;
+    let admin = warehouse.pg.client().await;
+    admin
+        .batch_execute(&schemas::ddl::script(
+            schemas::ddl::Dialect::Postgres,
+            "analytics",
+        ))
+        .await
+        .expect("objects made by the administrator");
+    admin
+        .batch_execute(
+            "CREATE ROLE exposures_loader LOGIN; \
+             GRANT USAGE, CREATE ON SCHEMA analytics TO exposures_loader; \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA analytics TO exposures_loader;",
+        )
+        .await
+        .expect("grants");
+    let events = exposures(300, "grants");
+    sink_into_lake(&side, &events).await;
+    let mut config = load_config(&side, &warehouse, "load");
+    config.warehouse.warehouse = Some(warehouse.pg.url_as("exposures_loader"));
+    let (stop, task) = start_loader(config);
+    wait_rows(&warehouse.pg, events.len() as i64).await;
+    stop.cancel();
+    task.await.expect("loader task").expect("loader");
+    assert_warehouse_exact(&warehouse.pg, &events).await;
+}

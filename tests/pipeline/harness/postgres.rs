@@ -107,7 +107,12 @@ impl Pg {
     }
 
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        self.url_as("postgres")
+    }
+
+    /// The URL for database user `user` (the cluster trusts local connections).
+    pub fn url_as(&self, user: &str) -> String {
+        format!("postgres://{user}@127.0.0.1:{}/postgres", self.port)
     }
 
     pub async fn client(&self) -> tokio_postgres::Client {

@@ -116,10 +116,19 @@ impl Postgres {
 
     /// Creates missing objects, then refuses an `exposures` table whose columns differ.
     pub async fn ensure_objects(&self) -> Result<(), LoadError> {
-        self.client
-            .batch_execute(&ddl::script(Dialect::Postgres, &self.schema))
-            .await
-            .map_err(LoadError::Warehouse)?;
+        let existing = self
+            .query_text(&ddl::existing_objects_query(Dialect::Postgres, &self.schema))
+            .await?;
+        let (run, warnings) = ddl::plan(Dialect::Postgres, &self.schema, &existing);
+        for warning in warnings {
+            tracing::warn!("{warning}");
+        }
+        for statement in run {
+            self.client
+                .batch_execute(&statement)
+                .await
+                .map_err(LoadError::Warehouse)?;
+        }
         let ledger_columns: Vec<String> = self
             .client
             .query(

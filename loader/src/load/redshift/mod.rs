@@ -109,10 +109,20 @@ impl Redshift {
 
     /// Creates missing objects, then refuses an `exposures` table whose columns differ.
     pub async fn ensure_objects(&self) -> Result<(), LoadError> {
-        self.api
-            .run_batch(ddl::statements(Dialect::Redshift, &self.schema))
-            .await
-            .map_err(|failure| failure.into_error("creating the warehouse objects"))?;
+        let existing = self
+            .api
+            .query_text(&ddl::existing_objects_query(Dialect::Redshift, &self.schema))
+            .await?;
+        let (run, warnings) = ddl::plan(Dialect::Redshift, &self.schema, &existing);
+        for warning in warnings {
+            tracing::warn!("{warning}");
+        }
+        if !run.is_empty() {
+            self.api
+                .run_batch(run)
+                .await
+                .map_err(|failure| failure.into_error("creating the warehouse objects"))?;
+        }
         let found = self.column_names("exposures").await?;
         let expected: Vec<String> = COLUMNS.iter().map(|c| c.name.to_owned()).collect();
         super::require_columns(&self.schema, found, expected)?;
