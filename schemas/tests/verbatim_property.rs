@@ -287,11 +287,11 @@ proptest! {
         if in_attributes.depth > limits.max_attributes_depth {
             expected.push(ErrorCode::TooDeep);
         }
-        let clean = expected.is_empty();
-        if clean && serialized_len(&attributes) > limits.max_attributes_bytes {
-            expected.push(ErrorCode::TooLarge);
-        }
-        if clean && serialized_len(&extra) > limits.max_extra_bytes {
+        // Several faults at once: whichever the normaliser meets first is reported
+        // (attributes are checked whole before the unknown fields), so any of them is right.
+        if serialized_len(&attributes) > limits.max_attributes_bytes
+            || serialized_len(&extra) > limits.max_extra_bytes
+        {
             expected.push(ErrorCode::TooLarge);
         }
 
