@@ -20,6 +20,7 @@ use crate::harness::api::{config, http, Server};
 use crate::harness::kafka::record_count;
 use crate::harness::lake::{lake_json_columns, start_sink, wait_committed, Lakeside};
 use crate::harness::postgres::Pg;
+use crate::harness::redshift_emulator::DataApi;
 use crate::harness::DEADLINE;
 
 /// One accepted event: its id and the JSON text the client sent for `attributes`.
@@ -316,4 +317,148 @@ async fn odd_but_legal_events_reach_postgres_verbatim_and_unloadable_ones_get_40
     assert_eq!(row.get::<_, String>(3), "1.50");
     assert!(row.get::<_, bool>(4));
     assert_eq!(row.get::<_, String>(5), "é".repeat(128));
+}
+
+/// Arbitrary JSON as a client would write it: strings with every character class (NUL,
+/// separators, quotes, backslashes, astral), keys with dots and quotes, integers past 64
+/// bits, long decimals, exponents, `-0`, out-of-range numbers, nesting.
+fn json_text() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let character = prop_oneof![
+        4 => any::<char>(),
+        1 => Just('\0'),
+        1 => Just('\u{2028}'),
+        1 => Just('"'),
+        1 => Just('\\'),
+        1 => Just('😀'),
+        1 => Just('.'),
+    ];
+    let text = proptest::collection::vec(character, 0..10)
+        .prop_map(|chars| Value::String(chars.into_iter().collect()).to_string());
+    let leaf = prop_oneof![
+        Just("null".to_owned()),
+        any::<bool>().prop_map(|b| b.to_string()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        "[1-9][0-9]{18,45}",
+        "-?(0|[1-9][0-9]{0,3})\\.[0-9]{1,30}",
+        Just("-0".to_owned()),
+        Just("1E+2".to_owned()),
+        Just("1e400".to_owned()),
+        text.clone(),
+    ];
+    leaf.prop_recursive(4, 40, 5, move |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..5)
+                .prop_map(|items| format!("[{}]", items.join(", "))),
+            proptest::collection::vec((text.clone(), inner), 0..5).prop_map(|pairs| {
+                let members: Vec<String> = pairs
+                    .iter()
+                    .map(|(key, value)| format!("{key}: {value}"))
+                    .collect();
+                format!("{{{}}}", members.join(", "))
+            }),
+        ]
+    })
+}
+
+/// Generated events through the real API: each is refused with a 4xx naming the problem,
+/// or arrives in PostgreSQL and in Redshift (the Data API emulator) with the meaning the
+/// client's own text has — every key, string and digit.
+#[tokio::test]
+async fn generated_events_are_refused_or_reach_both_warehouses_with_their_meaning() {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::TestRunner;
+
+    let side = Lakeside::new().await;
+    let server = Server::start(config(&side.kafka.brokers(), &side.kafka.topic)).await;
+    let client = http();
+    let single = format!("{}/exposure", server.url);
+    let mut runner = TestRunner::deterministic();
+    let strategy = json_text();
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for n in 0..80 {
+        let value = strategy.new_tree(&mut runner).expect("generated").current();
+        let attributes = format!(r#"{{"generated": {value}, "n": {n}}}"#);
+        let sent = event(100 + n, &attributes, "");
+        let (status, answer) = post(&client, &single, sent.body.clone()).await;
+        match status {
+            200 => accepted.push(sent),
+            400 | 413 => {
+                refused += 1;
+                let field = answer["error"]["field"].as_str().unwrap_or_default();
+                assert!(field.starts_with("attributes"), "{attributes}: {answer}");
+            }
+            other => panic!("{attributes} answered {other}: {answer}"),
+        }
+    }
+    server.stop().await;
+    println!("generated events: {} accepted, {refused} refused", accepted.len());
+    assert!(
+        accepted.len() >= 20 && refused >= 5,
+        "{} / {refused}",
+        accepted.len()
+    );
+    assert_eq!(
+        record_count(&side.kafka.brokers(), &side.kafka.topic),
+        accepted.len() as i64
+    );
+
+    let sink = start_sink(side.config("sink"));
+    wait_committed(&side, "sink", accepted.len() as i64).await;
+    sink.stop().await;
+
+    let postgres = tokio::task::spawn_blocking(Pg::start).await.expect("postgres");
+    let redshift_pg = tokio::task::spawn_blocking(Pg::start).await.expect("postgres");
+    let data_api = DataApi::start(redshift_pg.url(), side.lake_args().aws_options()).await;
+    let mut redshift = load_config(&side, &redshift_pg);
+    redshift.group = "load-redshift".into();
+    redshift.warehouse.warehouse = Some(data_api.warehouse_url());
+    redshift.redshift.redshift_endpoint = Some(data_api.endpoint.clone());
+    redshift.redshift.redshift_static_credentials = Some(("test".into(), "test".into()));
+    let stop = stage::Shutdown::new();
+    let loaders = [
+        tokio::spawn(loader::load::run(load_config(&side, &postgres), stop.clone())),
+        tokio::spawn(loader::load::run(redshift, stop.clone())),
+    ];
+    for pg in [&postgres, &redshift_pg] {
+        let warehouse = pg.client().await;
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let rows: i64 = warehouse
+                .query_one("SELECT count(*) FROM analytics.exposures", &[])
+                .await
+                .map(|row| row.get(0))
+                .unwrap_or(0);
+            if rows == accepted.len() as i64 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{rows} of {} rows loaded",
+                accepted.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
+        }
+        for sent in &accepted {
+            let row = warehouse
+                .query_one(
+                    "SELECT attributes::text = $2::text::jsonb::text, attributes::text \
+                     FROM analytics.exposures WHERE event_id = $1",
+                    &[&sent.event_id, &sent.attributes],
+                )
+                .await
+                .expect("the row");
+            assert!(
+                row.get::<_, bool>(0),
+                "{} stored {}",
+                sent.attributes,
+                row.get::<_, String>(1)
+            );
+        }
+    }
+    stop.cancel();
+    for loader in loaders {
+        loader.await.expect("loader task").expect("loader");
+    }
 }
