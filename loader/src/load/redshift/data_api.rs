@@ -65,7 +65,12 @@ impl StatementFailure {
     /// than failing for reasons that retrying fixes. Access and connection problems are
     /// never data: quarantining files for a missing IAM permission would lose them.
     pub(super) fn is_about_data(&self) -> bool {
-        const NOT_DATA: [&str; 13] = [
+        // Transient Spectrum/S3/KMS conditions come wrapped in "Spectrum Scan Error" like
+        // bad files do, so they are named here and win: a throttled COPY must be retried,
+        // not split down to single files that are then quarantined for good.
+        // (Redshift docs: "Troubleshoot queries in Amazon Redshift Spectrum" lists
+        // "Retries exceeded", "Access throttled" from S3 or KMS, and resource limits.)
+        const NOT_DATA: [&str; 25] = [
             "s3serviceexception",
             "access denied",
             "accessdenied",
@@ -79,6 +84,18 @@ impl StatementFailure {
             "serializable isolation",
             "cancel",
             "out of memory",
+            "retries exceeded",
+            "throttl",
+            "slow down",
+            "slowdown",
+            "reduce your request rate",
+            "request rate",
+            "resource limit",
+            "service unavailable",
+            "internal server error",
+            "internal error",
+            "kms",
+            "disk full",
         ];
         const DATA: [&str; 12] = [
             "spectrum scan error",
@@ -279,5 +296,13 @@ mod tests {
         );
         assert!(!failure("connection to the cluster lost", Some(1)).is_about_data());
         assert!(!failure("ERROR: 1023 Serializable isolation violation", Some(3)).is_about_data());
+        for transient in [
+            "Spectrum Scan Error: S3 Query Exception (Fetch). Task failed due to an internal error. Retries exceeded",
+            "Spectrum Scan Error: Access throttled: S3 SlowDown: Please reduce your request rate",
+            "Spectrum Scan Error: Error communicating with KMS: ThrottlingException",
+            "Spectrum Scan Error: Resource limit exceeded for the query",
+        ] {
+            assert!(!failure(transient, Some(1)).is_about_data(), "{transient}");
+        }
     }
 }

@@ -74,6 +74,59 @@ pub struct CopyOptions {
 pub struct Redshift {
     api: DataApi,
     schema: String,
+    refusals: std::sync::Mutex<Breaker>,
+}
+
+/// The circuit breaker over single-file refusals: the signature of the last one and how
+/// many files in a row were refused with it.
+#[derive(Debug, Default)]
+struct Breaker {
+    signature: String,
+    in_a_row: u32,
+}
+
+impl Breaker {
+    /// Counts a refusal; `Err` once more than [`CIRCUIT_BREAKER_FILES`] files in a row
+    /// were refused with the same error.
+    fn observe(&mut self, message: &str) -> Result<(), String> {
+        let signature = signature(message);
+        if self.signature == signature {
+            self.in_a_row += 1;
+        } else {
+            *self = Breaker {
+                signature,
+                in_a_row: 1,
+            };
+        }
+        if self.in_a_row > CIRCUIT_BREAKER_FILES {
+            return Err(format!(
+                "{} files in a row refused with the same error, so it is not in the files: not \
+                 quarantining more until it is fixed: {message}",
+                self.in_a_row - 1
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Files in a row refused with the same error before the loader stops quarantining and
+/// fails loudly instead: an error every file hits (a codec or type Redshift cannot read,
+/// a setting) is not in the files.
+const CIRCUIT_BREAKER_FILES: u32 = 3;
+
+/// Files loaded in one transaction at most: the Data API refuses statements over about
+/// 100 KB, and the ledger statement grows by ~350 bytes per file.
+const MAX_FILES_PER_TRANSACTION: usize = 200;
+
+/// An error message without what names a particular file, row or query.
+fn signature(message: &str) -> String {
+    message
+        .split_whitespace()
+        .filter(|word| {
+            !word.contains("s3://") && !word.contains('/') && !word.chars().any(|c| c.is_ascii_digit())
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl Redshift {
@@ -82,6 +135,7 @@ impl Redshift {
         Ok(Redshift {
             api: DataApi::connect(target, options.api.clone(), options.statement_timeout).await,
             schema: schema.to_owned(),
+            refusals: std::sync::Mutex::new(Breaker::default()),
         })
     }
 
@@ -170,8 +224,10 @@ impl Redshift {
         }
         self.record_dead_letters(&pending, lakes).await?;
         let mut part = 0;
-        self.load_group(&pending, lakes, batch_id, copy, &mut part, &mut report)
-            .await?;
+        for group in pending.chunks(MAX_FILES_PER_TRANSACTION) {
+            self.load_group(group, lakes, batch_id, copy, &mut part, &mut report)
+                .await?;
+        }
         Ok(report)
     }
 
@@ -208,6 +264,9 @@ impl Redshift {
         let result_statement = statements.len();
         match self.api.run_batch(statements).await {
             Ok((id, _)) => {
+                if let Ok(mut breaker) = self.refusals.lock() {
+                    *breaker = Breaker::default();
+                }
                 let rows = self.api.rows(&format!("{id}:{result_statement}")).await?;
                 let mut loaded: HashMap<String, u64> = HashMap::new();
                 for row in rows {
@@ -238,6 +297,7 @@ impl Redshift {
                 metrics::counter!(m::LOAD_DATA_ERRORS).increment(1);
                 if let [file] = files {
                     let reason = self.explain(&failure).await;
+                    self.trip_if_systematic(&failure.message)?;
                     self.quarantine(file, batch_id, &reason).await?;
                     report
                         .outcomes
@@ -250,6 +310,17 @@ impl Redshift {
                 Box::pin(self.load_group(right, lakes, batch_id, copy, part, report)).await
             }
             Err(failure) => Err(failure.into_error("loading a batch")),
+        }
+    }
+
+    /// Counts single-file refusals with the same error; at [`CIRCUIT_BREAKER_FILES`] in a
+    /// row it refuses to quarantine another, so the batch fails (and is retried, loudly:
+    /// `exposures_load_failures_total`, the ExposuresLoadFailing alert) until someone
+    /// fixes the cause. A load that succeeds resets it.
+    fn trip_if_systematic(&self, message: &str) -> Result<(), LoadError> {
+        match self.refusals.lock() {
+            Ok(mut breaker) => breaker.observe(message).map_err(LoadError::DataApi),
+            Err(_) => Ok(()),
         }
     }
 
@@ -368,5 +439,33 @@ impl Redshift {
             }
         }
         reason
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_breaker_trips_on_the_same_error_in_a_row_whatever_the_file() {
+        let mut breaker = Breaker::default();
+        let refused = |file: &str| {
+            format!("Spectrum Scan Error: File 's3://lake/{file}' uses an unsupported codec. query 12{file}")
+        };
+        for file in ["a.parquet", "b.parquet", "c.parquet"] {
+            assert!(breaker.observe(&refused(file)).is_ok(), "{file}");
+        }
+        let error = breaker
+            .observe(&refused("d.parquet"))
+            .expect_err("the fourth trips");
+        assert!(error.contains("3 files in a row"), "{error}");
+        let mut breaker = Breaker::default();
+        for message in [
+            "invalid version number",
+            "unsupported codec",
+            "invalid version number",
+        ] {
+            assert!(breaker.observe(message).is_ok(), "different errors never trip");
+        }
     }
 }
