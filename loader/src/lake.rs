@@ -22,6 +22,8 @@ const PART_SIZE: usize = 8 * 1024 * 1024;
 pub enum LakeError {
     #[error("{0}")]
     BadKey(String),
+    #[error("object {0} is not in the lake (deleted, or never written)")]
+    Missing(String),
     #[error("unsupported lake URL '{0}': use s3://BUCKET[/PREFIX] or file:///ABSOLUTE/DIR")]
     BadUrl(String),
     #[error("S3 {operation} of s3://{bucket}/{key} failed: {message}")]
@@ -168,7 +170,10 @@ impl Lake {
                     .key(key)
                     .send()
                     .await
-                    .map_err(|e| s3_error("GetObject", bucket, key, e))?;
+                    .map_err(|e| match e.as_service_error() {
+                        Some(service) if service.is_no_such_key() => LakeError::Missing(key.to_owned()),
+                        _ => s3_error("GetObject", bucket, key, e),
+                    })?;
                 let data = output
                     .body
                     .collect()
@@ -182,11 +187,29 @@ impl Lake {
                 tokio::fs::read(&path)
                     .await
                     .map(Bytes::from)
-                    .map_err(|source| LakeError::Io {
-                        operation: "read",
-                        path,
-                        source,
+                    .map_err(|source| match source.kind() {
+                        std::io::ErrorKind::NotFound => LakeError::Missing(key.to_owned()),
+                        _ => LakeError::Io {
+                            operation: "read",
+                            path,
+                            source,
+                        },
                     })
+            }
+        }
+    }
+
+    /// Whether object `key` exists.
+    pub async fn exists(&self, key: &str) -> Result<bool, LakeError> {
+        match &self.store {
+            Store::S3 { client, bucket } => match client.head_object().bucket(bucket).key(key).send().await {
+                Ok(_) => Ok(true),
+                Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
+                Err(error) => Err(s3_error("HeadObject", bucket, key, error)),
+            },
+            Store::Local { root } => {
+                crate::files::check_key(key).map_err(LakeError::BadKey)?;
+                Ok(tokio::fs::try_exists(root.join(key)).await.unwrap_or(false))
             }
         }
     }

@@ -695,3 +695,57 @@ async fn a_loader_that_owns_nothing_starts_and_loads() {
     task.await.expect("loader task").expect("loader");
     assert_warehouse_exact(&warehouse.pg, &events).await;
 }
+
+/// An announced object that is gone from the lake (deleted by a lifecycle rule, say)
+/// would fail its batch on every retry: it is quarantined with a clear reason instead,
+/// and the files beside it load.
+#[tokio::test]
+async fn postgres_quarantines_a_missing_object_and_loads_the_rest() {
+    missing_object(Kind::Postgres).await;
+}
+
+#[tokio::test]
+async fn redshift_quarantines_a_missing_object_and_loads_the_rest() {
+    missing_object(Kind::Redshift).await;
+}
+
+async fn missing_object(kind: Kind) {
+    let side = Lakeside::new().await;
+    let warehouse = Warehouse::start(kind, &side).await;
+    let events = exposures(200, "missing");
+    let files = sink_into_lake(&side, &events).await;
+    let mut gone = files[0].clone();
+    let gone_key = gone["key"]
+        .as_str()
+        .expect("key")
+        .replace(".parquet", "-deleted.parquet");
+    gone["key"] = gone_key.clone().into();
+    announce(&side, &gone).await;
+
+    let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
+    wait_rows(&warehouse.pg, events.len() as i64).await;
+    let client = warehouse.pg.client().await;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let reason = client
+            .query_opt(
+                "SELECT reason FROM analytics.exposures_loads WHERE object_key = $1 AND status = 'quarantined'",
+                &[&gone_key],
+            )
+            .await
+            .expect("ledger");
+        if let Some(row) = reason {
+            let reason: String = row.get(0);
+            assert!(reason.contains("is not in the lake"), "{reason}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the missing object was not quarantined"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
+    }
+    stop.cancel();
+    task.await.expect("loader task").expect("loader");
+    assert_warehouse_exact(&warehouse.pg, &events).await;
+}

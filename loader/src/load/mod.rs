@@ -230,8 +230,13 @@ impl Lakes {
         self.get_key(file, &file.key).await
     }
 
-    /// Object `key` of the lake (and bucket) `file` is in.
-    pub async fn get_key(&mut self, file: &FileRecord, key: &str) -> Result<Bytes, LakeError> {
+    /// Whether the object a file record names exists.
+    pub async fn exists(&mut self, file: &FileRecord) -> Result<bool, LakeError> {
+        self.lake_of(file).await?.exists(&file.key).await
+    }
+
+    /// The lake (and bucket) `file` is in.
+    async fn lake_of(&mut self, file: &FileRecord) -> Result<&Lake, LakeError> {
         let url = if file.lake.starts_with("s3://") {
             format!("s3://{}", file.bucket)
         } else {
@@ -241,10 +246,12 @@ impl Lakes {
             let lake = Lake::open(&url, &self.options).await?;
             self.open.insert(url.clone(), lake);
         }
-        match self.open.get(&url) {
-            Some(lake) => lake.get(key).await,
-            None => Err(LakeError::BadUrl(url)),
-        }
+        self.open.get(&url).ok_or(LakeError::BadUrl(url))
+    }
+
+    /// Object `key` of the lake (and bucket) `file` is in.
+    pub async fn get_key(&mut self, file: &FileRecord, key: &str) -> Result<Bytes, LakeError> {
+        self.lake_of(file).await?.get(key).await
     }
 
     /// The dead letters the sink kept beside `file` (records of its offset range that are

@@ -37,6 +37,7 @@ pub use reload::ReloadReport;
 
 use super::{BatchReport, FileOutcome, LoadError};
 use crate::files::FileRecord;
+use crate::lake::LakeError;
 
 /// Rows of `exposures_rejected` written per INSERT statement.
 const REJECTED_ROWS_PER_STATEMENT: usize = 500;
@@ -225,7 +226,34 @@ impl Postgres {
                     .push((file.key.clone(), FileOutcome::AlreadyLoaded));
                 continue;
             }
-            let body = lakes.get(file).await?;
+            let body = match lakes.get(file).await {
+                Ok(body) => Some(body),
+                // Waiting will not bring it back: quarantine it, say why, load the rest.
+                Err(LakeError::Missing(key)) => {
+                    let reason = format!("object {key} is not in the lake (deleted, or never written)");
+                    let row = LedgerRow {
+                        object_key: &file.key,
+                        etag: &file.etag,
+                        size_bytes: file.size,
+                        rows_in_file: file.rows + file.rejected_rows,
+                        rows_loaded: 0,
+                        rows_rejected: 0,
+                        batch_id,
+                        status: "quarantined",
+                        reason: Some(&reason),
+                    };
+                    transaction
+                        .batch_execute(&ledger::insert_ledger_row(Dialect::Postgres, &schema, &row))
+                        .await
+                        .map_err(LoadError::Warehouse)?;
+                    report
+                        .outcomes
+                        .push((file.key.clone(), FileOutcome::Quarantined { reason }));
+                    None
+                }
+                Err(error) => return Err(error.into()),
+            };
+            let Some(body) = body else { continue };
             let savepoint = transaction
                 .savepoint("file")
                 .await

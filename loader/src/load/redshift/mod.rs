@@ -218,6 +218,17 @@ impl Redshift {
                 report
                     .outcomes
                     .push((file.key.clone(), FileOutcome::Quarantined { reason }));
+            } else if !lakes.exists(file).await? {
+                // COPY's manifest entries are mandatory: a missing object would fail its
+                // batch on every retry. Waiting will not bring it back.
+                let reason = format!(
+                    "object {} is not in the lake (deleted, or never written)",
+                    file.key
+                );
+                self.quarantine(file, batch_id, &reason).await?;
+                report
+                    .outcomes
+                    .push((file.key.clone(), FileOutcome::Quarantined { reason }));
             } else {
                 pending.push(file);
             }
