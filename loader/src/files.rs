@@ -34,6 +34,22 @@ pub struct FileRecord {
 }
 
 impl FileRecord {
+    /// The ledger row of this file quarantined for `reason` in batch `batch_id`: none of
+    /// its rows loaded; its dead letters, if any, recorded.
+    pub fn quarantined<'a>(&'a self, batch_id: &'a str, reason: &'a str) -> schemas::ledger::LedgerRow<'a> {
+        schemas::ledger::LedgerRow {
+            object_key: &self.key,
+            etag: &self.etag,
+            size_bytes: self.size,
+            rows_in_file: self.rows + self.rejected_rows,
+            rows_loaded: 0,
+            rows_rejected: self.rejected_rows,
+            batch_id,
+            status: "quarantined",
+            reason: Some(reason),
+        }
+    }
+
     /// Refuses a record whose keys could point outside the lake: a file record is data
     /// from a topic anyone with produce rights can write, and the loader reads (and, for
     /// Redshift, writes manifests) where it says.

@@ -71,6 +71,23 @@ fn compact(text: &str) -> String {
     value.to_string()
 }
 
+/// Waits until `analytics.exposures` holds `expected` rows.
+async fn wait_for_rows(warehouse: &tokio_postgres::Client, expected: usize) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let rows: i64 = warehouse
+            .query_one("SELECT count(*) FROM analytics.exposures", &[])
+            .await
+            .map(|row| row.get(0))
+            .unwrap_or(0);
+        if rows == expected as i64 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{rows} of {expected} rows loaded");
+        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
+    }
+}
+
 async fn post(client: &reqwest::Client, url: &str, body: String) -> (u16, Value) {
     let response = client
         .post(url)
@@ -225,19 +242,7 @@ async fn odd_but_legal_events_reach_postgres_verbatim_and_unloadable_ones_get_40
     let stop = stage::Shutdown::new();
     let loader = tokio::spawn(loader::load::run(load_config(&side, &pg), stop.clone()));
     let warehouse = pg.client().await;
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let rows: i64 = warehouse
-            .query_one("SELECT count(*) FROM analytics.exposures", &[])
-            .await
-            .map(|row| row.get(0))
-            .unwrap_or(0);
-        if rows == sent.len() as i64 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{rows} of {} rows loaded", sent.len());
-        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
-    }
+    wait_for_rows(&warehouse, sent.len()).await;
     stop.cancel();
     loader.await.expect("loader task").expect("loader");
 
@@ -423,23 +428,7 @@ async fn generated_events_are_refused_or_reach_both_warehouses_with_their_meanin
     ];
     for pg in [&postgres, &redshift_pg] {
         let warehouse = pg.client().await;
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let rows: i64 = warehouse
-                .query_one("SELECT count(*) FROM analytics.exposures", &[])
-                .await
-                .map(|row| row.get(0))
-                .unwrap_or(0);
-            if rows == accepted.len() as i64 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{rows} of {} rows loaded",
-                accepted.len()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
-        }
+        wait_for_rows(&warehouse, accepted.len()).await;
         for sent in &accepted {
             let row = warehouse
                 .query_one(

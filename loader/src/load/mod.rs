@@ -260,7 +260,14 @@ impl Lakes {
         let Some(key) = &file.rejected_key else {
             return Ok(Vec::new());
         };
-        let body = self.get_key(file, key).await?;
+        let body = match self.get_key(file, key).await {
+            Ok(body) => body,
+            Err(LakeError::Missing(key)) => {
+                tracing::error!(%key, "the dead letters of a file are gone from the lake; they cannot be recorded");
+                return Ok(Vec::new());
+            }
+            Err(error) => return Err(error),
+        };
         Ok(body
             .split(|byte| *byte == b'\n')
             .filter(|line| !line.is_empty())

@@ -231,17 +231,9 @@ impl Postgres {
                 // Waiting will not bring it back: quarantine it, say why, load the rest.
                 Err(LakeError::Missing(key)) => {
                     let reason = format!("object {key} is not in the lake (deleted, or never written)");
-                    let row = LedgerRow {
-                        object_key: &file.key,
-                        etag: &file.etag,
-                        size_bytes: file.size,
-                        rows_in_file: file.rows + file.rejected_rows,
-                        rows_loaded: 0,
-                        rows_rejected: 0,
-                        batch_id,
-                        status: "quarantined",
-                        reason: Some(&reason),
-                    };
+                    let recorded = record_dead_letters(&transaction, lakes, file, &schema).await?;
+                    let mut row = file.quarantined(batch_id, &reason);
+                    row.rows_rejected = recorded;
                     transaction
                         .batch_execute(&ledger::insert_ledger_row(Dialect::Postgres, &schema, &row))
                         .await
@@ -302,24 +294,18 @@ impl Postgres {
                 Err(FileFailure::Transient(error)) => return Err(LoadError::Warehouse(error)),
             };
             // Records the sink could not make rows of: dead letters, beside the file.
-            let dead_letters = lakes.dead_letters(file).await?;
-            for chunk in dead_letters.chunks(REJECTED_ROWS_PER_STATEMENT) {
-                transaction
-                    .batch_execute(&ledger::insert_rejected_rows(Dialect::Postgres, &schema, chunk))
-                    .await
-                    .map_err(LoadError::Warehouse)?;
-            }
+            let dead_letters = record_dead_letters(&transaction, lakes, file, &schema).await?;
             let outcome = match outcome {
                 FileOutcome::Loaded { rows, rejected } => FileOutcome::Loaded {
                     rows,
-                    rejected: rejected + dead_letters.len() as u64,
+                    rejected: rejected + dead_letters,
                 },
                 other => other,
             };
             let (status, rows_loaded, rows_rejected, reason) = match &outcome {
                 FileOutcome::Loaded { rows, rejected } => ("loaded", *rows, *rejected, None),
                 FileOutcome::Quarantined { reason } => {
-                    ("quarantined", 0, dead_letters.len() as u64, Some(reason.as_str()))
+                    ("quarantined", 0, dead_letters, Some(reason.as_str()))
                 }
                 FileOutcome::AlreadyLoaded => continue,
             };
@@ -375,6 +361,24 @@ pub(super) async fn prepare_row_insert(
             &types,
         )
         .await
+}
+
+/// Puts the dead letters the sink kept beside `file` into `exposures_rejected`; returns
+/// how many.
+async fn record_dead_letters(
+    transaction: &Transaction<'_>,
+    lakes: &mut super::Lakes,
+    file: &FileRecord,
+    schema: &str,
+) -> Result<u64, LoadError> {
+    let dead_letters = lakes.dead_letters(file).await?;
+    for chunk in dead_letters.chunks(REJECTED_ROWS_PER_STATEMENT) {
+        transaction
+            .batch_execute(&ledger::insert_rejected_rows(Dialect::Postgres, schema, chunk))
+            .await
+            .map_err(LoadError::Warehouse)?;
+    }
+    Ok(dead_letters.len() as u64)
 }
 
 /// Stages one file's rows and inserts those whose `event_id` is new. Returns rows inserted.

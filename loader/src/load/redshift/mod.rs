@@ -38,7 +38,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use schemas::ddl::{self, Dialect};
-use schemas::ledger::{self, LedgerRow};
+use schemas::ledger;
 use schemas::COLUMNS;
 
 use super::{BatchReport, FileOutcome, Lakes, LoadError};
@@ -403,17 +403,7 @@ impl Redshift {
     }
 
     async fn quarantine(&self, file: &FileRecord, batch_id: &str, reason: &str) -> Result<(), LoadError> {
-        let row = LedgerRow {
-            object_key: &file.key,
-            etag: &file.etag,
-            size_bytes: file.size,
-            rows_in_file: file.rows + file.rejected_rows,
-            rows_loaded: 0,
-            rows_rejected: file.rejected_rows,
-            batch_id,
-            status: "quarantined",
-            reason: Some(reason),
-        };
+        let row = file.quarantined(batch_id, reason);
         self.api
             .run_one(&ledger::insert_ledger_row(Dialect::Redshift, &self.schema, &row))
             .await
