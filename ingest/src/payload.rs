@@ -129,6 +129,8 @@ pub async fn read_body(
             _reservation: reservation,
         });
     }
+    // Gzip of JSON inflates several times over: size the work by what it may become.
+    let inflated_hint = raw.len().saturating_mul(8).min(limit);
     let budget = budget.clone();
     let inflate = move || {
         let inflated = inflate(&raw, limit, &budget, &mut reservation)?;
@@ -138,7 +140,7 @@ pub async fn read_body(
             _reservation: reservation,
         })
     };
-    off_the_async_workers(raw_len_hint(headers, limit), inflate).await
+    off_the_async_workers(inflated_hint, inflate).await
 }
 
 /// An upper bound on the memory parsing `json` takes beyond its text: every value and
@@ -176,15 +178,6 @@ pub async fn off_the_async_workers<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|_| ApiError::Overloaded)?
-}
-
-/// How large a gzip body will get: at most `limit` once inflated.
-fn raw_len_hint(headers: &HeaderMap, limit: usize) -> usize {
-    headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .map_or(limit, |compressed| compressed.saturating_mul(8).min(limit))
 }
 
 fn inflate(

@@ -118,8 +118,8 @@ pub fn rejected_table(dialect: Dialect, schema: &str) -> String {
     create_table(schema, "exposures_rejected", &columns)
 }
 
-/// The two views over `exposures`.
-pub fn views(schema: &str) -> String {
+/// `exposures_growthbook`: GrowthBook's experiment assignment query, paste-ready.
+pub fn growthbook_view(schema: &str) -> String {
     let dimensions = GROWTHBOOK_DIMENSIONS.join(",\n    ");
     format!(
         "CREATE OR REPLACE VIEW {schema}.exposures_growthbook AS\nSELECT\n    \
@@ -129,8 +129,14 @@ pub fn views(schema: &str) -> String {
          variation_id,\n    \
          {dimensions}\n\
          FROM {schema}.exposures\n\
-         WHERE ds_user_id IS NOT NULL;\n\n\
-         CREATE OR REPLACE VIEW {schema}.exposure_events AS\nSELECT\n    \
+         WHERE ds_user_id IS NOT NULL;\n"
+    )
+}
+
+/// `exposure_events`: exposures shaped like the fact tables.
+pub fn events_view(schema: &str) -> String {
+    format!(
+        "CREATE OR REPLACE VIEW {schema}.exposure_events AS\nSELECT\n    \
          exposed_at AS \"timestamp\",\n    \
          ds_user_id,\n    \
          ds_session_id,\n    \
@@ -201,13 +207,12 @@ pub fn objects(dialect: Dialect, schema: &str) -> Vec<DdlObject> {
         "exposures_rejected",
         rejected_table(dialect, schema),
     ));
-    for (name, sql) in views(schema)
-        .split("\n\n")
-        .zip(["exposures_growthbook", "exposure_events"])
-        .map(|(sql, name)| (name, sql.to_owned()))
-    {
-        objects.push(object(ObjectKind::View, name, sql));
-    }
+    objects.push(object(
+        ObjectKind::View,
+        "exposures_growthbook",
+        growthbook_view(schema),
+    ));
+    objects.push(object(ObjectKind::View, "exposure_events", events_view(schema)));
     objects
 }
 
@@ -459,7 +464,7 @@ SORTKEY (exposed_at);
     #[test]
     fn growthbook_view_snapshot() {
         assert_eq!(
-            views("analytics").split("\n\n").next().unwrap(),
+            growthbook_view("analytics").trim_end(),
             "CREATE OR REPLACE VIEW analytics.exposures_growthbook AS
 SELECT
     ds_user_id AS user_id,

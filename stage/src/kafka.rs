@@ -63,14 +63,11 @@ pub enum ClientRole<'a> {
 }
 
 impl ClientRole<'_> {
-    /// Properties this role sets that a user may not override.
+    /// Properties this role sets that a user may not override, besides
+    /// [`ALWAYS_PROTECTED`].
     fn protected(&self) -> &'static [&'static str] {
-        const ALWAYS: [&str; 3] = ["bootstrap.servers", "metadata.broker.list", "group.id"];
         match self {
             ClientRole::Producer { .. } => &[
-                "bootstrap.servers",
-                "metadata.broker.list",
-                "group.id",
                 "acks",
                 "request.required.acks",
                 "enable.idempotence",
@@ -78,17 +75,17 @@ impl ClientRole<'_> {
                 "delivery.timeout.ms",
             ],
             ClientRole::Consumer { .. } => &[
-                "bootstrap.servers",
-                "metadata.broker.list",
-                "group.id",
                 "enable.auto.commit",
                 "enable.auto.offset.store",
                 "auto.offset.reset",
             ],
-            ClientRole::Admin { .. } => &ALWAYS,
+            ClientRole::Admin { .. } => &[],
         }
     }
 }
+
+/// Properties no client lets a user override: they have their own flags.
+const ALWAYS_PROTECTED: [&str; 3] = ["bootstrap.servers", "metadata.broker.list", "group.id"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSetupError {
@@ -156,7 +153,7 @@ impl KafkaArgs {
         }
         let protected = role.protected();
         for (key, value) in &self.properties {
-            if protected.contains(&key.as_str()) {
+            if ALWAYS_PROTECTED.contains(&key.as_str()) || protected.contains(&key.as_str()) {
                 let why = match key.as_str() {
                     "bootstrap.servers" | "metadata.broker.list" => "use --brokers",
                     "group.id" => "use the command's --…-group flag",

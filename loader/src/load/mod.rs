@@ -242,6 +242,11 @@ impl Lakes {
         } else {
             file.lake.clone()
         };
+        self.opened(url).await
+    }
+
+    /// The lake at `url`, opened on first use.
+    async fn opened(&mut self, url: String) -> Result<&Lake, LakeError> {
         if !self.open.contains_key(&url) {
             let lake = Lake::open(&url, &self.options).await?;
             self.open.insert(url.clone(), lake);
@@ -302,14 +307,7 @@ impl Lakes {
         relative: &str,
         body: Bytes,
     ) -> Result<String, LakeError> {
-        if !self.open.contains_key(&file.lake) {
-            let lake = Lake::open(&file.lake, &self.options).await?;
-            self.open.insert(file.lake.clone(), lake);
-        }
-        let lake = self
-            .open
-            .get(&file.lake)
-            .ok_or_else(|| LakeError::BadUrl(file.lake.clone()))?;
+        let lake = self.opened(file.lake.clone()).await?;
         let key = lake.key(relative);
         lake.put(&key, body).await?;
         Ok(format!("s3://{}/{key}", lake.bucket()))

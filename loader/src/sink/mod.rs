@@ -370,6 +370,24 @@ impl Sink {
         }
     }
 
+    /// Writes `body` at `key`, retrying with backoff; `None` when shutdown ends the
+    /// retries first (see [`Sink::retry_wait`]).
+    async fn upload(&self, key: &str, body: bytes::Bytes, what: &str) -> Option<crate::lake::StoredObject> {
+        let mut backoff = Backoff::for_outages();
+        loop {
+            match self.lake.put(key, body.clone()).await {
+                Ok(stored) => return Some(stored),
+                Err(error) => {
+                    metrics::counter!(m::SINK_UPLOAD_FAILURES).increment(1);
+                    tracing::warn!(%error, "{what} failed; retrying");
+                    if !self.retry_wait(&mut backoff).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
     /// Upload → announce → commit (module doc). Returns early, committing nothing, if
     /// shutdown begins while the store or broker is failing.
     async fn close(&mut self, partition: i32) -> Result<(), SinkError> {
@@ -396,35 +414,20 @@ impl Sink {
                     encoded.partition,
                     encoded.first_offset,
                 ));
-                let mut backoff = Backoff::for_outages();
-                loop {
-                    match self.lake.put(&rejected_key, body.clone()).await {
-                        Ok(_) => break Some(rejected_key),
-                        Err(error) => {
-                            metrics::counter!(m::SINK_UPLOAD_FAILURES).increment(1);
-                            tracing::warn!(%error, "dead-letter upload failed; retrying");
-                            if !self.retry_wait(&mut backoff).await {
-                                return Ok(());
-                            }
-                        }
-                    }
+                if self
+                    .upload(&rejected_key, body.clone(), "dead-letter upload")
+                    .await
+                    .is_none()
+                {
+                    return Ok(());
                 }
+                Some(rejected_key)
             }
             None => None,
         };
         let started = Instant::now();
-        let mut backoff = Backoff::for_outages();
-        let stored = loop {
-            match self.lake.put(&key, encoded.bytes.clone()).await {
-                Ok(stored) => break stored,
-                Err(error) => {
-                    metrics::counter!(m::SINK_UPLOAD_FAILURES).increment(1);
-                    tracing::warn!(%error, "upload failed; retrying");
-                    if !self.retry_wait(&mut backoff).await {
-                        return Ok(());
-                    }
-                }
-            }
+        let Some(stored) = self.upload(&key, encoded.bytes.clone(), "upload").await else {
+            return Ok(());
         };
         metrics::histogram!(m::SINK_UPLOAD_DURATION).record(started.elapsed().as_secs_f64());
         self.fault(FaultPoint::AfterUpload)?;
