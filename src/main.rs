@@ -345,13 +345,10 @@ async fn run_up(args: UpArgs) -> Result<()> {
     };
 
     // Every stage starts from its own command's defaults; up sets only where things are.
+    // The Kafka flags are replaced whole below: the embedded broker takes no
+    // EXPOSURES_KAFKA_PROPERTIES meant for a production cluster.
     let addresses = |more: &[&str]| -> Vec<String> {
-        let mut flags = vec![
-            "--brokers".to_owned(),
-            kafka.brokers.clone(),
-            "--files-topic".to_owned(),
-            embedded::FILES_TOPIC.to_owned(),
-        ];
+        let mut flags = vec!["--files-topic".to_owned(), embedded::FILES_TOPIC.to_owned()];
         flags.extend(more.iter().map(|flag| (*flag).to_owned()));
         flags
     };
