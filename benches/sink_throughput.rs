@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use chrono::Utc;
-use loader::sink::file::{Hour, OpenFile};
+use loader::sink::file::{Hour, OpenFile, ParquetCodec};
 use schemas::{Exposure, ExposureBatchBuilder, Normalizer};
 use serde_json::json;
 
@@ -73,26 +73,32 @@ fn main() {
         }
         builder.finish().expect("batch").num_rows()
     });
-    let mut parquet_size = 0;
+    println!();
     let mut buffered = 0;
-    let parquet = measure("decode + Arrow + Parquet (zstd-3, dictionaries)", || {
-        let mut file = OpenFile::new(0, Hour::of_millis(Utc::now().timestamp_millis()), 0);
-        for (offset, exposure) in decode().iter().enumerate() {
-            file.append(exposure, offset as i64);
-        }
-        buffered = file.approx_bytes();
-        let encoded = file.encode("exposures").expect("parquet");
-        parquet_size = encoded.bytes.len();
-        parquet_size
-    });
+    for codec in [ParquetCodec::Snappy, ParquetCodec::Zstd, ParquetCodec::Gzip] {
+        let mut parquet_size = 0;
+        let parquet = measure(&format!("decode + Arrow + Parquet ({codec:?})"), || {
+            let mut file = OpenFile::new(0, Hour::of_millis(Utc::now().timestamp_millis()), 0);
+            for (offset, exposure) in decode().iter().enumerate() {
+                file.append(exposure, offset as i64);
+            }
+            buffered = file.approx_bytes();
+            let encoded = file.encode("exposures", codec).expect("parquet");
+            parquet_size = encoded.bytes.len();
+            parquet_size
+        });
+        println!(
+            "    {codec:?}: {:.2}x the baseline's time; {:.2} MiB, {:.1} B/row, {:.1}x smaller than the JSON values",
+            baseline / parquet,
+            parquet_size as f64 / 1048576.0,
+            parquet_size as f64 / ROWS as f64,
+            json_bytes as f64 / parquet_size as f64,
+        );
+    }
     println!();
     println!("Arrow columns vs baseline:   {:.2}x the time", baseline / arrow);
-    println!("Parquet file vs baseline:    {:.2}x the time", baseline / parquet);
     println!(
-        "Parquet size: {:.2} MiB, {:.1} B/row, {:.1}x smaller than the JSON values; buffered in memory ≈ {:.1} MiB",
-        parquet_size as f64 / 1048576.0,
-        parquet_size as f64 / ROWS as f64,
-        json_bytes as f64 / parquet_size as f64,
+        "buffered in memory while a file is open ≈ {:.1} MiB",
         buffered as f64 / 1048576.0
     );
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use loader::load::{BatchLimits, LoadConfig, RedshiftArgs, WarehouseArgs};
+use loader::sink::file::{relative_key, Hour, OpenFile, ParquetCodec};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
@@ -171,6 +172,37 @@ async fn sink_with_foreign_records(
         .into_iter()
         .map(|r| r.value)
         .collect()
+}
+
+/// Writes `events` as one Parquet file of partition 0 starting at `first_offset`,
+/// compressed with `codec`, and announces it as the sink would.
+async fn place_file(side: &Lakeside, events: &[schemas::Exposure], first_offset: i64, codec: ParquetCodec) {
+    let hour = Hour::of_millis(events[0].received_at.timestamp_millis());
+    let mut file = OpenFile::new(0, hour, first_offset);
+    for (offset, event) in (first_offset..).zip(events) {
+        file.append(event, offset);
+    }
+    let encoded = file.encode(&side.kafka.topic, codec).expect("parquet");
+    let lake = side.lake().await;
+    let key = lake.key(&relative_key(hour, 0, first_offset));
+    let stored = lake.put(&key, encoded.bytes).await.expect("put");
+    let record = loader::files::FileRecord {
+        lake: lake.describe(),
+        bucket: lake.bucket(),
+        key,
+        size: stored.size,
+        etag: stored.etag,
+        rows: events.len() as u64,
+        topic: side.kafka.topic.clone(),
+        partition: 0,
+        first_offset,
+        last_offset: first_offset + events.len() as i64 - 1,
+        hour: hour.label(),
+        written_at: chrono::Utc::now(),
+        rejected_key: None,
+        rejected_rows: 0,
+    };
+    announce(side, &serde_json::to_value(&record).expect("json")).await;
 }
 
 async fn announce(side: &Lakeside, record: &serde_json::Value) {
@@ -549,39 +581,11 @@ async fn poison_rows(kind: Kind) {
 /// is dead-lettered with PostgreSQL's reason.
 #[tokio::test]
 async fn a_file_postgres_refuses_loads_row_by_row() {
-    use loader::sink::file::{relative_key, Hour, OpenFile};
-
     let side = Lakeside::new().await;
     let warehouse = Warehouse::start(Kind::Postgres, &side).await;
     let mut events = exposures(50, "row-by-row");
     events[25].experiment_id = "null\u{0}byte".into();
-    let received = events[0].received_at.timestamp_millis();
-    let hour = Hour::of_millis(received);
-    let mut file = OpenFile::new(0, hour, 1_000);
-    for (offset, event) in (1_000..).zip(&events) {
-        file.append(event, offset);
-    }
-    let encoded = file.encode(&side.kafka.topic).expect("parquet");
-    let lake = side.lake().await;
-    let key = lake.key(&relative_key(hour, 0, 1_000));
-    let stored = lake.put(&key, encoded.bytes).await.expect("put");
-    let record = loader::files::FileRecord {
-        lake: lake.describe(),
-        bucket: lake.bucket(),
-        key: key.clone(),
-        size: stored.size,
-        etag: stored.etag,
-        rows: events.len() as u64,
-        topic: side.kafka.topic.clone(),
-        partition: 0,
-        first_offset: 1_000,
-        last_offset: 1_049,
-        hour: hour.label(),
-        written_at: chrono::Utc::now(),
-        rejected_key: None,
-        rejected_rows: 0,
-    };
-    announce(&side, &serde_json::to_value(&record).expect("json")).await;
+    place_file(&side, &events, 1_000, ParquetCodec::default()).await;
 
     let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
     wait_rows(&warehouse.pg, 49).await;
@@ -748,4 +752,82 @@ async fn missing_object(kind: Kind) {
     stop.cancel();
     task.await.expect("loader task").expect("loader");
     assert_warehouse_exact(&warehouse.pg, &events).await;
+}
+
+/// Every `--compression` the sink offers loads into PostgreSQL.
+#[tokio::test]
+async fn every_parquet_codec_loads_into_postgres() {
+    let side = Lakeside::new().await;
+    let warehouse = Warehouse::start(Kind::Postgres, &side).await;
+    let events = exposures(90, "codecs");
+    for (index, (codec, part)) in [ParquetCodec::Snappy, ParquetCodec::Zstd, ParquetCodec::Gzip]
+        .into_iter()
+        .zip(events.chunks(30))
+        .enumerate()
+    {
+        place_file(&side, part, 1_000 * index as i64, codec).await;
+    }
+    let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
+    wait_rows(&warehouse.pg, events.len() as i64).await;
+    stop.cancel();
+    task.await.expect("loader task").expect("loader");
+    assert_warehouse_exact(&warehouse.pg, &events).await;
+}
+
+/// Redshift (through the emulator, which refuses what Spectrum does not document) loads
+/// Snappy and gzip files. zstd files are refused one by one: after three refused with the
+/// same error the loader stops quarantining and fails loudly (counted failures) instead
+/// of quarantining the rest.
+#[tokio::test]
+async fn redshift_loads_snappy_and_gzip_and_a_codec_it_cannot_read_trips_the_breaker() {
+    let side = Lakeside::new().await;
+    let warehouse = Warehouse::start(Kind::Redshift, &side).await;
+    let readable = exposures(60, "readable");
+    place_file(&side, &readable[..30], 0, ParquetCodec::Snappy).await;
+    place_file(&side, &readable[30..], 1_000, ParquetCodec::Gzip).await;
+    let mut config = load_config(&side, &warehouse, "load");
+    let (stop, task) = start_loader(config.clone());
+    wait_rows(&warehouse.pg, readable.len() as i64).await;
+    stop.cancel();
+    task.await.expect("loader task").expect("loader");
+    assert_warehouse_exact(&warehouse.pg, &readable).await;
+
+    let unreadable = exposures(60, "zstd");
+    for (index, part) in unreadable.chunks(10).enumerate() {
+        place_file(&side, part, 10_000 + 1_000 * index as i64, ParquetCodec::Zstd).await;
+    }
+    config.batches.batch_files = 6;
+    let failures = load_failures();
+    let (stop, task) = start_loader(config);
+    let client = warehouse.pg.client().await;
+    let deadline = Instant::now() + DEADLINE;
+    while load_failures() < failures + 2.0 {
+        assert!(Instant::now() < deadline, "the loader did not fail loudly");
+        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
+    }
+    stop.cancel();
+    task.await.expect("loader task").expect("loader");
+    let quarantined = count(
+        &client,
+        "SELECT count(*) FROM analytics.exposures_loads WHERE status = 'quarantined'",
+    )
+    .await;
+    assert!(
+        quarantined <= 3,
+        "{quarantined} of 6 files quarantined: the breaker did not stop it"
+    );
+    let reason: String = client
+        .query_one(
+            "SELECT coalesce(max(reason), '') FROM analytics.exposures_loads WHERE status = 'quarantined'",
+            &[],
+        )
+        .await
+        .expect("reason")
+        .get(0);
+    assert!(reason.contains("ZSTD"), "{reason}");
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM analytics.exposures").await,
+        readable.len() as i64,
+        "no row of an unreadable file is loaded"
+    );
 }

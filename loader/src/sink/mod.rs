@@ -35,7 +35,7 @@
 
 pub mod file;
 
-use file::{relative_key, Hour};
+use file::{relative_key, Hour, ParquetCodec};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -115,6 +115,11 @@ pub struct FileLimits {
     /// partitions to another member (librdkafka `session.timeout.ms`).
     #[arg(long, env = "EXPOSURES_SESSION_TIMEOUT", default_value = "45s", value_parser = humantime::parse_duration)]
     pub session_timeout: Duration,
+
+    /// Codec of the Parquet pages. snappy is read by Redshift COPY, Spectrum, Athena and
+    /// DuckDB alike; zstd is smaller but Redshift Spectrum does not document it.
+    #[arg(long, env = "EXPOSURES_COMPRESSION", value_enum, default_value_t = ParquetCodec::Snappy)]
+    pub compression: ParquetCodec,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -398,7 +403,8 @@ impl Sink {
             return Ok(());
         }
         let topic = self.config.topic.clone();
-        let encoded = tokio::task::spawn_blocking(move || open.encode(&topic))
+        let codec = self.config.files.compression;
+        let encoded = tokio::task::spawn_blocking(move || open.encode(&topic, codec))
             .await
             .map_err(|e| parquet::errors::ParquetError::General(e.to_string()))??;
         let key = self.lake.key(&relative_key(

@@ -12,6 +12,7 @@ use arrow_array::types::{Int32Type, Int64Type, TimestampMicrosecondType};
 use chrono::{DateTime, TimeZone, Timelike, Utc};
 use loader::lake::embedded::{self, EmbeddedS3};
 use loader::lake::{Lake, LakeArgs};
+use loader::sink::file::ParquetCodec;
 use loader::sink::{FileLimits, SinkConfig, SinkError};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -68,6 +69,7 @@ impl Lakeside {
                 max_file_rows: 1_000_000,
                 max_file_bytes: 64 * 1024 * 1024,
                 session_timeout: Duration::from_secs(10),
+                compression: ParquetCodec::default(),
             },
             fault: None,
         }
