@@ -364,7 +364,14 @@ async fn run_up(args: UpArgs) -> Result<()> {
         Some(url) => {
             let mut config: loader::load::LoadConfig = config_from_flags(
                 "loader",
-                &addresses(&["--warehouse", url, "--schema", &args.warehouse.schema]),
+                &addresses(&[
+                    "--lake",
+                    &lake_url,
+                    "--warehouse",
+                    url,
+                    "--schema",
+                    &args.warehouse.schema,
+                ]),
             )?;
             config.kafka = kafka.clone();
             config.s3 = embedded_s3.clone();

@@ -24,6 +24,8 @@ pub enum LakeError {
     BadKey(String),
     #[error("object {0} is not in the lake (deleted, or never written)")]
     Missing(String),
+    #[error("the file record names {what}, which is not in this loader's lake {lake}")]
+    Foreign { what: String, lake: String },
     #[error("unsupported lake URL '{0}': use s3://BUCKET[/PREFIX] or file:///ABSOLUTE/DIR")]
     BadUrl(String),
     #[error("S3 {operation} of s3://{bucket}/{key} failed: {message}")]

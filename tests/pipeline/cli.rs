@@ -98,6 +98,8 @@ async fn every_command_hands_kafka_properties_to_librdkafka() {
         (
             "load",
             vec![
+                "--lake",
+                &lake_url,
                 "--warehouse",
                 "postgres://nobody@127.0.0.1:1/none",
                 "--metrics-listen",

@@ -69,6 +69,7 @@ fn load_config(side: &Lakeside, warehouse: &Warehouse, group: &str) -> LoadConfi
         kafka: stage::KafkaArgs::plaintext(side.kafka.brokers()),
         files_topic: side.files_topic.clone(),
         group: group.to_owned(),
+        lake: Lakeside::LAKE.into(),
         warehouse,
         batches: BatchLimits {
             batch_files: 7,
@@ -633,28 +634,53 @@ async fn a_file_postgres_refuses_loads_row_by_row() {
 }
 
 /// A file record is data from a topic anyone with produce rights can write: one naming a
-/// key outside the lake is skipped and counted, and the real files still load.
+/// key outside the lake is skipped and counted; one naming another bucket or prefix is
+/// quarantined with the reason, unread; the real files still load.
 #[tokio::test]
-async fn a_file_record_pointing_outside_the_lake_is_skipped() {
+async fn postgres_refuses_file_records_outside_its_lake() {
+    file_records_outside_the_lake(Kind::Postgres).await;
+}
+
+#[tokio::test]
+async fn redshift_refuses_file_records_outside_its_lake() {
+    file_records_outside_the_lake(Kind::Redshift).await;
+}
+
+async fn file_records_outside_the_lake(kind: Kind) {
     let side = Lakeside::new().await;
-    let warehouse = Warehouse::start(Kind::Postgres, &side).await;
+    let warehouse = Warehouse::start(kind, &side).await;
     let events = exposures(200, "trust");
     let files = sink_into_lake(&side, &events).await;
     let before = metric_value("exposures_load_invalid_records_total");
-    let mut forged = files[0].clone();
-    forged["key"] = "exposures/../../../../../../etc/passwd".into();
-    announce(&side, &forged).await;
+    let mut traversal = files[0].clone();
+    traversal["key"] = "exposures/../../../../../../etc/passwd".into();
+    announce(&side, &traversal).await;
+    let mut other_bucket = files[0].clone();
+    other_bucket["lake"] = "s3://someone-elses-bucket/tenant-a".into();
+    other_bucket["bucket"] = "someone-elses-bucket".into();
+    announce(&side, &other_bucket).await;
+    let mut other_prefix = files[0].clone();
+    other_prefix["key"] = other_prefix["key"]
+        .as_str()
+        .expect("key")
+        .replace("tenant-a/", "tenant-b/")
+        .into();
+    announce(&side, &other_prefix).await;
 
     let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
     wait_rows(&warehouse.pg, events.len() as i64).await;
+    let client = warehouse.pg.client().await;
+    let refused = "SELECT count(*) FROM analytics.exposures_loads WHERE status = 'quarantined' \
+                   AND reason LIKE '%not in this loader''s lake%'";
     let deadline = Instant::now() + DEADLINE;
-    while metric_value("exposures_load_invalid_records_total") < before + 1.0 {
-        assert!(Instant::now() < deadline, "the forged record was not counted");
+    while metric_value("exposures_load_invalid_records_total") < before + 1.0
+        || count(&client, refused).await < 2
+    {
+        assert!(Instant::now() < deadline, "the forged records were not refused");
         tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
     }
     stop.cancel();
     task.await.expect("loader task").expect("loader");
-    let client = warehouse.pg.client().await;
     assert_eq!(
         count(
             &client,

@@ -106,7 +106,7 @@ fn load_config(side: &Lakeside, pg: &Pg) -> loader::load::LoadConfig {
         #[command(flatten)]
         config: loader::load::LoadConfig,
     }
-    let mut config = Args::parse_from(["test"]).config;
+    let mut config = Args::parse_from(["test", "--lake", Lakeside::LAKE]).config;
     config.kafka = stage::KafkaArgs::plaintext(side.kafka.brokers());
     config.files_topic = side.files_topic.clone();
     config.group = "load".into();

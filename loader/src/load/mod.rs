@@ -61,6 +61,12 @@ pub struct LoadConfig {
     #[arg(long, env = "EXPOSURES_LOAD_GROUP", default_value = "exposures-load")]
     pub group: String,
 
+    /// The lake the sink writes (its `--lake`): s3://BUCKET[/PREFIX] or file:///DIR. Only
+    /// files announced in it are read; a record naming another bucket or prefix is
+    /// quarantined in the ledger with the reason (the files topic is data, not orders).
+    #[arg(long, env = "EXPOSURES_LAKE")]
+    pub lake: String,
+
     #[command(flatten)]
     pub warehouse: WarehouseArgs,
 
@@ -211,18 +217,16 @@ pub struct BatchReport {
     pub newest_exposed_at: Option<DateTime<Utc>>,
 }
 
-/// Lake clients by bucket, opened on first use from the file records.
+/// The loader's lake: the one `--lake` names. Every read of a file record's objects goes
+/// through [`Lakes::admit`], so a record cannot make the loader read (or, on Redshift,
+/// write manifests) anywhere else.
 pub struct Lakes {
-    options: AwsOptions,
-    open: HashMap<String, Lake>,
+    lake: Lake,
 }
 
 impl Lakes {
-    pub fn new(options: AwsOptions) -> Lakes {
-        Lakes {
-            options,
-            open: HashMap::new(),
-        }
+    pub fn new(lake: Lake) -> Lakes {
+        Lakes { lake }
     }
 
     /// The object a file record names.
@@ -232,31 +236,41 @@ impl Lakes {
 
     /// Whether the object a file record names exists.
     pub async fn exists(&mut self, file: &FileRecord) -> Result<bool, LakeError> {
-        self.lake_of(file).await?.exists(&file.key).await
+        self.lake_of(file)?.exists(&file.key).await
     }
 
-    /// The lake (and bucket) `file` is in.
-    async fn lake_of(&mut self, file: &FileRecord) -> Result<&Lake, LakeError> {
-        let url = if file.lake.starts_with("s3://") {
-            format!("s3://{}", file.bucket)
-        } else {
-            file.lake.clone()
+    /// Refuses a record that names another lake, bucket or prefix than the loader's.
+    pub fn admit(&self, file: &FileRecord) -> Result<(), LakeError> {
+        let lake = self.lake.describe();
+        let prefix = self.lake.key("");
+        let foreign = |what: String| {
+            Err(LakeError::Foreign {
+                what,
+                lake: lake.clone(),
+            })
         };
-        self.opened(url).await
-    }
-
-    /// The lake at `url`, opened on first use.
-    async fn opened(&mut self, url: String) -> Result<&Lake, LakeError> {
-        if !self.open.contains_key(&url) {
-            let lake = Lake::open(&url, &self.options).await?;
-            self.open.insert(url.clone(), lake);
+        if file.lake != lake {
+            return foreign(format!("lake {}", file.lake));
         }
-        self.open.get(&url).ok_or(LakeError::BadUrl(url))
+        if file.bucket != self.lake.bucket() {
+            return foreign(format!("bucket {}", file.bucket));
+        }
+        for key in std::iter::once(&file.key).chain(&file.rejected_key) {
+            if !key.starts_with(&prefix) {
+                return foreign(format!("object key {key}"));
+            }
+        }
+        Ok(())
     }
 
-    /// Object `key` of the lake (and bucket) `file` is in.
+    fn lake_of(&self, file: &FileRecord) -> Result<&Lake, LakeError> {
+        self.admit(file)?;
+        Ok(&self.lake)
+    }
+
+    /// Object `key` of the lake `file` is in.
     pub async fn get_key(&mut self, file: &FileRecord, key: &str) -> Result<Bytes, LakeError> {
-        self.lake_of(file).await?.get(key).await
+        self.lake_of(file)?.get(key).await
     }
 
     /// The dead letters the sink kept beside `file` (records of its offset range that are
@@ -299,15 +313,15 @@ impl Lakes {
             .collect())
     }
 
-    /// Writes `body` at `relative` under the prefix of `file`'s lake (next to the data);
-    /// returns its URL.
+    /// Writes `body` at `relative` under the lake's prefix (next to the data of
+    /// `file`); returns its URL.
     pub async fn put_beside(
         &mut self,
         file: &FileRecord,
         relative: &str,
         body: Bytes,
     ) -> Result<String, LakeError> {
-        let lake = self.opened(file.lake.clone()).await?;
+        let lake = self.lake_of(file)?;
         let key = lake.key(relative);
         lake.put(&key, body).await?;
         Ok(format!("s3://{}/{key}", lake.bucket()))
@@ -378,10 +392,26 @@ impl Warehouse {
         batch_id: &str,
         copy: &redshift::CopyOptions,
     ) -> Result<BatchReport, LoadError> {
-        match self {
-            Warehouse::Postgres(warehouse) => warehouse.load_batch(files, lakes, batch_id).await,
-            Warehouse::Redshift(warehouse) => warehouse.load_batch(files, lakes, batch_id, copy).await,
+        // Records naming another lake are set aside before anything else looks at the
+        // batch: one reusing a real file's key must not make the real file look seen.
+        let (admitted, foreign): (Vec<FileRecord>, Vec<FileRecord>) =
+            files.iter().cloned().partition(|file| lakes.admit(file).is_ok());
+        let mut report = match self {
+            Warehouse::Postgres(warehouse) => warehouse.load_batch(&admitted, lakes, batch_id).await?,
+            Warehouse::Redshift(warehouse) => warehouse.load_batch(&admitted, lakes, batch_id, copy).await?,
+        };
+        for file in &foreign {
+            let reason = lakes.admit(file).err().map(|e| e.to_string()).unwrap_or_default();
+            tracing::error!(key = %file.key, lake = %file.lake, %reason, "a file record names another lake; quarantined unread");
+            match self {
+                Warehouse::Postgres(warehouse) => warehouse.quarantine(file, batch_id, &reason).await?,
+                Warehouse::Redshift(warehouse) => warehouse.quarantine(file, batch_id, &reason).await?,
+            }
+            report
+                .outcomes
+                .push((file.key.clone(), FileOutcome::Quarantined { reason }));
         }
+        Ok(report)
     }
 }
 
@@ -401,7 +431,7 @@ pub async fn run(config: LoadConfig, shutdown: Shutdown) -> Result<(), LoadError
         return Ok(());
     };
     consumer.subscribe(&[&config.files_topic])?;
-    let mut lakes = Lakes::new(config.s3.aws_options());
+    let mut lakes = Lakes::new(Lake::open(&config.lake, &config.s3.aws_options()).await?);
     let copy = redshift::CopyOptions {
         iam_role: config.iam_role.clone(),
         dedup_window: config.dedup_window,

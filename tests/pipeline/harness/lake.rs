@@ -35,6 +35,9 @@ pub(crate) struct Lakeside {
 }
 
 impl Lakeside {
+    /// The lake URL the sink writes and the loader reads.
+    pub(crate) const LAKE: &'static str = "s3://lake/tenant-a";
+
     pub(crate) async fn new() -> Lakeside {
         init_logging();
         let kafka = Kafka::new(PARTITIONS);
@@ -62,7 +65,7 @@ impl Lakeside {
             topic: self.kafka.topic.clone(),
             group: group.to_owned(),
             files_topic: self.files_topic.clone(),
-            lake: "s3://lake/tenant-a".into(),
+            lake: Self::LAKE.into(),
             s3: self.lake_args(),
             files: FileLimits {
                 flush_interval: Duration::from_secs(1),

@@ -197,6 +197,20 @@ impl Postgres {
     }
 
     /// Loads `files` in one transaction (module doc).
+    /// Records `file` as quarantined for `reason` without reading anything of it.
+    pub(super) async fn quarantine(
+        &self,
+        file: &FileRecord,
+        batch_id: &str,
+        reason: &str,
+    ) -> Result<(), LoadError> {
+        let row = file.quarantined(batch_id, reason);
+        self.client
+            .batch_execute(&ledger::insert_ledger_row(Dialect::Postgres, &self.schema, &row))
+            .await
+            .map_err(LoadError::Warehouse)
+    }
+
     pub async fn load_batch(
         &mut self,
         files: &[FileRecord],
@@ -229,9 +243,15 @@ impl Postgres {
             let body = match lakes.get(file).await {
                 Ok(body) => Some(body),
                 // Waiting will not bring it back: quarantine it, say why, load the rest.
-                Err(LakeError::Missing(key)) => {
-                    let reason = format!("object {key} is not in the lake (deleted, or never written)");
-                    let recorded = record_dead_letters(&transaction, lakes, file, &schema).await?;
+                // A record naming another lake is not read at all, nor its dead letters.
+                Err(error @ (LakeError::Missing(_) | LakeError::Foreign { .. })) => {
+                    let reason = error.to_string();
+                    let recorded = match error {
+                        LakeError::Missing(_) => {
+                            record_dead_letters(&transaction, lakes, file, &schema).await?
+                        }
+                        _ => 0,
+                    };
                     let mut row = file.quarantined(batch_id, &reason);
                     row.rows_rejected = recorded;
                     transaction

@@ -402,7 +402,12 @@ impl Redshift {
             .collect())
     }
 
-    async fn quarantine(&self, file: &FileRecord, batch_id: &str, reason: &str) -> Result<(), LoadError> {
+    pub(super) async fn quarantine(
+        &self,
+        file: &FileRecord,
+        batch_id: &str,
+        reason: &str,
+    ) -> Result<(), LoadError> {
         let row = file.quarantined(batch_id, reason);
         self.api
             .run_one(&ledger::insert_ledger_row(Dialect::Redshift, &self.schema, &row))
