@@ -857,3 +857,63 @@ async fn redshift_loads_snappy_and_gzip_and_a_codec_it_cannot_read_trips_the_bre
         "no row of an unreadable file is loaded"
     );
 }
+
+/// The loader replaces a view it owns only when the view's comment says it was made from
+/// an older definition: a current view (here narrowed by hand by its owner) is left as it
+/// is, a stale one is replaced.
+#[tokio::test]
+async fn a_view_is_replaced_only_when_its_definition_is_stale() {
+    let side = Lakeside::new().await;
+    let warehouse = Warehouse::start(Kind::Postgres, &side).await;
+    let admin = warehouse.pg.client().await;
+    admin
+        .batch_execute(&schemas::ddl::script(
+            schemas::ddl::Dialect::Postgres,
+            "analytics",
+        ))
+        .await
+        .expect("objects");
+    let definition: String = admin
+        .query_one(
+            "SELECT pg_get_viewdef('analytics.exposures_growthbook'::regclass)",
+            &[],
+        )
+        .await
+        .expect("view definition")
+        .get(0);
+    admin
+        .batch_execute(&format!(
+            "CREATE OR REPLACE VIEW analytics.exposures_growthbook AS {} LIMIT 0",
+            definition.trim().trim_end_matches(';')
+        ))
+        .await
+        .expect("narrowed by hand");
+    let events = exposures(100, "views");
+    sink_into_lake(&side, &events).await;
+    let growthbook_rows = "SELECT count(*) FROM analytics.exposures_growthbook";
+
+    let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
+    wait_rows(&warehouse.pg, events.len() as i64).await;
+    stop.cancel();
+    task.await.expect("loader task").expect("loader");
+    assert_eq!(
+        count(&admin, growthbook_rows).await,
+        0,
+        "a current view was replaced"
+    );
+
+    admin
+        .batch_execute(
+            "COMMENT ON VIEW analytics.exposures_growthbook IS 'exposures ddl from an older release'",
+        )
+        .await
+        .expect("comment");
+    let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
+    let deadline = Instant::now() + DEADLINE;
+    while count(&admin, growthbook_rows).await < events.len() as i64 {
+        assert!(Instant::now() < deadline, "the stale view was not replaced");
+        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
+    }
+    stop.cancel();
+    task.await.expect("loader task").expect("loader");
+}
