@@ -209,6 +209,16 @@ fn submit(emulator: Arc<Emulator>, operation: &str, input: &Value) -> Response {
     if sqls.is_empty() {
         return error(StatusCode::BAD_REQUEST, "ValidationException", "no SQL");
     }
+    // "The maximum query statement size is 100 KB"
+    // (https://docs.aws.amazon.com/redshift/latest/mgmt/data-api.html); the service's
+    // answer to a longer one, as users report it.
+    if sqls.iter().any(|sql| sql.len() > 100 * 1024) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "Cannot process query string larger than 100kB",
+        );
+    }
     let id = uuid::Uuid::now_v7().to_string();
     let statement = Statement {
         batch,

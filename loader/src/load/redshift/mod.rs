@@ -114,10 +114,6 @@ impl Breaker {
 /// a setting) is not in the files.
 const CIRCUIT_BREAKER_FILES: u32 = 3;
 
-/// Files loaded in one transaction at most: the Data API refuses statements over about
-/// 100 KB, and the ledger statement grows by ~350 bytes per file.
-const MAX_FILES_PER_TRANSACTION: usize = 200;
-
 /// An error message without what names a particular file, row or query.
 fn signature(message: &str) -> String {
     message
@@ -235,7 +231,9 @@ impl Redshift {
         }
         self.record_dead_letters(&pending, lakes).await?;
         let mut part = 0;
-        for group in pending.chunks(MAX_FILES_PER_TRANSACTION) {
+        // The Data API refuses statements over 100 KB: a batch is loaded in as many
+        // transactions as keep the ledger statement under it.
+        for group in sql::transactions(&pending) {
             self.load_group(group, lakes, batch_id, copy, &mut part, &mut report)
                 .await?;
         }

@@ -40,6 +40,53 @@ pub(super) fn manifest(files: &[&FileRecord]) -> String {
     serde_json::json!({ "entries": entries }).to_string()
 }
 
+/// The Data API refuses a statement over 100 KB ("The maximum query statement size is
+/// 100 KB", <https://docs.aws.amazon.com/redshift/latest/mgmt/data-api.html>; the error
+/// reads "Cannot process query string larger than 100kB").
+pub const MAX_STATEMENT_BYTES: usize = 100 * 1024;
+
+/// What the ledger statement holds besides its file rows, with room to spare.
+const LEDGER_STATEMENT_OVERHEAD: usize = 4 * 1024;
+
+/// One file's row in the ledger statement (`SELECT … AS object_key, …`).
+fn file_row(f: &FileRecord) -> String {
+    format!(
+        "SELECT {} AS object_key, {} AS etag, CAST({} AS BIGINT) AS size_bytes, CAST({} AS BIGINT) AS rows_in_file, \
+         {} AS kafka_partition, CAST({} AS BIGINT) AS first_offset, CAST({} AS BIGINT) AS last_offset, \
+         CAST({} AS BIGINT) AS rows_rejected",
+        literal(&f.key),
+        literal(&f.etag),
+        f.size,
+        f.rows + f.rejected_rows,
+        f.partition,
+        f.first_offset,
+        f.last_offset,
+        f.rejected_rows
+    )
+}
+
+/// Splits `files` into consecutive groups, one transaction each, whose statements all
+/// stay under [`MAX_STATEMENT_BYTES`]. The ledger statement is the one that grows with
+/// the files (a row per file, about 450 bytes plus the key); the result query lists only
+/// the keys, so it is always shorter.
+pub(super) fn transactions<'a>(files: &'a [&'a FileRecord]) -> Vec<&'a [&'a FileRecord]> {
+    let budget = MAX_STATEMENT_BYTES - LEDGER_STATEMENT_OVERHEAD;
+    let mut groups = Vec::new();
+    let (mut start, mut used) = (0, 0);
+    for (index, file) in files.iter().enumerate() {
+        let size = file_row(file).len() + " UNION ALL ".len();
+        if index > start && used + size > budget {
+            groups.push(&files[start..index]);
+            (start, used) = (index, 0);
+        }
+        used += size;
+    }
+    if start < files.len() {
+        groups.push(&files[start..]);
+    }
+    groups
+}
+
 /// The statements of one batch transaction (module doc); the last one's result is the
 /// ledger rows written, with the newest `exposed_at` inserted.
 pub fn load_statements(
@@ -58,24 +105,7 @@ pub fn load_statements(
         literal(iam_role)
     };
     let window = dedup_window.as_secs();
-    let file_rows: Vec<String> = files
-        .iter()
-        .map(|f| {
-            format!(
-                "SELECT {} AS object_key, {} AS etag, CAST({} AS BIGINT) AS size_bytes, CAST({} AS BIGINT) AS rows_in_file, \
-                 {} AS kafka_partition, CAST({} AS BIGINT) AS first_offset, CAST({} AS BIGINT) AS last_offset, \
-                 CAST({} AS BIGINT) AS rows_rejected",
-                literal(&f.key),
-                literal(&f.etag),
-                f.size,
-                f.rows + f.rejected_rows,
-                f.partition,
-                f.first_offset,
-                f.last_offset,
-                f.rejected_rows
-            )
-        })
-        .collect();
+    let file_rows: Vec<String> = files.iter().map(|f| file_row(f)).collect();
     let keys: Vec<String> = files.iter().map(|f| literal(&f.key)).collect();
     let batch = literal(batch_id);
     vec![
@@ -120,6 +150,57 @@ pub fn load_statements(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn file(key: String, offset: i64) -> FileRecord {
+        FileRecord {
+            lake: "s3://lake/exposures".into(),
+            bucket: "lake".into(),
+            key,
+            size: 4096,
+            etag: "\"0123456789abcdef0123456789abcdef\"".into(),
+            rows: 50,
+            topic: "exposures".into(),
+            partition: 3,
+            first_offset: offset,
+            last_offset: offset + 49,
+            hour: "2026-11-25T10".into(),
+            written_at: DateTime::<Utc>::MIN_UTC,
+            rejected_key: None,
+            rejected_rows: 0,
+        }
+    }
+
+    /// However many files a batch has and however long the lake prefix, every statement
+    /// sent stays under the Data API's limit, and no file is left out or repeated.
+    #[test]
+    fn transactions_keep_every_statement_under_the_data_api_limit() {
+        for (count, prefix_len) in [(1, 10), (200, 10), (1_000, 10), (1_000, 900)] {
+            let prefix = "p".repeat(prefix_len);
+            let files: Vec<FileRecord> = (0..count)
+                .map(|i| {
+                    file(
+                        format!("{prefix}/exposures/v1/dt=2026-11-25/hour=10/p003-{i:020}.parquet"),
+                        i * 50,
+                    )
+                })
+                .collect();
+            let refs: Vec<&FileRecord> = files.iter().collect();
+            let groups = transactions(&refs);
+            assert_eq!(groups.iter().map(|g| g.len()).sum::<usize>(), count as usize);
+            for group in &groups {
+                let statements =
+                    load_statements("analytics", "s3://m", "default", Duration::ZERO, "b", group);
+                let longest = statements.iter().map(String::len).max().unwrap_or(0);
+                assert!(
+                    longest <= MAX_STATEMENT_BYTES,
+                    "{count} files, prefix {prefix_len}: {longest} bytes"
+                );
+            }
+            if count == 1_000 {
+                assert!(groups.len() > 1, "1,000 files cannot fit one statement");
+            }
+        }
+    }
 
     #[test]
     fn redshift_load_sql_snapshot() {
