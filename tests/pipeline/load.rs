@@ -917,3 +917,36 @@ async fn a_view_is_replaced_only_when_its_definition_is_stale() {
     stop.cancel();
     task.await.expect("loader task").expect("loader");
 }
+
+/// Redshift's VARCHAR width counts bytes: a file holding a 200-character experiment_id of
+/// two-byte characters (400 bytes in a VARCHAR(256)), written past ingest's checks, is
+/// refused by COPY as Redshift words it, and quarantined alone.
+#[tokio::test]
+async fn redshift_counts_varchar_widths_in_bytes() {
+    let side = Lakeside::new().await;
+    let warehouse = Warehouse::start(Kind::Redshift, &side).await;
+    let good = exposures(10, "bytes-good");
+    let mut wide = exposures(1, "bytes-wide");
+    wide[0].experiment_id = "é".repeat(200);
+    place_file(&side, &good, 0, ParquetCodec::default()).await;
+    place_file(&side, &wide, 1_000, ParquetCodec::default()).await;
+    let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
+    let client = warehouse.pg.client().await;
+    let deadline = Instant::now() + DEADLINE;
+    while count(&client, "SELECT count(*) FROM analytics.exposures_loads").await < 2 {
+        assert!(Instant::now() < deadline, "the files were not both recorded");
+        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
+    }
+    stop.cancel();
+    task.await.expect("loader task").expect("loader");
+    assert_warehouse_exact(&warehouse.pg, &good).await;
+    let reason: String = client
+        .query_one(
+            "SELECT reason FROM analytics.exposures_loads WHERE status = 'quarantined'",
+            &[],
+        )
+        .await
+        .expect("one quarantined file")
+        .get(0);
+    assert!(reason.contains("String length exceeds DDL length"), "{reason}");
+}

@@ -117,6 +117,16 @@ fn load_config(side: &Lakeside, pg: &Pg) -> loader::load::LoadConfig {
     config
 }
 
+/// The loader's configuration for Redshift through `data_api` (over `pg`), in its own group.
+fn redshift_load_config(side: &Lakeside, pg: &Pg, data_api: &DataApi) -> loader::load::LoadConfig {
+    let mut config = load_config(side, pg);
+    config.group = "load-redshift".into();
+    config.warehouse.warehouse = Some(data_api.warehouse_url());
+    config.redshift.redshift_endpoint = Some(data_api.endpoint.clone());
+    config.redshift.redshift_static_credentials = Some(("test".into(), "test".into()));
+    config
+}
+
 #[tokio::test]
 async fn odd_but_legal_events_reach_postgres_verbatim_and_unloadable_ones_get_400() {
     let side = Lakeside::new().await;
@@ -322,6 +332,39 @@ async fn odd_but_legal_events_reach_postgres_verbatim_and_unloadable_ones_get_40
     assert_eq!(row.get::<_, String>(3), "1.50");
     assert!(row.get::<_, bool>(4));
     assert_eq!(row.get::<_, String>(5), "é".repeat(128));
+
+    // Redshift counts VARCHAR in bytes (the emulator too): values at exactly their
+    // column's width in multi-byte text load, none is cut further, no file is refused.
+    let redshift_pg = tokio::task::spawn_blocking(Pg::start).await.expect("postgres");
+    let data_api = DataApi::start(redshift_pg.url(), side.lake_args().aws_options()).await;
+    let stop = stage::Shutdown::new();
+    let loader = tokio::spawn(loader::load::run(
+        redshift_load_config(&side, &redshift_pg, &data_api),
+        stop.clone(),
+    ));
+    let redshift = redshift_pg.client().await;
+    wait_for_rows(&redshift, sent.len()).await;
+    stop.cancel();
+    loader.await.expect("loader task").expect("loader");
+    let quarantined: i64 = redshift
+        .query_one(
+            "SELECT count(*) FROM analytics.exposures_loads WHERE status <> 'loaded'",
+            &[],
+        )
+        .await
+        .expect("ledger")
+        .get(0);
+    assert_eq!(quarantined, 0, "no file was quarantined by Redshift");
+    let row = redshift
+        .query_one(
+            "SELECT geo_country_code, ds_session_id, experiment_id FROM analytics.exposures WHERE event_id = $1",
+            &[&"😀".repeat(32)],
+        )
+        .await
+        .expect("promoted");
+    assert_eq!(row.get::<_, String>(0), "😀".repeat(16));
+    assert_eq!(row.get::<_, String>(1), "€".repeat(85));
+    assert_eq!(row.get::<_, String>(2), "é".repeat(128));
 }
 
 /// Arbitrary JSON as a client would write it: strings with every character class (NUL,
@@ -416,15 +459,13 @@ async fn generated_events_are_refused_or_reach_both_warehouses_with_their_meanin
     let postgres = tokio::task::spawn_blocking(Pg::start).await.expect("postgres");
     let redshift_pg = tokio::task::spawn_blocking(Pg::start).await.expect("postgres");
     let data_api = DataApi::start(redshift_pg.url(), side.lake_args().aws_options()).await;
-    let mut redshift = load_config(&side, &redshift_pg);
-    redshift.group = "load-redshift".into();
-    redshift.warehouse.warehouse = Some(data_api.warehouse_url());
-    redshift.redshift.redshift_endpoint = Some(data_api.endpoint.clone());
-    redshift.redshift.redshift_static_credentials = Some(("test".into(), "test".into()));
     let stop = stage::Shutdown::new();
     let loaders = [
         tokio::spawn(loader::load::run(load_config(&side, &postgres), stop.clone())),
-        tokio::spawn(loader::load::run(redshift, stop.clone())),
+        tokio::spawn(loader::load::run(
+            redshift_load_config(&side, &redshift_pg, &data_api),
+            stop.clone(),
+        )),
     ];
     for pg in [&postgres, &redshift_pg] {
         let warehouse = pg.client().await;

@@ -8,7 +8,8 @@
 //! checks `meta.content_length`, maps columns by position and refuses a column-count
 //! mismatch and page codecs Spectrum does not document, as Redshift does, and records
 //! failures in `sys_load_error_detail`); `SUPER` → jsonb and `JSON_PARSE(x)` →
-//! `(x)::jsonb`; `DISTSTYLE`/`DISTKEY`/`SORTKEY` dropped; `GETDATE()`; backslash
+//! `(x)::jsonb`; `VARCHAR(n)` → text checked in bytes, as Redshift counts them;
+//! `DISTSTYLE`/`DISTKEY`/`SORTKEY` dropped; `GETDATE()`; backslash
 //! escapes in literals (`standard_conforming_strings` off, as in Redshift).
 //!
 //! Faults on demand: ThrottlingException answers, slow statements (and it answers
@@ -419,11 +420,51 @@ async fn run_transaction(emulator: &Emulator, sqls: &[String]) -> Result<Vec<Sub
     Ok(done)
 }
 
+/// PostgreSQL's error as Redshift words it. A byte-length check (see [`translate`]) is
+/// Redshift's `value too long for type character varying(n)`.
 fn pg_message(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
-        Some(db) => format!("ERROR: {}", db.message()),
+        Some(db) => match db.constraint().and_then(|name| name.split_once(VARCHAR_BYTES)) {
+            Some((_, width)) => format!("ERROR: value too long for type character varying({width})"),
+            None => format!("ERROR: {}", db.message()),
+        },
         None => format!("ERROR: {error}"),
     }
+}
+
+/// The same error met while COPY wrote a row: a too-long string is the load error
+/// Redshift records as "String length exceeds DDL length" (STL_LOAD_ERRORS code 1204).
+fn copy_message(error: &tokio_postgres::Error) -> String {
+    let message = pg_message(error);
+    if message.contains("value too long for type character varying") {
+        "String length exceeds DDL length".to_owned()
+    } else {
+        message
+    }
+}
+
+/// Names the CHECK constraint that stands for a `VARCHAR(n)` width: `{column}{VARCHAR_BYTES}{n}`.
+const VARCHAR_BYTES: &str = "__varchar_bytes_";
+
+/// `name VARCHAR(n)` in a CREATE TABLE → `name TEXT` with a CHECK on its UTF-8 byte
+/// length: Redshift's VARCHAR counts bytes ("VARCHAR strings are measured in bytes, not
+/// characters", https://docs.aws.amazon.com/redshift/latest/dg/t_preparing-input-data.html),
+/// PostgreSQL's counts characters.
+fn byte_length_varchar(sql: &str) -> String {
+    let is_create_table = Regex::new(r"(?is)^\s*CREATE\s+(TEMP\s+|TEMPORARY\s+)?TABLE\b").expect("pattern");
+    if !is_create_table.is_match(sql) {
+        return sql.to_owned();
+    }
+    Regex::new(r"(?i)\b(\w+)\s+VARCHAR\s*\((\d+)\)")
+        .expect("pattern")
+        .replace_all(sql, |captures: &regex::Captures| {
+            let (column, width) = (&captures[1], &captures[2]);
+            if column.eq_ignore_ascii_case("AS") {
+                return captures[0].to_owned();
+            }
+            format!("{column} TEXT CONSTRAINT {column}{VARCHAR_BYTES}{width} CHECK (octet_length({column}) <= {width})")
+        })
+        .into_owned()
 }
 
 async fn run_sql(client: &Client, sql: &str) -> Result<Option<Vec<(String, Vec<Option<String>>)>>, String> {
@@ -459,7 +500,7 @@ fn translate(sql: &str) -> String {
         (r"(?i)JSON_PARSE\(([^()]*)\)", "($1)::jsonb"),
         (r"(?i)GETDATE\(\)", "(now() AT TIME ZONE 'UTC')"),
     ];
-    let mut sql = sql.to_owned();
+    let mut sql = byte_length_varchar(sql);
     for (pattern, replacement) in rules {
         sql = Regex::new(pattern)
             .expect("pattern")
@@ -534,10 +575,10 @@ async fn copy_parquet(
             let sink = client
                 .copy_in(&format!("COPY {table} FROM STDIN"))
                 .await
-                .map_err(|e| pg_message(&e))?;
+                .map_err(|e| copy_message(&e))?;
             let mut sink = std::pin::pin!(sink);
-            sink.send(Bytes::from(rows)).await.map_err(|e| pg_message(&e))?;
-            sink.as_mut().finish().await.map_err(|e| pg_message(&e))?;
+            sink.send(Bytes::from(rows)).await.map_err(|e| copy_message(&e))?;
+            sink.as_mut().finish().await.map_err(|e| copy_message(&e))?;
             Ok::<(), String>(())
         };
         if let Err(message) = loaded.await {
