@@ -141,8 +141,11 @@ fn succeeds(program: &Path, args: &[&str]) -> bool {
 /// through tests/infra/to_json.py (python-hcl2 for .tf, PyYAML for YAML). `None` when the
 /// Python modules are missing (and allowed to be).
 fn parsed(files: &[String]) -> Option<BTreeMap<String, Value>> {
-    let modules = succeeds(Path::new("python3"), &["-c", "import hcl2.api, yaml"]);
-    if !available("python-hcl2 and PyYAML", modules, PYTHON_TOOLS) {
+    // python-hcl2 8's API; checkov's fork of the module (bc-python-hcl2), installed into the
+    // same environment, overwrites it and lacks this.
+    let probe = "import yaml; from hcl2.utils import SerializationOptions";
+    let modules = succeeds(Path::new("python3"), &["-c", probe]);
+    if !available("python-hcl2 (8.x) and PyYAML", modules, PYTHON_TOOLS) {
         return None;
     }
     let output = Command::new("python3")
