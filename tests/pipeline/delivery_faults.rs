@@ -207,3 +207,115 @@ async fn graceful_shutdown_under_load_keeps_every_200() {
     );
     assert_per_user_order(&records);
 }
+
+/// A small tmpfs mounted for one test and unmounted when dropped: a disk that really fills
+/// up (ENOSPC), which a size limit in our own code would not show.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(bytes: u64) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|status| status.success());
+        crate::harness::available("a tmpfs mount (root)", mounted, "run the tests as root")
+            .then_some(SmallDisk { dir })
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // Lazy: a failed test may leave the server's files open.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// The disk under the spool fills up during a broker outage: events past it are answered
+/// 503 (none of them is in Kafka later), every 200 reaches Kafka once and in order, and once
+/// the broker is back the spool drains and 200s resume without a restart, although the
+/// replay position cannot be written while the disk is full.
+#[tokio::test]
+async fn a_full_disk_under_the_spool_answers_503_and_recovers_without_restart() {
+    let Some(disk) = SmallDisk::mount(256 * 1024) else {
+        return;
+    };
+    let kafka = Kafka::new(1);
+    let mut config = api::config(&kafka.brokers(), &kafka.topic);
+    config.delivery.spool_dir = Some(disk.path().join("spool"));
+    config.delivery.delivery_timeout = Duration::from_millis(300);
+    let server = Server::start(config).await;
+    let url = format!("{}/exposure", server.url);
+    let client = http();
+    let post = |seq: usize| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let mut body = python_body("full-disk-user");
+            body["attributes"]["seq"] = json!(seq);
+            body["attributes"]["padding"] = json!("x".repeat(2_000));
+            post_json(&client, &url, &body).await
+        }
+    };
+
+    kafka.down();
+    let mut answered = Vec::new();
+    let mut refused = 0;
+    let mut seq = 0;
+    while refused == 0 {
+        assert!(seq < 2_000, "the spool never filled the 256 KiB disk");
+        let (status, answer) = post(seq).await;
+        match status {
+            200 => answered.push(answer["event_id"].as_str().expect("id").to_owned()),
+            503 => refused += 1,
+            other => panic!("answered {other}: {answer}"),
+        }
+        seq += 1;
+    }
+    assert!(
+        answered.len() > 10,
+        "{} events spooled before the disk was full",
+        answered.len()
+    );
+
+    kafka.up();
+    let deadline = Instant::now() + crate::harness::DEADLINE;
+    loop {
+        let (status, answer) = post(seq).await;
+        seq += 1;
+        if status == 200 {
+            answered.push(answer["event_id"].as_str().expect("id").to_owned());
+            break;
+        }
+        assert_eq!(status, 503, "{answer}");
+        assert!(
+            Instant::now() < deadline,
+            "still 503 long after the broker came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await; // a client's retry pause
+    }
+    for _ in 0..5 {
+        let (status, answer) = post(seq).await;
+        seq += 1;
+        assert_eq!(status, 200, "{answer}");
+        answered.push(answer["event_id"].as_str().expect("id").to_owned());
+    }
+
+    let records = read_exactly(&kafka.brokers(), &kafka.topic, answered.len()).await;
+    assert_eq!(
+        event_ids(&records),
+        answered.iter().cloned().collect::<HashSet<_>>()
+    );
+    assert_per_user_order(&records);
+    server.stop().await;
+}

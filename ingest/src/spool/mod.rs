@@ -40,7 +40,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot, Notify};
 
@@ -149,6 +149,10 @@ struct Shared {
     /// Id of the segment the writer appends to (0: none). Set before the file is
     /// created, so a replayer that lists the directory never mistakes it for sealed.
     active_id: AtomicU64,
+    /// What Kafka acknowledged, (segment id, offset): the truth while the process runs.
+    /// `replay.pos` is its copy for the next start, written best-effort — a full disk
+    /// must not stop the replay that frees it.
+    position: Mutex<Option<(u64, u64)>>,
 }
 
 impl Shared {
@@ -186,7 +190,8 @@ impl Spool {
         }
         // A position whose segment is gone (a crash while deleting it) says nothing about
         // any other segment: drop it, and start new ids above it.
-        if let Some((pos_id, _)) = position.filter(|(pos_id, _)| !segments.contains(pos_id)) {
+        let stale_position = position.filter(|(pos_id, _)| !segments.contains(pos_id));
+        if let Some((pos_id, _)) = stale_position {
             let stale = dir.join(POSITION_FILE);
             tracing::warn!(
                 segment = pos_id,
@@ -202,6 +207,7 @@ impl Spool {
             backlog: AtomicBool::new(!segments.is_empty()),
             backlog_added: Notify::new(),
             active_id: AtomicU64::new(0),
+            position: Mutex::new(position.filter(|_| stale_position.is_none())),
         });
         shared.publish_gauges();
         let (commands, receiver) = mpsc::channel(1024);
@@ -274,11 +280,25 @@ impl Spool {
         answer.await.map_err(|_| SpoolError::Stopped)
     }
 
+    fn position(&self) -> Option<(u64, u64)> {
+        match self.shared.position.lock() {
+            Ok(position) => *position,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
+    }
+
+    fn set_position(&self, position: Option<(u64, u64)>) {
+        match self.shared.position.lock() {
+            Ok(mut guard) => *guard = position,
+            Err(poisoned) => *poisoned.into_inner() = position,
+        }
+    }
+
     /// Records of sealed segment `id` not yet acknowledged, each with its end offset.
     pub fn unreplayed(&self, id: u64) -> Result<Vec<(SpoolRecord, u64)>, SpoolError> {
         let path = segment_path(&self.shared.dir, id);
         let content = fs::read(&path).map_err(io_error(&path))?;
-        let from = match read_position(&self.shared.dir) {
+        let from = match self.position() {
             Some((pos_id, offset)) if pos_id == id => offset,
             _ => 0,
         };
@@ -286,11 +306,17 @@ impl Spool {
     }
 
     /// Records that Kafka acknowledged `count` records of segment `id`, up to `offset`.
-    pub fn mark_replayed(&self, id: u64, offset: u64, count: u64) -> Result<(), SpoolError> {
-        write_position(&self.shared.dir, id, offset)?;
+    /// Saving the position in `replay.pos` may fail (a full disk): then it is logged and
+    /// the replay goes on, since deleting replayed segments is what frees the disk; only
+    /// a crash before the segment is deleted would replay those records again
+    /// (deduplicated by `event_id` downstream).
+    pub fn mark_replayed(&self, id: u64, offset: u64, count: u64) {
+        self.set_position(Some((id, offset)));
         self.shared.records.fetch_sub(count, Ordering::Relaxed);
         self.shared.publish_gauges();
-        Ok(())
+        if let Err(error) = write_position(&self.shared.dir, id, offset) {
+            tracing::warn!(%error, segment = id, "spool position not saved; replay goes on (a restart now would send these records again)");
+        }
     }
 
     /// Deletes a fully replayed segment: its position first (module doc), and any tail
@@ -315,6 +341,9 @@ impl Spool {
                  set aside, not replayed"
             );
             metrics::counter!(m::SPOOL_CORRUPT_BYTES).increment(size - decoded_to);
+        }
+        if self.position().is_some_and(|(pos_id, _)| pos_id == id) {
+            self.set_position(None);
         }
         if read_position(&self.shared.dir).is_some_and(|(pos_id, _)| pos_id == id) {
             let position = self.shared.dir.join(POSITION_FILE);

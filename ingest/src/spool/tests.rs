@@ -23,7 +23,7 @@ async fn drain(spool: &Spool) -> Vec<SpoolRecord> {
         for id in segments {
             let records = spool.unreplayed(id).unwrap();
             if let Some((_, end)) = records.last() {
-                spool.mark_replayed(id, *end, records.len() as u64).unwrap();
+                spool.mark_replayed(id, *end, records.len() as u64);
             }
             out.extend(records.into_iter().map(|(r, _)| r));
             spool.remove_segment(id).unwrap();
@@ -86,7 +86,7 @@ async fn position_skips_what_was_already_replayed() {
     spool.append((0..4).map(record).collect()).await.unwrap();
     let id = spool.seal_or_clear().await.unwrap().unwrap();
     let records = spool.unreplayed(id).unwrap();
-    spool.mark_replayed(id, records[1].1, 2).unwrap();
+    spool.mark_replayed(id, records[1].1, 2);
     spool.close();
     let spool = Spool::open(dir.path(), 1 << 20).unwrap();
     assert_eq!(spool.pending_records(), 2);
@@ -106,7 +106,7 @@ async fn a_crash_while_deleting_a_segment_never_skips_later_records() {
     spool.append((0..4).map(record).collect()).await.unwrap();
     let id = spool.seal_or_clear().await.unwrap().unwrap();
     let records = spool.unreplayed(id).unwrap();
-    spool.mark_replayed(id, records[3].1, 4).unwrap();
+    spool.mark_replayed(id, records[3].1, 4);
     spool.close();
     // The crash point of the old order: segment deleted, its position still there.
     fs::remove_file(segment_path(dir.path(), id)).unwrap();
@@ -149,4 +149,37 @@ async fn full_spool_refuses() {
         spool.append(vec![big]).await,
         Err(SpoolError::Full { .. })
     ));
+}
+
+/// When `replay.pos` cannot be written (a full disk; here its temporary file is a
+/// directory), the replay still knows what Kafka acknowledged: nothing is sent twice
+/// while the process runs, and the segment is deleted, which frees the disk.
+#[tokio::test]
+async fn replay_goes_on_when_the_position_cannot_be_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+    spool.append((0..4).map(record).collect()).await.unwrap();
+    let id = spool.seal_or_clear().await.unwrap().unwrap();
+    fs::create_dir(dir.path().join(format!("{POSITION_FILE}.tmp"))).unwrap();
+    let records = spool.unreplayed(id).unwrap();
+    spool.mark_replayed(id, records[1].1, 2);
+    assert!(
+        read_position(dir.path()).is_none(),
+        "the position file could not be written"
+    );
+    let left: Vec<_> = spool
+        .unreplayed(id)
+        .unwrap()
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
+    assert_eq!(
+        left,
+        vec![record(2), record(3)],
+        "acknowledged records are not sent again"
+    );
+    spool.mark_replayed(id, records[3].1, 2);
+    spool.remove_segment(id).unwrap();
+    assert!(!segment_path(dir.path(), id).exists());
+    assert_eq!(spool.pending_records(), 0);
 }
