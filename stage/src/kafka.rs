@@ -313,6 +313,16 @@ mod tests {
         }
     }
 
+    /// The build links OpenSSL into librdkafka: without it, creating a client with
+    /// `SASL_SSL` or SCRAM fails ("OpenSSL not available at build time").
+    #[test]
+    fn clients_with_tls_and_scram_can_be_created() {
+        use rdkafka::producer::BaseProducer;
+        let config = sasl().config(ROLES[0], &[]).expect("valid");
+        let created: Result<BaseProducer, _> = config.create();
+        assert!(created.is_ok(), "{:?}", created.err());
+    }
+
     #[test]
     fn the_role_decides_durability_and_commits() {
         let kafka = KafkaArgs::plaintext("k:9092");
