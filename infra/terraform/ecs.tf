@@ -179,10 +179,10 @@ resource "aws_vpc_security_group_egress_rule" "tasks_kafka" {
 resource "aws_vpc_security_group_egress_rule" "tasks_msk" {
   count                        = var.create_msk ? 1 : 0
   security_group_id            = aws_security_group.tasks.id
-  description                  = "MSK brokers (plaintext listener)"
+  description                  = "MSK brokers (TLS, SASL/SCRAM listener)"
   ip_protocol                  = "tcp"
-  from_port                    = 9092
-  to_port                      = 9092
+  from_port                    = 9096
+  to_port                      = 9096
   referenced_security_group_id = aws_security_group.msk[0].id
 }
 

@@ -20,7 +20,8 @@ locals {
   key_prefix = var.lake_prefix == "" ? "" : "${var.lake_prefix}/"
   lake_url   = var.lake_prefix == "" ? "s3://${var.lake_bucket_name}" : "s3://${var.lake_bucket_name}/${var.lake_prefix}"
 
-  brokers = var.create_msk ? aws_msk_cluster.this[0].bootstrap_brokers : join(",", var.kafka_brokers)
+  # MSK: its TLS + SASL/SCRAM bootstrap servers (port 9096).
+  brokers = var.create_msk ? aws_msk_cluster.this[0].bootstrap_brokers_sasl_scram : join(",", var.kafka_brokers)
 
   # The loader's --warehouse when no secret is given: the Data API, by workgroup or cluster.
   redshift_compute = var.redshift_workgroup_name != "" ? "workgroup=${var.redshift_workgroup_name}" : "cluster=${var.redshift_cluster_identifier}"
@@ -90,7 +91,9 @@ locals {
   }
 
   # Secret settings, from Secrets Manager (ECS `secrets`); null leaves the variable out.
-  kafka_properties_arn = var.kafka_properties_secret ? aws_secretsmanager_secret.kafka_properties[0].arn : null
+  # The Kafka properties secret: asked for, or needed for the stages' SCRAM login to MSK.
+  kafka_properties     = var.kafka_properties_secret || var.create_msk
+  kafka_properties_arn = local.kafka_properties ? aws_secretsmanager_secret.kafka_properties[0].arn : null
   warehouse_arn        = var.warehouse_secret_arn != "" ? var.warehouse_secret_arn : aws_secretsmanager_secret.warehouse[0].arn
   secrets = {
     ingest = {
@@ -109,8 +112,8 @@ locals {
 
   # Which stages get secrets (known at plan time, unlike the secrets' ARNs).
   has_secrets = {
-    ingest = var.kafka_properties_secret || var.write_keys || var.forwarded_for == "hash"
-    sink   = var.kafka_properties_secret
+    ingest = local.kafka_properties || var.write_keys || var.forwarded_for == "hash"
+    sink   = local.kafka_properties
     load   = true
   }
 
@@ -198,9 +201,9 @@ data "aws_iam_policy_document" "kms" {
 
 resource "aws_secretsmanager_secret" "kafka_properties" {
   #checkov:skip=CKV2_AWS_57:Holds credentials issued by the Kafka operator (e.g. a SASL password); they rotate them, there is no rotation function to run here.
-  count       = var.kafka_properties_secret ? 1 : 0
+  count       = local.kafka_properties ? 1 : 0
   name        = "${var.name}/kafka-properties"
-  description = "EXPOSURES_KAFKA_PROPERTIES for every stage: ;-separated librdkafka properties, e.g. sasl.username=...;sasl.password=..."
+  description = "EXPOSURES_KAFKA_PROPERTIES for every stage: ;-separated librdkafka properties, e.g. security.protocol=SASL_SSL;sasl.mechanism=SCRAM-SHA-512;sasl.username=...;sasl.password=..."
   kms_key_id  = aws_kms_key.this.arn
 }
 

@@ -1,10 +1,14 @@
 # Optional: an MSK cluster for the pipeline (create_msk = true), otherwise bring your own
 # brokers (kafka_brokers).
 #
-# The exposures binary's librdkafka is built without OpenSSL (rdkafka's default features),
-# so it speaks PLAINTEXT (or SASL/PLAIN over it) only: MSK's client listener is
-# TLS_PLAINTEXT (plaintext on 9092 for exposures, TLS on 9094 for other clients), in
-# private subnets, reachable only from the tasks' security group. See README.
+# Clients connect over TLS and authenticate with SASL/SCRAM (port 9096), in private
+# subnets, reachable only from the tasks' security group; unauthenticated access is off.
+# The SCRAM user is the secret AmazonMSK_NAME (MSK wants that prefix and a customer-managed
+# KMS key, so it uses the module's key); its value, {"username":…,"password":…}, is put
+# outside Terraform, then msk_associate_scram_secret = true associates it with the
+# cluster. The stages log in with the same user through the NAME/kafka-properties secret
+# (EXPOSURES_KAFKA_PROPERTIES: security.protocol=SASL_SSL;sasl.mechanism=SCRAM-SHA-512;
+# sasl.username=…;sasl.password=…). See README.
 
 resource "aws_security_group" "msk" {
   count       = var.create_msk ? 1 : 0
@@ -16,10 +20,10 @@ resource "aws_security_group" "msk" {
 resource "aws_vpc_security_group_ingress_rule" "msk_from_tasks" {
   count                        = var.create_msk ? 1 : 0
   security_group_id            = aws_security_group.msk[0].id
-  description                  = "Kafka (plaintext listener) from the exposures tasks"
+  description                  = "Kafka (TLS, SASL/SCRAM listener) from the exposures tasks"
   ip_protocol                  = "tcp"
-  from_port                    = 9092
-  to_port                      = 9092
+  from_port                    = 9096
+  to_port                      = 9096
   referenced_security_group_id = aws_security_group.tasks.id
 }
 
@@ -46,7 +50,6 @@ resource "aws_cloudwatch_log_group" "msk" {
 }
 
 resource "aws_msk_cluster" "this" {
-  #checkov:skip=CKV_AWS_81:The exposures binary has no TLS in its Kafka client (librdkafka built without OpenSSL); clients connect in plaintext inside the VPC, limited to the tasks' security group. TLS stays on for other clients and between brokers.
   count                  = var.create_msk ? 1 : 0
   cluster_name           = var.name
   kafka_version          = var.msk_kafka_version
@@ -76,14 +79,18 @@ resource "aws_msk_cluster" "this" {
   }
 
   client_authentication {
-    unauthenticated = true
+    unauthenticated = false
+
+    sasl {
+      scram = true
+    }
   }
 
   encryption_info {
     encryption_at_rest_kms_key_arn = aws_kms_key.this.arn
 
     encryption_in_transit {
-      client_broker = "TLS_PLAINTEXT"
+      client_broker = "TLS"
       in_cluster    = true
     }
   }
@@ -96,4 +103,23 @@ resource "aws_msk_cluster" "this" {
       }
     }
   }
+}
+
+# The SCRAM user of the stages. Terraform creates the secret empty, so the password never
+# enters the state; its value is the JSON MSK reads:
+#   {"username": "exposures", "password": "…"}
+resource "aws_secretsmanager_secret" "msk_scram" {
+  #checkov:skip=CKV2_AWS_57:The SCRAM password is repeated in NAME/kafka-properties, which the stages read; rotating it is a coordinated change of both secrets, not a rotation function.
+  count       = var.create_msk ? 1 : 0
+  name        = "AmazonMSK_${var.name}"
+  description = "SASL/SCRAM user of the exposures stages on MSK: {\"username\": ..., \"password\": ...}. Same credentials as ${var.name}/kafka-properties."
+  kms_key_id  = aws_kms_key.this.arn
+}
+
+# Associated once the secret has its value (msk_associate_scram_secret, a second apply).
+# MSK attaches a resource policy to the secret so the brokers can read it.
+resource "aws_msk_single_scram_secret_association" "this" {
+  count       = var.create_msk && var.msk_associate_scram_secret ? 1 : 0
+  cluster_arn = aws_msk_cluster.this[0].arn
+  secret_arn  = aws_secretsmanager_secret.msk_scram[0].arn
 }

@@ -34,7 +34,7 @@ output "redshift_copy_role_arn" {
 }
 
 output "kafka_brokers" {
-  description = "Bootstrap servers the stages use."
+  description = "Bootstrap servers the stages use (MSK: its SASL/SCRAM ones, port 9096)."
   value       = local.brokers
 }
 
@@ -64,10 +64,11 @@ output "tasks_security_group_id" {
 }
 
 output "secret_arns" {
-  description = "Secrets whose values are put outside Terraform (README): kafka_properties, write_keys, ip_hash_salt (null when not created)."
+  description = "Secrets whose values are put outside Terraform (README): kafka_properties, write_keys, ip_hash_salt, msk_scram (null when not created)."
   value = {
     kafka_properties = one(aws_secretsmanager_secret.kafka_properties[*].arn)
     write_keys       = one(aws_secretsmanager_secret.write_keys[*].arn)
     ip_hash_salt     = one(aws_secretsmanager_secret.ip_hash_salt[*].arn)
+    msk_scram        = one(aws_secretsmanager_secret.msk_scram[*].arn)
   }
 }

@@ -129,19 +129,25 @@ variable "kafka_cidr_blocks" {
 }
 
 variable "kafka_port" {
-  description = "Port of the existing Kafka brokers. Not used with create_msk (its plaintext port, 9092)."
+  description = "Port of the existing Kafka brokers. Not used with create_msk (its TLS + SASL/SCRAM port, 9096)."
   type        = number
   default     = 9092
 }
 
 variable "kafka_properties_secret" {
-  description = "Whether to create a Secrets Manager secret whose value is passed to every stage as EXPOSURES_KAFKA_PROPERTIES (`;`-separated librdkafka properties, e.g. SASL credentials). Its value is put outside Terraform (see README)."
+  description = "Whether to create a Secrets Manager secret whose value is passed to every stage as EXPOSURES_KAFKA_PROPERTIES (`;`-separated librdkafka properties, e.g. security.protocol=SASL_SSL and SASL credentials). Its value is put outside Terraform (see README). Always created with create_msk."
   type        = bool
   default     = false
 }
 
 variable "create_msk" {
-  description = "Create an MSK cluster in private_subnet_ids (plaintext listener inside the VPC, see README) instead of using kafka_brokers."
+  description = "Create an MSK cluster in private_subnet_ids (TLS listener with SASL/SCRAM authentication, see README) instead of using kafka_brokers."
+  type        = bool
+  default     = false
+}
+
+variable "msk_associate_scram_secret" {
+  description = "Associate the SCRAM secret AmazonMSK_NAME with the MSK cluster. Set it on a second apply, once that secret holds its {\"username\",\"password\"} value (see README); until then no client can log in."
   type        = bool
   default     = false
 }

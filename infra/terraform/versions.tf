@@ -4,7 +4,7 @@ terraform {
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = "~> 5.80"
+      version = "~> 5.81" # 5.81: aws_msk_single_scram_secret_association
     }
   }
 }
