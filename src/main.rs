@@ -359,6 +359,8 @@ async fn run_up(args: UpArgs) -> Result<()> {
     )?;
     sink_config.kafka = kafka.clone();
     sink_config.s3 = embedded_s3.clone();
+    // One sink and one loader, on the embedded broker: no group membership to recover.
+    sink_config.assignment = stage::Assignment::All;
     sink_config.files = args.files.clone();
     let load_config = match &args.warehouse.warehouse {
         Some(url) => {
@@ -375,6 +377,7 @@ async fn run_up(args: UpArgs) -> Result<()> {
             )?;
             config.kafka = kafka.clone();
             config.s3 = embedded_s3.clone();
+            config.assignment = stage::Assignment::All;
             config.batches = args.batches.clone();
             Some(config)
         }

@@ -22,7 +22,7 @@ use rdkafka::config::FromClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// Kafka connection flags, shared by every command that reaches Kafka.
 #[derive(Debug, Clone, Args)]
@@ -231,6 +231,80 @@ impl KafkaArgs {
         }
         Ok(())
     }
+}
+
+/// How a consumer stage (sink, loader) gets its partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Assignment {
+    /// Join the Kafka consumer group: members share the partitions, and a dead member's
+    /// partitions move to the others after its session timeout. For Kafka clusters.
+    #[default]
+    Group,
+    /// Read every partition of the topic, from the offsets committed under the group id,
+    /// without group membership: a restarted process resumes at once, on any broker. Run
+    /// exactly one process per group. `exposures up` and `dev-broker` setups use this
+    /// (the embedded broker's group coordinator does not reliably hand a killed member's
+    /// partitions to its successor).
+    All,
+}
+
+/// Starts `consumer` on `topic` as `assignment` says: subscribes (group), or assigns
+/// every partition the broker reports, each from its committed offset (all). In `All`
+/// mode an unreachable broker is waited for, with backoff, until `shutdown`.
+pub async fn start_consuming<C, X>(
+    consumer: &Arc<C>,
+    topic: &str,
+    assignment: Assignment,
+    shutdown: &crate::Shutdown,
+) -> Result<(), KafkaError>
+where
+    C: Consumer<X> + Send + Sync + 'static,
+    X: ConsumerContext + 'static,
+{
+    if assignment == Assignment::Group {
+        return consumer.subscribe(&[topic]);
+    }
+    let mut backoff = crate::Backoff::for_outages();
+    loop {
+        let (reader, name) = (consumer.clone(), topic.to_owned());
+        let partitions = tokio::task::spawn_blocking(move || every_partition(reader.as_ref(), &name))
+            .await
+            .unwrap_or(Err(KafkaError::Canceled));
+        match partitions {
+            Ok(partitions) => return consumer.assign(&partitions),
+            Err(error) => {
+                tracing::warn!(%topic, %error, "cannot list the topic's partitions; retrying");
+                if !backoff.wait(shutdown).await {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Every partition of `topic`, each at `Offset::Stored`: the offset committed under the
+/// consumer's group id (OffsetFetch needs no membership); none yet → `auto.offset.reset`.
+fn every_partition<C, X>(consumer: &C, topic: &str) -> Result<TopicPartitionList, KafkaError>
+where
+    C: Consumer<X>,
+    X: ConsumerContext + 'static,
+{
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut partitions = TopicPartitionList::new();
+    for found in metadata.topics().iter().filter(|t| t.name() == topic) {
+        if let Some(error) = found.error() {
+            return Err(KafkaError::MetadataFetch(error.into()));
+        }
+        for partition in found.partitions() {
+            partitions.add_partition_offset(topic, partition.id(), Offset::Stored)?;
+        }
+    }
+    if partitions.count() == 0 {
+        return Err(KafkaError::MetadataFetch(
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        ));
+    }
+    Ok(partitions)
 }
 
 /// Commits `offsets` synchronously, on a blocking thread.

@@ -16,7 +16,7 @@ pub mod backoff;
 pub mod kafka;
 
 pub use backoff::Backoff;
-pub use kafka::{ClientRole, KafkaArgs, KafkaSetupError};
+pub use kafka::{start_consuming, Assignment, ClientRole, KafkaArgs, KafkaSetupError};
 
 /// Shutdown: cancelled once, observed everywhere (clones and child tokens share it).
 pub type Shutdown = tokio_util::sync::CancellationToken;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::harness::api::{self, http, post_json, python_body, Server};
+use crate::harness::disk::SmallDisk;
 use crate::harness::kafka::{by_key, read_exactly, record_count, Kafka, Record};
 
 /// Sends `per_user` events for each of `users` users, one user's events sequentially
@@ -206,39 +207,6 @@ async fn graceful_shutdown_under_load_keeps_every_200() {
         missing.len()
     );
     assert_per_user_order(&records);
-}
-
-/// A small tmpfs mounted for one test and unmounted when dropped: a disk that really fills
-/// up (ENOSPC), which a size limit in our own code would not show.
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(bytes: u64) -> Option<SmallDisk> {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .is_ok_and(|status| status.success());
-        crate::harness::available("a tmpfs mount (root)", mounted, "run the tests as root")
-            .then_some(SmallDisk { dir })
-    }
-
-    fn path(&self) -> std::path::PathBuf {
-        self.dir.path().to_path_buf()
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        // Lazy: a failed test may leave the server's files open.
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
 }
 
 /// The disk under the spool fills up during a broker outage: events past it are answered

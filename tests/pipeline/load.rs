@@ -69,6 +69,7 @@ fn load_config(side: &Lakeside, warehouse: &Warehouse, group: &str) -> LoadConfi
         kafka: stage::KafkaArgs::plaintext(side.kafka.brokers()),
         files_topic: side.files_topic.clone(),
         group: group.to_owned(),
+        assignment: stage::Assignment::Group,
         lake: Lakeside::LAKE.into(),
         warehouse,
         batches: BatchLimits {

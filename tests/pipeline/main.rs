@@ -2,6 +2,7 @@
 //! workspace links it once). See each module's doc for what it proves; the fixtures they
 //! share are in `harness`.
 
+mod chaos;
 mod cli;
 mod delivery_faults;
 mod harness;

@@ -37,10 +37,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use clap::Args;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use stage::{Backoff, ClientRole, KafkaArgs, KafkaSetupError, Shutdown};
+use stage::{Assignment, Backoff, ClientRole, KafkaArgs, KafkaSetupError, Shutdown};
 
 use crate::files::FileRecord;
 use crate::lake::{AwsOptions, Lake, LakeArgs, LakeError};
@@ -60,6 +60,12 @@ pub struct LoadConfig {
     /// Consumer group of the loaders.
     #[arg(long, env = "EXPOSURES_LOAD_GROUP", default_value = "exposures-load")]
     pub group: String,
+
+    /// How the loader gets the files topic's partitions: `group` (Kafka consumer group;
+    /// for Kafka clusters) or `all` (every partition from the group's committed offsets,
+    /// one loader per group; for the embedded broker of `dev-broker`).
+    #[arg(long, env = "EXPOSURES_LOAD_ASSIGNMENT", value_enum, default_value_t = Assignment::Group)]
+    pub assignment: Assignment,
 
     /// The lake the sink writes (its `--lake`): s3://BUCKET[/PREFIX] or file:///DIR. Only
     /// files announced in it are read; a record naming another bucket or prefix is
@@ -430,7 +436,7 @@ pub async fn run(config: LoadConfig, shutdown: Shutdown) -> Result<(), LoadError
     let Some(mut warehouse) = connect_when_available(&config, &shutdown).await? else {
         return Ok(());
     };
-    consumer.subscribe(&[&config.files_topic])?;
+    stage::start_consuming(&consumer, &config.files_topic, config.assignment, &shutdown).await?;
     let mut lakes = Lakes::new(Lake::open(&config.lake, &config.s3.aws_options()).await?);
     let copy = redshift::CopyOptions {
         iam_role: config.iam_role.clone(),

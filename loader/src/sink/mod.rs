@@ -48,7 +48,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use schemas::Exposure;
-use stage::{Backoff, ClientRole, KafkaArgs, KafkaSetupError, Shutdown};
+use stage::{Assignment, Backoff, ClientRole, KafkaArgs, KafkaSetupError, Shutdown};
 
 use crate::files::FileRecord;
 use crate::lake::{Lake, LakeArgs, LakeError};
@@ -74,6 +74,12 @@ pub struct SinkConfig {
     /// Consumer group; run several sinks in one group to share partitions.
     #[arg(long, env = "EXPOSURES_SINK_GROUP", default_value = "exposures-sink")]
     pub group: String,
+
+    /// How the sink gets its partitions: `group` (share them with the group's other
+    /// sinks; for Kafka clusters) or `all` (read every partition from the group's
+    /// committed offsets, one sink per group; for the embedded broker of `dev-broker`).
+    #[arg(long, env = "EXPOSURES_SINK_ASSIGNMENT", value_enum, default_value_t = Assignment::Group)]
+    pub assignment: Assignment,
 
     /// Topic each written file is announced on (consumed by `exposures load`).
     #[arg(long, env = "EXPOSURES_FILES_TOPIC", default_value = "exposures.files")]
@@ -195,7 +201,7 @@ pub async fn run(config: SinkConfig, shutdown: Shutdown) -> Result<(), SinkError
             .create_with_context(SinkContext::default())
             .map_err(|e| config.kafka.client_error(e))?,
     );
-    consumer.subscribe(&[&config.topic])?;
+    stage::start_consuming(&consumer, &config.topic, config.assignment, &shutdown).await?;
     let announcer: FutureProducer = config.kafka.create(
         ClientRole::Producer {
             client_id: "exposures-sink-announcer",

@@ -64,6 +64,7 @@ impl Lakeside {
             kafka: stage::KafkaArgs::plaintext(self.kafka.brokers()),
             topic: self.kafka.topic.clone(),
             group: group.to_owned(),
+            assignment: stage::Assignment::Group,
             files_topic: self.files_topic.clone(),
             lake: Self::LAKE.into(),
             s3: self.lake_args(),

@@ -12,12 +12,14 @@
 //! - `process`: the `exposures` binary as a child process (`up`, `dev-broker`, `sink`),
 //!   and free ports to give it.
 //! - `postgres`: a throwaway PostgreSQL cluster per test.
+//! - `disk`: a small tmpfs that really fills up (ENOSPC).
 //! - `redshift_emulator`: the Redshift Data API over that PostgreSQL, for the real SDK.
 //!
 //! Here, shared by all of them: the deadline every wait uses, test logging, reading this
 //! process's metrics, and skipping tests whose external tools are missing.
 
 pub mod api;
+pub mod disk;
 pub mod kafka;
 pub mod lake;
 pub mod postgres;
