@@ -276,12 +276,17 @@ async fn run_ingest(config: ingest::IngestConfig) -> Result<()> {
     Ok(())
 }
 
-/// Serves `/metrics` on `address` in the background until `shutdown`.
-async fn serve_metrics(address: SocketAddr, handle: PrometheusHandle, shutdown: &Shutdown) -> Result<()> {
+/// Serves `/metrics` and `/healthz` on `address` in the background until `shutdown`.
+async fn serve_metrics(
+    address: SocketAddr,
+    handle: PrometheusHandle,
+    health: metrics::Health,
+    shutdown: &Shutdown,
+) -> Result<()> {
     let listener = bind(address, "--metrics-listen").await?;
     let shutdown = shutdown.clone();
     tokio::spawn(async move {
-        if let Err(error) = metrics::serve(listener, handle, shutdown).await {
+        if let Err(error) = metrics::serve(listener, handle, health, shutdown).await {
             tracing::error!(%error, "metrics endpoint stopped");
         }
     });
@@ -290,14 +295,20 @@ async fn serve_metrics(address: SocketAddr, handle: PrometheusHandle, shutdown: 
 
 async fn run_sink(args: SinkArgs) -> Result<()> {
     let shutdown = shutdown_on_signal();
-    serve_metrics(args.metrics_listen, metrics::install()?, &shutdown).await?;
+    serve_metrics(args.metrics_listen, metrics::install()?, || Ok(()), &shutdown).await?;
     loader::sink::run(args.sink, shutdown).await?;
     Ok(())
 }
 
 async fn run_load(args: LoadArgs) -> Result<()> {
     let shutdown = shutdown_on_signal();
-    serve_metrics(args.metrics_listen, metrics::install()?, &shutdown).await?;
+    serve_metrics(
+        args.metrics_listen,
+        metrics::install()?,
+        loader::load::health::check,
+        &shutdown,
+    )
+    .await?;
     loader::load::run(args.load, shutdown).await?;
     Ok(())
 }

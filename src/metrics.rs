@@ -24,21 +24,39 @@ pub fn renderer(handle: &PrometheusHandle) -> ingest::RenderMetrics {
     Arc::new(move || handle.render())
 }
 
-/// Serves `GET /metrics` alone (for `sink` and `load`) until `shutdown`.
-pub async fn serve(listener: TcpListener, handle: PrometheusHandle, shutdown: Shutdown) -> Result<()> {
+/// What `GET /healthz` answers: `Err(reason)` makes it 503.
+pub type Health = fn() -> Result<(), String>;
+
+/// Serves `GET /metrics` and `GET /healthz` (for `sink` and `load`) until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    handle: PrometheusHandle,
+    health: Health,
+    shutdown: Shutdown,
+) -> Result<()> {
     let render = renderer(&handle);
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let render = render.clone();
-            async move {
-                (
-                    [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    render(),
-                )
-            }
-        }),
-    );
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let render = render.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        render(),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/healthz",
+            axum::routing::get(move || async move {
+                match health() {
+                    Ok(()) => (axum::http::StatusCode::OK, "ok".to_owned()),
+                    Err(reason) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, reason),
+                }
+            }),
+        );
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -11,7 +11,9 @@
 //!   going to Kafka directly, so per-user order (the Kafka key is the user id) is the
 //!   order in which the API answered 200.
 //! - A background replayer sends the backlog to Kafka in order and deletes what was
-//!   acknowledged; when it is empty, direct delivery resumes.
+//!   acknowledged; when it is empty, direct delivery resumes. A record Kafka refuses for
+//!   good (too large for the broker, invalid) is written to `SPOOL_DIR/dead-letters/`
+//!   with the reason, logged and counted, and the records behind it go on.
 //! - Spool disabled, full or failing: the events are refused ([`DeliveryError`]) and
 //!   the API answers 503 with Retry-After. Events of a batch that Kafka did
 //!   acknowledge stay there; a client retry may duplicate them, which the warehouse's
@@ -22,7 +24,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::{self, Either};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use schemas::Exposure;
 use stage::{Backoff, Shutdown};
 use tokio::task::JoinHandle;
@@ -91,11 +95,13 @@ impl Delivery {
             spool.append(records).await?;
             return Ok(DurableIn::Spool);
         }
-        let acked = self.produce_all(records.iter()).await;
+        // Whatever Kafka did not take is spooled, refused records too: the replayer sets
+        // those aside as dead letters rather than blocking the queue behind them.
+        let sent = self.produce_all(records.iter()).await;
         let failed: Vec<SpoolRecord> = records
             .into_iter()
-            .zip(acked)
-            .filter_map(|(record, ok)| (!ok).then_some(record))
+            .zip(sent)
+            .filter_map(|(record, sent)| (sent != Sent::Acked).then_some(record))
             .collect();
         if failed.is_empty() {
             return Ok(DurableIn::Kafka);
@@ -110,8 +116,8 @@ impl Delivery {
         }
     }
 
-    /// Sends records and waits for each acknowledgement; `true` where acknowledged.
-    async fn produce_all<'a>(&self, records: impl Iterator<Item = &'a SpoolRecord>) -> Vec<bool> {
+    /// Sends records and waits for each acknowledgement.
+    async fn produce_all<'a>(&self, records: impl Iterator<Item = &'a SpoolRecord>) -> Vec<Sent> {
         let started = Instant::now();
         let acks = records.map(|record| {
             let message = FutureRecord::to(&self.topic)
@@ -120,14 +126,19 @@ impl Delivery {
                 .timestamp(record.timestamp_ms);
             match self.producer.send_result(message) {
                 Ok(ack) => Either::Left(async move {
-                    let ok = matches!(ack.await, Ok(Ok(_)));
-                    let outcome = if ok { "acked" } else { "failed" };
+                    let sent = match ack.await {
+                        Ok(Ok(_)) => Sent::Acked,
+                        Ok(Err((error, _))) => Sent::from_error(&error),
+                        Err(_) => Sent::Unacknowledged,
+                    };
+                    let outcome = if sent == Sent::Acked { "acked" } else { "failed" };
                     metrics::histogram!(m::KAFKA_ACK_DURATION, "outcome" => outcome)
                         .record(started.elapsed().as_secs_f64());
-                    ok
+                    sent
                 }),
-                // The producer queue is full: as good as unacknowledged.
-                Err(_) => Either::Right(future::ready(false)),
+                // A full queue is as good as unacknowledged; a record librdkafka refuses
+                // outright (too large) will never be taken.
+                Err((error, _)) => Either::Right(future::ready(Sent::from_error(&error))),
             }
         });
         let results = future::join_all(acks).await;
@@ -209,7 +220,7 @@ impl Delivery {
     /// Replays sealed segments in order. `Ok(true)` when the backlog is gone,
     /// `Ok(false)` when Kafka refused something (retry later) or shutdown began.
     async fn replay_backlog(&self, spool: &Spool) -> Result<bool, SpoolError> {
-        loop {
+        'replay: loop {
             let mut segments = spool.sealed_segments()?;
             if segments.is_empty() {
                 match spool.seal_or_clear().await? {
@@ -223,18 +234,52 @@ impl Delivery {
                     if self.stop.is_cancelled() {
                         return Ok(false);
                     }
-                    let acked = self.produce_all(chunk.iter().map(|(record, _)| record)).await;
-                    let delivered = acked.iter().take_while(|ok| **ok).count();
+                    let sent = self.produce_all(chunk.iter().map(|(record, _)| record)).await;
+                    let delivered = sent.iter().take_while(|sent| **sent == Sent::Acked).count();
                     if delivered > 0 {
                         spool.mark_replayed(id, chunk[delivered - 1].1, delivered as u64);
                         metrics::counter!(m::SPOOL_REPLAYED).increment(delivered as u64);
                     }
-                    if delivered < chunk.len() {
-                        return Ok(false);
+                    match sent.get(delivered) {
+                        None => {}
+                        // Kafka will never take this record: keep it beside the spool with
+                        // the reason, and go on with the records behind it.
+                        Some(Sent::Refused(reason)) => {
+                            let (record, end) = &chunk[delivered];
+                            let kept = spool.dead_letter(id, *end, record, reason)?;
+                            spool.mark_replayed(id, *end, 1);
+                            metrics::counter!(m::SPOOL_DEAD_LETTERED).increment(1);
+                            tracing::error!(%reason, kept = %kept.display(), "Kafka refuses a spooled record for good; set aside as a dead letter");
+                            continue 'replay;
+                        }
+                        Some(_) => return Ok(false),
                     }
                 }
                 spool.remove_segment(id)?;
             }
+        }
+    }
+}
+
+/// What became of one record sent to Kafka.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Sent {
+    Acked,
+    /// Not acknowledged in time, broker unreachable, queue full: try again later.
+    Unacknowledged,
+    /// Kafka (or librdkafka) will never take this record as it is; why.
+    Refused(String),
+}
+
+impl Sent {
+    fn from_error(error: &KafkaError) -> Sent {
+        match error.rdkafka_error_code() {
+            Some(
+                code @ (RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidRecord),
+            ) => Sent::Refused(format!("{error} ({code:?})")),
+            _ => Sent::Unacknowledged,
         }
     }
 }

@@ -23,12 +23,15 @@ pub const SPOOL_RECORDS: &str = "exposures_ingest_spool_records";
 pub const SPOOL_BYTES: &str = "exposures_ingest_spool_bytes";
 /// Counter: bytes of spool segments that did not decode, set aside in `spool/corrupt/`.
 pub const SPOOL_CORRUPT_BYTES: &str = "exposures_ingest_spool_corrupt_bytes_total";
+/// Counter: spooled records Kafka refuses for good, set aside in `spool/dead-letters/`.
+pub const SPOOL_DEAD_LETTERED: &str = "exposures_ingest_spool_dead_lettered_total";
 /// Counter: spooled records delivered to Kafka by the replayer.
 pub const SPOOL_REPLAYED: &str = "exposures_ingest_spool_replayed_total";
 
 /// Every metric this crate exports (checked against `infra/` by the tests).
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 12] = [
     SPOOL_CORRUPT_BYTES,
+    SPOOL_DEAD_LETTERED,
     REQUESTS,
     REQUEST_DURATION,
     EVENTS_ACCEPTED,

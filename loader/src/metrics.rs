@@ -40,12 +40,16 @@ pub const LOAD_FAILURES: &str = "exposures_load_failures_total";
 pub const LOAD_DATA_ERRORS: &str = "exposures_load_data_errors_total";
 /// Counter: records on the files topic that are not file records (skipped, logged).
 pub const LOAD_INVALID_RECORDS: &str = "exposures_load_invalid_records_total";
+/// Gauge: 1 while the Redshift loader's circuit breaker is open (files in a row refused
+/// with the same error: the loader stopped quarantining and fails its batches).
+pub const LOAD_CIRCUIT_OPEN: &str = "exposures_load_circuit_open";
 /// Gauge: seconds between now and the newest `exposed_at` in the warehouse, at the
 /// last committed batch (end-to-end freshness).
 pub const LOAD_FRESHNESS: &str = "exposures_load_freshness_seconds";
 
 /// Every metric this crate exports (checked against `infra/` by the tests).
-pub const ALL: [&str; 20] = [
+pub const ALL: [&str; 21] = [
+    LOAD_CIRCUIT_OPEN,
     LOAD_ROWS_REJECTED,
     LOAD_DATA_ERRORS,
     LOAD_PENDING_FILES,

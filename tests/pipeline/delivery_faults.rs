@@ -287,3 +287,51 @@ async fn a_full_disk_under_the_spool_answers_503_and_recovers_without_restart() 
     assert_per_user_order(&records);
     server.stop().await;
 }
+
+/// A record Kafka will never take (here larger than the producer's `message.max.bytes`)
+/// does not block the spool: it is set aside in `dead-letters/` with the reason, and the
+/// events behind it reach Kafka, in order.
+#[tokio::test]
+async fn a_record_kafka_refuses_for_good_is_dead_lettered_and_the_rest_go_on() {
+    let kafka = Kafka::new(1);
+    let mut config = api::config(&kafka.brokers(), &kafka.topic);
+    config.kafka.properties = vec![("message.max.bytes".into(), "2000".into())];
+    let server = Server::start(config).await;
+    let url = format!("{}/exposure", server.url);
+    let client = http();
+
+    let mut huge = python_body("dead-letter-user");
+    huge["attributes"]["padding"] = json!("x".repeat(4_000));
+    let (status, answer) = post_json(&client, &url, &huge).await;
+    assert_eq!(status, 200, "spooled: {answer}");
+    let huge_id = answer["event_id"].as_str().expect("id").to_owned();
+    let mut after = Vec::new();
+    for seq in 0..5 {
+        let mut body = python_body("dead-letter-user");
+        body["attributes"]["seq"] = json!(seq);
+        let (status, answer) = post_json(&client, &url, &body).await;
+        assert_eq!(status, 200, "{answer}");
+        after.push(answer["event_id"].as_str().expect("id").to_owned());
+    }
+
+    let records = read_exactly(&kafka.brokers(), &kafka.topic, after.len()).await;
+    assert_eq!(event_ids(&records), after.iter().cloned().collect::<HashSet<_>>());
+    assert_per_user_order(&records);
+    let letters: Vec<_> = std::fs::read_dir(server.spool_dir.join("dead-letters"))
+        .expect("dead-letters dir")
+        .map(|entry| std::fs::read_to_string(entry.expect("entry").path()).expect("letter"))
+        .collect();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter: Value = serde_json::from_str(&letters[0]).expect("json");
+    assert!(
+        letter["value"].as_str().is_some_and(|v| v.contains(&huge_id)),
+        "{letter}"
+    );
+    assert!(
+        letter["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("MessageSizeTooLarge")),
+        "{letter}"
+    );
+    server.stop().await;
+}

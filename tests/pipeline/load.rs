@@ -828,10 +828,17 @@ async fn redshift_loads_snappy_and_gzip_and_a_codec_it_cannot_read_trips_the_bre
     let (stop, task) = start_loader(config);
     let client = warehouse.pg.client().await;
     let deadline = Instant::now() + DEADLINE;
-    while load_failures() < failures + 2.0 {
+    while load_failures() < failures + 2.0 || loader::load::health::check().is_ok() {
         assert!(Instant::now() < deadline, "the loader did not fail loudly");
         tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
     }
+    // What `GET /healthz` of `exposures load` answers (503 with this), and the gauge
+    // behind the ExposuresLoadCircuitOpen alert.
+    let unhealthy = loader::load::health::check().expect_err("unhealthy");
+    assert!(
+        unhealthy.contains("circuit breaker open") && unhealthy.contains("ZSTD"),
+        "{unhealthy}"
+    );
     stop.cancel();
     task.await.expect("loader task").expect("loader");
     let quarantined = count(

@@ -356,6 +356,34 @@ impl Spool {
         Ok(())
     }
 
+    /// Keeps a record Kafka refuses for good as `dead-letters/{segment}-{offset}.json`
+    /// (key, timestamp, value, reason), fsync'd, before the replay moves past it.
+    pub fn dead_letter(
+        &self,
+        segment: u64,
+        offset: u64,
+        record: &SpoolRecord,
+        reason: &str,
+    ) -> Result<PathBuf, SpoolError> {
+        let dir = self.shared.dir.join("dead-letters");
+        let path = dir.join(format!("{segment:020}-{offset:020}.json"));
+        let letter = serde_json::json!({
+            "key": String::from_utf8_lossy(&record.key),
+            "timestamp_ms": record.timestamp_ms,
+            "value": String::from_utf8_lossy(&record.value),
+            "reason": reason,
+        });
+        fs::create_dir_all(&dir)
+            .and_then(|()| {
+                let mut file = File::create(&path)?;
+                file.write_all(letter.to_string().as_bytes())?;
+                file.sync_data()
+            })
+            .and_then(|()| sync_dir(&dir))
+            .map_err(io_error(&path))?;
+        Ok(path)
+    }
+
     /// Stops the writer thread once queued appends are done.
     pub fn close(self) {
         drop(self.commands);

@@ -27,6 +27,7 @@
 //! Proven by `tests/pipeline/load.rs`, against PostgreSQL and against a Data API
 //! emulator (`tests/pipeline/harness/redshift_emulator.rs`) driven by the real SDK.
 
+pub mod health;
 pub mod postgres;
 pub mod redshift;
 

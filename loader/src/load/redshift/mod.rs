@@ -276,6 +276,7 @@ impl Redshift {
                 if let Ok(mut breaker) = self.refusals.lock() {
                     *breaker = Breaker::default();
                 }
+                super::health::circuit_closed();
                 let rows = self.api.rows(&format!("{id}:{result_statement}")).await?;
                 let mut loaded: HashMap<String, u64> = HashMap::new();
                 for row in rows {
@@ -327,10 +328,14 @@ impl Redshift {
     /// `exposures_load_failures_total`, the ExposuresLoadFailing alert) until someone
     /// fixes the cause. A load that succeeds resets it.
     fn trip_if_systematic(&self, message: &str) -> Result<(), LoadError> {
-        match self.refusals.lock() {
-            Ok(mut breaker) => breaker.observe(message).map_err(LoadError::DataApi),
+        let tripped = match self.refusals.lock() {
+            Ok(mut breaker) => breaker.observe(message),
             Err(_) => Ok(()),
-        }
+        };
+        tripped.map_err(|reason| {
+            super::health::circuit_open(&reason);
+            LoadError::DataApi(reason)
+        })
     }
 
     /// Puts the dead letters the sink kept beside `files` into `exposures_rejected`. Each
