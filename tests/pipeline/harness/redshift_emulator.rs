@@ -352,6 +352,10 @@ async fn execute(emulator: Arc<Emulator>, id: String) {
                 sub.result = result;
             }
         }
+        // As DescribeStatement documents a batch
+        // (https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_SubStatementData.html):
+        // the batch FAILED, its sub-statements FINISHED before the failing one, FAILED at
+        // it, ABORTED after it (one transaction: none of them took effect).
         Err(failure) => {
             statement.status = "FAILED";
             statement.error = Some(failure.message.clone());
@@ -582,6 +586,10 @@ async fn copy_parquet(
             Ok::<(), String>(())
         };
         if let Err(message) = loaded.await {
+            // COPY from Parquet runs on Redshift Spectrum, whose failures read "Spectrum
+            // Scan Error" with the file and point at the load error table
+            // (https://docs.aws.amazon.com/redshift/latest/dg/c-spectrum-troubleshooting.html,
+            // https://docs.aws.amazon.com/redshift/latest/dg/SYS_LOAD_ERROR_DETAIL.html).
             record_load_error(emulator, query_id, &url, &message).await;
             return Err(format!(
                 "Spectrum Scan Error: File '{url}': {message}. Check 'sys_load_error_detail' system table for details."
