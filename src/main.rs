@@ -194,8 +194,15 @@ fn main() -> Result<()> {
                 Ok(())
             }
             Command::Status(config) => {
-                print!("{}", loader::status::gather(&config).await);
-                Ok(())
+                let report = loader::status::gather(&config).await;
+                if config.json {
+                    println!("{}", report.to_json());
+                } else {
+                    print!("{report}");
+                }
+                // 2: a section could not be read; 1: an experiment needs attention.
+                std::io::Write::flush(&mut std::io::stdout())?;
+                std::process::exit(report.exit_code());
             }
             Command::Up(args) => run_up(args).await,
             Command::DevBroker(args) => run_dev_broker(args).await,

@@ -8,7 +8,8 @@
 //!   harmless (DESIGN.md §5).
 //! - [`aws`]: the one place AWS SDK clients are configured ([`aws::LakeArgs`] are the
 //!   lake's S3 flags).
-//! - [`status`]: `exposures status`, the lag of both stages and the warehouse's state.
+//! - [`status`]: `exposures status`, the lag of both stages and the warehouse's state,
+//!   with the experiments' data-quality checks of [`quality`] (SRM, multiple exposures).
 //!
 //! Kafka clients, retries and shutdown come from the `stage` crate, as in every stage.
 
@@ -17,5 +18,6 @@ pub mod files;
 pub mod lake;
 pub mod load;
 pub mod metrics;
+pub mod quality;
 pub mod sink;
 pub mod status;

@@ -5,6 +5,7 @@
 //! not hide the others, and each needs only its own flags: `--brokers` (and
 //! `--kafka-property`) for the lag sections, `--warehouse` for the rest.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use stage::{ClientRole, KafkaArgs};
 
 use crate::load::{LoadError, RedshiftArgs, Warehouse, WarehouseArgs};
+use crate::quality::{self, ExperimentQuality};
 
 /// Quarantined files listed, newest first.
 const QUARANTINE_LISTED: usize = 20;
@@ -59,6 +61,19 @@ pub struct StatusConfig {
     /// How long to wait for the broker's answers.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+
+    /// Data quality (with --warehouse): look at exposures of the last WINDOW.
+    #[arg(long, env = "EXPOSURES_STATUS_WINDOW", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub window: Duration,
+
+    /// Data quality: an experiment's variation weights, in variation order, as
+    /// EXPERIMENT=W1,W2,… (repeatable); experiments not named are expected equal.
+    #[arg(long = "weights", value_name = "EXPERIMENT=W1,W2,…", value_parser = crate::quality::parse_weights)]
+    pub weights: Vec<(String, Vec<f64>)>,
+
+    /// Print the report as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug)]
@@ -101,6 +116,8 @@ pub struct WarehouseStatus {
     pub rejected_rows: i64,
     /// (event id, object key, Kafka partition/offset, when, reason), newest first.
     pub rejected: Vec<[String; 5]>,
+    /// The data-quality checks of every experiment seen in the window.
+    pub experiments: Vec<ExperimentQuality>,
 }
 
 #[derive(Debug)]
@@ -126,11 +143,7 @@ pub async fn gather(config: &StatusConfig) -> Report {
     let sink = lag(config.topic.clone(), config.sink_group.clone()).await;
     let load = lag(config.files_topic.clone(), config.load_group.clone()).await;
     let warehouse = match config.warehouse.warehouse {
-        Some(_) => Some(
-            warehouse_status(&config.warehouse, &config.redshift)
-                .await
-                .map_err(|e| e.to_string()),
-        ),
+        Some(_) => Some(warehouse_status(config).await.map_err(|e| e.to_string())),
         None => None,
     };
     Report {
@@ -196,11 +209,9 @@ fn group_lag(kafka: &KafkaArgs, topic: &str, group: &str, timeout: Duration) -> 
     })
 }
 
-async fn warehouse_status(
-    config: &WarehouseArgs,
-    redshift: &RedshiftArgs,
-) -> Result<WarehouseStatus, LoadError> {
-    let warehouse = Warehouse::connect(config, redshift).await?;
+async fn warehouse_status(status_config: &StatusConfig) -> Result<WarehouseStatus, LoadError> {
+    let config = &status_config.warehouse;
+    let warehouse = Warehouse::connect(config, &status_config.redshift).await?;
     let schema = &config.schema;
     let number = |field: Option<&Option<String>>| -> i64 {
         field
@@ -268,6 +279,29 @@ async fn warehouse_status(
             reason.unwrap_or_default(),
         ));
     }
+    let since = Utc::now()
+        - chrono::Duration::from_std(status_config.window).unwrap_or_else(|_| chrono::Duration::days(7));
+    let dialect = warehouse.dialect();
+    let per_variation: Vec<(String, String, i64)> = warehouse
+        .query_text(&quality::users_per_variation_sql(dialect, schema, since))
+        .await?
+        .into_iter()
+        .map(|row| {
+            let text = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+            (text(0), text(1), number(row.get(2)))
+        })
+        .collect();
+    let multiple: Vec<(String, i64, i64)> = warehouse
+        .query_text(&quality::multiple_exposures_sql(dialect, schema, since))
+        .await?
+        .into_iter()
+        .map(|row| {
+            let experiment = row.first().cloned().flatten().unwrap_or_default();
+            (experiment, number(row.get(1)), number(row.get(2)))
+        })
+        .collect();
+    let weights: BTreeMap<String, Vec<f64>> = status_config.weights.iter().cloned().collect();
+    status.experiments = quality::evaluate(&per_variation, &multiple, &weights);
     Ok(status)
 }
 
@@ -347,6 +381,48 @@ impl fmt::Display for Report {
                         writeln!(f, "    {key}  at {when}\n      {reason}")?;
                     }
                 }
+                if w.experiments.is_empty() {
+                    writeln!(f, "  experiments: none exposed in the window")?;
+                }
+                for e in &w.experiments {
+                    let flags: Vec<&str> = [
+                        (e.srm, "SAMPLE RATIO MISMATCH"),
+                        (e.multiple_exposures, "MULTIPLE EXPOSURES"),
+                    ]
+                    .iter()
+                    .filter(|(on, _)| *on)
+                    .map(|(_, flag)| *flag)
+                    .collect();
+                    let verdict = if flags.is_empty() {
+                        "ok".to_owned()
+                    } else {
+                        flags.join(", ")
+                    };
+                    writeln!(f, "  experiment {}: {verdict}", e.experiment_id)?;
+                    let users: Vec<String> = e
+                        .variations
+                        .iter()
+                        .map(|v| {
+                            format!(
+                                "{}: {} ({:.1} % expected)",
+                                v.variation_id,
+                                v.users,
+                                v.expected_share * 100.0
+                            )
+                        })
+                        .collect();
+                    writeln!(
+                        f,
+                        "    users per variation {}; SRM p = {:.3e} (flag below {}); in several variations: {} of {} ({:.2} %, flag above {} %)",
+                        users.join(", "),
+                        e.p_value,
+                        quality::SRM_P_VALUE,
+                        e.users_in_several_variations,
+                        e.users,
+                        e.multiple_exposure_share * 100.0,
+                        quality::MULTIPLE_EXPOSURE_SHARE * 100.0
+                    )?;
+                }
                 if w.rejected_rows > 0 {
                     writeln!(
                         f,
@@ -363,5 +439,61 @@ impl fmt::Display for Report {
                 Ok(())
             }
         }
+    }
+}
+
+impl Report {
+    /// What scripts act on: 2 when a section could not be read, 1 when an experiment
+    /// needs attention (sample-ratio mismatch, multiple exposures), 0 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        let unknown = self.sink.is_err() || self.load.is_err() || matches!(self.warehouse, Some(Err(_)));
+        let attention = matches!(&self.warehouse, Some(Ok(w)) if w.experiments.iter().any(ExperimentQuality::needs_attention));
+        if unknown {
+            2
+        } else if attention {
+            1
+        } else {
+            0
+        }
+    }
+
+    /// The report as one JSON object (`--json`): each section is either its figures or
+    /// `{"error": "…"}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let lag = |lag: &Result<GroupLag, String>| match lag {
+            Ok(lag) => json!({
+                "topic": lag.topic,
+                "group": lag.group,
+                "waiting": lag.total(),
+                "partitions": lag.partitions.iter().map(|p| json!({
+                    "partition": p.partition, "end": p.end, "committed": p.committed, "lag": p.lag(),
+                })).collect::<Vec<_>>(),
+            }),
+            Err(error) => json!({ "error": error }),
+        };
+        let warehouse = match &self.warehouse {
+            None => serde_json::Value::Null,
+            Some(Err(error)) => json!({ "error": error }),
+            Some(Ok(w)) => json!({
+                "schema": self.schema,
+                "rows": w.rows,
+                "newest_exposed_at": w.newest_exposed_at,
+                "ledger": w.ledger.iter().map(|(status, files, rows, rejected)| json!({
+                    "status": status, "files": files, "rows_loaded": rows, "rows_rejected": rejected,
+                })).collect::<Vec<_>>(),
+                "quarantined": w.quarantined.iter().map(|(key, when, reason)| json!({
+                    "object_key": key, "at": when, "reason": reason,
+                })).collect::<Vec<_>>(),
+                "rejected_rows": w.rejected_rows,
+                "experiments": w.experiments,
+            }),
+        };
+        json!({
+            "sink": lag(&self.sink),
+            "load": lag(&self.load),
+            "warehouse": warehouse,
+            "exit_code": self.exit_code(),
+        })
     }
 }

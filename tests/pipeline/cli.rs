@@ -1,12 +1,18 @@
 //! The command line as users and operators meet it: the shared Kafka flags reach every
-//! command's librdkafka clients, protected settings are refused with a reason, and
-//! `status` needs only the flags of the sections it shows.
+//! command's librdkafka clients, protected settings are refused with a reason,
+//! `status` needs only the flags of the sections it shows, and its data-quality checks
+//! (sample-ratio mismatch, multiple exposures) hold on both warehouses, as text, as
+//! `--json` and as the exit code.
 
 use std::process::Output;
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::harness::kafka::Kafka;
+use crate::harness::postgres::Pg;
 use crate::harness::process::exposures;
+use crate::harness::redshift_emulator::DataApi;
 
 /// Runs `exposures ARGS` with no `EXPOSURES_*` variables from the environment, bounded
 /// by the harness deadline (the commands under test either exit or are killed).
@@ -15,6 +21,12 @@ async fn run(args: &[&str]) -> Output {
     for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("EXPOSURES_")) {
         command.env_remove(key);
     }
+    // Credentials for the AWS SDK clients (the Redshift Data API emulator takes any).
+    command
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
     let output = tokio::time::timeout(crate::harness::DEADLINE, command.args(args).output())
         .await
         .expect("the command ends before the deadline")
@@ -75,7 +87,11 @@ async fn status_passes_kafka_properties_to_its_clients() {
     )
     .await;
     let shown = text(&output);
-    assert!(output.status.success(), "{shown}");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "unreadable sections exit 2: {shown}"
+    );
     assert!(shown.contains("sink: unknown — "), "{shown}");
     assert!(shown.contains("load: unknown — "), "{shown}");
 }
@@ -157,4 +173,139 @@ async fn guarantees_cannot_be_overridden_and_the_refusal_says_why() {
             "{command} {property}: {shown}"
         );
     }
+}
+
+/// Exposures crafted in SQL: `skewed` (a 50/50 experiment fed 6,000/4,000 users), `fair`
+/// (5,030/4,970) and `multi` (197 users, 3 of them in both variations: 1.52 %), all in
+/// the last day; `old` (a 9/1 split) eight days ago, outside the default window.
+async fn crafted_exposures(pg: &Pg) {
+    let client = pg.client().await;
+    client
+        .batch_execute(&schemas::ddl::script(
+            schemas::ddl::Dialect::Postgres,
+            "analytics",
+        ))
+        .await
+        .expect("objects");
+    let insert = |experiment: &str, variation: &str, users: std::ops::Range<i64>, hours_ago: i64| {
+        format!(
+            "INSERT INTO analytics.exposures (event_id, ds_user_id, experiment_id, variation_id, exposed_at, \
+             received_at, kafka_partition, kafka_offset) SELECT '{experiment}-{variation}-' || u, '{experiment}-user-' || u, \
+             '{experiment}', '{variation}', now() - interval '{hours_ago} hours', now(), 0, u \
+             FROM generate_series({}, {}) AS u;",
+            users.start,
+            users.end - 1
+        )
+    };
+    let sql = [
+        insert("skewed", "0", 0..6_000, 2),
+        insert("skewed", "1", 6_000..10_000, 2),
+        insert("fair", "0", 0..5_030, 2),
+        insert("fair", "1", 5_030..10_000, 2),
+        insert("multi", "0", 0..100, 2),
+        insert("multi", "1", 97..197, 3),
+        insert("old", "0", 0..900, 8 * 24),
+        insert("old", "1", 900..1_000, 8 * 24),
+    ]
+    .concat();
+    client.batch_execute(&sql).await.expect("crafted rows");
+}
+
+/// `status --json` against `warehouse` (with `more` flags): the exit code and the
+/// experiments by id.
+async fn data_quality(kafka: &Kafka, warehouse: &[&str], more: &[&str]) -> (Option<i32>, Value) {
+    let mut args = vec!["--warehouse"];
+    args.extend(warehouse);
+    args.extend(["--schema", "analytics", "--json"]);
+    args.extend(more);
+    let output = status(kafka, &args).await;
+    let report: Value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output)));
+    let experiments: serde_json::Map<String, Value> = report["warehouse"]["experiments"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no experiments: {report}"))
+        .iter()
+        .map(|e| (e["experiment_id"].as_str().expect("id").to_owned(), e.clone()))
+        .collect();
+    assert_eq!(
+        report["exit_code"],
+        output.status.code().map_or(Value::Null, Value::from)
+    );
+    (output.status.code(), Value::Object(experiments))
+}
+
+fn assert_crafted_verdicts(experiments: &Value) {
+    assert_eq!(experiments["skewed"]["srm"], true, "{experiments}");
+    assert!(experiments["skewed"]["p_value"].as_f64().expect("p") < 1e-50);
+    assert_eq!(experiments["skewed"]["variations"][0]["users"], 6_000);
+    assert_eq!(experiments["fair"]["srm"], false, "{experiments}");
+    assert_eq!(experiments["fair"]["multiple_exposures"], false);
+    assert_eq!(experiments["multi"]["users"], 197);
+    assert_eq!(experiments["multi"]["users_in_several_variations"], 3);
+    assert_eq!(experiments["multi"]["multiple_exposure_share"], 3.0 / 197.0);
+    assert_eq!(experiments["multi"]["multiple_exposures"], true);
+    assert!(
+        experiments.get("old").is_none(),
+        "outside the 7-day window: {experiments}"
+    );
+}
+
+#[tokio::test]
+async fn status_flags_sample_ratio_mismatch_and_multiple_exposures_on_postgres() {
+    let kafka = Kafka::new(1);
+    let pg = tokio::task::spawn_blocking(Pg::start).await.expect("postgres");
+    crafted_exposures(&pg).await;
+    let url = pg.url();
+    let (code, experiments) = data_quality(&kafka, &[&url], &[]).await;
+    assert_eq!(code, Some(1), "experiments need attention");
+    assert_crafted_verdicts(&experiments);
+
+    // Declared 60/40, the skewed split is what was expected; a wider window sees `old`.
+    let (_, experiments) =
+        data_quality(&kafka, &[&url], &["--weights", "skewed=60,40", "--window", "9d"]).await;
+    assert_eq!(experiments["skewed"]["srm"], false, "{experiments}");
+    assert_eq!(experiments["old"]["srm"], true, "{experiments}");
+
+    // Text, for a human.
+    let output = status(&kafka, &["--warehouse", &url, "--schema", "analytics"]).await;
+    let shown = text(&output);
+    assert!(
+        shown.contains("experiment skewed: SAMPLE RATIO MISMATCH"),
+        "{shown}"
+    );
+    assert!(shown.contains("experiment multi: MULTIPLE EXPOSURES"), "{shown}");
+    assert!(shown.contains("experiment fair: ok"), "{shown}");
+
+    // Only fair experiments: exit 0.
+    pg.client()
+        .await
+        .batch_execute("DELETE FROM analytics.exposures WHERE experiment_id IN ('skewed', 'multi')")
+        .await
+        .expect("delete");
+    let (code, _) = data_quality(&kafka, &[&url], &[]).await;
+    assert_eq!(code, Some(0));
+}
+
+/// The same queries through the Redshift Data API (the emulator runs them on PostgreSQL,
+/// with Redshift's timestamp literals).
+#[tokio::test]
+async fn status_flags_sample_ratio_mismatch_and_multiple_exposures_on_redshift() {
+    let kafka = Kafka::new(1);
+    let pg = tokio::task::spawn_blocking(Pg::start).await.expect("postgres");
+    crafted_exposures(&pg).await;
+    let lake = tempfile::tempdir().expect("tempdir");
+    let s3 = loader::lake::embedded::serve(lake.path(), "lake", "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("S3");
+    let options = loader::lake::AwsOptions {
+        endpoint: Some(s3.endpoint()),
+        region: None,
+        static_credentials: Some(("test".into(), "test".into())),
+    };
+    let data_api = DataApi::start(pg.url(), options).await;
+    let url = data_api.warehouse_url();
+    let (code, experiments) =
+        data_quality(&kafka, &[&url, "--redshift-endpoint", &data_api.endpoint], &[]).await;
+    assert_eq!(code, Some(1));
+    assert_crafted_verdicts(&experiments);
 }

@@ -95,6 +95,9 @@ fn status_config(side: &Lakeside, warehouse: &Warehouse) -> loader::status::Stat
         warehouse,
         redshift,
         timeout: Duration::from_secs(10),
+        window: Duration::from_secs(7 * 24 * 3600),
+        weights: Vec::new(),
+        json: false,
     }
 }
 

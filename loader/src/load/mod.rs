@@ -376,6 +376,14 @@ impl Warehouse {
         }
     }
 
+    /// The SQL dialect this warehouse speaks.
+    pub(crate) fn dialect(&self) -> schemas::ddl::Dialect {
+        match self {
+            Warehouse::Postgres(_) => schemas::ddl::Dialect::Postgres,
+            Warehouse::Redshift(_) => schemas::ddl::Dialect::Redshift,
+        }
+    }
+
     /// Runs a read-only query; every field as text.
     pub(crate) async fn query_text(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, LoadError> {
         match self {
