@@ -56,7 +56,8 @@ enum Command {
     /// Load the files the sink announces into the warehouse (Redshift through the Data
     /// API, or PostgreSQL), exactly once, with a ledger and quarantine for poison files.
     Load(LoadArgs),
-    /// Print the warehouse DDL (tables, loader ledger, GrowthBook views) for a dialect.
+    /// Print the warehouse DDL (tables, loader ledger, GrowthBook views) for a dialect,
+    /// or with --dialect athena|spectrum the lake as an external table.
     Ddl(DdlArgs),
     /// Load the rows of exposures_rejected again, once what refused them is fixed: rows
     /// that load leave the table (each event at most once), the rest keep a fresh reason.
@@ -139,13 +140,49 @@ struct ReloadArgs {
 
 #[derive(Debug, clap::Args)]
 struct DdlArgs {
-    /// SQL dialect: redshift or postgres.
+    /// SQL dialect: redshift or postgres (the warehouse objects), or athena or spectrum
+    /// (the lake as an external table over the sink's Parquet files; needs --lake).
     #[arg(long, env = "EXPOSURES_DIALECT", default_value = "redshift")]
-    dialect: schemas::ddl::Dialect,
+    dialect: schemas::external::DdlDialect,
 
-    /// Warehouse schema the objects are created in.
-    #[arg(long, env = "EXPOSURES_SCHEMA", default_value = "public")]
-    schema: String,
+    /// Schema the objects are created in: the warehouse schema (default public); for
+    /// athena the Glue database, for spectrum the external schema over the Glue database
+    /// of that name, which cannot be a local schema (default lake).
+    #[arg(long, env = "EXPOSURES_SCHEMA")]
+    schema: Option<String>,
+
+    /// athena and spectrum: the lake the sink writes (its --lake), s3://BUCKET[/PREFIX].
+    /// The table's LOCATION is s3://BUCKET/PREFIX/exposures/v1/.
+    #[arg(long, env = "EXPOSURES_LAKE")]
+    lake: Option<String>,
+
+    /// spectrum: IAM role of the external schema (reads the Glue Data Catalog and the
+    /// lake): a role ARN, or `default` for the role set as default on the cluster or
+    /// namespace.
+    #[arg(long, env = "EXPOSURES_IAM_ROLE", default_value = "default")]
+    iam_role: String,
+}
+
+/// What `exposures ddl` prints: the warehouse objects, or the lake as an external table.
+fn ddl_script(args: &DdlArgs) -> Result<String> {
+    use schemas::external::{DdlDialect, LakeTable, DEFAULT_SCHEMA};
+    match args.dialect {
+        DdlDialect::Warehouse(dialect) => Ok(schemas::ddl::script(
+            dialect,
+            args.schema.as_deref().unwrap_or("public"),
+        )),
+        DdlDialect::Lake(engine) => {
+            let Some(lake) = args.lake.as_deref() else {
+                anyhow::bail!(
+                    "--dialect {engine} prints a table over the lake's Parquet files and needs their \
+                     location: add --lake s3://BUCKET[/PREFIX], the sink's --lake"
+                );
+            };
+            let schema = args.schema.as_deref().unwrap_or(DEFAULT_SCHEMA);
+            let table = LakeTable::new(engine, schema, lake, &args.iam_role).map_err(anyhow::Error::msg)?;
+            Ok(schemas::external::script(&table))
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -169,8 +206,14 @@ struct DevBrokerArgs {
 }
 
 fn main() -> Result<()> {
+    use clap::{CommandFactory, FromArgMatches};
     return_large_buffers_to_the_system();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    let status_given = matches.subcommand_matches("status").cloned();
     init_logging(cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -182,7 +225,7 @@ fn main() -> Result<()> {
             Command::Sink(args) => run_sink(args).await,
             Command::Load(args) => run_load(args).await,
             Command::Ddl(args) => {
-                print!("{}", schemas::ddl::script(args.dialect, &args.schema));
+                print!("{}", ddl_script(&args)?);
                 Ok(())
             }
             Command::ReloadRejected(args) => {
@@ -193,7 +236,10 @@ fn main() -> Result<()> {
                 );
                 Ok(())
             }
-            Command::Status(config) => {
+            Command::Status(mut config) => {
+                if let Some(given) = &status_given {
+                    fill_in_from_up(&mut config, given);
+                }
                 let report = loader::status::gather(&config).await;
                 if config.json {
                     println!("{}", report.to_json());
@@ -281,6 +327,42 @@ async fn run_ingest(config: ingest::IngestConfig) -> Result<()> {
     )
     .await?;
     Ok(())
+}
+
+/// Takes every address `status` was not given from the endpoints a running `up` recorded
+/// in `--data-dir`, if there are any.
+fn fill_in_from_up(config: &mut loader::status::StatusConfig, given: &clap::ArgMatches) {
+    use clap::parser::ValueSource;
+    let Some(up) = loader::status::UpEndpoints::read(&config.data_dir) else {
+        return;
+    };
+    let defaulted = |id: &str| {
+        !matches!(
+            given.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    };
+    if defaulted("brokers") {
+        config.kafka = stage::KafkaArgs::plaintext(up.brokers);
+        if defaulted("topic") {
+            config.topic = up.topic;
+        }
+        if defaulted("files_topic") {
+            config.files_topic = up.files_topic;
+        }
+        if defaulted("sink_group") {
+            config.sink_group = up.sink_group;
+        }
+        if defaulted("load_group") {
+            config.load_group = up.load_group;
+        }
+    }
+    if defaulted("warehouse") && config.warehouse.warehouse.is_none() {
+        config.warehouse.warehouse = up.warehouse;
+        if defaulted("schema") {
+            config.warehouse.schema = up.schema;
+        }
+    }
 }
 
 /// Serves `/metrics` and `/healthz` on `address` in the background until `shutdown`.
@@ -412,6 +494,23 @@ async fn run_up(args: UpArgs) -> Result<()> {
         delivery,
     };
     let listener = bind(config.listen, "--listen").await?;
+    // So that `exposures status` next to this `up` needs no addresses.
+    let endpoints = loader::status::UpEndpoints {
+        api: format!("http://{}", listener.local_addr()?),
+        brokers: broker.bootstrap_servers.clone(),
+        topic: config.delivery.topic.clone(),
+        files_topic: embedded::FILES_TOPIC.to_owned(),
+        sink_group: sink_config.group.clone(),
+        load_group: load_config
+            .as_ref()
+            .map_or_else(|| "exposures-load".to_owned(), |c| c.group.clone()),
+        s3_endpoint: lake_server.endpoint(),
+        warehouse: args.warehouse.warehouse.clone(),
+        schema: args.warehouse.schema.clone(),
+    };
+    endpoints
+        .write(&data_dir)
+        .with_context(|| format!("cannot record the endpoints in {}", data_dir.display()))?;
     println!(
         "exposures up: POST http://{}/exposure · broker {} · lake {} (S3 API at {}) · data {}",
         listener.local_addr()?,
@@ -429,6 +528,7 @@ async fn run_up(args: UpArgs) -> Result<()> {
     if let Some(load) = load {
         load.await.context("loader task failed")??;
     }
+    let _ = std::fs::remove_file(data_dir.join(loader::status::UpEndpoints::FILE));
     lake_server.stop();
     broker.stop();
     served?;

@@ -74,6 +74,49 @@ pub struct StatusConfig {
     /// Print the report as one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+
+    /// The data directory of a running `exposures up`: the addresses it recorded there
+    /// (UpEndpoints) are used for every one not given as a flag, so `exposures status`
+    /// needs none next to `up`.
+    #[arg(long, env = "EXPOSURES_DATA_DIR", default_value = "./exposures-data")]
+    pub data_dir: std::path::PathBuf,
+}
+
+/// Where a running `exposures up` can be reached, written to
+/// `DATA_DIR/`[`UpEndpoints::FILE`] when it starts and removed when it stops.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UpEndpoints {
+    /// `http://ADDRESS` of the HTTP API.
+    pub api: String,
+    pub brokers: String,
+    pub topic: String,
+    pub files_topic: String,
+    pub sink_group: String,
+    pub load_group: String,
+    pub s3_endpoint: String,
+    pub warehouse: Option<String>,
+    pub schema: String,
+}
+
+impl UpEndpoints {
+    pub const FILE: &'static str = "endpoints.json";
+
+    /// Writes the file atomically (temporary file, then rename).
+    pub fn write(&self, data_dir: &std::path::Path) -> std::io::Result<()> {
+        let path = data_dir.join(Self::FILE);
+        let temporary = data_dir.join(format!("{}.tmp", Self::FILE));
+        std::fs::write(
+            &temporary,
+            serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::rename(&temporary, path)
+    }
+
+    /// The endpoints recorded in `data_dir`, if an `up` recorded any.
+    pub fn read(data_dir: &std::path::Path) -> Option<UpEndpoints> {
+        let text = std::fs::read(data_dir.join(Self::FILE)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
 }
 
 #[derive(Debug)]

@@ -21,6 +21,8 @@ async fn run(args: &[&str]) -> Output {
     for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("EXPOSURES_")) {
         command.env_remove(key);
     }
+    // No `up` of this machine: `status` takes no address from one.
+    command.env("EXPOSURES_DATA_DIR", "/nonexistent/exposures-test-data");
     // Credentials for the AWS SDK clients (the Redshift Data API emulator takes any).
     command
         .env("AWS_ACCESS_KEY_ID", "test")

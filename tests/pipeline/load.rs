@@ -98,6 +98,7 @@ fn status_config(side: &Lakeside, warehouse: &Warehouse) -> loader::status::Stat
         window: Duration::from_secs(7 * 24 * 3600),
         weights: Vec::new(),
         json: false,
+        data_dir: "./no-up-here".into(),
     }
 }
 

@@ -341,4 +341,24 @@ async fn up_with_a_warehouse_answers_the_seeds_ctr_question() {
         .expect("exposure_events")
         .get::<_, i64>(0);
     assert_eq!(exposure_events, bodies.len() as i64);
+
+    // `status` next to a running `up` needs only its data directory: the broker, topics,
+    // groups and warehouse come from what `up` recorded there.
+    let output = exposures()
+        .args(["status", "--json", "--data-dir"])
+        .arg(data.path())
+        .env_remove("EXPOSURES_BROKERS")
+        .env_remove("EXPOSURES_WAREHOUSE")
+        .output()
+        .await
+        .expect("status");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("status --json");
+    assert_eq!(output.status.code(), Some(0), "{report}");
+    assert_eq!(report["sink"]["topic"], "exposures", "{report}");
+    assert_eq!(report["warehouse"]["rows"], bodies.len() as i64, "{report}");
+    assert_eq!(
+        report["warehouse"]["experiments"][0]["experiment_id"], "new_search_ui",
+        "{report}"
+    );
+    assert_eq!(report["warehouse"]["experiments"][0]["srm"], false, "{report}");
 }
