@@ -65,6 +65,9 @@ enum Command {
     /// Show where the pipeline stands: events waiting for the sink, files waiting for
     /// the loader, warehouse rows and freshness, and quarantined files with reasons.
     Status(loader::status::StatusConfig),
+    /// Compare the lake's objects, the loader's ledger and the table's row counts; with
+    /// --repair, announce the objects never loaded again for the running loader.
+    Reconcile(loader::reconcile::ReconcileConfig),
     /// Run the embedded Kafka-protocol broker alone (durable SQLite storage), for local
     /// development and multi-process tests. Prints its bootstrap servers.
     DevBroker(DevBrokerArgs),
@@ -250,6 +253,17 @@ fn main() -> Result<()> {
                 std::io::Write::flush(&mut std::io::stdout())?;
                 std::process::exit(report.exit_code());
             }
+            Command::Reconcile(config) => {
+                let report = loader::reconcile::run(&config).await;
+                if config.json {
+                    println!("{}", report.to_json());
+                } else {
+                    print!("{report}");
+                }
+                // 2: a part could not be read; 1: something is listed (and not repaired).
+                std::io::Write::flush(&mut std::io::stdout())?;
+                std::process::exit(report.exit_code());
+            }
             Command::Up(args) => run_up(args).await,
             Command::DevBroker(args) => run_dev_broker(args).await,
         }
@@ -356,6 +370,9 @@ fn fill_in_from_up(config: &mut loader::status::StatusConfig, given: &clap::ArgM
         if defaulted("load_group") {
             config.load_group = up.load_group;
         }
+    }
+    if defaulted("ingest_url") && config.ingest_url.is_none() {
+        config.ingest_url = Some(up.api);
     }
     if defaulted("warehouse") && config.warehouse.warehouse.is_none() {
         config.warehouse.warehouse = up.warehouse;

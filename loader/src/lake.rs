@@ -51,6 +51,14 @@ pub struct StoredObject {
     pub size: u64,
 }
 
+/// An object as listed: its key, size and when it was last written (if the store says).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: String,
+    pub size: u64,
+    pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 #[derive(Clone)]
 enum Store {
     S3 {
@@ -240,6 +248,111 @@ impl Lake {
     }
 }
 
+impl Lake {
+    /// Objects under `prefix` (a full key prefix) with size and last-modified time,
+    /// sorted by key.
+    pub async fn list_objects(&self, prefix: &str) -> Result<Vec<ListedObject>, LakeError> {
+        let mut objects = Vec::new();
+        match &self.store {
+            Store::S3 { client, bucket } => {
+                let mut pages = client
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(prefix)
+                    .into_paginator()
+                    .send();
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(|e| s3_error("ListObjectsV2", bucket, prefix, e))?;
+                    objects.extend(page.contents().iter().filter_map(|o| {
+                        Some(ListedObject {
+                            key: o.key()?.to_owned(),
+                            size: o.size().unwrap_or(0).max(0) as u64,
+                            last_modified: o
+                                .last_modified()
+                                .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+                        })
+                    }));
+                }
+            }
+            Store::Local { root } => {
+                let mut keys = Vec::new();
+                list_local(root, root, &mut keys)?;
+                for key in keys {
+                    let metadata = std::fs::metadata(root.join(&key)).ok();
+                    objects.push(ListedObject {
+                        size: metadata.as_ref().map_or(0, std::fs::Metadata::len),
+                        last_modified: metadata
+                            .and_then(|m| m.modified().ok())
+                            .map(chrono::DateTime::<chrono::Utc>::from),
+                        key,
+                    });
+                }
+            }
+        }
+        objects.retain(|o| o.key.starts_with(prefix) && !o.key.ends_with(".tmp"));
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(objects)
+    }
+
+    /// Size and etag of object `key` as [`Lake::put`] reported them (S3: HeadObject;
+    /// local: computed from the bytes); `None` if there is no such object.
+    pub async fn head(&self, key: &str) -> Result<Option<StoredObject>, LakeError> {
+        match &self.store {
+            Store::S3 { client, bucket } => match client.head_object().bucket(bucket).key(key).send().await {
+                Ok(output) => Ok(Some(StoredObject {
+                    key: key.to_owned(),
+                    etag: output.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
+                    size: output.content_length().unwrap_or(0).max(0) as u64,
+                })),
+                Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
+                Err(error) => Err(s3_error("HeadObject", bucket, key, error)),
+            },
+            Store::Local { .. } => match self.get(key).await {
+                Ok(body) => Ok(Some(StoredObject {
+                    key: key.to_owned(),
+                    etag: local_etag(&body),
+                    size: body.len() as u64,
+                })),
+                Err(LakeError::Missing(_)) => Ok(None),
+                Err(error) => Err(error),
+            },
+        }
+    }
+
+    /// The last `length` bytes of object `key` (all of it if it is shorter): enough to
+    /// read a Parquet footer without fetching the whole file.
+    pub async fn get_tail(&self, key: &str, length: u64) -> Result<Bytes, LakeError> {
+        match &self.store {
+            Store::S3 { client, bucket } => {
+                let output = client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .range(format!("bytes=-{}", length.max(1)))
+                    .send()
+                    .await
+                    .map_err(|e| match e.as_service_error() {
+                        Some(service) if service.is_no_such_key() => LakeError::Missing(key.to_owned()),
+                        _ => s3_error("GetObject", bucket, key, e),
+                    })?;
+                let data = output
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| s3_error("GetObject", bucket, key, e))?;
+                Ok(data.into_bytes())
+            }
+            Store::Local { .. } => {
+                let body = self.get(key).await?;
+                let start = body
+                    .len()
+                    .saturating_sub(usize::try_from(length).unwrap_or(usize::MAX));
+                Ok(body.slice(start..))
+            }
+        }
+    }
+}
+
 async fn s3_client(options: &AwsOptions) -> aws_sdk_s3::Client {
     let config = aws_sdk_s3::config::Builder::from(&crate::aws::sdk_config(options).await)
         .force_path_style(options.endpoint.is_some())
@@ -348,7 +461,7 @@ async fn put_local(root: &Path, key: &str, body: Bytes) -> Result<String, LakeEr
         std::fs::File::open(&dir)
             .and_then(|d| d.sync_all())
             .map_err(io("sync", &dir))?;
-        Ok(format!("{:08x}-{}", crc32fast::hash(&body), body.len()))
+        Ok(local_etag(&body))
     })
     .await
     .unwrap_or_else(|join| {
@@ -358,6 +471,11 @@ async fn put_local(root: &Path, key: &str, body: Bytes) -> Result<String, LakeEr
             source: std::io::Error::other(join.to_string()),
         })
     })
+}
+
+/// The etag of a local object: its CRC-32 and length (what [`Lake::put`] returns).
+fn local_etag(body: &[u8]) -> String {
+    format!("{:08x}-{}", crc32fast::hash(body), body.len())
 }
 
 fn list_local(root: &Path, dir: &Path, keys: &mut Vec<String>) -> Result<(), LakeError> {

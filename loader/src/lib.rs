@@ -10,6 +10,8 @@
 //!   lake's S3 flags).
 //! - [`status`]: `exposures status`, the lag of both stages and the warehouse's state,
 //!   with the experiments' data-quality checks of [`quality`] (SRM, multiple exposures).
+//! - [`reconcile`]: `exposures reconcile`, the lake against the ledger and the table,
+//!   re-announcing objects never loaded (`--repair`).
 //!
 //! Kafka clients, retries and shutdown come from the `stage` crate, as in every stage.
 
@@ -19,5 +21,6 @@ pub mod lake;
 pub mod load;
 pub mod metrics;
 pub mod quality;
+pub mod reconcile;
 pub mod sink;
 pub mod status;

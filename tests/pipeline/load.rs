@@ -99,6 +99,7 @@ fn status_config(side: &Lakeside, warehouse: &Warehouse) -> loader::status::Stat
         weights: Vec::new(),
         json: false,
         data_dir: "./no-up-here".into(),
+        ingest_url: None,
     }
 }
 

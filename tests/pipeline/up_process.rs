@@ -355,6 +355,20 @@ async fn up_with_a_warehouse_answers_the_seeds_ctr_question() {
     let report: Value = serde_json::from_slice(&output.stdout).expect("status --json");
     assert_eq!(output.status.code(), Some(0), "{report}");
     assert_eq!(report["sink"]["topic"], "exposures", "{report}");
+    assert_eq!(
+        report["ingest"]["accepted_total"],
+        bodies.len() as f64,
+        "{report}"
+    );
+    assert_eq!(report["ingest"]["unavailable_share"], 0.0, "{report}");
+    assert_eq!(
+        loader::status::INGEST_EVENTS_ACCEPTED,
+        ingest::metrics::EVENTS_ACCEPTED
+    );
+    assert_eq!(
+        loader::status::INGEST_EVENTS_REJECTED,
+        ingest::metrics::EVENTS_REJECTED
+    );
     assert_eq!(report["warehouse"]["rows"], bodies.len() as i64, "{report}");
     assert_eq!(
         report["warehouse"]["experiments"][0]["experiment_id"], "new_search_ui",

@@ -1,0 +1,894 @@
+//! `exposures reconcile`: the lake, the ledger and the `exposures` table compared, and
+//! `--repair` for what the loader can fix by itself.
+//!
+//! **What is compared** (lake objects under `{prefix}/exposures/v1/`, in the `dt=`
+//! partitions on or after `--since`, default the last 7 days; `--since all` for every
+//! one):
+//!
+//! 1. *not loaded*: objects with no ledger row at all (never announced, an announcement
+//!    lost, or a ledger row deleted). Objects whose only ledger rows are `quarantined`
+//!    are listed apart (informational, as `exposures status` shows them) and retried only
+//!    with `--retry-quarantined`.
+//! 2. *missing from the lake*: ledger rows whose object is gone.
+//! 3. *count mismatches*, for loaded objects: the ledger's `rows_in_file` against the
+//!    object's own Parquet metadata (`exposures.rows`, plus the lines of its dead-letter
+//!    sidecar), and the rows of `exposures` in the object's offset range
+//!    (`kafka_partition`, `kafka_offset` between `exposures.first_offset` and
+//!    `exposures.last_offset`) against the ledger: at least `rows_loaded` (what this
+//!    object's loads inserted — fewer means rows were deleted) and at most the object's
+//!    rows (more cannot come from it). More than `rows_loaded` is consistent: a ledger row
+//!    re-recorded after its rows were already in the table says `rows_loaded = 0`, the
+//!    rows counting as duplicates (`rows_in_file = rows_loaded + rows_rejected +
+//!    duplicates`).
+//! 4. *rows in no known file*: rows of `exposures` whose (`kafka_partition`,
+//!    `kafka_offset`) falls in no listed object's range, among rows received from an
+//!    hour after `--since` on (the hour keeps rows of objects just before the window out).
+//!
+//! Only footers are read (a ranged GET of the last 64 KiB), and the warehouse answers
+//! counts grouped by object, partition or offset range: one query for the ledger, one
+//! per 300 objects for the ranges, one for the rows outside every range — the same SQL
+//! on PostgreSQL and Redshift.
+//!
+//! **Repair.** `--repair` announces every object of list 1 on the files topic as the sink
+//! would, with a [`FileRecord`] built from the object itself: size and etag from
+//! HeadObject, topic, partition, offsets and rows from its Parquet metadata, the hour
+//! from its key, and its dead-letter sidecar `_rejected/…ndjson` if there is one. The
+//! running loader loads it; its ledger skips an object already loaded and its unique
+//! `event_id`s keep rows that are already in the table from being inserted twice.
+//!
+//! **Racing the pipeline.** An object the sink has written but the loader not yet loaded
+//! (announced in the current batch interval) has no ledger row yet: objects modified
+//! less than `--grace` (default 10 min) ago are not listed as not loaded, only counted.
+//! A repair racing the loader is harmless (a second announcement of a file is skipped by
+//! the ledger), so running `--repair` twice in a row may announce twice; once the loader
+//! has loaded them, a further run announces nothing.
+//!
+//! Exit codes, as `exposures status`: 0 consistent; 1 something listed (after
+//! `--repair`, anything listed that was not announced); 2 a part could not be read.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use clap::Args;
+use parquet::file::metadata::ParquetMetaDataReader;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use schemas::ddl::Dialect;
+use schemas::LAKE_SCHEMA_VERSION;
+use serde::Serialize;
+use stage::{ClientRole, KafkaArgs};
+
+use crate::files::FileRecord;
+use crate::lake::{Lake, LakeArgs, LakeError, ListedObject};
+use crate::load::{LoadError, RedshiftArgs, Warehouse, WarehouseArgs};
+use crate::sink::file::{self, Hour};
+
+/// Bytes read from the end of an object for its footer (re-read whole if larger).
+const FOOTER_GUESS: u64 = 64 * 1024;
+/// Offset ranges per counting query (keeps the SQL well under the Data API's limit).
+const RANGES_PER_QUERY: usize = 300;
+/// How long an announcement may take before it counts as failed.
+const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Args)]
+#[command(mut_arg("warehouse", |arg| arg.required(true)))]
+pub struct ReconcileConfig {
+    /// Kafka, for --repair (announcements on the files topic).
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Topic the sink announces files on (and --repair re-announces on).
+    #[arg(long, env = "EXPOSURES_FILES_TOPIC", default_value = "exposures.files")]
+    pub files_topic: String,
+
+    /// The lake the sink writes: s3://BUCKET[/PREFIX] or file:///DIR.
+    #[arg(long, env = "EXPOSURES_LAKE")]
+    pub lake: String,
+
+    #[command(flatten)]
+    pub warehouse: WarehouseArgs,
+
+    #[command(flatten)]
+    pub redshift: RedshiftArgs,
+
+    #[command(flatten)]
+    pub s3: LakeArgs,
+
+    /// Compare the dt= partitions on or after this: a date (2026-11-18), a duration
+    /// back from now (7d, 36h), or `all`.
+    #[arg(long, default_value = "7d", value_parser = parse_since)]
+    pub since: Since,
+
+    /// Objects modified less than this long ago are not listed as not loaded (the
+    /// loader may not have had its batch interval yet).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub grace: Duration,
+
+    /// Announce every object not loaded on the files topic, for the running loader.
+    #[arg(long)]
+    pub repair: bool,
+
+    /// With --repair: also announce objects the loader quarantined (once their cause
+    /// is fixed).
+    #[arg(long, requires = "repair")]
+    pub retry_quarantined: bool,
+
+    /// Print the report as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which `dt=` partitions are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    All,
+    Date(NaiveDate),
+    Ago(Duration),
+}
+
+impl Since {
+    /// The first date compared, or `None` for all.
+    pub fn date(self, now: DateTime<Utc>) -> Option<NaiveDate> {
+        match self {
+            Since::All => None,
+            Since::Date(date) => Some(date),
+            Since::Ago(ago) => Some(
+                (now - chrono::Duration::from_std(ago).unwrap_or(chrono::Duration::MAX)).date_naive(),
+            ),
+        }
+    }
+}
+
+/// `all`, `YYYY-MM-DD` or a duration (`7d`).
+pub fn parse_since(text: &str) -> Result<Since, String> {
+    if text.eq_ignore_ascii_case("all") {
+        return Ok(Since::All);
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(Since::Date(date));
+    }
+    humantime::parse_duration(text)
+        .map(Since::Ago)
+        .map_err(|_| format!("'{text}' is neither `all`, a date YYYY-MM-DD nor a duration like 7d"))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("lake: {0}")]
+    Lake(#[from] LakeError),
+    #[error(transparent)]
+    Warehouse(#[from] LoadError),
+    #[error("object {key}: {why}")]
+    Object { key: String, why: String },
+    #[error("Kafka: {0}")]
+    Kafka(String),
+}
+
+/// What a file's key says: `dt=…/hour=…/pPPP-OFFSET.parquet`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeyParts {
+    date: NaiveDate,
+    hour: u32,
+    partition: i32,
+    first_offset: i64,
+}
+
+fn parse_key(base: &str, key: &str) -> Option<KeyParts> {
+    let rest = key.strip_prefix(base)?;
+    let mut segments = rest.split('/');
+    let date = NaiveDate::parse_from_str(segments.next()?.strip_prefix("dt=")?, "%Y-%m-%d").ok()?;
+    let hour: u32 = segments.next()?.strip_prefix("hour=")?.parse().ok()?;
+    let name = segments.next()?.strip_suffix(".parquet")?;
+    let (partition, offset) = name.strip_prefix('p')?.split_once('-')?;
+    if segments.next().is_some() || hour > 23 {
+        return None;
+    }
+    Some(KeyParts {
+        date,
+        hour,
+        partition: partition.parse().ok()?,
+        first_offset: offset.parse().ok()?,
+    })
+}
+
+impl KeyParts {
+    fn hour(&self) -> Hour {
+        let start = self
+            .date
+            .and_hms_opt(self.hour, 0, 0)
+            .map(|t| Utc.from_utc_datetime(&t))
+            .unwrap_or_default();
+        Hour::of_millis(start.timestamp_millis())
+    }
+}
+
+/// A file's row range, from its Parquet key-value metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileRange {
+    pub topic: String,
+    pub partition: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub rows: u64,
+}
+
+/// Reads the footer of object `key`: `Ok(Err(why))` when it is not a readable
+/// exposures Parquet file, `Err` when the lake could not be read.
+async fn read_range(lake: &Lake, key: &str) -> Result<Result<FileRange, String>, LakeError> {
+    let mut tail = lake.get_tail(key, FOOTER_GUESS).await?;
+    let footer = |tail: &[u8]| -> Result<usize, String> {
+        let n = tail.len();
+        if n < 12 || &tail[n - 4..] != b"PAR1" {
+            return Err("not a Parquet file (no PAR1 footer)".into());
+        }
+        let mut length = [0u8; 4];
+        length.copy_from_slice(&tail[n - 8..n - 4]);
+        Ok(u32::from_le_bytes(length) as usize)
+    };
+    let length = match footer(&tail) {
+        Ok(length) => length,
+        Err(why) => return Ok(Err(why)),
+    };
+    if length + 8 > tail.len() {
+        if (tail.len() as u64) < FOOTER_GUESS {
+            return Ok(Err("Parquet footer longer than the object".into()));
+        }
+        tail = lake.get_tail(key, length as u64 + 8).await?;
+        if length + 8 > tail.len() {
+            return Ok(Err("Parquet footer longer than the object".into()));
+        }
+    }
+    let end = tail.len() - 8;
+    let metadata = match ParquetMetaDataReader::decode_metadata(&tail[end - length..end]) {
+        Ok(metadata) => metadata,
+        Err(error) => return Ok(Err(format!("unreadable Parquet footer: {error}"))),
+    };
+    let values: BTreeMap<&str, &str> = metadata
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kv| {
+            kv.iter()
+                .filter_map(|kv| Some((kv.key.as_str(), kv.value.as_deref()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let get = |name: &str| {
+        values
+            .get(name)
+            .copied()
+            .ok_or_else(|| format!("no {name} in the Parquet metadata"))
+    };
+    let number = |name: &str| -> Result<i64, String> {
+        get(name)?
+            .parse()
+            .map_err(|_| format!("{name} in the Parquet metadata is not a number"))
+    };
+    Ok((|| {
+        Ok(FileRange {
+            topic: get(file::META_TOPIC)?.to_owned(),
+            partition: i32::try_from(number(file::META_PARTITION)?).map_err(|e| e.to_string())?,
+            first_offset: number(file::META_FIRST_OFFSET)?,
+            last_offset: number(file::META_LAST_OFFSET)?,
+            rows: u64::try_from(number(file::META_ROWS)?).map_err(|e| e.to_string())?,
+        })
+    })())
+}
+
+/// A lake object compared.
+#[derive(Debug, Clone)]
+struct LakeObject {
+    listed: ListedObject,
+    parts: KeyParts,
+    range: Result<FileRange, String>,
+    young: bool,
+}
+
+/// What the ledger holds of one object, by status.
+#[derive(Debug, Clone, Default)]
+struct LedgerEntry {
+    loaded: u64,
+    quarantined: u64,
+    rows_in_file: i64,
+    rows_loaded: i64,
+    rows_rejected: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NotLoaded {
+    pub key: String,
+    /// Whether the ledger holds it as quarantined (only retried with --retry-quarantined).
+    pub quarantined: bool,
+    /// After --repair: `Ok` announced, `Err` why not; `None` when not attempted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub announced: Option<Result<(), String>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MissingObject {
+    pub key: String,
+    pub status: String,
+    pub rows_loaded: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Mismatch {
+    pub key: String,
+    pub partition: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    /// Rows the object holds (Parquet metadata `exposures.rows`) and dead letters beside it.
+    pub file_rows: u64,
+    pub dead_letters: u64,
+    pub ledger_rows_in_file: i64,
+    pub ledger_rows_loaded: i64,
+    /// Rows of `exposures` in the object's offset range.
+    pub table_rows: Option<i64>,
+    pub problem: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OrphanRows {
+    pub partition: i32,
+    pub rows: i64,
+    pub min_offset: i64,
+    pub max_offset: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Unreadable {
+    pub key: String,
+    pub why: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub lake: String,
+    /// First `dt=` date compared; `None`: all.
+    pub since: Option<NaiveDate>,
+    /// Objects compared, and how many of them are younger than the grace period.
+    pub objects: usize,
+    pub in_grace: usize,
+    pub ledger_rows: usize,
+    pub not_loaded: Vec<NotLoaded>,
+    pub missing_from_lake: Vec<MissingObject>,
+    pub mismatches: Vec<Mismatch>,
+    pub rows_in_no_file: Vec<OrphanRows>,
+    /// Objects whose Parquet footer cannot be read and that the ledger has not quarantined.
+    pub unreadable: Vec<Unreadable>,
+    /// Parts that could not be read (exit code 2).
+    pub errors: Vec<String>,
+    pub repaired: bool,
+}
+
+impl Report {
+    /// 2 when a part could not be read, 1 when something is listed (after --repair:
+    /// something listed was not announced), 0 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        let outstanding = self.not_loaded.iter().any(|n| match &n.announced {
+            Some(Ok(())) => false,
+            Some(Err(_)) => true,
+            // Quarantined objects are listed for information (as `exposures status` does).
+            None => !n.quarantined,
+        });
+        if !self.errors.is_empty() {
+            2
+        } else if outstanding
+            || !self.missing_from_lake.is_empty()
+            || !self.mismatches.is_empty()
+            || !self.rows_in_no_file.is_empty()
+            || !self.unreadable.is_empty()
+        {
+            1
+        } else {
+            0
+        }
+    }
+
+    /// The report as one JSON object (`--json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let Some(object) = value.as_object_mut() {
+            object.insert("exit_code".into(), self.exit_code().into());
+        }
+        value
+    }
+}
+
+/// Compares, and with `--repair` announces what was not loaded.
+pub async fn run(config: &ReconcileConfig) -> Report {
+    let now = Utc::now();
+    let since = config.since.date(now);
+    let mut report = Report {
+        lake: config.lake.clone(),
+        since,
+        ..Report::default()
+    };
+    if let Err(error) = compare(config, now, &mut report).await {
+        report.errors.push(error.to_string());
+    }
+    report
+}
+
+async fn compare(config: &ReconcileConfig, now: DateTime<Utc>, report: &mut Report) -> Result<(), ReconcileError> {
+    let lake = Lake::open(&config.lake, &config.s3.aws_options()).await?;
+    let base = lake.key(&format!("exposures/{LAKE_SCHEMA_VERSION}/"));
+    let since = report.since;
+    let cutoff = now - chrono::Duration::from_std(config.grace).unwrap_or(chrono::Duration::MAX);
+
+    // The lake: keys, then each object's footer.
+    let mut objects: BTreeMap<String, LakeObject> = BTreeMap::new();
+    for listed in lake.list_objects(&base).await? {
+        let Some(parts) = parse_key(&base, &listed.key) else {
+            continue; // not a data file of this layout
+        };
+        if since.is_some_and(|since| parts.date < since) {
+            continue;
+        }
+        let hour_end = parts
+            .date
+            .and_hms_opt(parts.hour, 0, 0)
+            .map(|t| Utc.from_utc_datetime(&t) + chrono::Duration::hours(1));
+        let young = match listed.last_modified {
+            Some(modified) => modified > cutoff,
+            None => hour_end.is_none_or(|end| end > cutoff),
+        };
+        let range = read_range(&lake, &listed.key).await?;
+        objects.insert(
+            listed.key.clone(),
+            LakeObject {
+                listed,
+                parts,
+                range,
+                young,
+            },
+        );
+    }
+    report.objects = objects.len();
+    report.in_grace = objects.values().filter(|o| o.young).count();
+
+    // The ledger, one row per (object, status).
+    let warehouse = Warehouse::connect(&config.warehouse, &config.redshift).await?;
+    let dialect = warehouse.dialect();
+    let schema = &config.warehouse.schema;
+    let literal = |text: &str| schemas::ledger::literal(dialect, text);
+    let dt = format!("{base}dt=");
+    let mut filter = format!("object_key LIKE {}", literal(&format!("{dt}%")));
+    if let Some(since) = since {
+        filter.push_str(&format!(
+            " AND SUBSTRING(object_key, {}, 10) >= {}",
+            dt.chars().count() + 1,
+            literal(&since.format("%Y-%m-%d").to_string())
+        ));
+    }
+    let number = |field: Option<&Option<String>>| -> i64 {
+        field
+            .and_then(|f| f.as_deref())
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut ledger: BTreeMap<String, LedgerEntry> = BTreeMap::new();
+    for row in warehouse
+        .query_text(&format!(
+            "SELECT object_key, status, COUNT(*), SUM(rows_in_file), SUM(rows_loaded), SUM(rows_rejected) \
+             FROM {schema}.exposures_loads WHERE {filter} GROUP BY object_key, status"
+        ))
+        .await?
+    {
+        let Some(key) = row.first().cloned().flatten() else {
+            continue;
+        };
+        match parse_key(&base, &key) {
+            Some(parts) if since.is_none_or(|since| parts.date >= since) => {}
+            _ => continue,
+        }
+        report.ledger_rows += number(row.get(2)) as usize;
+        let entry = ledger.entry(key).or_default();
+        match row.get(1).cloned().flatten().as_deref() {
+            Some("loaded") => {
+                entry.loaded += number(row.get(2)) as u64;
+                entry.rows_in_file += number(row.get(3));
+                entry.rows_loaded += number(row.get(4));
+                entry.rows_rejected += number(row.get(5));
+            }
+            _ => entry.quarantined += number(row.get(2)) as u64,
+        }
+    }
+
+    // 1. Not loaded; unreadable objects.
+    for (key, object) in &objects {
+        let entry = ledger.get(key);
+        let loaded = entry.is_some_and(|e| e.loaded > 0);
+        let quarantined = entry.is_some_and(|e| e.quarantined > 0);
+        if let Err(why) = &object.range {
+            if !quarantined && !object.young {
+                report.unreadable.push(Unreadable {
+                    key: key.clone(),
+                    why: why.clone(),
+                });
+            }
+        }
+        if !loaded && !object.young {
+            report.not_loaded.push(NotLoaded {
+                key: key.clone(),
+                quarantined,
+                announced: None,
+            });
+        }
+    }
+
+    // 2. Ledger rows whose object is gone.
+    for (key, entry) in &ledger {
+        if !objects.contains_key(key) {
+            let status = if entry.loaded > 0 { "loaded" } else { "quarantined" };
+            report.missing_from_lake.push(MissingObject {
+                key: key.clone(),
+                status: status.into(),
+                rows_loaded: entry.rows_loaded,
+            });
+        }
+    }
+
+    // 3. Counts of loaded objects: ledger against the file, table against the ledger.
+    let loaded: Vec<(&String, &LakeObject, &LedgerEntry, &FileRange)> = objects
+        .iter()
+        .filter_map(|(key, object)| {
+            let entry = ledger.get(key).filter(|e| e.loaded > 0)?;
+            Some((key, object, entry, object.range.as_ref().ok()?))
+        })
+        .collect();
+    let mut table_rows: BTreeMap<(i32, i64), i64> = BTreeMap::new();
+    for chunk in loaded.chunks(RANGES_PER_QUERY) {
+        let ranges: Vec<String> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, (_, _, _, range))| {
+                if i == 0 {
+                    format!(
+                        "SELECT CAST({} AS INTEGER) AS p, CAST({} AS BIGINT) AS f, CAST({} AS BIGINT) AS l",
+                        range.partition, range.first_offset, range.last_offset
+                    )
+                } else {
+                    format!(
+                        "SELECT {}, {}, {}",
+                        range.partition, range.first_offset, range.last_offset
+                    )
+                }
+            })
+            .collect();
+        for row in warehouse
+            .query_text(&format!(
+                "SELECT r.p, r.f, COUNT(e.kafka_offset) FROM ({}) r \
+                 LEFT JOIN {schema}.exposures e ON e.kafka_partition = r.p AND e.kafka_offset BETWEEN r.f AND r.l \
+                 GROUP BY r.p, r.f",
+                ranges.join(" UNION ALL ")
+            ))
+            .await?
+        {
+            table_rows.insert((number(row.first()) as i32, number(row.get(1))), number(row.get(2)));
+        }
+    }
+    for (key, object, entry, range) in loaded {
+        let mut dead_letters = 0;
+        let mut problems = Vec::new();
+        if entry.rows_in_file != (range.rows * entry.loaded) as i64 {
+            dead_letters = count_dead_letters(&lake, &object.parts).await?;
+            let expected = ((range.rows + dead_letters) * entry.loaded) as i64;
+            if entry.rows_in_file != expected {
+                problems.push(format!(
+                    "the ledger says {} rows in the file, the file holds {} (+{} dead letters)",
+                    entry.rows_in_file, range.rows, dead_letters
+                ));
+            }
+        }
+        let in_table = table_rows.get(&(range.partition, range.first_offset)).copied();
+        match in_table {
+            Some(rows) if rows < entry.rows_loaded => problems.push(format!(
+                "{rows} rows of its offset range are in exposures, the ledger says {} were loaded (rows deleted?)",
+                entry.rows_loaded
+            )),
+            Some(rows) if rows > range.rows as i64 => problems.push(format!(
+                "{rows} rows of its offset range are in exposures, more than the {} the file holds",
+                range.rows
+            )),
+            Some(_) => {}
+            None => problems.push("its offset range was not counted".into()),
+        }
+        if !problems.is_empty() {
+            report.mismatches.push(Mismatch {
+                key: key.clone(),
+                partition: range.partition,
+                first_offset: range.first_offset,
+                last_offset: range.last_offset,
+                file_rows: range.rows,
+                dead_letters,
+                ledger_rows_in_file: entry.rows_in_file,
+                ledger_rows_loaded: entry.rows_loaded,
+                table_rows: in_table,
+                problem: problems.join("; "),
+            });
+        }
+    }
+
+    // 4. Rows in no listed object's range.
+    let mut ranges: BTreeMap<i32, Vec<(i64, i64)>> = BTreeMap::new();
+    for range in objects.values().filter_map(|o| o.range.as_ref().ok()) {
+        ranges
+            .entry(range.partition)
+            .or_default()
+            .push((range.first_offset, range.last_offset));
+    }
+    let mut covered = Vec::new();
+    for (partition, mut spans) in ranges {
+        spans.sort_unstable();
+        let mut merged: Vec<(i64, i64)> = Vec::new();
+        for (first, last) in spans {
+            match merged.last_mut() {
+                Some(previous) if first <= previous.1.saturating_add(1) => previous.1 = previous.1.max(last),
+                _ => merged.push((first, last)),
+            }
+        }
+        covered.extend(merged.into_iter().map(|(first, last)| {
+            format!("(kafka_partition = {partition} AND kafka_offset BETWEEN {first} AND {last})")
+        }));
+    }
+    let covered = if covered.is_empty() {
+        "1 = 0".to_owned()
+    } else {
+        covered.join(" OR ")
+    };
+    let window = match since.and_then(|d| d.and_hms_opt(1, 0, 0)) {
+        Some(from) => format!(
+            "received_at >= {}",
+            timestamp(dialect, Utc.from_utc_datetime(&from))
+        ),
+        None => "1 = 1".to_owned(),
+    };
+    for row in warehouse
+        .query_text(&format!(
+            "SELECT kafka_partition, COUNT(*), MIN(kafka_offset), MAX(kafka_offset) FROM {schema}.exposures \
+             WHERE {window} AND NOT ({covered}) GROUP BY kafka_partition ORDER BY kafka_partition"
+        ))
+        .await?
+    {
+        report.rows_in_no_file.push(OrphanRows {
+            partition: number(row.first()) as i32,
+            rows: number(row.get(1)),
+            min_offset: number(row.get(2)),
+            max_offset: number(row.get(3)),
+        });
+    }
+
+    if config.repair {
+        report.repaired = true;
+        repair(config, &lake, &objects, report).await?;
+    }
+    Ok(())
+}
+
+fn timestamp(dialect: Dialect, at: DateTime<Utc>) -> String {
+    let text = at.format("%Y-%m-%d %H:%M:%S");
+    match dialect {
+        Dialect::Postgres => format!("TIMESTAMPTZ '{text}+00'"),
+        Dialect::Redshift => format!("TIMESTAMP '{text}'"),
+    }
+}
+
+/// The key of an object's dead-letter sidecar.
+fn rejected_key(lake: &Lake, parts: &KeyParts) -> String {
+    lake.key(&file::relative_rejected_key(
+        parts.hour(),
+        parts.partition,
+        parts.first_offset,
+    ))
+}
+
+/// Lines of an object's dead-letter sidecar (0 if it has none).
+async fn count_dead_letters(lake: &Lake, parts: &KeyParts) -> Result<u64, LakeError> {
+    match lake.get(&rejected_key(lake, parts)).await {
+        Ok(body) => Ok(body
+            .split(|byte| *byte == b'\n')
+            .filter(|line| !line.is_empty())
+            .count() as u64),
+        Err(LakeError::Missing(_)) => Ok(0),
+        Err(error) => Err(error),
+    }
+}
+
+/// The file record of a lake object, built from the object itself.
+async fn record_of(lake: &Lake, key: &str, object: &LakeObject) -> Result<FileRecord, ReconcileError> {
+    let bad = |why: String| ReconcileError::Object {
+        key: key.to_owned(),
+        why,
+    };
+    let range = object.range.clone().map_err(bad)?;
+    let stored = lake
+        .head(key)
+        .await?
+        .ok_or_else(|| bad("gone from the lake".into()))?;
+    let sidecar = rejected_key(lake, &object.parts);
+    let (rejected_key, rejected_rows) = if lake.exists(&sidecar).await? {
+        (Some(sidecar), count_dead_letters(lake, &object.parts).await?)
+    } else {
+        (None, 0)
+    };
+    Ok(FileRecord {
+        lake: lake.describe(),
+        bucket: lake.bucket(),
+        key: key.to_owned(),
+        size: stored.size,
+        etag: stored.etag,
+        rows: range.rows,
+        topic: range.topic,
+        partition: range.partition,
+        first_offset: range.first_offset,
+        last_offset: range.last_offset,
+        hour: object.parts.hour().label(),
+        written_at: object.listed.last_modified.unwrap_or_else(Utc::now),
+        rejected_key,
+        rejected_rows,
+    })
+}
+
+/// Announces the objects of list 1 (quarantined ones only with --retry-quarantined).
+async fn repair(
+    config: &ReconcileConfig,
+    lake: &Lake,
+    objects: &BTreeMap<String, LakeObject>,
+    report: &mut Report,
+) -> Result<(), ReconcileError> {
+    let wanted: BTreeSet<String> = report
+        .not_loaded
+        .iter()
+        .filter(|n| !n.quarantined || config.retry_quarantined)
+        .map(|n| n.key.clone())
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let producer: FutureProducer = config
+        .kafka
+        .create(
+            ClientRole::Producer {
+                client_id: "exposures-reconcile",
+                message_timeout: ANNOUNCE_TIMEOUT,
+            },
+            &[],
+        )
+        .map_err(|e| ReconcileError::Kafka(e.to_string()))?;
+    for entry in report.not_loaded.iter_mut().filter(|n| wanted.contains(&n.key)) {
+        let Some(object) = objects.get(&entry.key) else {
+            continue;
+        };
+        let result = match record_of(lake, &entry.key, object).await {
+            Ok(record) => match serde_json::to_vec(&record) {
+                Ok(payload) => producer
+                    .send(
+                        FutureRecord::to(&config.files_topic)
+                            .key(&record.key)
+                            .payload(&payload),
+                        ANNOUNCE_TIMEOUT,
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|(error, _)| format!("not announced: {error}")),
+                Err(error) => Err(error.to_string()),
+            },
+            Err(error @ ReconcileError::Object { .. }) => Err(error.to_string()),
+            Err(error) => return Err(error),
+        };
+        if let Err(why) = &result {
+            tracing::warn!(key = %entry.key, %why, "not re-announced");
+        }
+        entry.announced = Some(result);
+    }
+    Ok(())
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let since = self
+            .since
+            .map_or("all dates".to_owned(), |d| format!("dt >= {d}"));
+        writeln!(
+            f,
+            "lake {} ({since}): {} objects ({} within the grace period, not judged); ledger: {} rows",
+            self.lake, self.objects, self.in_grace, self.ledger_rows
+        )?;
+        for error in &self.errors {
+            writeln!(f, "could not read: {error}")?;
+        }
+        let (quarantined, never): (Vec<&NotLoaded>, Vec<&NotLoaded>) =
+            self.not_loaded.iter().partition(|n| n.quarantined);
+        let announced = |n: &NotLoaded| match &n.announced {
+            None => String::new(),
+            Some(Ok(())) => "  → re-announced".to_owned(),
+            Some(Err(why)) => format!("  → NOT re-announced: {why}"),
+        };
+        writeln!(f, "not loaded (no ledger row): {}", never.len())?;
+        for n in &never {
+            writeln!(f, "  {}{}", n.key, announced(n))?;
+        }
+        if !quarantined.is_empty() {
+            writeln!(
+                f,
+                "quarantined only (see `exposures status`; retried with --repair --retry-quarantined): {}",
+                quarantined.len()
+            )?;
+            for n in &quarantined {
+                writeln!(f, "  {}{}", n.key, announced(n))?;
+            }
+        }
+        writeln!(f, "in the ledger, missing from the lake: {}", self.missing_from_lake.len())?;
+        for m in &self.missing_from_lake {
+            writeln!(f, "  {}  ({}, {} rows loaded)", m.key, m.status, m.rows_loaded)?;
+        }
+        writeln!(f, "count mismatches: {}", self.mismatches.len())?;
+        for m in &self.mismatches {
+            writeln!(
+                f,
+                "  {}  (partition {}, offsets {}..={})\n    {}",
+                m.key, m.partition, m.first_offset, m.last_offset, m.problem
+            )?;
+        }
+        let orphans: i64 = self.rows_in_no_file.iter().map(|o| o.rows).sum();
+        writeln!(f, "rows in exposures in no known file: {orphans}")?;
+        for o in &self.rows_in_no_file {
+            writeln!(
+                f,
+                "  partition {}: {} rows, offsets {}..={}",
+                o.partition, o.rows, o.min_offset, o.max_offset
+            )?;
+        }
+        if !self.unreadable.is_empty() {
+            writeln!(f, "unreadable objects: {}", self.unreadable.len())?;
+            for u in &self.unreadable {
+                writeln!(f, "  {}: {}", u.key, u.why)?;
+            }
+        }
+        let verdict = match self.exit_code() {
+            0 => "consistent",
+            1 => "needs attention",
+            _ => "incomplete: a part could not be read",
+        };
+        writeln!(f, "{verdict}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_parsed_and_others_ignored() {
+        let base = "tenant/exposures/v1/";
+        assert_eq!(
+            parse_key(base, "tenant/exposures/v1/dt=2026-11-25/hour=07/p003-00000000000000000120.parquet"),
+            Some(KeyParts {
+                date: NaiveDate::from_ymd_opt(2026, 11, 25).expect("date"),
+                hour: 7,
+                partition: 3,
+                first_offset: 120,
+            })
+        );
+        for other in [
+            "tenant/exposures/v1/dt=2026-11-25/hour=07/p003-00000000000000000120.parquet.tmp",
+            "tenant/exposures/v1/dt=2026-11-25/hour=24/p003-1.parquet",
+            "tenant/exposures/v1/dt=x/hour=07/p003-1.parquet",
+            "other/exposures/v1/dt=2026-11-25/hour=07/p003-1.parquet",
+        ] {
+            assert_eq!(parse_key(base, other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn since_is_all_a_date_or_a_duration() {
+        assert_eq!(parse_since("all"), Ok(Since::All));
+        assert_eq!(
+            parse_since("2026-11-18"),
+            Ok(Since::Date(NaiveDate::from_ymd_opt(2026, 11, 18).expect("date")))
+        );
+        assert_eq!(parse_since("7d"), Ok(Since::Ago(Duration::from_secs(7 * 86_400))));
+        assert!(parse_since("soon").is_err());
+    }
+}
