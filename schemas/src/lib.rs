@@ -21,10 +21,13 @@
 //!   schema) is generated and [`ExposureBatchBuilder`] fills Arrow columns; [`ddl`]
 //!   generates the warehouse tables and GrowthBook views from the same list, and
 //!   [`ledger`] the SQL both warehouse loaders share (ledger, JSON cast, literals).
+//! - [`external`] prints the lake itself as an external table (Athena, Redshift
+//!   Spectrum), its columns generated from the same Arrow schema as the Parquet files.
 
 mod columns;
 pub mod ddl;
 mod error;
+pub mod external;
 pub mod ledger;
 pub mod loadable;
 mod normalize;

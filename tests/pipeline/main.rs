@@ -9,6 +9,7 @@ mod harness;
 mod hostile;
 mod infra;
 mod ingest_api;
+mod lake_table;
 mod load;
 mod sdk_callers;
 mod sink;
