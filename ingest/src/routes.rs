@@ -113,6 +113,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route("/v1/schema", get(json_schema))
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NotFound })
         .layer(body_timeout)
@@ -325,6 +326,16 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         (state.render_metrics)(),
+    )
+        .into_response()
+}
+
+/// `GET /v1/schema`: the JSON Schema of one exposure under this process's limits. Public
+/// like `/healthz`: no write key, and CORS as on every route.
+async fn json_schema(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, schemas::json_schema::MEDIA_TYPE)],
+        schemas::json_schema::exposure_schema_text(&state.normalizer.limits),
     )
         .into_response()
 }

@@ -28,6 +28,7 @@ mod columns;
 pub mod ddl;
 mod error;
 pub mod external;
+pub mod json_schema;
 pub mod ledger;
 pub mod loadable;
 mod normalize;

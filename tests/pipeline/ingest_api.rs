@@ -532,3 +532,154 @@ async fn per_client_rate_limit_answers_429_with_retry_after() {
     read_exactly(&kafka.brokers(), &kafka.topic, statuses.len() - refused).await;
     server.stop().await;
 }
+
+/// A JSON value parsed from text: numbers as written (`1.0`, beyond 64 bits).
+fn json_text(text: &str) -> Value {
+    serde_json::from_str(text).expect("json")
+}
+
+fn event(fields: Value) -> Value {
+    let mut event = json!({"ds_user_id": "schema-user", "experiment_id": "e", "variation_id": "v"});
+    for (name, value) in fields.as_object().expect("object") {
+        event[name] = value.clone();
+    }
+    event
+}
+
+fn without(field: &str) -> Value {
+    let mut event = event(json!({}));
+    event.as_object_mut().expect("object").remove(field);
+    event
+}
+
+#[tokio::test]
+async fn the_json_schema_is_public_and_agrees_with_the_api() {
+    let kafka = Kafka::new(1);
+    let mut config = api::config(&kafka.brokers(), &kafka.topic);
+    config.http.write_keys = vec!["k-schema".into()];
+    let server = Server::start(config).await;
+    let client = http();
+
+    // Public: no write key, from any origin, with its media type.
+    let response = client
+        .get(format!("{}/v1/schema", server.url))
+        .header("origin", "https://shop.example.com")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/schema+json");
+    assert_eq!(response.headers()["access-control-allow-origin"], "*");
+    let served_text = response.text().await.expect("body");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(schemas::json_schema::CHECKED_IN_PATH);
+    let checked_in_text = std::fs::read_to_string(&path).expect("checked-in schema");
+    assert!(
+        served_text == checked_in_text,
+        "GET /v1/schema (default limits) differs from {}: regenerate it with {}",
+        schemas::json_schema::CHECKED_IN_PATH,
+        schemas::json_schema::BLESS_COMMAND
+    );
+    let schema: Value = serde_json::from_str(&served_text).expect("schema is JSON");
+    assert_eq!(
+        schema,
+        schemas::json_schema::exposure_schema(&schemas::Limits::default())
+    );
+    jsonschema::meta::validate(&schema).expect("a valid draft 2020-12 schema");
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("schema compiles");
+
+    let now = chrono::Utc::now();
+    let uuid = uuid::Uuid::new_v4().to_string().to_uppercase();
+    let accepted = [
+        python_body("schema-python"),
+        nextjs_body("schema-nextjs"),
+        json!({"anonymous_id": 42, "experiment_id": "e", "variation_id": 0}),
+        json!({"user_id": "alias", "experiment_id": "e", "variation_id": "v", "source": null, "attributes": null}),
+        json!({"ds_user_id": "", "anonymous_id": "anon", "experiment_id": "e", "variation_id": i64::MIN}),
+        event(json!({"variation_id": u64::MAX, "ds_user_id": u64::MAX})),
+        event(
+            json!({"event_id": uuid, "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)}),
+        ),
+        event(json!({"event_id": "order-123:exposure", "timestamp": now.timestamp_millis()})),
+        event(json!({"timestamp": "2001-01-01T00:00:00Z"})), // outside the window: kept in extra
+        event(json!({"event_id": null, "timestamp": null, "attributes": {}})),
+        event(json!({"app_version": "1.2.3", "nested": {"a": [1, 2.50, "é"]}})),
+        event(
+            json!({"experiment_id": "x".repeat(256), "source": "s".repeat(128), "event_id": "i".repeat(128)}),
+        ),
+        event(json!({"source": ""})),
+    ];
+    let refused = [
+        without("experiment_id"),
+        without("variation_id"),
+        json!({"experiment_id": "e", "variation_id": "v"}),
+        event(json!({"ds_user_id": ""})),
+        event(json!({"ds_user_id": null})),
+        event(json!({"ds_user_id": {"id": 1}})),
+        event(json!({"ds_user_id": null, "user_id": json_text("1.5")})),
+        event(json!({"experiment_id": 5})),
+        event(json!({"experiment_id": ""})),
+        event(json!({"experiment_id": "x".repeat(257)})),
+        event(json!({"experiment_id": "a\u{0}b"})),
+        event(json!({"variation_id": true})),
+        event(json!({"variation_id": json_text("1.5")})),
+        event(json!({"variation_id": [1]})),
+        event(json!({"variation_id": json_text("18446744073709551616")})),
+        event(json!({"attributes": []})),
+        event(json!({"attributes": "x"})),
+        event(json!({"source": 7})),
+        event(json!({"source": "s".repeat(129)})),
+        event(json!({"event_id": 7})),
+        event(json!({"event_id": ""})),
+        event(json!({"event_id": "i".repeat(129)})),
+        event(json!({"timestamp": true})),
+        event(json!({"timestamp": "yesterday"})),
+        event(json!({"timestamp": 10_000_000_000_000_000_i64})),
+        event(json!({"bad\u{0}key": 1})),
+        json!("just a string"),
+        json!([python_body("in-an-array")]),
+    ];
+    // What JSON Schema cannot say exactly: the schema is looser there, never stricter
+    // (its descriptions state these rules).
+    let looser = [
+        event(json!({"experiment_id": "é".repeat(129)})), // 129 characters, 258 bytes
+        event(json!({"variation_id": json_text("1.0")})), // an integer to JSON Schema
+        event(json!({"attributes": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {}}}}}}}}}})),
+        event(json!({"attributes": {"k": "a\u{0}"}})),
+        event(json!({"attributes": {"n": json_text("1e400")}})),
+        event(json!({"blob": "x".repeat(40_000)})), // extra over 32 KiB
+    ];
+
+    let url = format!("{}/exposure", server.url);
+    let mut disagreements = Vec::new();
+    let cases = accepted
+        .iter()
+        .map(|body| (body, true, 200))
+        .chain(refused.iter().map(|body| (body, false, 400)))
+        .chain(looser.iter().map(|body| (body, true, 400)));
+    for (body, schema_valid, api_status) in cases {
+        let response = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer k-schema")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let answer = response.text().await.unwrap_or_default();
+        let valid = validator.is_valid(body);
+        if valid != schema_valid || status != api_status {
+            let body = body.to_string();
+            let body = body.get(..300).unwrap_or(&body);
+            disagreements.push(format!(
+                "{body}\n  schema valid: {valid} (expected {schema_valid}); API: {status} (expected {api_status}) {answer}"
+            ));
+        }
+    }
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+    read_exactly(&kafka.brokers(), &kafka.topic, accepted.len()).await;
+    server.stop().await;
+}
