@@ -319,16 +319,19 @@ impl Lake {
         }
     }
 
-    /// The last `length` bytes of object `key` (all of it if it is shorter): enough to
-    /// read a Parquet footer without fetching the whole file.
-    pub async fn get_tail(&self, key: &str, length: u64) -> Result<Bytes, LakeError> {
+    /// The last `length` bytes of object `key` of `size` bytes (all of it if it is
+    /// shorter): enough to read a Parquet footer without fetching the whole file.
+    pub async fn get_tail(&self, key: &str, size: u64, length: u64) -> Result<Bytes, LakeError> {
         match &self.store {
+            Store::S3 { .. } if size == 0 => Ok(Bytes::new()),
             Store::S3 { client, bucket } => {
+                // An explicit range: not every S3-protocol server takes a suffix range
+                // longer than the object.
                 let output = client
                     .get_object()
                     .bucket(bucket)
                     .key(key)
-                    .range(format!("bytes=-{}", length.max(1)))
+                    .range(format!("bytes={}-{}", size.saturating_sub(length), size - 1))
                     .send()
                     .await
                     .map_err(|e| match e.as_service_error() {

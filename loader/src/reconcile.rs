@@ -133,9 +133,9 @@ impl Since {
         match self {
             Since::All => None,
             Since::Date(date) => Some(date),
-            Since::Ago(ago) => Some(
-                (now - chrono::Duration::from_std(ago).unwrap_or(chrono::Duration::MAX)).date_naive(),
-            ),
+            Since::Ago(ago) => {
+                Some((now - chrono::Duration::from_std(ago).unwrap_or(chrono::Duration::MAX)).date_naive())
+            }
         }
     }
 }
@@ -215,8 +215,8 @@ pub struct FileRange {
 
 /// Reads the footer of object `key`: `Ok(Err(why))` when it is not a readable
 /// exposures Parquet file, `Err` when the lake could not be read.
-async fn read_range(lake: &Lake, key: &str) -> Result<Result<FileRange, String>, LakeError> {
-    let mut tail = lake.get_tail(key, FOOTER_GUESS).await?;
+async fn read_range(lake: &Lake, key: &str, size: u64) -> Result<Result<FileRange, String>, LakeError> {
+    let mut tail = lake.get_tail(key, size, FOOTER_GUESS).await?;
     let footer = |tail: &[u8]| -> Result<usize, String> {
         let n = tail.len();
         if n < 12 || &tail[n - 4..] != b"PAR1" {
@@ -234,7 +234,7 @@ async fn read_range(lake: &Lake, key: &str) -> Result<Result<FileRange, String>,
         if (tail.len() as u64) < FOOTER_GUESS {
             return Ok(Err("Parquet footer longer than the object".into()));
         }
-        tail = lake.get_tail(key, length as u64 + 8).await?;
+        tail = lake.get_tail(key, size, length as u64 + 8).await?;
         if length + 8 > tail.len() {
             return Ok(Err("Parquet footer longer than the object".into()));
         }
@@ -410,7 +410,11 @@ pub async fn run(config: &ReconcileConfig) -> Report {
     report
 }
 
-async fn compare(config: &ReconcileConfig, now: DateTime<Utc>, report: &mut Report) -> Result<(), ReconcileError> {
+async fn compare(
+    config: &ReconcileConfig,
+    now: DateTime<Utc>,
+    report: &mut Report,
+) -> Result<(), ReconcileError> {
     let lake = Lake::open(&config.lake, &config.s3.aws_options()).await?;
     let base = lake.key(&format!("exposures/{LAKE_SCHEMA_VERSION}/"));
     let since = report.since;
@@ -433,7 +437,7 @@ async fn compare(config: &ReconcileConfig, now: DateTime<Utc>, report: &mut Repo
             Some(modified) => modified > cutoff,
             None => hour_end.is_none_or(|end| end > cutoff),
         };
-        let range = read_range(&lake, &listed.key).await?;
+        let range = read_range(&lake, &listed.key, listed.size).await?;
         objects.insert(
             listed.key.clone(),
             LakeObject {
@@ -819,7 +823,11 @@ impl fmt::Display for Report {
                 writeln!(f, "  {}{}", n.key, announced(n))?;
             }
         }
-        writeln!(f, "in the ledger, missing from the lake: {}", self.missing_from_lake.len())?;
+        writeln!(
+            f,
+            "in the ledger, missing from the lake: {}",
+            self.missing_from_lake.len()
+        )?;
         for m in &self.missing_from_lake {
             writeln!(f, "  {}  ({}, {} rows loaded)", m.key, m.status, m.rows_loaded)?;
         }
@@ -863,7 +871,10 @@ mod tests {
     fn keys_are_parsed_and_others_ignored() {
         let base = "tenant/exposures/v1/";
         assert_eq!(
-            parse_key(base, "tenant/exposures/v1/dt=2026-11-25/hour=07/p003-00000000000000000120.parquet"),
+            parse_key(
+                base,
+                "tenant/exposures/v1/dt=2026-11-25/hour=07/p003-00000000000000000120.parquet"
+            ),
             Some(KeyParts {
                 date: NaiveDate::from_ymd_opt(2026, 11, 25).expect("date"),
                 hour: 7,

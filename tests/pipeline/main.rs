@@ -11,6 +11,7 @@ mod infra;
 mod ingest_api;
 mod lake_table;
 mod load;
+mod reconcile;
 mod sdk_callers;
 mod sink;
 mod up_process;
