@@ -43,8 +43,8 @@ pub const LOAD_INVALID_RECORDS: &str = "exposures_load_invalid_records_total";
 /// Gauge: 1 while the Redshift loader's circuit breaker is open (files in a row refused
 /// with the same error: the loader stopped quarantining and fails its batches).
 pub const LOAD_CIRCUIT_OPEN: &str = "exposures_load_circuit_open";
-/// Gauge: seconds between now and the newest `exposed_at` in the warehouse, at the
-/// last committed batch (end-to-end freshness).
+/// Gauge: seconds between now and the newest `exposed_at` this loader has loaded,
+/// refreshed every 15 s, so it keeps growing while nothing loads (end-to-end freshness).
 pub const LOAD_FRESHNESS: &str = "exposures_load_freshness_seconds";
 
 /// Every metric this crate exports (checked against `infra/` by the tests).

@@ -452,6 +452,10 @@ pub async fn run(config: LoadConfig, shutdown: Shutdown) -> Result<(), LoadError
         dedup_window: config.dedup_window,
     };
     tracing::info!(files_topic = %config.files_topic, schema = %config.warehouse.schema, "loader started");
+    // The newest exposed_at loaded so far: freshness keeps growing while nothing loads
+    // (nothing arrives, or every batch fails), so ExposuresWarehouseStale can fire.
+    let mut newest_loaded: Option<DateTime<Utc>> = None;
+    let mut freshness_tick = tokio::time::interval(FRESHNESS_INTERVAL);
     loop {
         // Gather a batch: the first record waits indefinitely, the rest until the interval.
         let mut files: Vec<FileRecord> = Vec::new();
@@ -463,6 +467,7 @@ pub async fn run(config: LoadConfig, shutdown: Shutdown) -> Result<(), LoadError
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = tokio::time::sleep_until(wait_until) => break,
+                _ = freshness_tick.tick() => publish_freshness(newest_loaded),
                 message = consumer.recv() => match message {
                     Ok(message) => {
                         offsets.insert(message.partition(), message.offset() + 1);
@@ -503,6 +508,7 @@ pub async fn run(config: LoadConfig, shutdown: Shutdown) -> Result<(), LoadError
                     Err(error) => {
                         tracing::warn!(%error, "batch not loaded; retrying");
                         metrics::counter!(m::LOAD_FAILURES).increment(1);
+                        publish_freshness(newest_loaded);
                         if !backoff.wait(&shutdown).await {
                             return Ok(()); // shutting down; the batch is re-read next time
                         }
@@ -510,6 +516,8 @@ pub async fn run(config: LoadConfig, shutdown: Shutdown) -> Result<(), LoadError
                 }
             };
             record(&report, started.elapsed());
+            newest_loaded = newest_loaded.max(report.newest_exposed_at);
+            publish_freshness(newest_loaded);
         }
         let mut commit = TopicPartitionList::new();
         for (partition, next) in &offsets {
@@ -598,9 +606,16 @@ fn record(report: &BatchReport, took: Duration) {
             }
         }
     }
-    if let Some(newest) = report.newest_exposed_at {
+    tracing::info!(files = report.outcomes.len(), took = ?took, "batch loaded");
+}
+
+/// How often the freshness gauge is brought up to date between batches.
+const FRESHNESS_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Sets `exposures_load_freshness_seconds` to the age of the newest exposure loaded.
+fn publish_freshness(newest_loaded: Option<DateTime<Utc>>) {
+    if let Some(newest) = newest_loaded {
         let freshness = (Utc::now() - newest).num_milliseconds() as f64 / 1000.0;
         metrics::gauge!(m::LOAD_FRESHNESS).set(freshness);
     }
-    tracing::info!(files = report.outcomes.len(), took = ?took, "batch loaded");
 }
