@@ -141,6 +141,8 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
             header::AUTHORIZATION,
             HeaderName::from_static("x-requested-with"),
         ])
+        // So browser code on another origin can honour a 429/503's Retry-After.
+        .expose_headers([header::RETRY_AFTER])
         .max_age(Duration::from_secs(24 * 3600))
 }
 

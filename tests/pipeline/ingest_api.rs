@@ -123,6 +123,12 @@ async fn browsers_preflight_and_send_beacons() {
         .await
         .expect("beacon");
     assert_eq!(beacon.status(), 200);
+    // Cross-origin code may read Retry-After (to honour a 429 or 503).
+    let exposed = beacon.headers()["access-control-expose-headers"]
+        .to_str()
+        .expect("ascii")
+        .to_ascii_lowercase();
+    assert!(exposed.contains("retry-after"), "{exposed}");
     let records = read_exactly(&kafka.brokers(), &kafka.topic, 1).await;
     assert_eq!(records[0].key, "beacon-user");
     server.stop().await;
