@@ -36,6 +36,7 @@
 //! Proven by `tests/pipeline` (`broker_outage_*`, `spool_survives_restart`) and the unit
 //! tests below.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -153,6 +154,9 @@ struct Shared {
     /// `replay.pos` is its copy for the next start, written best-effort — a full disk
     /// must not stop the replay that frees it.
     position: Mutex<Option<(u64, u64)>>,
+    /// Sealed segments read by [`Spool::unreplayed`] that decoded to their last byte, with
+    /// their size: removing one then needs no second read of it.
+    clean_segments: Mutex<HashMap<u64, u64>>,
 }
 
 impl Shared {
@@ -208,6 +212,7 @@ impl Spool {
             backlog_added: Notify::new(),
             active_id: AtomicU64::new(0),
             position: Mutex::new(position.filter(|_| stale_position.is_none())),
+            clean_segments: Mutex::new(HashMap::new()),
         });
         shared.publish_gauges();
         let (commands, receiver) = mpsc::channel(1024);
@@ -302,7 +307,13 @@ impl Spool {
             Some((pos_id, offset)) if pos_id == id => offset,
             _ => 0,
         };
-        Ok(decode_segment(&content, from))
+        let (records, decoded_to) = decode_prefix(&content, from);
+        if decoded_to == content.len() as u64 {
+            if let Ok(mut clean) = self.shared.clean_segments.lock() {
+                clean.insert(id, decoded_to);
+            }
+        }
+        Ok(records)
     }
 
     /// Records that Kafka acknowledged `count` records of segment `id`, up to `offset`.
@@ -320,10 +331,39 @@ impl Spool {
     }
 
     /// Deletes a fully replayed segment: its position first (module doc), and any tail
-    /// that did not decode is first copied to `corrupt/`.
+    /// that did not decode is first copied to `corrupt/`. A segment [`Spool::unreplayed`]
+    /// read to its last byte is not read again.
     pub fn remove_segment(&self, id: u64) -> Result<(), SpoolError> {
         let path = segment_path(&self.shared.dir, id);
-        let content = fs::read(&path).map_err(io_error(&path))?;
+        let known_clean = self
+            .shared
+            .clean_segments
+            .lock()
+            .ok()
+            .and_then(|mut clean| clean.remove(&id));
+        let size = match known_clean {
+            Some(size) => size,
+            None => self.set_aside_undecodable_tail(id, &path)?,
+        };
+        if self.position().is_some_and(|(pos_id, _)| pos_id == id) {
+            self.set_position(None);
+        }
+        if read_position(&self.shared.dir).is_some_and(|(pos_id, _)| pos_id == id) {
+            let position = self.shared.dir.join(POSITION_FILE);
+            fs::remove_file(&position).map_err(io_error(&position))?;
+            sync_dir(&self.shared.dir).map_err(io_error(&self.shared.dir))?;
+        }
+        fs::remove_file(&path).map_err(io_error(&path))?;
+        self.shared.bytes.fetch_sub(size, Ordering::Relaxed);
+        self.shared.publish_gauges();
+        Ok(())
+    }
+
+    /// Reads segment `id` and copies whatever does not decode at its end to `corrupt/`
+    /// (logged, counted); returns the segment's size. Needed only for a segment the replay
+    /// did not read to its last byte.
+    fn set_aside_undecodable_tail(&self, id: u64, path: &Path) -> Result<u64, SpoolError> {
+        let content = fs::read(path).map_err(io_error(path))?;
         let size = content.len() as u64;
         let (_, decoded_to) = decode_prefix(&content, 0);
         if decoded_to < size {
@@ -342,18 +382,7 @@ impl Spool {
             );
             metrics::counter!(m::SPOOL_CORRUPT_BYTES).increment(size - decoded_to);
         }
-        if self.position().is_some_and(|(pos_id, _)| pos_id == id) {
-            self.set_position(None);
-        }
-        if read_position(&self.shared.dir).is_some_and(|(pos_id, _)| pos_id == id) {
-            let position = self.shared.dir.join(POSITION_FILE);
-            fs::remove_file(&position).map_err(io_error(&position))?;
-            sync_dir(&self.shared.dir).map_err(io_error(&self.shared.dir))?;
-        }
-        fs::remove_file(&path).map_err(io_error(&path))?;
-        self.shared.bytes.fetch_sub(size, Ordering::Relaxed);
-        self.shared.publish_gauges();
-        Ok(())
+        Ok(size)
     }
 
     /// Keeps a record Kafka refuses for good as `dead-letters/{segment}-{offset}.json`
