@@ -226,25 +226,12 @@ impl Lake {
 
     /// Keys under `prefix` (a full key prefix), sorted.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
-        let mut keys = Vec::new();
-        match &self.store {
-            Store::S3 { client, bucket } => {
-                let mut pages = client
-                    .list_objects_v2()
-                    .bucket(bucket)
-                    .prefix(prefix)
-                    .into_paginator()
-                    .send();
-                while let Some(page) = pages.next().await {
-                    let page = page.map_err(|e| s3_error("ListObjectsV2", bucket, prefix, e))?;
-                    keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
-                }
-            }
-            Store::Local { root } => list_local(root, root, &mut keys)?,
-        }
-        keys.retain(|k| k.starts_with(prefix) && !k.ends_with(".tmp"));
-        keys.sort();
-        Ok(keys)
+        Ok(self
+            .list_objects(prefix)
+            .await?
+            .into_iter()
+            .map(|object| object.key)
+            .collect())
     }
 }
 
