@@ -158,7 +158,8 @@ pub struct WarehouseStatus {
     pub newest_exposed_at: Option<DateTime<Utc>>,
     /// Ledger: files, rows loaded and rows rejected, by status.
     pub ledger: Vec<(String, i64, i64, i64)>,
-    /// (object key, when, reason), newest first.
+    /// (object key, when, reason), newest first; a file loaded since (re-announced by
+    /// `reconcile --retry-quarantined`, say) is not listed.
     pub quarantined: Vec<(String, String, String)>,
     /// Rows in `exposures_rejected`.
     pub rejected_rows: i64,
@@ -434,6 +435,7 @@ async fn warehouse_status(status_config: &StatusConfig) -> Result<WarehouseStatu
     for row in warehouse
         .query_text(&format!(
             "SELECT object_key, loaded_at, reason FROM {schema}.exposures_loads WHERE status = 'quarantined' \
+             AND object_key NOT IN (SELECT object_key FROM {schema}.exposures_loads WHERE status = 'loaded') \
              ORDER BY loaded_at DESC LIMIT {QUARANTINE_LISTED}"
         ))
         .await?

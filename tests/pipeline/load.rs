@@ -781,6 +781,36 @@ async fn missing_object(kind: Kind) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
     }
+    let status = loader::status::gather(&status_config(&side, &warehouse)).await;
+    let listed = |status: &loader::status::Report| match &status.warehouse {
+        Some(Ok(w)) => w.quarantined.iter().any(|(key, _, _)| *key == gone_key),
+        other => panic!("warehouse section: {other:?}"),
+    };
+    assert!(listed(&status), "status lists the quarantined file");
+
+    // The object comes back and is announced again: it loads (its rows are already
+    // there), and `status` no longer lists it as quarantined.
+    let lake = side.lake().await;
+    let original = files[0]["key"].as_str().expect("key");
+    let body = lake.get(original).await.expect("original object");
+    lake.put(&gone_key, body).await.expect("restored");
+    announce(&side, &gone).await;
+    let deadline = Instant::now() + DEADLINE;
+    while count(
+        &client,
+        &format!("SELECT count(*) FROM analytics.exposures_loads WHERE object_key = '{gone_key}' AND status = 'loaded'"),
+    )
+    .await
+        < 1
+    {
+        assert!(Instant::now() < deadline, "the restored object was not loaded");
+        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
+    }
+    let status = loader::status::gather(&status_config(&side, &warehouse)).await;
+    assert!(
+        !listed(&status),
+        "a file loaded since is not listed as quarantined"
+    );
     stop.cancel();
     task.await.expect("loader task").expect("loader");
     assert_warehouse_exact(&warehouse.pg, &events).await;
