@@ -409,14 +409,19 @@ impl Warehouse {
     ) -> Result<BatchReport, LoadError> {
         // Records naming another lake are set aside before anything else looks at the
         // batch: one reusing a real file's key must not make the real file look seen.
-        let (admitted, foreign): (Vec<FileRecord>, Vec<FileRecord>) =
-            files.iter().cloned().partition(|file| lakes.admit(file).is_ok());
+        let mut admitted = Vec::new();
+        let mut foreign = Vec::new();
+        for file in files {
+            match lakes.admit(file) {
+                Ok(()) => admitted.push(file.clone()),
+                Err(refusal) => foreign.push((file, refusal.to_string())),
+            }
+        }
         let mut report = match self {
             Warehouse::Postgres(warehouse) => warehouse.load_batch(&admitted, lakes, batch_id).await?,
             Warehouse::Redshift(warehouse) => warehouse.load_batch(&admitted, lakes, batch_id, copy).await?,
         };
-        for file in &foreign {
-            let reason = lakes.admit(file).err().map(|e| e.to_string()).unwrap_or_default();
+        for (file, reason) in foreign {
             tracing::error!(key = %file.key, lake = %file.lake, %reason, "a file record names another lake; quarantined unread");
             match self {
                 Warehouse::Postgres(warehouse) => warehouse.quarantine(file, batch_id, &reason).await?,

@@ -196,7 +196,6 @@ impl Postgres {
             .collect())
     }
 
-    /// Loads `files` in one transaction (module doc).
     /// Records `file` as quarantined for `reason` without reading anything of it.
     pub(super) async fn quarantine(
         &self,
@@ -211,6 +210,7 @@ impl Postgres {
             .map_err(LoadError::Warehouse)
     }
 
+    /// Loads `files` in one transaction (module doc).
     pub async fn load_batch(
         &mut self,
         files: &[FileRecord],
@@ -243,15 +243,9 @@ impl Postgres {
             let body = match lakes.get(file).await {
                 Ok(body) => Some(body),
                 // Waiting will not bring it back: quarantine it, say why, load the rest.
-                // A record naming another lake is not read at all, nor its dead letters.
-                Err(error @ (LakeError::Missing(_) | LakeError::Foreign { .. })) => {
+                Err(error @ LakeError::Missing(_)) => {
                     let reason = error.to_string();
-                    let recorded = match error {
-                        LakeError::Missing(_) => {
-                            record_dead_letters(&transaction, lakes, file, &schema).await?
-                        }
-                        _ => 0,
-                    };
+                    let recorded = record_dead_letters(&transaction, lakes, file, &schema).await?;
                     let mut row = file.quarantined(batch_id, &reason);
                     row.rows_rejected = recorded;
                     transaction
