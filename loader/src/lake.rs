@@ -173,24 +173,7 @@ impl Lake {
     /// Reads a whole object.
     pub async fn get(&self, key: &str) -> Result<Bytes, LakeError> {
         match &self.store {
-            Store::S3 { client, bucket } => {
-                let output = client
-                    .get_object()
-                    .bucket(bucket)
-                    .key(key)
-                    .send()
-                    .await
-                    .map_err(|e| match e.as_service_error() {
-                        Some(service) if service.is_no_such_key() => LakeError::Missing(key.to_owned()),
-                        _ => s3_error("GetObject", bucket, key, e),
-                    })?;
-                let data = output
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| s3_error("GetObject", bucket, key, e))?;
-                Ok(data.into_bytes())
-            }
+            Store::S3 { client, bucket } => s3_get(client, bucket, key, None).await,
             Store::Local { root } => {
                 crate::files::check_key(key).map_err(LakeError::BadKey)?;
                 let path = root.join(key);
@@ -311,26 +294,11 @@ impl Lake {
     pub async fn get_tail(&self, key: &str, size: u64, length: u64) -> Result<Bytes, LakeError> {
         match &self.store {
             Store::S3 { .. } if size == 0 => Ok(Bytes::new()),
+            // An explicit range: not every S3-protocol server takes a suffix range longer
+            // than the object.
             Store::S3 { client, bucket } => {
-                // An explicit range: not every S3-protocol server takes a suffix range
-                // longer than the object.
-                let output = client
-                    .get_object()
-                    .bucket(bucket)
-                    .key(key)
-                    .range(format!("bytes={}-{}", size.saturating_sub(length), size - 1))
-                    .send()
-                    .await
-                    .map_err(|e| match e.as_service_error() {
-                        Some(service) if service.is_no_such_key() => LakeError::Missing(key.to_owned()),
-                        _ => s3_error("GetObject", bucket, key, e),
-                    })?;
-                let data = output
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| s3_error("GetObject", bucket, key, e))?;
-                Ok(data.into_bytes())
+                let range = format!("bytes={}-{}", size.saturating_sub(length), size - 1);
+                s3_get(client, bucket, key, Some(range)).await
             }
             Store::Local { .. } => {
                 let body = self.get(key).await?;
@@ -348,6 +316,33 @@ async fn s3_client(options: &AwsOptions) -> aws_sdk_s3::Client {
         .force_path_style(options.endpoint.is_some())
         .build();
     aws_sdk_s3::Client::from_conf(config)
+}
+
+/// GetObject of `key` (bytes `range` of it, if given); a missing key is
+/// [`LakeError::Missing`].
+async fn s3_get(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    range: Option<String>,
+) -> Result<Bytes, LakeError> {
+    let output = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .set_range(range)
+        .send()
+        .await
+        .map_err(|e| match e.as_service_error() {
+            Some(service) if service.is_no_such_key() => LakeError::Missing(key.to_owned()),
+            _ => s3_error("GetObject", bucket, key, e),
+        })?;
+    let data = output
+        .body
+        .collect()
+        .await
+        .map_err(|e| s3_error("GetObject", bucket, key, e))?;
+    Ok(data.into_bytes())
 }
 
 fn s3_error<E: std::error::Error + 'static>(
