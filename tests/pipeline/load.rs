@@ -141,6 +141,15 @@ async fn wait_rows(pg: &Pg, expected: i64) {
     }
 }
 
+/// Waits until `sql` (a count) reaches `at_least`; `what` says what did not happen.
+async fn wait_count(client: &tokio_postgres::Client, sql: &str, at_least: i64, what: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    while count(client, sql).await < at_least {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
+    }
+}
+
 /// Produces `payload` with `key` straight to the exposures topic, as a foreign producer.
 async fn produce_raw(side: &Lakeside, key: &str, payload: &[u8]) {
     let producer: FutureProducer = ClientConfig::new()
@@ -295,17 +304,13 @@ async fn replays_and_a_poison_file(kind: Kind) {
     let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
     wait_rows(pg, events.len() as i64).await;
     let client = pg.client().await;
-    let deadline = Instant::now() + DEADLINE;
-    while count(
+    wait_count(
         &client,
         "SELECT count(*) FROM analytics.exposures_loads WHERE status = 'quarantined'",
+        1,
+        "the corrupt file was not quarantined",
     )
-    .await
-        < 1
-    {
-        assert!(Instant::now() < deadline, "the corrupt file was not quarantined");
-        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
-    }
+    .await;
     stop.cancel();
     task.await.expect("loader task").expect("loader");
 
@@ -597,14 +602,13 @@ async fn a_file_postgres_refuses_loads_row_by_row() {
     let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
     wait_rows(&warehouse.pg, 49).await;
     let client = warehouse.pg.client().await;
-    let deadline = Instant::now() + DEADLINE;
-    while count(&client, "SELECT count(*) FROM analytics.exposures_loads").await < 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the file was not recorded in the ledger"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
-    }
+    wait_count(
+        &client,
+        "SELECT count(*) FROM analytics.exposures_loads",
+        1,
+        "the file was not recorded in the ledger",
+    )
+    .await;
     stop.cancel();
     task.await.expect("loader task").expect("loader");
     let rejected = client
@@ -795,17 +799,13 @@ async fn missing_object(kind: Kind) {
     let body = lake.get(original).await.expect("original object");
     lake.put(&gone_key, body).await.expect("restored");
     announce(&side, &gone).await;
-    let deadline = Instant::now() + DEADLINE;
-    while count(
+    wait_count(
         &client,
         &format!("SELECT count(*) FROM analytics.exposures_loads WHERE object_key = '{gone_key}' AND status = 'loaded'"),
+        1,
+        "the restored object was not loaded",
     )
-    .await
-        < 1
-    {
-        assert!(Instant::now() < deadline, "the restored object was not loaded");
-        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
-    }
+    .await;
     let status = loader::status::gather(&status_config(&side, &warehouse)).await;
     assert!(
         !listed(&status),
@@ -952,11 +952,13 @@ async fn a_view_is_replaced_only_when_its_definition_is_stale() {
         .await
         .expect("comment");
     let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
-    let deadline = Instant::now() + DEADLINE;
-    while count(&admin, growthbook_rows).await < events.len() as i64 {
-        assert!(Instant::now() < deadline, "the stale view was not replaced");
-        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
-    }
+    wait_count(
+        &admin,
+        growthbook_rows,
+        events.len() as i64,
+        "the stale view was not replaced",
+    )
+    .await;
     stop.cancel();
     task.await.expect("loader task").expect("loader");
 }
@@ -975,11 +977,13 @@ async fn redshift_counts_varchar_widths_in_bytes() {
     place_file(&side, &wide, 1_000, ParquetCodec::default()).await;
     let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
     let client = warehouse.pg.client().await;
-    let deadline = Instant::now() + DEADLINE;
-    while count(&client, "SELECT count(*) FROM analytics.exposures_loads").await < 2 {
-        assert!(Instant::now() < deadline, "the files were not both recorded");
-        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
-    }
+    wait_count(
+        &client,
+        "SELECT count(*) FROM analytics.exposures_loads",
+        2,
+        "the files were not both recorded",
+    )
+    .await;
     stop.cancel();
     task.await.expect("loader task").expect("loader");
     assert_warehouse_exact(&warehouse.pg, &good).await;

@@ -127,6 +127,31 @@ fn redshift_load_config(side: &Lakeside, pg: &Pg, data_api: &DataApi) -> loader:
     config
 }
 
+/// Runs a loader with `config` until `pg` holds `expected` rows, stops it, and checks
+/// that it quarantined no file; returns a client of `pg`.
+async fn load_everything(
+    config: loader::load::LoadConfig,
+    pg: &Pg,
+    expected: usize,
+) -> tokio_postgres::Client {
+    let stop = stage::Shutdown::new();
+    let loader = tokio::spawn(loader::load::run(config, stop.clone()));
+    let warehouse = pg.client().await;
+    wait_for_rows(&warehouse, expected).await;
+    stop.cancel();
+    loader.await.expect("loader task").expect("loader");
+    let quarantined: i64 = warehouse
+        .query_one(
+            "SELECT count(*) FROM analytics.exposures_loads WHERE status <> 'loaded'",
+            &[],
+        )
+        .await
+        .expect("ledger")
+        .get(0);
+    assert_eq!(quarantined, 0, "no file was quarantined");
+    warehouse
+}
+
 #[tokio::test]
 async fn odd_but_legal_events_reach_postgres_verbatim_and_unloadable_ones_get_400() {
     let side = Lakeside::new().await;
@@ -249,22 +274,7 @@ async fn odd_but_legal_events_reach_postgres_verbatim_and_unloadable_ones_get_40
     assert_eq!(lake["verbatim-3"].1.as_deref(), Some(expected_extra.as_str()));
 
     let pg = tokio::task::spawn_blocking(Pg::start).await.expect("postgres");
-    let stop = stage::Shutdown::new();
-    let loader = tokio::spawn(loader::load::run(load_config(&side, &pg), stop.clone()));
-    let warehouse = pg.client().await;
-    wait_for_rows(&warehouse, sent.len()).await;
-    stop.cancel();
-    loader.await.expect("loader task").expect("loader");
-
-    let quarantined: i64 = warehouse
-        .query_one(
-            "SELECT count(*) FROM analytics.exposures_loads WHERE status <> 'loaded'",
-            &[],
-        )
-        .await
-        .expect("ledger")
-        .get(0);
-    assert_eq!(quarantined, 0, "no file was quarantined");
+    let warehouse = load_everything(load_config(&side, &pg), &pg, sent.len()).await;
     let mut stored = HashMap::new();
     for row in warehouse
         .query(
@@ -337,24 +347,12 @@ async fn odd_but_legal_events_reach_postgres_verbatim_and_unloadable_ones_get_40
     // column's width in multi-byte text load, none is cut further, no file is refused.
     let redshift_pg = tokio::task::spawn_blocking(Pg::start).await.expect("postgres");
     let data_api = DataApi::start(redshift_pg.url(), side.lake_args().aws_options()).await;
-    let stop = stage::Shutdown::new();
-    let loader = tokio::spawn(loader::load::run(
+    let redshift = load_everything(
         redshift_load_config(&side, &redshift_pg, &data_api),
-        stop.clone(),
-    ));
-    let redshift = redshift_pg.client().await;
-    wait_for_rows(&redshift, sent.len()).await;
-    stop.cancel();
-    loader.await.expect("loader task").expect("loader");
-    let quarantined: i64 = redshift
-        .query_one(
-            "SELECT count(*) FROM analytics.exposures_loads WHERE status <> 'loaded'",
-            &[],
-        )
-        .await
-        .expect("ledger")
-        .get(0);
-    assert_eq!(quarantined, 0, "no file was quarantined by Redshift");
+        &redshift_pg,
+        sent.len(),
+    )
+    .await;
     let row = redshift
         .query_one(
             "SELECT geo_country_code, ds_session_id, experiment_id FROM analytics.exposures WHERE event_id = $1",
