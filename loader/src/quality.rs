@@ -21,8 +21,8 @@ pub const SRM_P_VALUE: f64 = 0.001;
 /// Share of users in more than one variation above which an experiment is flagged.
 pub const MULTIPLE_EXPOSURE_SHARE: f64 = 0.01;
 
-/// A timestamp literal comparable with `exposed_at` in `dialect`.
-fn timestamp(dialect: Dialect, at: DateTime<Utc>) -> String {
+/// A timestamp literal comparable with `exposed_at` (or `received_at`) in `dialect`.
+pub(crate) fn timestamp(dialect: Dialect, at: DateTime<Utc>) -> String {
     let text = at.format("%Y-%m-%d %H:%M:%S");
     match dialect {
         Dialect::Postgres => format!("TIMESTAMPTZ '{text}+00'"),

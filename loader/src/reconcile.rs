@@ -54,7 +54,6 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use clap::Args;
 use parquet::file::metadata::ParquetMetaDataReader;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use schemas::ddl::Dialect;
 use schemas::LAKE_SCHEMA_VERSION;
 use serde::Serialize;
 use stage::{ClientRole, KafkaArgs};
@@ -576,7 +575,7 @@ async fn compare(
         let mut dead_letters = 0;
         let mut problems = Vec::new();
         if entry.rows_in_file != (range.rows * entry.loaded) as i64 {
-            dead_letters = count_dead_letters(&lake, &object.parts).await?;
+            dead_letters = count_dead_letters(&lake, &object.parts).await?.unwrap_or(0);
             let expected = ((range.rows + dead_letters) * entry.loaded) as i64;
             if entry.rows_in_file != expected {
                 problems.push(format!(
@@ -644,7 +643,7 @@ async fn compare(
     let window = match since.and_then(|d| d.and_hms_opt(1, 0, 0)) {
         Some(from) => format!(
             "received_at >= {}",
-            timestamp(dialect, Utc.from_utc_datetime(&from))
+            crate::quality::timestamp(dialect, Utc.from_utc_datetime(&from))
         ),
         None => "1 = 1".to_owned(),
     };
@@ -670,14 +669,6 @@ async fn compare(
     Ok(())
 }
 
-fn timestamp(dialect: Dialect, at: DateTime<Utc>) -> String {
-    let text = at.format("%Y-%m-%d %H:%M:%S");
-    match dialect {
-        Dialect::Postgres => format!("TIMESTAMPTZ '{text}+00'"),
-        Dialect::Redshift => format!("TIMESTAMP '{text}'"),
-    }
-}
-
 /// The key of an object's dead-letter sidecar.
 fn rejected_key(lake: &Lake, parts: &KeyParts) -> String {
     lake.key(&file::relative_rejected_key(
@@ -687,14 +678,15 @@ fn rejected_key(lake: &Lake, parts: &KeyParts) -> String {
     ))
 }
 
-/// Lines of an object's dead-letter sidecar (0 if it has none).
-async fn count_dead_letters(lake: &Lake, parts: &KeyParts) -> Result<u64, LakeError> {
+/// Lines of an object's dead-letter sidecar; `None` if it has none.
+async fn count_dead_letters(lake: &Lake, parts: &KeyParts) -> Result<Option<u64>, LakeError> {
     match lake.get(&rejected_key(lake, parts)).await {
-        Ok(body) => Ok(body
-            .split(|byte| *byte == b'\n')
-            .filter(|line| !line.is_empty())
-            .count() as u64),
-        Err(LakeError::Missing(_)) => Ok(0),
+        Ok(body) => Ok(Some(
+            body.split(|byte| *byte == b'\n')
+                .filter(|line| !line.is_empty())
+                .count() as u64,
+        )),
+        Err(LakeError::Missing(_)) => Ok(None),
         Err(error) => Err(error),
     }
 }
@@ -710,11 +702,9 @@ async fn record_of(lake: &Lake, key: &str, object: &LakeObject) -> Result<FileRe
         .head(key)
         .await?
         .ok_or_else(|| bad("gone from the lake".into()))?;
-    let sidecar = rejected_key(lake, &object.parts);
-    let (rejected_key, rejected_rows) = if lake.exists(&sidecar).await? {
-        (Some(sidecar), count_dead_letters(lake, &object.parts).await?)
-    } else {
-        (None, 0)
+    let (rejected_key, rejected_rows) = match count_dead_letters(lake, &object.parts).await? {
+        Some(rows) => (Some(rejected_key(lake, &object.parts)), rows),
+        None => (None, 0),
     };
     Ok(FileRecord {
         lake: lake.describe(),
