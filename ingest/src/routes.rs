@@ -147,13 +147,53 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
 }
 
 async fn track_requests(matched: Option<MatchedPath>, request: Request, next: Next) -> Response {
-    let route = matched.map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = route_label(matched.as_ref().map(MatchedPath::as_str));
     let started = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
+    let status = status_label(response.status());
     metrics::counter!(m::REQUESTS, "route" => route.clone(), "status" => status).increment(1);
     metrics::histogram!(m::REQUEST_DURATION, "route" => route).record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The route label, borrowed from a 'static string for the router's paths, so the usual
+/// request allocates no label (measured on the ingest profile).
+fn route_label(matched: Option<&str>) -> metrics::SharedString {
+    const ROUTES: [&str; 6] = [
+        "/exposure",
+        "/v1/exposures",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/v1/schema",
+    ];
+    match matched {
+        None => "unmatched".into(),
+        Some(path) => ROUTES
+            .iter()
+            .find(|route| **route == path)
+            .map_or_else(|| path.to_owned().into(), |route| (*route).into()),
+    }
+}
+
+/// The status label: the code's digits, from a 'static table for the codes the API uses.
+fn status_label(status: StatusCode) -> metrics::SharedString {
+    let code: &'static str = match status.as_u16() {
+        200 => "200",
+        204 => "204",
+        400 => "400",
+        401 => "401",
+        404 => "404",
+        405 => "405",
+        408 => "408",
+        413 => "413",
+        415 => "415",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        other => return other.to_string().into(),
+    };
+    code.into()
 }
 
 impl AppState {

@@ -100,6 +100,9 @@ pub struct SinkConfig {
     pub fault: Option<FaultPoint>,
 }
 
+/// `sink`'s bound on the bytes its open files hold together (`--max-buffered-bytes`).
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 * 1024 * 1024;
+
 /// When the sink closes a file, and how long the group waits for a silent member
 /// (shared by `exposures sink` and `exposures up`).
 #[derive(Debug, Clone, Args)]
@@ -116,6 +119,13 @@ pub struct FileLimits {
     /// object is several times smaller). Bounds memory per assigned partition.
     #[arg(long, env = "EXPOSURES_MAX_FILE_BYTES", default_value_t = 128 * 1024 * 1024)]
     pub max_file_bytes: usize,
+
+    /// Close the largest open file when the open files of all assigned partitions
+    /// together take this many bytes in memory, so memory is bounded whatever the number
+    /// of partitions (--max-file-bytes bounds one file). Default: 256 MiB for `sink`,
+    /// 64 MiB under `up`, which runs every stage in one process.
+    #[arg(long, env = "EXPOSURES_MAX_BUFFERED_BYTES")]
+    pub max_buffered_bytes: Option<usize>,
 
     /// How long the group waits for a silent sink (a killed process) before giving its
     /// partitions to another member (librdkafka `session.timeout.ms`).
@@ -302,15 +312,7 @@ impl Sink {
             .entry(partition)
             .or_insert_with(|| file::OpenFile::new(partition, hour, offset));
         let payload = message.payload().unwrap_or_default();
-        let checked = serde_json::from_slice::<Exposure>(payload)
-            .map_err(|e| format!("not an exposure: {e}"))
-            .and_then(|exposure| {
-                exposure
-                    .check_loadable()
-                    .map(|()| exposure)
-                    .map_err(|e| format!("not loadable: {} ({})", e, e.code))
-            });
-        match checked {
+        match decode_record(payload) {
             Ok(exposure) => open.append(&exposure, offset),
             Err(reason) => {
                 tracing::error!(partition, offset, %reason, "record dead-lettered: the loader puts it in exposures_rejected");
@@ -321,6 +323,27 @@ impl Sink {
         let limits = &self.config.files;
         if open.rows() >= limits.max_file_rows || open.approx_bytes() >= limits.max_file_bytes {
             self.close(partition).await?;
+        }
+        let budget = self
+            .config
+            .files
+            .max_buffered_bytes
+            .unwrap_or(DEFAULT_MAX_BUFFERED_BYTES);
+        if self
+            .files
+            .values()
+            .map(file::OpenFile::approx_bytes)
+            .sum::<usize>()
+            >= budget
+        {
+            let largest = self
+                .files
+                .values()
+                .max_by_key(|f| f.approx_bytes())
+                .map(|f| f.partition);
+            if let Some(largest) = largest {
+                self.close(largest).await?;
+            }
         }
         self.publish_buffer_gauges();
         Ok(())
@@ -501,4 +524,15 @@ impl Sink {
         self.fault(FaultPoint::AfterCommit)?;
         Ok(())
     }
+}
+
+/// A Kafka value → the exposure it holds, or why it cannot be loaded (the dead
+/// letter's reason).
+pub fn decode_record(payload: &[u8]) -> Result<Exposure, String> {
+    let exposure =
+        serde_json::from_slice::<Exposure>(payload).map_err(|e| format!("not an exposure: {e}"))?;
+    exposure
+        .check_loadable()
+        .map_err(|e| format!("not loadable: {} ({})", e, e.code))?;
+    Ok(exposure)
 }

@@ -72,6 +72,7 @@ impl Lakeside {
                 flush_interval: Duration::from_secs(1),
                 max_file_rows: 1_000_000,
                 max_file_bytes: 64 * 1024 * 1024,
+                max_buffered_bytes: None,
                 session_timeout: Duration::from_secs(10),
                 compression: ParquetCodec::default(),
             },
