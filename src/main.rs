@@ -16,12 +16,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use stage::Shutdown;
 use tokio::net::TcpListener;
 
-/// mimalloc for Rust's allocations: per-thread free lists, no arena lock on the request
-/// path. Measured with `cargo bench --bench pipeline`: glibc's malloc/free were ~15% of
-/// ingest's CPU at peak (see the README's performance section).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "exposures",
@@ -276,11 +270,10 @@ fn main() -> Result<()> {
     })
 }
 
-/// For the C libraries' allocations (librdkafka, SQLite), which stay on glibc's malloc.
-/// glibc raises its mmap threshold after each large free, so later large buffers come
-/// from the heap and stay resident after a burst (measured under the gzip-bomb attack of
-/// tests/pipeline/hostile.rs while Rust's allocations were glibc's too: +77 MiB resident
-/// without this, +37 MiB with it). A fixed 128 KiB threshold gives them back on free.
+/// glibc raises its mmap threshold after each large free, so later large buffers (request
+/// bodies, Parquet files) come from the heap and stay resident after a burst; measured
+/// under the gzip-bomb attack of tests/pipeline/hostile.rs: +77 MiB resident without
+/// this, +37 MiB with it. A fixed 128 KiB threshold gives every large buffer back on free.
 fn return_large_buffers_to_the_system() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tuning; called before any other thread starts.

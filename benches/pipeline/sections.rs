@@ -289,27 +289,47 @@ fn sink_values(rows: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// What the sink does with records, without the upload: decode, Arrow, Parquet bytes,
-/// one file per partition. Returns (Parquet bytes, builder bytes while open).
+/// What the sink does with records, without the upload: decode, Arrow columns, one
+/// open file per partition, then Parquet bytes.
+#[derive(Default)]
+struct OpenFiles(std::collections::BTreeMap<i32, OpenFile>);
+
+impl OpenFiles {
+    fn append(&mut self, partition: i32, offset: i64, value: &[u8]) {
+        let exposure = loader::sink::decode_record(value).expect("a valid exposure");
+        self.0
+            .entry(partition)
+            .or_insert_with(|| {
+                OpenFile::new(partition, Hour::of_millis(Utc::now().timestamp_millis()), offset)
+            })
+            .append(&exposure, offset);
+    }
+
+    /// What the builders hold while the files are open.
+    fn buffered_bytes(&self) -> usize {
+        self.0.values().map(OpenFile::approx_bytes).sum()
+    }
+
+    /// Parquet bytes of every file.
+    fn encode(self, codec: ParquetCodec) -> usize {
+        self.0
+            .into_values()
+            .map(|file| file.encode("bench", codec).expect("parquet").bytes.len())
+            .sum()
+    }
+}
+
+/// (Parquet bytes, builder bytes while open) of `records` in `codec`.
 fn to_parquet<'a>(
     records: impl Iterator<Item = (i32, i64, &'a [u8])>,
     codec: ParquetCodec,
 ) -> (usize, usize) {
-    let mut files: std::collections::BTreeMap<i32, OpenFile> = Default::default();
-    let hour = Hour::of_millis(Utc::now().timestamp_millis());
+    let mut files = OpenFiles::default();
     for (partition, offset, value) in records {
-        let exposure = loader::sink::decode_record(value).expect("a valid exposure");
-        files
-            .entry(partition)
-            .or_insert_with(|| OpenFile::new(partition, hour, offset))
-            .append(&exposure, offset);
+        files.append(partition, offset, value);
     }
-    let buffered = files.values().map(OpenFile::approx_bytes).sum();
-    let bytes = files
-        .into_values()
-        .map(|file| file.encode("bench", codec).expect("parquet").bytes.len())
-        .sum();
-    (bytes, buffered)
+    let buffered = files.buffered_bytes();
+    (files.encode(codec), buffered)
 }
 
 /// Best of three, in seconds.
@@ -374,8 +394,7 @@ pub fn sink(report: &mut Report, venv: &Path) {
         }
         consumer.assign(&assignment).expect("assign");
         let started = Instant::now();
-        let mut files: std::collections::BTreeMap<i32, OpenFile> = Default::default();
-        let hour = Hour::of_millis(Utc::now().timestamp_millis());
+        let mut files = OpenFiles::default();
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut seen = 0;
         while seen < ROWS {
@@ -384,24 +403,15 @@ pub fn sink(report: &mut Report, venv: &Path) {
                 "the topic gave {seen} of {ROWS} records"
             );
             if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
-                let exposure =
-                    loader::sink::decode_record(message.payload().unwrap_or_default()).expect("exposure");
-                files
-                    .entry(message.partition())
-                    .or_insert_with(|| OpenFile::new(message.partition(), hour, message.offset()))
-                    .append(&exposure, message.offset());
+                files.append(
+                    message.partition(),
+                    message.offset(),
+                    message.payload().unwrap_or_default(),
+                );
                 seen += 1;
             }
         }
-        let bytes: usize = files
-            .into_values()
-            .map(|file| {
-                file.encode("bench", ParquetCodec::Snappy)
-                    .expect("parquet")
-                    .bytes
-                    .len()
-            })
-            .sum();
+        let bytes = files.encode(ParquetCodec::Snappy);
         (bytes, started.elapsed().as_secs_f64())
     };
     let (topic_bytes, topic_seconds) = from_topic();

@@ -220,3 +220,40 @@ async fn two_sink_processes_one_killed_under_load_the_other_takes_over_exactly()
     }
     assert_exact(&read_lake(&lake).await, &events);
 }
+
+/// `--max-buffered-bytes` bounds the open files of all partitions together: with the
+/// flush interval at an hour and no per-file limit in reach, only the budget can close
+/// the current hour's files early. Without it the last hour's third of the events would
+/// stay buffered (and uncommitted) until shutdown.
+#[tokio::test]
+async fn open_files_together_stay_within_max_buffered_bytes() {
+    let side = Lakeside::new().await;
+    let group = "sink-budget";
+    let events = exposures(12_000, "budget");
+    produce(&side.kafka.brokers(), &side.kafka.topic, &events).await;
+    let mut config = side.config(group);
+    config.files.flush_interval = Duration::from_secs(3600);
+    // A row of these events takes a few hundred bytes in the builders: the budget holds
+    // at most a few hundred rows, far less than an hour's 4,000.
+    config.files.max_buffered_bytes = Some(64 * 1024);
+    let sink = start_sink(config);
+    let wanted = events.len() as i64 - 1_000;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (brokers, topic) = (side.kafka.brokers(), side.kafka.topic.clone());
+        let done = tokio::task::spawn_blocking(move || committed(&brokers, &topic, group))
+            .await
+            .expect("committed");
+        if done >= wanted {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {done} of {} committed while the flush interval is an hour: the buffer budget closed too little",
+            events.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
+    }
+    sink.stop().await;
+    assert_exact(&read_lake(&side.lake().await).await, &events);
+}
