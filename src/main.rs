@@ -434,6 +434,9 @@ fn config_from_flags<T: clap::Args + clap::FromArgMatches>(stage: &str, flags: &
 /// peak under 256 MiB resident (`cargo bench --bench pipeline -- e2e`).
 #[cfg(feature = "embedded-broker")]
 const UP_MAX_BUFFERED_BYTES: usize = 64 * 1024 * 1024;
+/// `up`'s default for `--flush-interval`.
+#[cfg(feature = "embedded-broker")]
+const UP_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[cfg(feature = "embedded-broker")]
 async fn run_up(args: UpArgs) -> Result<()> {
@@ -487,6 +490,8 @@ async fn run_up(args: UpArgs) -> Result<()> {
     // One process for every stage: the open files get a smaller share of its memory.
     sink_config.files.max_buffered_bytes =
         Some(args.files.max_buffered_bytes.unwrap_or(UP_MAX_BUFFERED_BYTES));
+    // Someone trying the pipeline wants to see rows in seconds, not a minute.
+    sink_config.files.flush_interval = Some(args.files.flush_interval.unwrap_or(UP_FLUSH_INTERVAL));
     let load_config = match &args.warehouse.warehouse {
         Some(url) => {
             let mut config: loader::load::LoadConfig = config_from_flags(

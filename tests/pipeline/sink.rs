@@ -232,7 +232,7 @@ async fn open_files_together_stay_within_max_buffered_bytes() {
     let events = exposures(12_000, "budget");
     produce(&side.kafka.brokers(), &side.kafka.topic, &events).await;
     let mut config = side.config(group);
-    config.files.flush_interval = Duration::from_secs(3600);
+    config.files.flush_interval = Some(Duration::from_secs(3600));
     // A row of these events takes a few hundred bytes in the builders: the budget holds
     // at most a few hundred rows, far less than an hour's 4,000.
     config.files.max_buffered_bytes = Some(64 * 1024);

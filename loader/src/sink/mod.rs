@@ -102,14 +102,17 @@ pub struct SinkConfig {
 
 /// `sink`'s bound on the bytes its open files hold together (`--max-buffered-bytes`).
 pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 * 1024 * 1024;
+/// `sink`'s `--flush-interval`.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
 
 /// When the sink closes a file, and how long the group waits for a silent member
 /// (shared by `exposures sink` and `exposures up`).
 #[derive(Debug, Clone, Args)]
 pub struct FileLimits {
-    /// Close a partition's file when its oldest row has waited this long.
-    #[arg(long, env = "EXPOSURES_FLUSH_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
-    pub flush_interval: Duration,
+    /// Close a partition's file when its oldest row has waited this long. Default: 60 s
+    /// for `sink` (fewer, larger files); 10 s under `up`, where rows should show soon.
+    #[arg(long, env = "EXPOSURES_FLUSH_INTERVAL", value_parser = humantime::parse_duration)]
+    pub flush_interval: Option<Duration>,
 
     /// Close a file at this many rows.
     #[arg(long, env = "EXPOSURES_MAX_FILE_ROWS", default_value_t = 1_000_000)]
@@ -136,6 +139,13 @@ pub struct FileLimits {
     /// DuckDB alike; zstd is smaller but Redshift Spectrum does not document it.
     #[arg(long, env = "EXPOSURES_COMPRESSION", value_enum, default_value_t = ParquetCodec::Snappy)]
     pub compression: ParquetCodec,
+}
+
+impl FileLimits {
+    /// `--flush-interval`, or `sink`'s default.
+    pub fn flush_interval(&self) -> Duration {
+        self.flush_interval.unwrap_or(DEFAULT_FLUSH_INTERVAL)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -206,6 +216,10 @@ pub async fn run(config: SinkConfig, shutdown: Shutdown) -> Result<(), SinkError
                         "session.timeout.ms",
                         config.files.session_timeout.as_millis().to_string(),
                     ),
+                    // Files close after seconds, so a fetch may wait for a fuller batch:
+                    // fewer, larger fetches for the broker to serve (librdkafka's
+                    // default answers every fetch as soon as one byte is there).
+                    ("fetch.min.bytes", "1048576".into()),
                 ],
             )?
             .create_with_context(SinkContext::default())
@@ -353,7 +367,7 @@ impl Sink {
         let aged: Vec<i32> = self
             .files
             .values()
-            .filter(|f| f.opened.elapsed() >= self.config.files.flush_interval)
+            .filter(|f| f.opened.elapsed() >= self.config.files.flush_interval())
             .map(|f| f.partition)
             .collect();
         for partition in aged {
