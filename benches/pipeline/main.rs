@@ -1,6 +1,6 @@
 //! The performance suite: what one box takes, against peers measured in the same run.
 //!
-//!     cargo bench --bench pipeline                 # every section (≈ 8 min)
+//!     cargo bench --bench pipeline                 # every section (≈ 11 min)
 //!     cargo bench --bench pipeline -- ingest sink  # some: ingest, sink, e2e, soak
 //!
 //! - **ingest**: `wrk -t1 -c64` POSTing the seed's exposure, one user per request, at
