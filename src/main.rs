@@ -430,10 +430,11 @@ fn config_from_flags<T: clap::Args + clap::FromArgMatches>(stage: &str, flags: &
     T::from_arg_matches(&matches).with_context(|| format!("cannot configure the embedded {stage}"))
 }
 
-/// `up`'s default for `--max-buffered-bytes`: with it, 1,000,000 events through `up`
-/// peak under 256 MiB resident (`cargo bench --bench pipeline -- e2e`).
+/// `up`'s default for `--max-buffered-bytes`: 1,000,000 events through `up` peaked at
+/// 281 MiB resident with 64 MiB, 248–255 MiB with this (`cargo bench --bench pipeline --
+/// e2e`); files of ~40,000 rows are no burden for the PostgreSQL loader behind it.
 #[cfg(feature = "embedded-broker")]
-const UP_MAX_BUFFERED_BYTES: usize = 64 * 1024 * 1024;
+const UP_MAX_BUFFERED_BYTES: usize = 32 * 1024 * 1024;
 /// `up`'s default for `--flush-interval`.
 #[cfg(feature = "embedded-broker")]
 const UP_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);

@@ -126,7 +126,7 @@ pub struct FileLimits {
     /// Close the largest open file when the open files of all assigned partitions
     /// together take this many bytes in memory, so memory is bounded whatever the number
     /// of partitions (--max-file-bytes bounds one file). Default: 256 MiB for `sink`,
-    /// 64 MiB under `up`, which runs every stage in one process.
+    /// 32 MiB under `up`, which runs every stage in one process.
     #[arg(long, env = "EXPOSURES_MAX_BUFFERED_BYTES")]
     pub max_buffered_bytes: Option<usize>,
 
