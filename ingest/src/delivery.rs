@@ -141,9 +141,9 @@ impl Delivery {
                 Err((error, _)) => Either::Right(future::ready(Sent::from_error(&error))),
             }
         });
-        let results = future::join_all(acks).await;
-        metrics::gauge!(m::PRODUCER_QUEUE).set(f64::from(self.producer.in_flight_count()));
-        results
+        // The queue-length gauge is sampled by the broker probe: reading it here cost a
+        // lock in librdkafka per request.
+        future::join_all(acks).await
     }
 
     /// True when events can be made durable now: the broker answered the last probe,

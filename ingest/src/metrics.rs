@@ -13,7 +13,7 @@ pub const EVENTS_REJECTED: &str = "exposures_ingest_events_rejected_total";
 /// Histogram of produce-to-acknowledgement time, failures included so the tail is honest;
 /// label `outcome` = `acked` | `failed`.
 pub const KAFKA_ACK_DURATION: &str = "exposures_ingest_kafka_ack_duration_seconds";
-/// Gauge: messages in the producer's queue not yet acknowledged.
+/// Gauge: messages in the producer's queue not yet acknowledged (sampled every 2 s).
 pub const PRODUCER_QUEUE: &str = "exposures_ingest_producer_queue_messages";
 /// Gauge: 1 when the last metadata probe reached the broker.
 pub const BROKER_UP: &str = "exposures_ingest_broker_up";

@@ -305,10 +305,21 @@ async fn post_exposure(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Accepted>, ApiError> {
     let exposures = accept(state, peer, request, Endpoint::Single).await?;
-    let event_id = exposures.first().map(|e| e.event_id.as_str()).unwrap_or_default();
-    Ok(Json(json!({"status": "ok", "event_id": event_id})))
+    let event_id = exposures.first().map(|e| e.event_id.clone()).unwrap_or_default();
+    Ok(Json(Accepted {
+        status: "ok",
+        event_id,
+    }))
+}
+
+/// The answer to `POST /exposure`: serialised straight from a struct, not built as a
+/// JSON map per request.
+#[derive(serde::Serialize)]
+struct Accepted {
+    status: &'static str,
+    event_id: String,
 }
 
 /// `POST /v1/exposures`: a JSON array or NDJSON; all or nothing.
