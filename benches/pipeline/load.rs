@@ -141,10 +141,7 @@ pub fn fixed_rate(
     bodies: Arc<Vec<String>>,
     mut on_second: impl FnMut(u64) + Send + 'static,
 ) -> Latencies {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = one_thread_runtime();
     let path = path.to_owned();
     runtime.block_on(async move {
         let started = tokio::time::Instant::now();
@@ -196,13 +193,10 @@ pub fn fixed_rate(
 }
 
 /// Closed loop: `connections` connections POST batches of `per_batch` events to `path`
-/// until `total` events are accepted; 503s are retried after their pause. Returns the
+/// until `total` events are accepted; 503s and 429s are retried after 200 ms. Returns the
 /// latencies of the batches and how many were retried.
 pub fn post_all(port: u16, path: &str, connections: usize, total: u64, per_batch: u64) -> (Latencies, u64) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = one_thread_runtime();
     let path = path.to_owned();
     runtime.block_on(async move {
         let started = Instant::now();
@@ -247,6 +241,14 @@ pub fn post_all(port: u16, path: &str, connections: usize, total: u64, per_batch
         }
         (summarize(all, 0, started.elapsed().as_secs_f64()), retried)
     })
+}
+
+/// The generators run on one thread, like `wrk -t1`.
+pub fn one_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 fn summarize(mut micros: Vec<u32>, errors: u64, seconds: f64) -> Latencies {

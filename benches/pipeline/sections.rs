@@ -537,10 +537,7 @@ pub fn end_to_end(report: &mut Report) {
         posting.p50_ms,
         posting.p99_ms
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = load::one_thread_runtime();
     let loaded = runtime.block_on(async {
         let (client, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
             .await
