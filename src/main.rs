@@ -244,30 +244,28 @@ fn main() -> Result<()> {
                     fill_in_from_up(&mut config, given);
                 }
                 let report = loader::status::gather(&config).await;
-                if config.json {
-                    println!("{}", report.to_json());
-                } else {
-                    print!("{report}");
-                }
+                let text = if config.json { format!("{}\n", report.to_json()) } else { report.to_string() };
                 // 2: a section could not be read; 1: an experiment needs attention.
-                std::io::Write::flush(&mut std::io::stdout())?;
-                std::process::exit(report.exit_code());
+                print_and_exit(&text, report.exit_code())
             }
             Command::Reconcile(config) => {
                 let report = loader::reconcile::run(&config).await;
-                if config.json {
-                    println!("{}", report.to_json());
-                } else {
-                    print!("{report}");
-                }
+                let text = if config.json { format!("{}\n", report.to_json()) } else { report.to_string() };
                 // 2: a part could not be read; 1: something is listed (and not repaired).
-                std::io::Write::flush(&mut std::io::stdout())?;
-                std::process::exit(report.exit_code());
+                print_and_exit(&text, report.exit_code())
             }
             Command::Up(args) => run_up(args).await,
             Command::DevBroker(args) => run_dev_broker(args).await,
         }
     })
+}
+
+/// Prints a `status` or `reconcile` report and exits with its code (0 fine, 1 needs
+/// attention, 2 something could not be read), which scripts and CI act on.
+fn print_and_exit(text: &str, code: i32) -> Result<()> {
+    print!("{text}");
+    std::io::Write::flush(&mut std::io::stdout())?;
+    std::process::exit(code);
 }
 
 /// glibc raises its mmap threshold after each large free, so later large buffers (request

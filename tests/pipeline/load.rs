@@ -3,7 +3,6 @@
 //! the pipeline's lake files end up as rows exactly once, through replays, a poison
 //! file, throttling, slow statements, an outage and a killed loader.
 
-use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,7 @@ use rdkafka::ClientConfig;
 
 use crate::harness::kafka::{read_exactly, record_count};
 use crate::harness::lake::{exposures, produce, start_sink, wait_committed, Lakeside};
-use crate::harness::postgres::Pg;
+use crate::harness::postgres::{assert_warehouse_exact, Pg};
 use crate::harness::redshift_emulator::DataApi;
 use crate::harness::{metric_value, DEADLINE};
 
@@ -235,25 +234,6 @@ async fn announce(side: &Lakeside, record: &serde_json::Value) {
         )
         .await
         .expect("announced");
-}
-
-async fn assert_warehouse_exact(pg: &Pg, events: &[schemas::Exposure]) {
-    let client = pg.client().await;
-    let ids: HashSet<String> = client
-        .query("SELECT event_id FROM analytics.exposures", &[])
-        .await
-        .expect("query")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let expected: HashSet<String> = events.iter().map(|e| e.event_id.clone()).collect();
-    assert_eq!(ids.len(), expected.len());
-    assert!(ids == expected, "warehouse rows differ from the events");
-    assert_eq!(
-        count(&client, "SELECT count(*) FROM analytics.exposures_growthbook").await,
-        events.len() as i64,
-        "every exposure (all have a ds_user_id) is in GrowthBook's view"
-    );
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use loader::sink::file::{relative_key, Hour, OpenFile, ParquetCodec};
 
 use crate::harness::kafka::record_count;
 use crate::harness::lake::{exposures, produce, start_sink, wait_committed, Lakeside};
-use crate::harness::postgres::Pg;
+use crate::harness::postgres::{assert_warehouse_exact, Pg};
 use crate::harness::DEADLINE;
 
 fn warehouse_args(pg: &Pg) -> (WarehouseArgs, RedshiftArgs) {
@@ -202,16 +202,8 @@ async fn reconcile_finds_a_deleted_ledger_row_and_an_unannounced_object_and_repa
         (extra.len() as i64, extra.len() as i64)
     );
     // Exactly the events, each once.
-    let ids: Vec<String> = client
-        .query("SELECT event_id FROM analytics.exposures", &[])
-        .await
-        .expect("ids")
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let expected: HashSet<String> = events.iter().chain(&extra).map(|e| e.event_id.clone()).collect();
-    assert_eq!(ids.len(), expected.len(), "no duplicate rows");
-    assert_eq!(ids.into_iter().collect::<HashSet<_>>(), expected);
+    let all: Vec<schemas::Exposure> = events.iter().chain(&extra).cloned().collect();
+    assert_warehouse_exact(&pg, &all).await;
 
     // Consistent again: nothing listed, and a second repair announces nothing.
     let after = loader::reconcile::run(&reconcile_config(&side, &pg, false)).await;

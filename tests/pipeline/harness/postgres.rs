@@ -133,3 +133,32 @@ impl Drop for Pg {
             .output();
     }
 }
+
+/// The `analytics.exposures` table holds exactly `events`, each once, and GrowthBook's
+/// view shows every one of them (all test events have a `ds_user_id`).
+pub async fn assert_warehouse_exact(pg: &Pg, events: &[schemas::Exposure]) {
+    let client = pg.client().await;
+    let ids: Vec<String> = client
+        .query("SELECT event_id FROM analytics.exposures", &[])
+        .await
+        .expect("query")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let expected: std::collections::HashSet<String> = events.iter().map(|e| e.event_id.clone()).collect();
+    assert_eq!(ids.len(), expected.len(), "no duplicate rows");
+    assert!(
+        ids.into_iter().collect::<std::collections::HashSet<_>>() == expected,
+        "warehouse rows differ from the events"
+    );
+    let in_view: i64 = client
+        .query_one("SELECT count(*) FROM analytics.exposures_growthbook", &[])
+        .await
+        .map(|row| row.get(0))
+        .unwrap_or(-1);
+    assert_eq!(
+        in_view,
+        events.len() as i64,
+        "every exposure (all have a ds_user_id) is in GrowthBook's view"
+    );
+}
