@@ -5,14 +5,12 @@
 
 use std::sync::Arc;
 
+use crate::lake_row::LakeRow;
 use arrow_array::builder::{
     BooleanBuilder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
-use serde_json::{Map, Value};
-
-use crate::record::Exposure;
 
 /// Bumped when the column list changes incompatibly; part of every lake object key.
 pub const LAKE_SCHEMA_VERSION: &str = "v1";
@@ -149,42 +147,32 @@ impl ExposureBatchBuilder {
         }
     }
 
-    /// Appends one exposure read from Kafka `partition` at `offset`.
-    pub fn append(&mut self, exposure: &Exposure, partition: i32, offset: i64) {
-        let attributes_json = exposure.attributes.as_ref().map(json_text);
-        let extra_json = exposure.extra.as_ref().map(json_text);
+    /// Appends one row read from Kafka `partition` at `offset`.
+    pub fn append(&mut self, row: &LakeRow<'_>, partition: i32, offset: i64) {
+        let text_len = |text: &Option<std::borrow::Cow<'_, str>>| text.as_deref().map_or(0, str::len);
         self.approx_bytes += 64
-            + exposure.event_id.len()
-            + exposure.ds_user_id.as_deref().map_or(0, str::len)
-            + exposure.anonymous_id.as_deref().map_or(0, str::len)
-            + exposure.experiment_id.len()
-            + exposure.variation_id.len()
-            + exposure.source.as_deref().map_or(0, str::len)
-            + attributes_json.as_deref().map_or(0, str::len) * 2
-            + extra_json.as_deref().map_or(0, str::len);
-        self.event_id.append_value(&exposure.event_id);
-        self.ds_user_id.append_option(exposure.ds_user_id.as_deref());
-        self.anonymous_id.append_option(exposure.anonymous_id.as_deref());
-        self.experiment_id.append_value(&exposure.experiment_id);
-        self.variation_id.append_value(&exposure.variation_id);
-        self.exposed_at
-            .append_value(exposure.exposed_at.timestamp_micros());
-        self.received_at
-            .append_value(exposure.received_at.timestamp_micros());
-        self.source.append_option(exposure.source.as_deref());
-        self.attributes.append_option(attributes_json);
-        let attributes = exposure.attributes.as_ref();
-        for (builder, name) in self.promoted_text.iter_mut().zip(PROMOTED_TEXT_ATTRIBUTES) {
-            let max_bytes = column_max_bytes(name);
-            builder.append_option(
-                attributes
-                    .and_then(|a| promoted_text(a, name))
-                    .map(|v| truncate(v, max_bytes)),
-            );
+            + row.event_id.len()
+            + text_len(&row.ds_user_id)
+            + text_len(&row.anonymous_id)
+            + row.experiment_id.len()
+            + row.variation_id.len()
+            + text_len(&row.source)
+            + text_len(&row.attributes) * 2
+            + text_len(&row.extra);
+        self.event_id.append_value(&row.event_id);
+        self.ds_user_id.append_option(row.ds_user_id.as_deref());
+        self.anonymous_id.append_option(row.anonymous_id.as_deref());
+        self.experiment_id.append_value(&row.experiment_id);
+        self.variation_id.append_value(&row.variation_id);
+        self.exposed_at.append_value(row.exposed_at.timestamp_micros());
+        self.received_at.append_value(row.received_at.timestamp_micros());
+        self.source.append_option(row.source.as_deref());
+        self.attributes.append_option(row.attributes.as_deref());
+        for (builder, value) in self.promoted_text.iter_mut().zip(&row.promoted_text) {
+            builder.append_option(value.as_deref());
         }
-        self.is_kf_verified
-            .append_option(attributes.and_then(|a| promoted_bool(a, PROMOTED_BOOLEAN_ATTRIBUTE)));
-        self.extra.append_option(extra_json);
+        self.is_kf_verified.append_option(row.is_kf_verified);
+        self.extra.append_option(row.extra.as_deref());
         self.kafka_partition.append_value(partition);
         self.kafka_offset.append_value(offset);
         self.rows += 1;
@@ -231,50 +219,36 @@ impl ExposureBatchBuilder {
     }
 }
 
-/// The declared byte limit of a text column (`usize::MAX` for other columns).
-pub fn column_max_bytes(name: &str) -> usize {
-    match COLUMNS.iter().find(|c| c.name == name).map(|c| c.kind) {
-        Some(ColumnType::Text(max)) => max as usize,
-        _ => usize::MAX,
+/// The declared byte limit of a text column (`usize::MAX` for other columns). A `const
+/// fn`, so hot paths look their widths up at compile time.
+pub const fn column_max_bytes(name: &str) -> usize {
+    let mut index = 0;
+    while index < COLUMNS.len() {
+        if same_name(COLUMNS[index].name, name) {
+            return match COLUMNS[index].kind {
+                ColumnType::Text(max) => max as usize,
+                _ => usize::MAX,
+            };
+        }
+        index += 1;
     }
+    usize::MAX
 }
 
-/// Cuts `value` to at most `max_bytes` bytes (Redshift's `VARCHAR(n)` counts bytes), on
-/// a character boundary, so the result is valid UTF-8 and never over the width.
-fn truncate(value: std::borrow::Cow<'_, str>, max_bytes: usize) -> std::borrow::Cow<'_, str> {
-    if value.len() <= max_bytes {
-        return value;
+/// `a == b`, usable in a `const fn`.
+const fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
     }
-    let mut end = max_bytes;
-    while !value.is_char_boundary(end) {
-        end -= 1;
+    let mut index = 0;
+    while index < a.len() {
+        if a[index] != b[index] {
+            return false;
+        }
+        index += 1;
     }
-    std::borrow::Cow::Owned(value[..end].to_owned())
-}
-
-fn json_text(object: &Map<String, Value>) -> String {
-    serde_json::to_string(object).unwrap_or_default()
-}
-
-/// A promoted text attribute: strings as sent, numbers and booleans as their JSON text,
-/// anything else (objects, arrays, null) absent.
-fn promoted_text<'a>(attributes: &'a Map<String, Value>, name: &str) -> Option<std::borrow::Cow<'a, str>> {
-    match attributes.get(name)? {
-        Value::String(s) => Some(std::borrow::Cow::Borrowed(s.as_str())),
-        Value::Number(n) => Some(std::borrow::Cow::Owned(n.to_string())),
-        Value::Bool(b) => Some(std::borrow::Cow::Owned(b.to_string())),
-        _ => None,
-    }
-}
-
-fn promoted_bool(attributes: &Map<String, Value>, name: &str) -> Option<bool> {
-    match attributes.get(name)? {
-        Value::Bool(b) => Some(*b),
-        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
-        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
-        Value::Number(n) => n.as_i64().map(|v| v != 0),
-        _ => None,
-    }
+    true
 }
 
 #[cfg(test)]
@@ -284,12 +258,14 @@ mod tests {
     use arrow_array::cast::AsArray;
     use arrow_array::types::TimestampMicrosecondType;
     use arrow_array::Array;
-    use serde_json::json;
+    use serde_json::{json, Map, Value};
+
+    use crate::Exposure;
 
     /// The text columns of `exposure`'s lake row, by name.
     fn lake_text(exposure: &Exposure) -> impl Fn(&str) -> String {
         let mut builder = ExposureBatchBuilder::new();
-        builder.append(exposure, 0, 0);
+        builder.append(&LakeRow::from_exposure(exposure), 0, 0);
         let batch = builder.finish().unwrap();
         move |name: &str| {
             batch
@@ -327,7 +303,7 @@ mod tests {
             )
             .unwrap();
         let mut builder = ExposureBatchBuilder::new();
-        builder.append(&exposure, 0, 0);
+        builder.append(&LakeRow::from_exposure(&exposure), 0, 0);
         let batch = builder.finish().unwrap();
         let country = batch
             .column_by_name("geo_country_code")
@@ -378,8 +354,18 @@ mod tests {
         .unwrap();
         let exposure = Normalizer::default().normalize(body, chrono::Utc::now()).unwrap();
         // Through Kafka as the sink decodes it.
-        let decoded: Exposure = serde_json::from_slice(&exposure.to_json_bytes()).unwrap();
-        let text = lake_text(&decoded);
+        let value = exposure.to_json_bytes();
+        let mut builder = ExposureBatchBuilder::new();
+        builder.append(&LakeRow::from_kafka_value(&value).unwrap(), 0, 0);
+        let batch = builder.finish().unwrap();
+        let text = |name: &str| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_string::<i32>()
+                .value(0)
+                .to_owned()
+        };
         assert_eq!(
             text("attributes"),
             r#"{"z":123456789012345678901234567890,"platform":7.50,"a":[1e-7,-0]}"#
@@ -409,8 +395,8 @@ mod tests {
             )
             .unwrap();
         let mut builder = ExposureBatchBuilder::new();
-        builder.append(&a, 3, 100);
-        builder.append(&b, 3, 101);
+        builder.append(&LakeRow::from_exposure(&a), 3, 100);
+        builder.append(&LakeRow::from_exposure(&b), 3, 101);
         assert_eq!(builder.rows(), 2);
         assert!(builder.approx_bytes() > 0);
         let batch = builder.finish().unwrap();

@@ -9,7 +9,7 @@
 //!   Every rejection is a [`FieldError`] that names the field, so the HTTP API can tell
 //!   the caller exactly what to fix.
 //! - [`Exposure`] is the normalised record. Its JSON form is the Kafka message value the
-//!   ingest API produces and the sink consumes, so both sides use this one type.
+//!   ingest API produces and the sink consumes.
 //! - [`IpPolicy`] is the privacy policy for the `forwarded_for` attribute.
 //! - [`loadable`] is the one definition of what every warehouse can store (no NUL
 //!   characters, byte limits, JSON ≤ 65,535 bytes, numbers a double can hold), which the
@@ -17,6 +17,8 @@
 //!   and `extra` keep the client's JSON verbatim: serde_json's `arbitrary_precision`
 //!   (enabled for the workspace) keeps every number as the digits that were sent.
 //!
+//! - [`LakeRow`] reads a Kafka value straight into the lake's row (borrowing from the
+//!   message, checking it by the loadable rules): the sink's hot path.
 //! - [`COLUMNS`] is the exposure table, from which [`arrow_schema`] (the lake's Parquet
 //!   schema) is generated and [`ExposureBatchBuilder`] fills Arrow columns; [`ddl`]
 //!   generates the warehouse tables and GrowthBook views from the same list, and
@@ -29,6 +31,7 @@ pub mod ddl;
 mod error;
 pub mod external;
 pub mod json_schema;
+mod lake_row;
 pub mod ledger;
 pub mod loadable;
 mod normalize;
@@ -40,6 +43,7 @@ pub use columns::{
     PROMOTED_BOOLEAN_ATTRIBUTE, PROMOTED_TEXT_ATTRIBUTES,
 };
 pub use error::{ErrorCode, FieldError};
+pub use lake_row::{LakeRow, RowError};
 pub use normalize::{Limits, Normalizer};
 pub use privacy::IpPolicy;
 pub use record::Exposure;

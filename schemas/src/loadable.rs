@@ -48,6 +48,28 @@ pub const MAX_JSON_BYTES: usize = 65_535;
 /// fits, with room for a sign, a fraction and an exponent.
 pub const MAX_NUMBER_BYTES: usize = 400;
 
+/// Checks the record's text fields, `(name, value, column width)`: no NUL character,
+/// and no more bytes than the column holds.
+pub(crate) fn check_texts<'a>(
+    texts: impl IntoIterator<Item = (&'static str, Option<&'a str>, usize)>,
+) -> Result<(), FieldError> {
+    for (field, text, max) in texts {
+        let Some(text) = text else { continue };
+        check_text(field, text)?;
+        if text.len() > max {
+            return Err(FieldError::new(
+                ErrorCode::TooLong,
+                field,
+                format!(
+                    "{field} is {} bytes; the warehouse column holds {max}",
+                    text.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks that `text`, the value of `field`, has no NUL character.
 pub(crate) fn check_text(field: &str, text: &str) -> Result<(), FieldError> {
     if has_nul(text) {
@@ -250,9 +272,15 @@ fn walk_value(value: &Value, remaining: usize) -> Result<(), Fault> {
 /// Short decimals without an exponent are always within a double's range.
 const ALWAYS_IN_RANGE_BYTES: usize = 15;
 
+/// Whether the JSON number `text` is within range without looking closer: a short
+/// decimal without an exponent (which serde_json also serialises as it is written).
+pub(crate) fn number_plainly_in_range(text: &str) -> bool {
+    text.len() <= ALWAYS_IN_RANGE_BYTES && !text.contains(['e', 'E'])
+}
+
 fn check_number(number: &Number) -> Result<(), Fault> {
     let text = number.as_str();
-    if text.len() <= ALWAYS_IN_RANGE_BYTES && !text.contains(['e', 'E']) {
+    if number_plainly_in_range(text) {
         return Ok(());
     }
     let refuse = |why| {
@@ -448,96 +476,5 @@ mod tests {
                 "{text}"
             );
         }
-    }
-}
-
-impl crate::Exposure {
-    /// Whether every warehouse can store this record as a row, by the rules above. The
-    /// normaliser guarantees it for what ingest accepts; the sink asks it of every
-    /// record on the topic, since another producer (or an older version) may have
-    /// written it, and dead-letters the record instead of failing its file.
-    pub fn check_loadable(&self) -> Result<(), FieldError> {
-        let texts = [
-            ("event_id", Some(self.event_id.as_str())),
-            ("ds_user_id", self.ds_user_id.as_deref()),
-            ("anonymous_id", self.anonymous_id.as_deref()),
-            ("experiment_id", Some(self.experiment_id.as_str())),
-            ("variation_id", Some(self.variation_id.as_str())),
-            ("source", self.source.as_deref()),
-        ];
-        for (field, text) in texts {
-            let Some(text) = text else { continue };
-            check_text(field, text)?;
-            let max = crate::columns::column_max_bytes(field);
-            if text.len() > max {
-                return Err(FieldError::new(
-                    ErrorCode::TooLong,
-                    field,
-                    format!(
-                        "{field} is {} bytes; the warehouse column holds {max}",
-                        text.len()
-                    ),
-                ));
-            }
-        }
-        for (field, object) in [("attributes", &self.attributes), ("extra", &self.extra)] {
-            let Some(object) = object else { continue };
-            check_object(Root::Field(field), object, usize::MAX)?;
-            let size = serialized_len(object);
-            if size > MAX_JSON_BYTES {
-                return Err(FieldError::new(
-                    ErrorCode::TooLarge,
-                    field,
-                    format!("{field} is {size} bytes of JSON; at most {MAX_JSON_BYTES} load"),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod record_tests {
-    use chrono::Utc;
-    use serde_json::json;
-
-    use crate::Exposure;
-
-    fn record() -> Exposure {
-        Exposure {
-            event_id: "e1".into(),
-            ds_user_id: Some("u".into()),
-            anonymous_id: None,
-            experiment_id: "x".into(),
-            variation_id: "1".into(),
-            exposed_at: Utc::now(),
-            received_at: Utc::now(),
-            source: None,
-            attributes: None,
-            extra: None,
-        }
-    }
-
-    #[test]
-    fn records_from_other_producers_are_checked_by_the_same_rules() {
-        assert!(record().check_loadable().is_ok());
-        let mut nul = record();
-        nul.experiment_id = "a\u{0}b".into();
-        assert_eq!(
-            nul.check_loadable().expect_err("NUL").field.as_deref(),
-            Some("experiment_id")
-        );
-        let mut long = record();
-        long.variation_id = "é".repeat(200); // 400 bytes, 200 characters
-        assert_eq!(
-            long.check_loadable().expect_err("bytes").code.as_str(),
-            "too_long"
-        );
-        let mut nested = record();
-        nested.attributes = json!({"a": {"b\u{0}": 1}}).as_object().cloned();
-        assert_eq!(
-            nested.check_loadable().expect_err("key").code.as_str(),
-            "nul_character"
-        );
     }
 }

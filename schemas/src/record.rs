@@ -4,8 +4,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// One experiment exposure after validation: what ingest produces to Kafka (as JSON) and
-/// what the sink turns into a Parquet row.
+/// One experiment exposure after validation: what ingest produces to Kafka (as JSON).
+/// The sink reads that JSON straight into a [`LakeRow`](crate::LakeRow) instead, without
+/// building this record.
 ///
 /// JSON is the wire encoding on purpose: the record carries two free-form JSON objects
 /// (`attributes`, `extra`) that are stored verbatim, so a binary schema would only wrap

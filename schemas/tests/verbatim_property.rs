@@ -9,7 +9,7 @@
 
 use chrono::Utc;
 use proptest::prelude::*;
-use schemas::{ErrorCode, Exposure, ExposureBatchBuilder, Limits, Normalizer};
+use schemas::{ErrorCode, Exposure, ExposureBatchBuilder, LakeRow, Limits, Normalizer};
 use serde_json::Value;
 
 /// A JSON document as the client meant it: the oracle the results are compared with.
@@ -309,12 +309,16 @@ proptest! {
             }
             Ok(exposure) => {
                 prop_assert!(expected.is_empty(), "accepted although {:?}", expected);
-                // Kafka: the value the sink decodes is the same record.
-                let decoded: Exposure = serde_json::from_slice(&exposure.to_json_bytes()).expect("decodes");
+                // Kafka: the value decodes to the same record, and the sink reads it into
+                // the row of that record.
+                let value = exposure.to_json_bytes();
+                let decoded: Exposure = serde_json::from_slice(&value).expect("decodes");
                 prop_assert_eq!(&decoded, &exposure);
+                let row = LakeRow::from_kafka_value(&value).expect("the sink takes it");
+                prop_assert_eq!(&row, &LakeRow::from_exposure(&exposure));
                 // The lake: the JSON text columns of the Parquet row.
                 let mut builder = ExposureBatchBuilder::new();
-                builder.append(&decoded, 0, 0);
+                builder.append(&row, 0, 0);
                 let batch = builder.finish().expect("batch");
                 let column = |name: &str| -> Value {
                     let text = batch

@@ -22,7 +22,7 @@ fn sink_file() -> (Vec<(String, DataType)>, String) {
     let hour = Hour::of_millis(events[0].received_at.timestamp_millis());
     let mut file = OpenFile::new(3, hour, 42);
     for (offset, event) in (42..).zip(&events) {
-        file.append(event, offset);
+        file.append(&schemas::LakeRow::from_exposure(event), offset);
     }
     let encoded = file
         .encode("exposures", ParquetCodec::default())

@@ -195,7 +195,7 @@ async fn place_file(side: &Lakeside, events: &[schemas::Exposure], first_offset:
     let hour = Hour::of_millis(events[0].received_at.timestamp_millis());
     let mut file = OpenFile::new(0, hour, first_offset);
     for (offset, event) in (first_offset..).zip(events) {
-        file.append(event, offset);
+        file.append(&schemas::LakeRow::from_exposure(event), offset);
     }
     let encoded = file.encode(&side.kafka.topic, codec).expect("parquet");
     let lake = side.lake().await;

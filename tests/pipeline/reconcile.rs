@@ -142,7 +142,7 @@ async fn reconcile_finds_a_deleted_ledger_row_and_an_unannounced_object_and_repa
     let first_offset = 1_000_000;
     let mut file = OpenFile::new(0, hour, first_offset);
     for (offset, event) in (first_offset..).zip(&extra) {
-        file.append(event, offset);
+        file.append(&schemas::LakeRow::from_exposure(event), offset);
     }
     let encoded = file
         .encode(&side.kafka.topic, ParquetCodec::default())

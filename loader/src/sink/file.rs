@@ -12,7 +12,7 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
-use schemas::{Exposure, ExposureBatchBuilder, LAKE_SCHEMA_VERSION};
+use schemas::{ExposureBatchBuilder, LakeRow, LAKE_SCHEMA_VERSION};
 
 /// Rows per Parquet row group. Redshift COPY parallelises by file, so large row groups
 /// cost it nothing, while Spectrum/Athena/DuckDB prune by row-group statistics; 128 Ki
@@ -134,8 +134,8 @@ impl OpenFile {
         }
     }
 
-    pub fn append(&mut self, exposure: &Exposure, offset: i64) {
-        self.builder.append(exposure, self.partition, offset);
+    pub fn append(&mut self, row: &LakeRow<'_>, offset: i64) {
+        self.builder.append(row, self.partition, offset);
         self.last_offset = offset;
     }
 

@@ -47,7 +47,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, Stre
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
-use schemas::Exposure;
+use schemas::LakeRow;
 use stage::{Assignment, Backoff, ClientRole, KafkaArgs, KafkaSetupError, Shutdown};
 
 use crate::files::FileRecord;
@@ -240,6 +240,7 @@ pub async fn run(config: SinkConfig, shutdown: Shutdown) -> Result<(), SinkError
         consumer: consumer.clone(),
         announcer,
         files: HashMap::new(),
+        buffered_bytes: 0,
         positions: HashMap::new(),
         stop: shutdown.clone(),
         final_flush: false,
@@ -274,6 +275,9 @@ struct Sink {
     consumer: Arc<SinkConsumer>,
     announcer: FutureProducer,
     files: HashMap<i32, file::OpenFile>,
+    /// What the open files hold together (`approx_bytes`), kept as records are appended
+    /// and files closed: summing the files on every record showed in the profile.
+    buffered_bytes: usize,
     /// Per partition, the offset after the last record taken; a record below it is a
     /// re-delivery and is skipped. Forgotten on revocation, when the next owner resumes
     /// from the committed offset.
@@ -293,14 +297,15 @@ impl Sink {
         for partition in revoked {
             self.positions.remove(&partition);
             if let Some(file) = self.files.remove(&partition) {
+                self.buffered_bytes = self.buffered_bytes.saturating_sub(file.approx_bytes());
                 tracing::info!(
                     partition,
                     rows = file.rows(),
                     "partition revoked; discarding its open file for the new owner to re-read"
                 );
             }
+            self.publish_buffer_gauges();
         }
-        self.publish_buffer_gauges();
     }
 
     async fn on_message(&mut self, message: OwnedMessage) -> Result<(), SinkError> {
@@ -326,14 +331,17 @@ impl Sink {
             .entry(partition)
             .or_insert_with(|| file::OpenFile::new(partition, hour, offset));
         let payload = message.payload().unwrap_or_default();
-        match decode_record(payload) {
-            Ok(exposure) => open.append(&exposure, offset),
+        let held_before = open.approx_bytes();
+        match LakeRow::from_kafka_value(payload) {
+            Ok(row) => open.append(&row, offset),
             Err(reason) => {
+                let reason = reason.to_string();
                 tracing::error!(partition, offset, %reason, "record dead-lettered: the loader puts it in exposures_rejected");
                 metrics::counter!(m::SINK_INVALID_RECORDS).increment(1);
                 open.reject(offset, payload, reason);
             }
         }
+        self.buffered_bytes += open.approx_bytes() - held_before;
         let limits = &self.config.files;
         if open.rows() >= limits.max_file_rows || open.approx_bytes() >= limits.max_file_bytes {
             self.close(partition).await?;
@@ -343,13 +351,14 @@ impl Sink {
             .files
             .max_buffered_bytes
             .unwrap_or(DEFAULT_MAX_BUFFERED_BYTES);
-        if self
-            .files
-            .values()
-            .map(file::OpenFile::approx_bytes)
-            .sum::<usize>()
-            >= budget
-        {
+        debug_assert_eq!(
+            self.buffered_bytes,
+            self.files
+                .values()
+                .map(file::OpenFile::approx_bytes)
+                .sum::<usize>()
+        );
+        if self.buffered_bytes >= budget {
             let largest = self
                 .files
                 .values()
@@ -359,7 +368,8 @@ impl Sink {
                 self.close(largest).await?;
             }
         }
-        self.publish_buffer_gauges();
+        // The buffer gauges are published by the once-a-second tick (`flush_aged`) and
+        // on close, not per record.
         Ok(())
     }
 
@@ -442,6 +452,7 @@ impl Sink {
         let Some(open) = self.files.remove(&partition) else {
             return Ok(());
         };
+        self.buffered_bytes = self.buffered_bytes.saturating_sub(open.approx_bytes());
         if open.rows() == 0 && !open.has_dead_letters() && open.last_offset < open.first_offset {
             return Ok(());
         }
@@ -538,15 +549,4 @@ impl Sink {
         self.fault(FaultPoint::AfterCommit)?;
         Ok(())
     }
-}
-
-/// A Kafka value → the exposure it holds, or why it cannot be loaded (the dead
-/// letter's reason).
-pub fn decode_record(payload: &[u8]) -> Result<Exposure, String> {
-    let exposure =
-        serde_json::from_slice::<Exposure>(payload).map_err(|e| format!("not an exposure: {e}"))?;
-    exposure
-        .check_loadable()
-        .map_err(|e| format!("not loadable: {} ({})", e, e.code))?;
-    Ok(exposure)
 }

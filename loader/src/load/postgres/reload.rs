@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use schemas::ledger;
-use schemas::{ColumnType, Exposure, ExposureBatchBuilder, COLUMNS};
+use schemas::{ColumnType, Exposure, ExposureBatchBuilder, LakeRow, COLUMNS};
 use tokio_postgres::types::ToSql;
 
 use super::{as_params, prepare_row_insert, BatchColumns, FileFailure, Postgres};
@@ -57,7 +57,7 @@ impl Postgres {
                 .and_then(|raw| serde_json::from_str::<Exposure>(raw).ok());
             let as_batch = record.map(|exposure| {
                 let mut builder = ExposureBatchBuilder::new();
-                builder.append(&exposure, partition, offset);
+                builder.append(&LakeRow::from_exposure(&exposure), partition, offset);
                 builder.finish()
             });
             let values = match &as_batch {

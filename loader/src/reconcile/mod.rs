@@ -46,22 +46,25 @@
 //! Exit codes, as `exposures status`: 0 consistent; 1 something listed (after
 //! `--repair`, anything listed that was not announced); 2 a part could not be read.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use clap::Args;
 use parquet::file::metadata::ParquetMetaDataReader;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::LAKE_SCHEMA_VERSION;
 use serde::Serialize;
-use stage::{ClientRole, KafkaArgs};
+use stage::KafkaArgs;
 
-use crate::files::FileRecord;
 use crate::lake::{Lake, LakeArgs, LakeError, ListedObject};
 use crate::load::{LoadError, RedshiftArgs, Warehouse, WarehouseArgs};
 use crate::sink::file::{self, Hour};
+
+mod repair;
+mod report;
+
+use repair::{count_dead_letters, repair};
+pub use report::{Mismatch, MissingObject, NotLoaded, OrphanRows, Report, Unreadable};
 
 /// Bytes read from the end of an object for its footer (re-read whole if larger).
 const FOOTER_GUESS: u64 = 64 * 1024;
@@ -291,107 +294,6 @@ struct LedgerEntry {
     rows_in_file: i64,
     rows_loaded: i64,
     rows_rejected: i64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct NotLoaded {
-    pub key: String,
-    /// Whether the ledger holds it as quarantined (only retried with --retry-quarantined).
-    pub quarantined: bool,
-    /// After --repair: `Ok` announced, `Err` why not; `None` when not attempted.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub announced: Option<Result<(), String>>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct MissingObject {
-    pub key: String,
-    pub status: String,
-    pub rows_loaded: i64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Mismatch {
-    pub key: String,
-    pub partition: i32,
-    pub first_offset: i64,
-    pub last_offset: i64,
-    /// Rows the object holds (Parquet metadata `exposures.rows`) and dead letters beside it.
-    pub file_rows: u64,
-    pub dead_letters: u64,
-    pub ledger_rows_in_file: i64,
-    pub ledger_rows_loaded: i64,
-    /// Rows of `exposures` in the object's offset range.
-    pub table_rows: Option<i64>,
-    pub problem: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct OrphanRows {
-    pub partition: i32,
-    pub rows: i64,
-    pub min_offset: i64,
-    pub max_offset: i64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Unreadable {
-    pub key: String,
-    pub why: String,
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct Report {
-    pub lake: String,
-    /// First `dt=` date compared; `None`: all.
-    pub since: Option<NaiveDate>,
-    /// Objects compared, and how many of them are younger than the grace period.
-    pub objects: usize,
-    pub in_grace: usize,
-    pub ledger_rows: usize,
-    pub not_loaded: Vec<NotLoaded>,
-    pub missing_from_lake: Vec<MissingObject>,
-    pub mismatches: Vec<Mismatch>,
-    pub rows_in_no_file: Vec<OrphanRows>,
-    /// Objects whose Parquet footer cannot be read and that the ledger has not quarantined.
-    pub unreadable: Vec<Unreadable>,
-    /// Parts that could not be read (exit code 2).
-    pub errors: Vec<String>,
-    pub repaired: bool,
-}
-
-impl Report {
-    /// 2 when a part could not be read, 1 when something is listed (after --repair:
-    /// something listed was not announced), 0 otherwise.
-    pub fn exit_code(&self) -> i32 {
-        let outstanding = self.not_loaded.iter().any(|n| match &n.announced {
-            Some(Ok(())) => false,
-            Some(Err(_)) => true,
-            // Quarantined objects are listed for information (as `exposures status` does).
-            None => !n.quarantined,
-        });
-        if !self.errors.is_empty() {
-            2
-        } else if outstanding
-            || !self.missing_from_lake.is_empty()
-            || !self.mismatches.is_empty()
-            || !self.rows_in_no_file.is_empty()
-            || !self.unreadable.is_empty()
-        {
-            1
-        } else {
-            0
-        }
-    }
-
-    /// The report as one JSON object (`--json`).
-    pub fn to_json(&self) -> serde_json::Value {
-        let mut value = serde_json::to_value(self).unwrap_or_default();
-        if let Some(object) = value.as_object_mut() {
-            object.insert("exit_code".into(), self.exit_code().into());
-        }
-        value
-    }
 }
 
 /// Compares, and with `--repair` announces what was not loaded.
@@ -667,190 +569,6 @@ async fn compare(
         repair(config, &lake, &objects, report).await?;
     }
     Ok(())
-}
-
-/// The key of an object's dead-letter sidecar.
-fn rejected_key(lake: &Lake, parts: &KeyParts) -> String {
-    lake.key(&file::relative_rejected_key(
-        parts.hour(),
-        parts.partition,
-        parts.first_offset,
-    ))
-}
-
-/// Lines of an object's dead-letter sidecar; `None` if it has none.
-async fn count_dead_letters(lake: &Lake, parts: &KeyParts) -> Result<Option<u64>, LakeError> {
-    match lake.get(&rejected_key(lake, parts)).await {
-        Ok(body) => Ok(Some(
-            body.split(|byte| *byte == b'\n')
-                .filter(|line| !line.is_empty())
-                .count() as u64,
-        )),
-        Err(LakeError::Missing(_)) => Ok(None),
-        Err(error) => Err(error),
-    }
-}
-
-/// The file record of a lake object, built from the object itself.
-async fn record_of(lake: &Lake, key: &str, object: &LakeObject) -> Result<FileRecord, ReconcileError> {
-    let bad = |why: String| ReconcileError::Object {
-        key: key.to_owned(),
-        why,
-    };
-    let range = object.range.clone().map_err(bad)?;
-    let stored = lake
-        .head(key)
-        .await?
-        .ok_or_else(|| bad("gone from the lake".into()))?;
-    let (rejected_key, rejected_rows) = match count_dead_letters(lake, &object.parts).await? {
-        Some(rows) => (Some(rejected_key(lake, &object.parts)), rows),
-        None => (None, 0),
-    };
-    Ok(FileRecord {
-        lake: lake.describe(),
-        bucket: lake.bucket(),
-        key: key.to_owned(),
-        size: stored.size,
-        etag: stored.etag,
-        rows: range.rows,
-        topic: range.topic,
-        partition: range.partition,
-        first_offset: range.first_offset,
-        last_offset: range.last_offset,
-        hour: object.parts.hour().label(),
-        written_at: object.listed.last_modified.unwrap_or_else(Utc::now),
-        rejected_key,
-        rejected_rows,
-    })
-}
-
-/// Announces the objects of list 1 (quarantined ones only with --retry-quarantined).
-async fn repair(
-    config: &ReconcileConfig,
-    lake: &Lake,
-    objects: &BTreeMap<String, LakeObject>,
-    report: &mut Report,
-) -> Result<(), ReconcileError> {
-    let wanted: BTreeSet<String> = report
-        .not_loaded
-        .iter()
-        .filter(|n| !n.quarantined || config.retry_quarantined)
-        .map(|n| n.key.clone())
-        .collect();
-    if wanted.is_empty() {
-        return Ok(());
-    }
-    let producer: FutureProducer = config
-        .kafka
-        .create(
-            ClientRole::Producer {
-                client_id: "exposures-reconcile",
-                message_timeout: ANNOUNCE_TIMEOUT,
-            },
-            &[],
-        )
-        .map_err(|e| ReconcileError::Kafka(e.to_string()))?;
-    for entry in report.not_loaded.iter_mut().filter(|n| wanted.contains(&n.key)) {
-        let Some(object) = objects.get(&entry.key) else {
-            continue;
-        };
-        let result = match record_of(lake, &entry.key, object).await {
-            Ok(record) => match serde_json::to_vec(&record) {
-                Ok(payload) => producer
-                    .send(
-                        FutureRecord::to(&config.files_topic)
-                            .key(&record.key)
-                            .payload(&payload),
-                        ANNOUNCE_TIMEOUT,
-                    )
-                    .await
-                    .map(|_| ())
-                    .map_err(|(error, _)| format!("not announced: {error}")),
-                Err(error) => Err(error.to_string()),
-            },
-            Err(error @ ReconcileError::Object { .. }) => Err(error.to_string()),
-            Err(error) => return Err(error),
-        };
-        if let Err(why) = &result {
-            tracing::warn!(key = %entry.key, %why, "not re-announced");
-        }
-        entry.announced = Some(result);
-    }
-    Ok(())
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let since = self
-            .since
-            .map_or("all dates".to_owned(), |d| format!("dt >= {d}"));
-        writeln!(
-            f,
-            "lake {} ({since}): {} objects ({} within the grace period, not judged); ledger: {} rows",
-            self.lake, self.objects, self.in_grace, self.ledger_rows
-        )?;
-        for error in &self.errors {
-            writeln!(f, "could not read: {error}")?;
-        }
-        let (quarantined, never): (Vec<&NotLoaded>, Vec<&NotLoaded>) =
-            self.not_loaded.iter().partition(|n| n.quarantined);
-        let announced = |n: &NotLoaded| match &n.announced {
-            None => String::new(),
-            Some(Ok(())) => "  → re-announced".to_owned(),
-            Some(Err(why)) => format!("  → NOT re-announced: {why}"),
-        };
-        writeln!(f, "not loaded (no ledger row): {}", never.len())?;
-        for n in &never {
-            writeln!(f, "  {}{}", n.key, announced(n))?;
-        }
-        if !quarantined.is_empty() {
-            writeln!(
-                f,
-                "quarantined only (see `exposures status`; retried with --repair --retry-quarantined): {}",
-                quarantined.len()
-            )?;
-            for n in &quarantined {
-                writeln!(f, "  {}{}", n.key, announced(n))?;
-            }
-        }
-        writeln!(
-            f,
-            "in the ledger, missing from the lake: {}",
-            self.missing_from_lake.len()
-        )?;
-        for m in &self.missing_from_lake {
-            writeln!(f, "  {}  ({}, {} rows loaded)", m.key, m.status, m.rows_loaded)?;
-        }
-        writeln!(f, "count mismatches: {}", self.mismatches.len())?;
-        for m in &self.mismatches {
-            writeln!(
-                f,
-                "  {}  (partition {}, offsets {}..={})\n    {}",
-                m.key, m.partition, m.first_offset, m.last_offset, m.problem
-            )?;
-        }
-        let orphans: i64 = self.rows_in_no_file.iter().map(|o| o.rows).sum();
-        writeln!(f, "rows in exposures in no known file: {orphans}")?;
-        for o in &self.rows_in_no_file {
-            writeln!(
-                f,
-                "  partition {}: {} rows, offsets {}..={}",
-                o.partition, o.rows, o.min_offset, o.max_offset
-            )?;
-        }
-        if !self.unreadable.is_empty() {
-            writeln!(f, "unreadable objects: {}", self.unreadable.len())?;
-            for u in &self.unreadable {
-                writeln!(f, "  {}: {}", u.key, u.why)?;
-            }
-        }
-        let verdict = match self.exit_code() {
-            0 => "consistent",
-            1 => "needs attention",
-            _ => "incomplete: a part could not be read",
-        };
-        writeln!(f, "{verdict}")
-    }
 }
 
 #[cfg(test)]
