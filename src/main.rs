@@ -217,6 +217,9 @@ fn main() -> Result<()> {
         Err(error) => error.exit(),
     };
     let status_given = matches.subcommand_matches("status").cloned();
+    if matches!(cli.command, Command::Up(_)) {
+        fewer_malloc_arenas();
+    }
     init_logging(cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -277,6 +280,21 @@ fn return_large_buffers_to_the_system() {
     // SAFETY: mallopt only changes allocator tuning; called before any other thread starts.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+/// `up` runs every stage, its broker and their threads in one process, where glibc's
+/// default of up to 8 malloc arenas per core fragments memory: 1M events through `up`
+/// peaked at 248–254 MiB resident with the default, 208 MiB with 4 arenas and 188 MiB
+/// with 2 (which cost 17% more CPU; 4 cost none measurable). An explicit
+/// `MALLOC_ARENA_MAX` in the environment wins.
+fn fewer_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only changes allocator tuning; called before any other thread starts.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 4);
+        }
     }
 }
 

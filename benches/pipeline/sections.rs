@@ -289,47 +289,52 @@ fn sink_values(rows: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// What the sink does with records, without the upload: decode, Arrow columns, one
-/// open file per partition, then Parquet bytes.
-#[derive(Default)]
-struct OpenFiles(std::collections::BTreeMap<i32, OpenFile>);
+/// What the sink does with records, without the upload: decode, one open file per
+/// partition encoding as it grows, then Parquet bytes.
+struct OpenFiles(std::collections::BTreeMap<i32, OpenFile>, ParquetCodec);
 
 impl OpenFiles {
+    fn new(codec: ParquetCodec) -> OpenFiles {
+        OpenFiles(std::collections::BTreeMap::new(), codec)
+    }
+
     fn append(&mut self, partition: i32, offset: i64, value: &[u8]) {
         let row = schemas::LakeRow::from_kafka_value(value).expect("a valid exposure");
         self.0
             .entry(partition)
             .or_insert_with(|| {
-                OpenFile::new(partition, Hour::of_millis(Utc::now().timestamp_millis()), offset)
+                let hour = Hour::of_millis(Utc::now().timestamp_millis());
+                OpenFile::new(partition, hour, offset, "bench", self.1)
             })
-            .append(&row, offset);
+            .append(&row, offset)
+            .expect("encoded");
     }
 
-    /// What the builders hold while the files are open.
+    /// What the open files hold: Parquet so far and the rows not yet encoded.
     fn buffered_bytes(&self) -> usize {
         self.0.values().map(OpenFile::approx_bytes).sum()
     }
 
     /// Parquet bytes of every file.
-    fn encode(self, codec: ParquetCodec) -> usize {
+    fn encode(self) -> usize {
         self.0
             .into_values()
-            .map(|file| file.encode("bench", codec).expect("parquet").bytes.len())
+            .map(|file| file.encode().expect("parquet").bytes.len())
             .sum()
     }
 }
 
-/// (Parquet bytes, builder bytes while open) of `records` in `codec`.
+/// (Parquet bytes, bytes held while open) of `records` in `codec`.
 fn to_parquet<'a>(
     records: impl Iterator<Item = (i32, i64, &'a [u8])>,
     codec: ParquetCodec,
 ) -> (usize, usize) {
-    let mut files = OpenFiles::default();
+    let mut files = OpenFiles::new(codec);
     for (partition, offset, value) in records {
         files.append(partition, offset, value);
     }
     let buffered = files.buffered_bytes();
-    (files.encode(codec), buffered)
+    (files.encode(), buffered)
 }
 
 /// Best of three, in seconds.
@@ -394,7 +399,7 @@ pub fn sink(report: &mut Report, venv: &Path) {
         }
         consumer.assign(&assignment).expect("assign");
         let started = Instant::now();
-        let mut files = OpenFiles::default();
+        let mut files = OpenFiles::new(ParquetCodec::Snappy);
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut seen = 0;
         while seen < ROWS {
@@ -411,7 +416,7 @@ pub fn sink(report: &mut Report, venv: &Path) {
                 seen += 1;
             }
         }
-        let bytes = files.encode(ParquetCodec::Snappy);
+        let bytes = files.encode();
         (bytes, started.elapsed().as_secs_f64())
     };
     let (topic_bytes, topic_seconds) = from_topic();
@@ -435,7 +440,7 @@ pub fn sink(report: &mut Report, venv: &Path) {
     });
     println!(
         "  {:<52} {:>10} {:>9} {:>12}",
-        "path", "rows/s", "B/row", "builder B/row"
+        "path", "rows/s", "B/row", "held B/row"
     );
     let row = |name: &str, seconds: f64, bytes: Option<usize>, buffered: Option<usize>| {
         let per_row =

@@ -20,13 +20,12 @@ const LAKE: &str = "s3://lake-bucket/some/prefix";
 fn sink_file() -> (Vec<(String, DataType)>, String) {
     let events = exposures(10, "lake-table");
     let hour = Hour::of_millis(events[0].received_at.timestamp_millis());
-    let mut file = OpenFile::new(3, hour, 42);
+    let mut file = OpenFile::new(3, hour, 42, "exposures", ParquetCodec::default());
     for (offset, event) in (42..).zip(&events) {
-        file.append(&schemas::LakeRow::from_exposure(event), offset);
+        file.append(&schemas::LakeRow::from_exposure(event), offset)
+            .expect("encoded");
     }
-    let encoded = file
-        .encode("exposures", ParquetCodec::default())
-        .expect("parquet");
+    let encoded = file.encode().expect("parquet");
     let read = |skip_arrow_metadata: bool| -> Vec<(String, DataType)> {
         let options = ArrowReaderOptions::new().with_skip_arrow_metadata(skip_arrow_metadata);
         ParquetRecordBatchReaderBuilder::try_new_with_options(encoded.bytes.clone(), options)

@@ -193,11 +193,12 @@ async fn sink_with_foreign_records(
 /// compressed with `codec`, and announces it as the sink would.
 async fn place_file(side: &Lakeside, events: &[schemas::Exposure], first_offset: i64, codec: ParquetCodec) {
     let hour = Hour::of_millis(events[0].received_at.timestamp_millis());
-    let mut file = OpenFile::new(0, hour, first_offset);
+    let mut file = OpenFile::new(0, hour, first_offset, &side.kafka.topic, codec);
     for (offset, event) in (first_offset..).zip(events) {
-        file.append(&schemas::LakeRow::from_exposure(event), offset);
+        file.append(&schemas::LakeRow::from_exposure(event), offset)
+            .expect("encoded");
     }
-    let encoded = file.encode(&side.kafka.topic, codec).expect("parquet");
+    let encoded = file.encode().expect("parquet");
     let lake = side.lake().await;
     let key = lake.key(&relative_key(hour, 0, first_offset));
     let stored = lake.put(&key, encoded.bytes).await.expect("put");

@@ -140,13 +140,12 @@ async fn reconcile_finds_a_deleted_ledger_row_and_an_unannounced_object_and_repa
     let extra = exposures(40, "unannounced");
     let hour = Hour::of_millis(extra[0].received_at.timestamp_millis());
     let first_offset = 1_000_000;
-    let mut file = OpenFile::new(0, hour, first_offset);
+    let mut file = OpenFile::new(0, hour, first_offset, &side.kafka.topic, ParquetCodec::default());
     for (offset, event) in (first_offset..).zip(&extra) {
-        file.append(&schemas::LakeRow::from_exposure(event), offset);
+        file.append(&schemas::LakeRow::from_exposure(event), offset)
+            .expect("encoded");
     }
-    let encoded = file
-        .encode(&side.kafka.topic, ParquetCodec::default())
-        .expect("parquet");
+    let encoded = file.encode().expect("parquet");
     let lake = side.lake().await;
     let placed = lake.key(&relative_key(hour, 0, first_offset));
     lake.put(&placed, encoded.bytes).await.expect("put");

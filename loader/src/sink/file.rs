@@ -1,8 +1,12 @@
-//! One partition's open file: Arrow builders collecting a contiguous offset range of one
-//! hour, and its encoding to Parquet under a key that depends only on partition and
-//! first offset.
+//! One partition's open file: a contiguous offset range of one hour, encoded to Parquet
+//! as it grows, under a key that depends only on partition and first offset.
+//!
+//! Rows are collected in Arrow builders and handed to the Parquet writer every
+//! [`ENCODE_CHUNK_ROWS`], so an open file holds its rows as compressed Parquet (about a
+//! tenth of their size as Arrow columns) plus one chunk of builders, and each chunk is
+//! encoded while it is still in the CPU's cache.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, TimeZone, Timelike, Utc};
@@ -18,6 +22,9 @@ use schemas::{ExposureBatchBuilder, LakeRow, LAKE_SCHEMA_VERSION};
 /// cost it nothing, while Spectrum/Athena/DuckDB prune by row-group statistics; 128 Ki
 /// rows of exposures is roughly 8–16 MiB compressed.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Rows collected in Arrow builders before they are encoded into the open Parquet file.
+pub const ENCODE_CHUNK_ROWS: usize = 2048;
 
 /// Columns whose values are (nearly) unique per row: dictionary encoding would only
 /// grow them. Everything else (experiment, variation, source, country, …) is
@@ -117,26 +124,89 @@ pub struct OpenFile {
     pub first_offset: i64,
     pub last_offset: i64,
     pub opened: Instant,
+    codec: ParquetCodec,
+    topic: String,
+    /// Rows appended, encoded or not.
+    rows: usize,
+    /// The rows not yet encoded.
     builder: ExposureBatchBuilder,
+    /// The Parquet file so far; created with the first chunk. The `Mutex` is never
+    /// locked (the writer is reached through `&mut self` and `Mutex::get_mut`): it only
+    /// makes the file `Sync`, which the sink's futures need and the writer is not.
+    writer: Option<Mutex<ArrowWriter<Vec<u8>>>>,
+    /// The writer's bytes in memory after the last chunk (written and in its open row
+    /// group), kept so that sizing the file, on every record, needs no writer.
+    encoded_bytes: usize,
     dead_letters: Vec<DeadLetter>,
 }
 
 impl OpenFile {
-    pub fn new(partition: i32, hour: Hour, first_offset: i64) -> OpenFile {
+    /// A file of `topic`'s `partition` starting at `first_offset`, its pages compressed
+    /// with `codec`.
+    pub fn new(partition: i32, hour: Hour, first_offset: i64, topic: &str, codec: ParquetCodec) -> OpenFile {
         OpenFile {
             partition,
             hour,
             first_offset,
             last_offset: first_offset - 1,
             opened: Instant::now(),
+            codec,
+            topic: topic.to_owned(),
+            rows: 0,
             builder: ExposureBatchBuilder::new(),
+            writer: None,
+            encoded_bytes: 0,
             dead_letters: Vec::new(),
         }
     }
 
-    pub fn append(&mut self, row: &LakeRow<'_>, offset: i64) {
+    /// Appends the row read at `offset`, encoding the collected chunk when it is full.
+    pub fn append(&mut self, row: &LakeRow<'_>, offset: i64) -> Result<(), ParquetError> {
         self.builder.append(row, self.partition, offset);
+        self.rows += 1;
         self.last_offset = offset;
+        if self.builder.rows() >= ENCODE_CHUNK_ROWS {
+            self.encode_chunk()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the collected rows to the Parquet writer (creating it the first time).
+    fn encode_chunk(&mut self) -> Result<(), ParquetError> {
+        let batch = self.builder.finish()?;
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            None => self.writer.insert(Mutex::new(self.create_writer(&batch)?)),
+        };
+        let writer = writer.get_mut().map_err(|_| poisoned())?;
+        writer.write(&batch)?;
+        self.encoded_bytes = writer.bytes_written() + writer.memory_size();
+        Ok(())
+    }
+
+    /// The writer: `codec` pages, dictionaries for low-cardinality columns, page
+    /// statistics, and the row range known so far in the key-value metadata (the last
+    /// offset and row count are added at the end). Timestamps are INT64 microseconds
+    /// annotated `TIMESTAMP(isAdjustedToUTC=true, MICROS)`, which Redshift COPY loads into
+    /// `TIMESTAMP` columns as UTC.
+    fn create_writer(&self, batch: &arrow_array::RecordBatch) -> Result<ArrowWriter<Vec<u8>>, ParquetError> {
+        let metadata = vec![
+            KeyValue::new(META_TOPIC.to_owned(), self.topic.clone()),
+            KeyValue::new(META_PARTITION.to_owned(), self.partition.to_string()),
+            KeyValue::new(META_FIRST_OFFSET.to_owned(), self.first_offset.to_string()),
+            KeyValue::new(META_SCHEMA_VERSION.to_owned(), LAKE_SCHEMA_VERSION.to_owned()),
+        ];
+        let mut properties = WriterProperties::builder()
+            .set_compression(self.codec.compression()?)
+            .set_dictionary_enabled(true)
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_created_by(format!("exposures {}", env!("CARGO_PKG_VERSION")))
+            .set_key_value_metadata(Some(metadata));
+        for column in NO_DICTIONARY {
+            properties = properties.set_column_dictionary_enabled(ColumnPath::from(column), false);
+        }
+        ArrowWriter::try_new(Vec::new(), Arc::clone(&batch.schema()), Some(properties.build()))
     }
 
     /// Keeps a record that is not a loadable exposure as a dead letter of this file, so
@@ -157,42 +227,31 @@ impl OpenFile {
     }
 
     pub fn rows(&self) -> usize {
-        self.builder.rows()
+        self.rows
     }
 
+    /// What the file holds in memory: the Parquet written so far, the writer's open
+    /// row group, and the rows not yet encoded.
     pub fn approx_bytes(&self) -> usize {
-        self.builder.approx_bytes()
+        self.encoded_bytes + self.builder.approx_bytes()
     }
 
-    /// Encodes the rows as a Parquet file (pages compressed with `codec`, dictionaries
-    /// for low-cardinality columns, page statistics, row range in the key-value
-    /// metadata). Timestamps are INT64 microseconds annotated
-    /// `TIMESTAMP(isAdjustedToUTC=true, MICROS)`, which Redshift COPY loads into
-    /// `TIMESTAMP` columns as UTC.
-    pub fn encode(mut self, topic: &str, codec: ParquetCodec) -> Result<EncodedFile, ParquetError> {
-        let rows = self.builder.rows();
-        let batch = self.builder.finish()?;
-        let metadata = vec![
-            KeyValue::new(META_TOPIC.to_owned(), topic.to_owned()),
-            KeyValue::new(META_PARTITION.to_owned(), self.partition.to_string()),
-            KeyValue::new(META_FIRST_OFFSET.to_owned(), self.first_offset.to_string()),
-            KeyValue::new(META_LAST_OFFSET.to_owned(), self.last_offset.to_string()),
-            KeyValue::new(META_ROWS.to_owned(), rows.to_string()),
-            KeyValue::new(META_SCHEMA_VERSION.to_owned(), LAKE_SCHEMA_VERSION.to_owned()),
-        ];
-        let mut properties = WriterProperties::builder()
-            .set_compression(codec.compression()?)
-            .set_dictionary_enabled(true)
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .set_created_by(format!("exposures {}", env!("CARGO_PKG_VERSION")))
-            .set_key_value_metadata(Some(metadata));
-        for column in NO_DICTIONARY {
-            properties = properties.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    /// Encodes the rest of the rows and finishes the Parquet file, its row range (last
+    /// offset, rows) added to the key-value metadata.
+    pub fn encode(mut self) -> Result<EncodedFile, ParquetError> {
+        let rows = self.rows;
+        if self.writer.is_none() || self.builder.rows() > 0 {
+            self.encode_chunk()?;
         }
-        let mut writer =
-            ArrowWriter::try_new(Vec::new(), Arc::clone(&batch.schema()), Some(properties.build()))?;
-        writer.write(&batch)?;
+        let Some(writer) = self.writer.take() else {
+            return Err(ParquetError::General("the Parquet writer was not created".into()));
+        };
+        let mut writer = writer.into_inner().map_err(|_| poisoned())?;
+        writer.append_key_value_metadata(KeyValue::new(
+            META_LAST_OFFSET.to_owned(),
+            self.last_offset.to_string(),
+        ));
+        writer.append_key_value_metadata(KeyValue::new(META_ROWS.to_owned(), rows.to_string()));
         let bytes = writer.into_inner()?;
         let dead_letters = (!self.dead_letters.is_empty()).then(|| {
             let mut ndjson = Vec::new();
@@ -214,6 +273,12 @@ impl OpenFile {
             dead_letter_count: self.dead_letters.len() as u64,
         })
     }
+}
+
+/// A writer's `Mutex` is never locked, so it cannot be poisoned; but if it were, the
+/// file's rows are not trusted.
+fn poisoned() -> ParquetError {
+    ParquetError::General("the open file's Parquet writer is poisoned".into())
 }
 
 pub struct EncodedFile {
@@ -244,5 +309,107 @@ mod tests {
             Hour::of_millis(1_764_072_000_000 + 3_600_000).label(),
             "2025-11-25T13"
         );
+    }
+
+    /// A record as ingest writes it, for the `index`th user.
+    fn kafka_value(index: usize) -> Vec<u8> {
+        format!(
+            r#"{{"event_id":"e{index}","ds_user_id":"user_{index}","experiment_id":"x","variation_id":"1","exposed_at":"2026-11-25T12:00:00Z","received_at":"2026-11-25T12:00:00.123456Z","attributes":{{"platform":"web","n":{index}}}}}"#
+        )
+        .into_bytes()
+    }
+
+    /// Rows, offsets and the file's metadata of encoded Parquet bytes.
+    fn read_back(encoded: &EncodedFile) -> (Vec<i64>, Vec<String>, Vec<(String, String)>) {
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::Int64Type;
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(encoded.bytes.clone()).expect("parquet");
+        let metadata = reader
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .map(|kv| {
+                kv.iter()
+                    .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (mut offsets, mut event_ids) = (Vec::new(), Vec::new());
+        for batch in reader.build().expect("reader") {
+            let batch = batch.expect("batch");
+            let column = |name: &str| batch.column_by_name(name).expect("column").clone();
+            offsets.extend(
+                column("kafka_offset")
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .iter()
+                    .copied(),
+            );
+            event_ids.extend(
+                column("event_id")
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.unwrap_or_default().to_owned()),
+            );
+        }
+        (offsets, event_ids, metadata)
+    }
+
+    #[test]
+    fn a_file_encoded_in_chunks_holds_every_row_in_order_and_its_range() {
+        let rows = ENCODE_CHUNK_ROWS * 2 + 1; // two full chunks and one row left over
+        let hour = Hour::of_millis(1_764_072_000_000);
+        let mut file = OpenFile::new(5, hour, 1000, "exposures", ParquetCodec::Snappy);
+        for index in 0..rows {
+            let value = kafka_value(index);
+            let row = LakeRow::from_kafka_value(&value).expect("row");
+            file.append(&row, 1000 + index as i64).expect("appended");
+        }
+        file.reject(
+            1000 + rows as i64,
+            b"not an exposure",
+            "not an exposure: test".into(),
+        );
+        assert_eq!(file.rows(), rows);
+        // What the open file holds counts its encoded chunks, not only the one row left
+        // in the builders: at least the bytes of the file they become.
+        let held = file.approx_bytes();
+        let encoded = file.encode().expect("encoded");
+        assert!(
+            held >= encoded.bytes.len(),
+            "{held} bytes held for a file of {} bytes",
+            encoded.bytes.len()
+        );
+        assert_eq!((encoded.rows, encoded.dead_letter_count), (rows as u64, 1));
+        let (offsets, event_ids, metadata) = read_back(&encoded);
+        assert_eq!(offsets, (1000..1000 + rows as i64).collect::<Vec<_>>());
+        assert_eq!(
+            event_ids.last().map(String::as_str),
+            Some(format!("e{}", rows - 1).as_str())
+        );
+        let meta = |key: &str| metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        assert_eq!(meta(META_TOPIC), Some("exposures"));
+        assert_eq!(meta(META_PARTITION), Some("5"));
+        assert_eq!(meta(META_FIRST_OFFSET), Some("1000"));
+        let last = (1000 + rows).to_string();
+        assert_eq!(
+            meta(META_LAST_OFFSET),
+            Some(last.as_str()),
+            "the dead letter ends the range"
+        );
+        assert_eq!(meta(META_ROWS), Some(rows.to_string().as_str()));
+        assert_eq!(meta(META_SCHEMA_VERSION), Some(LAKE_SCHEMA_VERSION));
+    }
+
+    #[test]
+    fn a_file_of_dead_letters_only_is_an_empty_parquet_file() {
+        let mut file = OpenFile::new(0, Hour::of_millis(0), 7, "t", ParquetCodec::Zstd);
+        file.reject(7, b"{", "not an exposure: eof".into());
+        let encoded = file.encode().expect("encoded");
+        let (offsets, _, metadata) = read_back(&encoded);
+        assert!(offsets.is_empty());
+        assert!(metadata.contains(&(META_ROWS.to_owned(), "0".to_owned())));
+        assert!(metadata.contains(&(META_LAST_OFFSET.to_owned(), "7".to_owned())));
     }
 }

@@ -118,8 +118,9 @@ pub struct FileLimits {
     #[arg(long, env = "EXPOSURES_MAX_FILE_ROWS", default_value_t = 1_000_000)]
     pub max_file_rows: usize,
 
-    /// Close a file when its rows take about this many bytes in memory (the Parquet
-    /// object is several times smaller). Bounds memory per assigned partition.
+    /// Close a file when it holds about this many bytes in memory: its Parquet so far
+    /// (files are encoded as they grow) plus the rows not yet encoded. Bounds memory per
+    /// assigned partition.
     #[arg(long, env = "EXPOSURES_MAX_FILE_BYTES", default_value_t = 128 * 1024 * 1024)]
     pub max_file_bytes: usize,
 
@@ -326,14 +327,19 @@ impl Sink {
         if self.files.get(&partition).is_some_and(|open| open.hour != hour) {
             self.close(partition).await?;
         }
-        let open = self
-            .files
-            .entry(partition)
-            .or_insert_with(|| file::OpenFile::new(partition, hour, offset));
+        let open = self.files.entry(partition).or_insert_with(|| {
+            file::OpenFile::new(
+                partition,
+                hour,
+                offset,
+                &self.config.topic,
+                self.config.files.compression,
+            )
+        });
         let payload = message.payload().unwrap_or_default();
         let held_before = open.approx_bytes();
         match LakeRow::from_kafka_value(payload) {
-            Ok(row) => open.append(&row, offset),
+            Ok(row) => open.append(&row, offset)?,
             Err(reason) => {
                 let reason = reason.to_string();
                 tracing::error!(partition, offset, %reason, "record dead-lettered: the loader puts it in exposures_rejected");
@@ -341,7 +347,8 @@ impl Sink {
                 open.reject(offset, payload, reason);
             }
         }
-        self.buffered_bytes += open.approx_bytes() - held_before;
+        // Encoding a chunk can shrink the file, so this is not simply an increase.
+        self.buffered_bytes = self.buffered_bytes - held_before + open.approx_bytes();
         let limits = &self.config.files;
         if open.rows() >= limits.max_file_rows || open.approx_bytes() >= limits.max_file_bytes {
             self.close(partition).await?;
@@ -456,9 +463,7 @@ impl Sink {
         if open.rows() == 0 && !open.has_dead_letters() && open.last_offset < open.first_offset {
             return Ok(());
         }
-        let topic = self.config.topic.clone();
-        let codec = self.config.files.compression;
-        let encoded = tokio::task::spawn_blocking(move || open.encode(&topic, codec))
+        let encoded = tokio::task::spawn_blocking(move || open.encode())
             .await
             .map_err(|e| parquet::errors::ParquetError::General(e.to_string()))??;
         let key = self.lake.key(&relative_key(
