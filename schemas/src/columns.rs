@@ -260,12 +260,10 @@ mod tests {
     use arrow_array::Array;
     use serde_json::{json, Map, Value};
 
-    use crate::Exposure;
-
-    /// The text columns of `exposure`'s lake row, by name.
-    fn lake_text(exposure: &Exposure) -> impl Fn(&str) -> String {
+    /// The text columns of `row` as the lake stores them, by name.
+    fn lake_text(row: &LakeRow<'_>) -> impl Fn(&str) -> String {
         let mut builder = ExposureBatchBuilder::new();
-        builder.append(&LakeRow::from_exposure(exposure), 0, 0);
+        builder.append(row, 0, 0);
         let batch = builder.finish().unwrap();
         move |name: &str| {
             batch
@@ -331,7 +329,7 @@ mod tests {
                 chrono::Utc::now(),
             )
             .unwrap();
-        let text = lake_text(&exposure);
+        let text = lake_text(&LakeRow::from_exposure(&exposure));
         assert_eq!(text("geo_country_code"), format!("a{}", "😀".repeat(15)));
         assert_eq!(text("ds_session_id"), "€".repeat(85));
         assert_eq!(text("user_agent").len(), 1024);
@@ -355,17 +353,7 @@ mod tests {
         let exposure = Normalizer::default().normalize(body, chrono::Utc::now()).unwrap();
         // Through Kafka as the sink decodes it.
         let value = exposure.to_json_bytes();
-        let mut builder = ExposureBatchBuilder::new();
-        builder.append(&LakeRow::from_kafka_value(&value).unwrap(), 0, 0);
-        let batch = builder.finish().unwrap();
-        let text = |name: &str| {
-            batch
-                .column_by_name(name)
-                .unwrap()
-                .as_string::<i32>()
-                .value(0)
-                .to_owned()
-        };
+        let text = lake_text(&LakeRow::from_kafka_value(&value).unwrap());
         assert_eq!(
             text("attributes"),
             r#"{"z":123456789012345678901234567890,"platform":7.50,"a":[1e-7,-0]}"#
