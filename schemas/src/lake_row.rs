@@ -212,17 +212,11 @@ impl<'a> LakeRow<'a> {
             variation_id: Cow::Owned(exposure.variation_id.clone()),
             source: owned(&exposure.source),
         };
-        let owned_column = |object: &Option<Map<String, Value>>, wanted: &[&str]| {
-            object.as_ref().map(|map| {
-                let column = JsonColumn::from_map(map, wanted);
-                JsonColumn {
-                    text: Cow::Owned(column.text.into_owned()),
-                    members: column.members.map(|m| m.map(Member::into_owned)),
-                }
-            })
-        };
-        let attributes = owned_column(&exposure.attributes, &PROMOTED);
-        let extra = owned_column(&exposure.extra, &[]);
+        let attributes = exposure
+            .attributes
+            .as_ref()
+            .map(|map| JsonColumn::from_map(map, &PROMOTED));
+        let extra = exposure.extra.as_ref().map(|map| JsonColumn::from_map(map, &[]));
         row_texts.into_row(exposure.exposed_at, exposure.received_at, attributes, extra)
     }
 }
@@ -313,7 +307,8 @@ struct JsonColumn<'a> {
 enum Member<'a> {
     /// Its JSON text, from a compact object that passed the scan.
     Raw(&'a str),
-    Parsed(Cow<'a, Value>),
+    /// From a parsed object (the slow path, or a record already in memory).
+    Parsed(Value),
 }
 
 impl<'a> JsonColumn<'a> {
@@ -332,11 +327,7 @@ impl<'a> JsonColumn<'a> {
                 let map: Map<String, Value> = serde_json::from_str(raw)
                     .map_err(|e| RowError::NotAnExposure(format!("{field}: {e}")))?;
                 loadable::check_object(Root::Field(field), &map, usize::MAX)?;
-                let column = JsonColumn::from_map(&map, wanted);
-                JsonColumn {
-                    text: Cow::Owned(column.text.into_owned()),
-                    members: column.members.map(|m| m.map(Member::into_owned)),
-                }
+                JsonColumn::from_map(&map, wanted)
             }
         };
         if column.text.len() > MAX_JSON_BYTES {
@@ -351,10 +342,12 @@ impl<'a> JsonColumn<'a> {
         Ok(column)
     }
 
-    fn from_map(map: &'a Map<String, Value>, wanted: &[&str]) -> JsonColumn<'a> {
+    /// A parsed object's column: its compact serialisation, and copies of the wanted
+    /// members (a few short values), so the column outlives the map.
+    fn from_map(map: &Map<String, Value>, wanted: &[&str]) -> JsonColumn<'static> {
         let mut members = [const { None }; 8];
         for (slot, name) in members.iter_mut().zip(wanted) {
-            *slot = map.get(*name).map(|value| Member::Parsed(Cow::Borrowed(value)));
+            *slot = map.get(*name).cloned().map(Member::Parsed);
         }
         JsonColumn {
             // Serialising a map of JSON values cannot fail.
@@ -365,15 +358,6 @@ impl<'a> JsonColumn<'a> {
 }
 
 impl<'a> Member<'a> {
-    fn into_owned(self) -> Member<'static> {
-        match self {
-            Member::Raw(text) => {
-                Member::Parsed(Cow::Owned(serde_json::from_str(text).unwrap_or(Value::Null)))
-            }
-            Member::Parsed(value) => Member::Parsed(Cow::Owned(value.into_owned())),
-        }
-    }
-
     /// A promoted text attribute: strings as sent, numbers and booleans as their JSON
     /// text, anything else (objects, arrays, null) absent.
     fn into_text(self) -> Option<Cow<'a, str>> {
@@ -389,8 +373,7 @@ impl<'a> Member<'a> {
                 b'-' | b'0'..=b'9' | b't' | b'f' => Some(Cow::Borrowed(raw)),
                 _ => None,
             },
-            Member::Parsed(Cow::Borrowed(Value::String(s))) => Some(Cow::Borrowed(s.as_str())),
-            Member::Parsed(Cow::Owned(Value::String(s))) => Some(Cow::Owned(s)),
+            Member::Parsed(Value::String(s)) => Some(Cow::Owned(s)),
             Member::Parsed(value) => scalar_text(&value).map(Cow::Owned),
         }
     }
@@ -416,7 +399,7 @@ impl<'a> Member<'a> {
                 b'-' | b'0'..=b'9' => from_number(&serde_json::from_str(raw).ok()?),
                 _ => None,
             },
-            Member::Parsed(value) => match value.as_ref() {
+            Member::Parsed(value) => match value {
                 Value::Bool(b) => Some(*b),
                 Value::String(s) => from_string(s),
                 Value::Number(n) => from_number(n),
