@@ -24,6 +24,7 @@ mod load;
 mod procs;
 mod roles;
 mod sections;
+mod sink;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -56,7 +57,7 @@ fn main() {
         sections::ingest(&mut report, venv.as_deref().expect("venv"));
     }
     if run("sink") {
-        sections::sink(&mut report, venv.as_deref().expect("venv"));
+        sink::sink(&mut report, venv.as_deref().expect("venv"));
     }
     if run("e2e") {
         sections::end_to_end(&mut report);
