@@ -21,12 +21,13 @@ use serde_json::{Map, Number, Value};
 
 use crate::columns::{column_max_bytes, PROMOTED_BOOLEAN_ATTRIBUTE, PROMOTED_TEXT_ATTRIBUTES};
 use crate::error::{ErrorCode, FieldError};
+use crate::json_scan::{raw_string, scan_object, Scan, MAX_WANTED};
 use crate::loadable::{self, Root, MAX_JSON_BYTES};
 use crate::Exposure;
 
 /// Top-level attribute keys the row looks up: the promoted text columns, then the
 /// promoted boolean.
-const PROMOTED: [&str; 8] = [
+const PROMOTED: [&str; MAX_WANTED] = [
     PROMOTED_TEXT_ATTRIBUTES[0],
     PROMOTED_TEXT_ATTRIBUTES[1],
     PROMOTED_TEXT_ATTRIBUTES[2],
@@ -269,7 +270,7 @@ impl<'a> RowTexts<'a> {
     ) -> LakeRow<'a> {
         let (attributes, members) = match attributes {
             Some(column) => (Some(column.text), column.members),
-            None => (None, [const { None }; 8]),
+            None => (None, [const { None }; MAX_WANTED]),
         };
         let [m0, m1, m2, m3, m4, m5, m6, verified] = members;
         let promoted_text = [m0, m1, m2, m3, m4, m5, m6];
@@ -300,7 +301,7 @@ impl<'a> RowTexts<'a> {
 /// A JSON object column: its stored text and the wanted top-level members' values.
 struct JsonColumn<'a> {
     text: Cow<'a, str>,
-    members: [Option<Member<'a>>; 8],
+    members: [Option<Member<'a>>; MAX_WANTED],
 }
 
 /// A top-level member's value, as text still to read or already parsed.
@@ -345,7 +346,7 @@ impl<'a> JsonColumn<'a> {
     /// A parsed object's column: its compact serialisation, and copies of the wanted
     /// members (a few short values), so the column outlives the map.
     fn from_map(map: &Map<String, Value>, wanted: &[&str]) -> JsonColumn<'static> {
-        let mut members = [const { None }; 8];
+        let mut members = [const { None }; MAX_WANTED];
         for (slot, name) in members.iter_mut().zip(wanted) {
             *slot = map.get(*name).cloned().map(Member::Parsed);
         }
@@ -409,16 +410,6 @@ impl<'a> Member<'a> {
     }
 }
 
-/// The content of a JSON string literal, borrowed when it has no escapes.
-fn raw_string(literal: &str) -> Option<Cow<'_, str>> {
-    let inner = literal.strip_prefix('"')?.strip_suffix('"')?;
-    if inner.contains('\\') {
-        serde_json::from_str::<String>(literal).ok().map(Cow::Owned)
-    } else {
-        Some(Cow::Borrowed(inner))
-    }
-}
-
 /// Cuts `value` to at most `max_bytes` bytes (Redshift's `VARCHAR(n)` counts bytes), on
 /// a character boundary, so the result is valid UTF-8 and never over the width.
 fn truncate(value: Cow<'_, str>, max_bytes: usize) -> Cow<'_, str> {
@@ -430,106 +421,6 @@ fn truncate(value: Cow<'_, str>, max_bytes: usize) -> Cow<'_, str> {
         end -= 1;
     }
     Cow::Owned(value[..end].to_owned())
-}
-
-/// What one pass over an object's JSON text found.
-#[derive(Debug, PartialEq)]
-enum Scan<'a> {
-    /// The value is not an object.
-    NotAnObject,
-    /// Compact, no `\u0000` escape, every number short and without an exponent (so
-    /// within a double's range and spelled as serde_json spells it), no escaped
-    /// top-level key: the text is loadable and is its own compact serialisation.
-    /// Holds the raw values of the wanted top-level members (the last of duplicates).
-    Clean([Option<&'a str>; 8]),
-    /// Something the full parse must decide.
-    NeedsParse,
-}
-
-/// One pass over `text`, a JSON value serde_json has already validated; see [`Scan`].
-fn scan_object<'a>(text: &'a str, wanted: &[&str]) -> Scan<'a> {
-    let bytes = text.as_bytes();
-    if bytes.first() != Some(&b'{') {
-        return Scan::NotAnObject;
-    }
-    let mut found = [None; 8];
-    let (mut depth, mut at) = (0usize, 0usize);
-    // The wanted member whose value is being read, and where that value starts.
-    let (mut member, mut value_start) = (None::<usize>, 0usize);
-    let mut expect_key = false;
-    while let Some(&byte) = bytes.get(at) {
-        match byte {
-            b'"' => {
-                let start = at + 1;
-                let mut end = start;
-                let mut escaped = false;
-                loop {
-                    let Some(found) = bytes
-                        .get(end..)
-                        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
-                    else {
-                        return Scan::NeedsParse;
-                    };
-                    end += found;
-                    if bytes[end] == b'"' {
-                        break;
-                    }
-                    if bytes[end + 1..].starts_with(b"u0000") {
-                        return Scan::NeedsParse;
-                    }
-                    escaped = true;
-                    end += 2;
-                }
-                if depth == 1 && expect_key {
-                    if escaped {
-                        return Scan::NeedsParse;
-                    }
-                    let key = &text[start..end];
-                    member = wanted.iter().position(|name| *name == key);
-                    expect_key = false;
-                }
-                at = end + 1;
-            }
-            b'{' | b'[' => {
-                depth += 1;
-                expect_key = depth == 1;
-                at += 1;
-            }
-            b'}' | b']' | b',' => {
-                if depth == 1 {
-                    if let Some(index) = member.take() {
-                        found[index] = Some(&text[value_start..at]);
-                    }
-                    expect_key = byte == b',';
-                }
-                if byte != b',' {
-                    depth -= 1;
-                }
-                at += 1;
-            }
-            b':' => {
-                if depth == 1 {
-                    value_start = at + 1;
-                }
-                at += 1;
-            }
-            b'-' | b'0'..=b'9' => {
-                let start = at;
-                while bytes
-                    .get(at)
-                    .is_some_and(|b| matches!(b, b'0'..=b'9' | b'.' | b'-' | b'+' | b'e' | b'E'))
-                {
-                    at += 1;
-                }
-                if !loadable::number_plainly_in_range(&text[start..at]) {
-                    return Scan::NeedsParse;
-                }
-            }
-            b' ' | b'\t' | b'\n' | b'\r' => return Scan::NeedsParse,
-            _ => at += 1,
-        }
-    }
-    Scan::Clean(found)
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ mod columns;
 pub mod ddl;
 mod error;
 pub mod external;
+mod json_scan;
 pub mod json_schema;
 mod lake_row;
 pub mod ledger;
@@ -37,6 +38,8 @@ pub mod loadable;
 mod normalize;
 mod privacy;
 mod record;
+#[cfg(test)]
+mod test_values;
 
 pub use columns::{
     arrow_schema, Column, ColumnType, ExposureBatchBuilder, COLUMNS, LAKE_SCHEMA_VERSION,
@@ -44,6 +47,6 @@ pub use columns::{
 };
 pub use error::{ErrorCode, FieldError};
 pub use lake_row::{LakeRow, RowError};
-pub use normalize::{Limits, Normalizer};
+pub use normalize::{EncodeError, EncodedExposure, Limits, Normalizer};
 pub use privacy::IpPolicy;
 pub use record::Exposure;

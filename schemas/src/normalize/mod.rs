@@ -34,6 +34,9 @@ use crate::loadable::{self, Root, MAX_JSON_BYTES};
 use crate::privacy::IpPolicy;
 use crate::record::Exposure;
 
+mod encode;
+pub use encode::{EncodeError, EncodedExposure};
+
 /// Size limits of the field rules. Defaults are DESIGN.md §3's. A limit above what the
 /// warehouse can store is lowered to it: text limits to their column's byte width in
 /// [`crate::COLUMNS`], `attributes` and `extra` to [`MAX_JSON_BYTES`].
