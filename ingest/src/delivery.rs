@@ -27,7 +27,6 @@ use futures::future::{self, Either};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use schemas::Exposure;
 use stage::{Backoff, Shutdown};
 use tokio::task::JoinHandle;
 
@@ -88,9 +87,8 @@ impl Delivery {
         })
     }
 
-    /// Makes `events` durable or refuses them all.
-    pub async fn publish(&self, events: &[Exposure]) -> Result<DurableIn, DeliveryError> {
-        let records: Vec<SpoolRecord> = events.iter().map(to_record).collect();
+    /// Makes `records` durable or refuses them all.
+    pub async fn publish(&self, records: Vec<SpoolRecord>) -> Result<DurableIn, DeliveryError> {
         if let Some(spool) = self.spool.as_ref().filter(|s| s.has_backlog()) {
             spool.append(records).await?;
             return Ok(DurableIn::Spool);
@@ -281,13 +279,5 @@ impl Sent {
             ) => Sent::Refused(format!("{error} ({code:?})")),
             _ => Sent::Unacknowledged,
         }
-    }
-}
-
-fn to_record(event: &Exposure) -> SpoolRecord {
-    SpoolRecord {
-        key: event.partition_key().as_bytes().to_vec(),
-        timestamp_ms: event.received_at.timestamp_millis(),
-        value: event.to_json_bytes(),
     }
 }

@@ -144,7 +144,7 @@ pub async fn serve(
 pub fn check_body(endpoint: Endpoint, body: &[u8], http: &HttpConfig) -> Result<usize, (u16, &'static str)> {
     let normalizer = http.normalizer();
     routes::decode_events(endpoint, body, http, &|event| {
-        normalizer.normalize(event, chrono::Utc::now())
+        normalizer.encode(event, chrono::Utc::now())
     })
     .map(|events| events.len())
     .map_err(|error| (error.status().as_u16(), error.code()))

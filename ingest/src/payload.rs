@@ -10,6 +10,7 @@
 //! off the async workers.
 
 use std::io::Read;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -17,7 +18,7 @@ use axum::http::{header, HeaderMap};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
-use serde_json::Value;
+use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
@@ -239,28 +240,32 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// `POST /exposure`: exactly one JSON value.
-pub fn parse_single(body: &[u8]) -> Result<Value, ApiError> {
+/// `POST /exposure`: exactly one JSON value (its raw text, or parsed).
+pub fn parse_single<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))
 }
 
 /// `POST /v1/exposures`: a JSON array, or NDJSON (one value per line; blank lines are
 /// skipped). A single object is a batch of one. Counting happens while parsing: the
-/// value after the `max_events`-th is never built.
-pub fn parse_batch(body: &[u8], max_events: usize) -> Result<Vec<Value>, ApiError> {
+/// value after the `max_events`-th is never built. Each event is `T`: its raw text (what
+/// ingest encodes from), or a parsed value.
+pub fn parse_batch<'a, T: Deserialize<'a>>(body: &'a [u8], max_events: usize) -> Result<Vec<T>, ApiError> {
     let text = body.trim_ascii_start();
-    let events: Vec<Value> = if text.starts_with(b"[") {
+    let events: Vec<T> = if text.starts_with(b"[") {
         let mut deserializer = serde_json::Deserializer::from_slice(text);
-        let events = BoundedEvents { max: max_events }
-            .deserialize(&mut deserializer)
-            .and_then(|events| deserializer.end().map(|()| events))
-            .map_err(|e| match e.to_string() {
-                message if message.starts_with(TOO_MANY_EVENTS) => ApiError::TooManyEvents {
-                    count: max_events + 1,
-                    limit: max_events,
-                },
-                message => ApiError::MalformedJson(message),
-            })?;
+        let events = BoundedEvents {
+            max: max_events,
+            event: PhantomData,
+        }
+        .deserialize(&mut deserializer)
+        .and_then(|events| deserializer.end().map(|()| events))
+        .map_err(|e| match e.to_string() {
+            message if message.starts_with(TOO_MANY_EVENTS) => ApiError::TooManyEvents {
+                count: max_events + 1,
+                limit: max_events,
+            },
+            message => ApiError::MalformedJson(message),
+        })?;
         events
     } else {
         let mut events = Vec::new();
@@ -296,26 +301,27 @@ pub fn parse_batch(body: &[u8], max_events: usize) -> Result<Vec<Value>, ApiErro
 const TOO_MANY_EVENTS: &str = "too many events";
 
 /// A JSON array of at most `max` values, refused as soon as one more begins.
-struct BoundedEvents {
+struct BoundedEvents<T> {
     max: usize,
+    event: PhantomData<T>,
 }
 
-impl<'de> DeserializeSeed<'de> for BoundedEvents {
-    type Value = Vec<Value>;
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for BoundedEvents<T> {
+    type Value = Vec<T>;
 
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Vec<Value>, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Vec<T>, D::Error> {
         deserializer.deserialize_seq(self)
     }
 }
 
-impl<'de> Visitor<'de> for BoundedEvents {
-    type Value = Vec<Value>;
+impl<'de, T: Deserialize<'de>> Visitor<'de> for BoundedEvents<T> {
+    type Value = Vec<T>;
 
     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(formatter, "an array of at most {} events", self.max)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Value>, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
         let mut events = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max));
         loop {
             if events.len() == self.max {
@@ -325,7 +331,7 @@ impl<'de> Visitor<'de> for BoundedEvents {
                     None => Ok(events),
                 };
             }
-            match seq.next_element::<Value>()? {
+            match seq.next_element::<T>()? {
                 Some(event) => events.push(event),
                 None => return Ok(events),
             }
@@ -336,27 +342,42 @@ impl<'de> Visitor<'de> for BoundedEvents {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn array_ndjson_and_single_object_batches() {
-        assert_eq!(parse_batch(b" [{\"a\":1},{\"a\":2}]", 10).unwrap().len(), 2);
-        assert_eq!(parse_batch(b"{\"a\":1}\n\n{\"a\":2}\r\n", 10).unwrap().len(), 2);
-        assert_eq!(parse_batch(b"{\"a\":1}", 10).unwrap().len(), 1);
+        assert_eq!(
+            parse_batch::<Value>(b" [{\"a\":1},{\"a\":2}]", 10).unwrap().len(),
+            2
+        );
+        assert_eq!(
+            parse_batch::<Value>(b"{\"a\":1}\n\n{\"a\":2}\r\n", 10)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(parse_batch::<Value>(b"{\"a\":1}", 10).unwrap().len(), 1);
     }
 
     #[test]
     fn batch_errors() {
-        assert!(matches!(parse_batch(b"[]", 10), Err(ApiError::EmptyBatch)));
-        assert!(matches!(parse_batch(b"  \n", 10), Err(ApiError::EmptyBatch)));
         assert!(matches!(
-            parse_batch(b"[1,2,3]", 2),
+            parse_batch::<Value>(b"[]", 10),
+            Err(ApiError::EmptyBatch)
+        ));
+        assert!(matches!(
+            parse_batch::<Value>(b"  \n", 10),
+            Err(ApiError::EmptyBatch)
+        ));
+        assert!(matches!(
+            parse_batch::<Value>(b"[1,2,3]", 2),
             Err(ApiError::TooManyEvents { count: 3, limit: 2 })
         ));
         assert!(matches!(
-            parse_batch(b"{}\n{}\n{}", 2),
+            parse_batch::<Value>(b"{}\n{}\n{}", 2),
             Err(ApiError::TooManyEvents { .. })
         ));
-        match parse_batch(b"{}\n{oops}\n", 10) {
+        match parse_batch::<Value>(b"{}\n{oops}\n", 10) {
             Err(ApiError::MalformedJson(message)) => {
                 assert!(message.contains("line 2 (event index 1)"), "{message}")
             }
@@ -397,12 +418,12 @@ mod tests {
     fn counting_stops_at_the_limit_without_building_the_rest() {
         let zeros = format!("[{}0]", "0,".repeat(1_000_000));
         assert!(matches!(
-            parse_batch(zeros.as_bytes(), 10),
+            parse_batch::<Value>(zeros.as_bytes(), 10),
             Err(ApiError::TooManyEvents { count: 11, limit: 10 })
         ));
-        assert_eq!(parse_batch(b"[1,2]", 2).map(|e| e.len()).ok(), Some(2));
+        assert_eq!(parse_batch::<Value>(b"[1,2]", 2).map(|e| e.len()).ok(), Some(2));
         assert!(matches!(
-            parse_batch(b"[1,2] x", 2),
+            parse_batch::<Value>(b"[1,2] x", 2),
             Err(ApiError::MalformedJson(_))
         ));
     }

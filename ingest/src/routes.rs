@@ -22,10 +22,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use governor::{Quota, RateLimiter};
 use ipnet::IpNet;
-use schemas::{Exposure, Normalizer};
+use schemas::{EncodeError, EncodedExposure, Normalizer};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -37,6 +38,7 @@ use crate::delivery::Delivery;
 use crate::error::{ApiError, ItemError};
 use crate::metrics as m;
 use crate::payload::{self, Budget};
+use crate::spool::SpoolRecord;
 
 /// Wrong write keys a client may present before it is refused for a while.
 pub const AUTH_FAILURE_BURST: u32 = 10;
@@ -278,22 +280,25 @@ impl AppState {
             .is_some_and(|until| until > Instant::now())
     }
 
-    fn normalize(&self, event: Value) -> Result<Exposure, schemas::FieldError> {
-        self.normalizer.normalize(event, Utc::now()).inspect_err(|error| {
-            metrics::counter!(m::EVENTS_REJECTED, "reason" => error.code.as_str()).increment(1);
+    /// One event's text → its Kafka record, counting a rejection by its reason.
+    fn encode(&self, event: &str, received_at: DateTime<Utc>) -> Result<EncodedExposure, EncodeError> {
+        self.normalizer.encode(event, received_at).inspect_err(|error| {
+            if let EncodeError::Invalid(error) = error {
+                metrics::counter!(m::EVENTS_REJECTED, "reason" => error.code.as_str()).increment(1);
+            }
         })
     }
 
-    async fn publish(&self, events: &[Exposure]) -> Result<(), ApiError> {
-        match self.delivery.publish(events).await {
+    async fn publish(&self, records: Vec<SpoolRecord>) -> Result<(), ApiError> {
+        let events = records.len();
+        match self.delivery.publish(records).await {
             Ok(path) => {
-                metrics::counter!(m::EVENTS_ACCEPTED, "path" => path.as_str()).increment(events.len() as u64);
+                metrics::counter!(m::EVENTS_ACCEPTED, "path" => path.as_str()).increment(events as u64);
                 Ok(())
             }
             Err(error) => {
-                metrics::counter!(m::EVENTS_REJECTED, "reason" => "unavailable")
-                    .increment(events.len() as u64);
-                tracing::error!(%error, events = events.len(), "refused events: cannot make them durable");
+                metrics::counter!(m::EVENTS_REJECTED, "reason" => "unavailable").increment(events as u64);
+                tracing::error!(%error, events, "refused events: cannot make them durable");
                 Err(error.into())
             }
         }
@@ -306,11 +311,10 @@ async fn post_exposure(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Result<Json<Accepted>, ApiError> {
-    let exposures = accept(state, peer, request, Endpoint::Single).await?;
-    let event_id = exposures.first().map(|e| e.event_id.clone()).unwrap_or_default();
+    let event_ids = accept(state, peer, request, Endpoint::Single).await?;
     Ok(Json(Accepted {
         status: "ok",
-        event_id,
+        event_id: event_ids.into_iter().next().unwrap_or_default(),
     }))
 }
 
@@ -328,19 +332,18 @@ async fn post_batch(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let exposures = accept(state, peer, request, Endpoint::Batch).await?;
-    let event_ids: Vec<&str> = exposures.iter().map(|e| e.event_id.as_str()).collect();
-    Ok(Json(json!({"accepted": exposures.len(), "event_ids": event_ids})))
+    let event_ids = accept(state, peer, request, Endpoint::Batch).await?;
+    Ok(Json(json!({"accepted": event_ids.len(), "event_ids": event_ids})))
 }
 
 /// Admits, reads, decodes and validates a request, then makes its events durable:
-/// returns them once they are.
+/// returns their event ids once they are.
 async fn accept(
     state: Arc<AppState>,
     peer: SocketAddr,
     request: Request,
     endpoint: Endpoint,
-) -> Result<Vec<Exposure>, ApiError> {
+) -> Result<Vec<String>, ApiError> {
     state.admit(&request, peer)?;
     let limit = match endpoint {
         Endpoint::Single => state.http.max_event_bytes,
@@ -350,13 +353,27 @@ async fn accept(
     let body = payload::read_body(&parts.headers, body, limit, &state.budget).await?;
     let parsing = state.clone();
     let bytes = body.bytes.clone();
-    let exposures = payload::off_the_async_workers(bytes.len(), move || {
-        decode_events(endpoint, &bytes, &parsing.http, &|event| parsing.normalize(event))
+    let received_at = Utc::now();
+    let encoded = payload::off_the_async_workers(bytes.len(), move || {
+        decode_events(endpoint, &bytes, &parsing.http, &|event| {
+            parsing.encode(event, received_at)
+        })
     })
     .await?;
-    state.publish(&exposures).await?;
+    let (event_ids, records) = encoded.into_iter().map(into_spool_record).unzip();
+    state.publish(records).await?;
     drop(body); // the budget is held until the events are durable
-    Ok(exposures)
+    Ok(event_ids)
+}
+
+/// An encoded event → its id (for the answer) and its Kafka record.
+fn into_spool_record(event: EncodedExposure) -> (String, SpoolRecord) {
+    let record = SpoolRecord {
+        key: event.key.into_bytes(),
+        timestamp_ms: event.received_at.timestamp_millis(),
+        value: event.value,
+    };
+    (event.event_id, record)
 }
 
 async fn healthz() -> Json<Value> {
@@ -402,28 +419,46 @@ pub enum Endpoint {
     Batch,
 }
 
-/// A decoded body → the events it carries, validated; all or nothing.
+/// A decoded body → the events it carries, validated and encoded; all or nothing.
+///
+/// Each event is encoded from its raw text. Text that serde_json accepts as raw but not
+/// as a value (a lone surrogate escape, nesting past 128 levels) is answered with the
+/// error of parsing the whole body, as a client would see it from any JSON parser.
 pub fn decode_events(
     endpoint: Endpoint,
     body: &[u8],
     http: &HttpConfig,
-    normalize: &dyn Fn(Value) -> Result<Exposure, schemas::FieldError>,
-) -> Result<Vec<Exposure>, ApiError> {
+    encode: &dyn Fn(&str) -> Result<EncodedExposure, EncodeError>,
+) -> Result<Vec<EncodedExposure>, ApiError> {
+    let malformed = |error: serde_json::Error| {
+        let whole_body = match endpoint {
+            Endpoint::Single => payload::parse_single::<Value>(body).map(|_| ()),
+            Endpoint::Batch => payload::parse_batch::<Value>(body, http.max_batch_events).map(|_| ()),
+        };
+        whole_body
+            .err()
+            .unwrap_or(ApiError::MalformedJson(error.to_string()))
+    };
     if endpoint == Endpoint::Single {
-        let event = payload::parse_single(body)?;
-        return Ok(vec![normalize(event).map_err(ApiError::InvalidEvent)?]);
+        let event: &RawValue = payload::parse_single(body)?;
+        return match encode(event.get()) {
+            Ok(encoded) => Ok(vec![encoded]),
+            Err(EncodeError::Invalid(error)) => Err(ApiError::InvalidEvent(error)),
+            Err(EncodeError::Malformed(error)) => Err(malformed(error)),
+        };
     }
-    let events = payload::parse_batch(body, http.max_batch_events)?;
-    let mut exposures = Vec::with_capacity(events.len());
+    let events: Vec<&RawValue> = payload::parse_batch(body, http.max_batch_events)?;
+    let mut encoded = Vec::with_capacity(events.len());
     let mut failures = Vec::new();
     for (index, event) in events.into_iter().enumerate() {
-        match normalize(event) {
-            Ok(exposure) => exposures.push(exposure),
-            Err(error) => failures.push(ItemError { index, error }),
+        match encode(event.get()) {
+            Ok(event) => encoded.push(event),
+            Err(EncodeError::Invalid(error)) => failures.push(ItemError { index, error }),
+            Err(EncodeError::Malformed(error)) => return Err(malformed(error)),
         }
     }
     if failures.is_empty() {
-        Ok(exposures)
+        Ok(encoded)
     } else {
         Err(ApiError::InvalidBatch(failures))
     }
