@@ -36,8 +36,21 @@ impl IpPolicy {
         let Some(original) = attributes.get(IP_ATTRIBUTE) else {
             return;
         };
-        let replaced: Option<String> = match (self, original) {
-            (IpPolicy::Keep, _) => return,
+        match self.rewrite(original, salt) {
+            IpRewrite::Keep => {}
+            IpRewrite::Replace(value) => {
+                attributes.insert(IP_ATTRIBUTE.to_owned(), Value::String(value));
+            }
+            IpRewrite::Remove => {
+                attributes.shift_remove(IP_ATTRIBUTE);
+            }
+        }
+    }
+
+    /// What the policy makes of the attribute's value (see [`IpPolicy::apply`]).
+    pub(crate) fn rewrite(self, original: &Value, salt: &str) -> IpRewrite {
+        let replaced = match (self, original) {
+            (IpPolicy::Keep, _) => return IpRewrite::Keep,
             (IpPolicy::Drop, _) => None,
             (IpPolicy::Truncate, Value::String(text)) => text
                 .split(',')
@@ -48,15 +61,18 @@ impl IpPolicy {
             (IpPolicy::Hash, Value::String(text)) => Some(hash_ip(text, salt)),
             (IpPolicy::Hash, other) => Some(hash_ip(&other.to_string(), salt)),
         };
-        match replaced {
-            Some(value) => {
-                attributes.insert(IP_ATTRIBUTE.to_owned(), Value::String(value));
-            }
-            None => {
-                attributes.shift_remove(IP_ATTRIBUTE);
-            }
-        }
+        replaced.map_or(IpRewrite::Remove, IpRewrite::Replace)
     }
+}
+
+/// What [`IpPolicy::rewrite`] decided for the attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum IpRewrite {
+    Keep,
+    /// Store this string instead.
+    Replace(String),
+    /// Remove the attribute.
+    Remove,
 }
 
 fn truncate_ip(text: &str) -> Option<String> {

@@ -9,8 +9,8 @@
 //! their serialisation and passes the loadable rules.
 //!
 //! The direct path only ever accepts: any doubt (a wrong type, a limit passed, a
-//! duplicate key, an escape serde_json would write differently, the privacy policy
-//! having to rewrite `forwarded_for`) sends the event through `normalize`, which
+//! duplicate key, an escape serde_json would write differently) sends the event
+//! through `normalize`, which
 //! decides it and words the error. So the two paths cannot disagree on what is valid
 //! or on a single byte of the value; a property test holds them to it.
 
@@ -28,7 +28,7 @@ use super::{capped, check_string, integer_text, parse_timestamp, truncate_to_mic
 use crate::error::FieldError;
 use crate::json_scan::{raw_string, scan_canonical, Scan};
 use crate::loadable::{self, MAX_JSON_BYTES};
-use crate::privacy::{IpPolicy, IP_ATTRIBUTE};
+use crate::privacy::{IpRewrite, IP_ATTRIBUTE};
 use crate::record::Exposure;
 
 /// One exposure ready for Kafka.
@@ -124,17 +124,23 @@ impl Normalizer {
         let attributes = match present(known.attributes) {
             None => None,
             Some(text) => {
-                let Scan::Clean(members) = scan_canonical(text, &[IP_ATTRIBUTE], limits.max_attributes_depth)
+                let Scan::Clean([address, ..]) =
+                    scan_canonical(text, &[IP_ATTRIBUTE], limits.max_attributes_depth)
                 else {
                     return None;
                 };
-                // A policy that rewrites `forwarded_for` is the map's work.
-                let untouched = self.ip_policy == IpPolicy::Keep || members[0].is_none();
-                let fits = text.len() <= limits.max_attributes_bytes.min(MAX_JSON_BYTES);
-                if !(text.starts_with('{') && untouched && fits) {
+                if !text.starts_with('{') {
                     return None;
                 }
-                Some(text)
+                let attributes = match address {
+                    Some(address) => self.apply_ip_policy(text, address)?,
+                    None => Cow::Borrowed(text),
+                };
+                // Measured after the privacy policy: what is stored must fit.
+                if attributes.len() > limits.max_attributes_bytes.min(MAX_JSON_BYTES) {
+                    return None;
+                }
+                Some(attributes)
             }
         };
         let exposed_at = match present(known.timestamp) {
@@ -193,7 +199,7 @@ impl Normalizer {
             write_member_name(&mut value, "source");
             serde_json::to_writer(&mut value, source).ok()?;
         }
-        for (name, text) in [("attributes", attributes), ("extra", extra.as_deref())] {
+        for (name, text) in [("attributes", attributes.as_deref()), ("extra", extra.as_deref())] {
             if let Some(text) = text {
                 write_member_name(&mut value, name);
                 value.extend_from_slice(text.as_bytes());
@@ -206,6 +212,37 @@ impl Normalizer {
             received_at,
             value,
         })
+    }
+
+    /// The attributes' text after the privacy policy, `address` being the raw value of
+    /// their `forwarded_for` member (a slice of `text`, which the scan found compact and
+    /// canonical). The member is rewritten or removed in place, where the map would have
+    /// it, so the text stays the map's serialisation.
+    fn apply_ip_policy<'a>(&self, text: &'a str, address: &str) -> Option<Cow<'a, str>> {
+        let value: Value = serde_json::from_str(address).ok()?;
+        let value_start = (address.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+        let value_end = value_start + address.len();
+        // The key is unescaped and directly before its value: `"forwarded_for":`.
+        let member_start = value_start.checked_sub(IP_ATTRIBUTE.len() + 3)?;
+        match self.ip_policy.rewrite(&value, &self.ip_hash_salt) {
+            IpRewrite::Keep => Some(Cow::Borrowed(text)),
+            IpRewrite::Replace(replacement) => {
+                let replacement = serde_json::to_string(&replacement).ok()?;
+                Some(Cow::Owned(
+                    [&text[..value_start], &replacement, &text[value_end..]].concat(),
+                ))
+            }
+            // With the comma before it, or after it when it is the first member.
+            IpRewrite::Remove if text[..member_start].ends_with(',') => Some(Cow::Owned(
+                [&text[..member_start - 1], &text[value_end..]].concat(),
+            )),
+            IpRewrite::Remove => {
+                let rest = &text[value_end..];
+                Some(Cow::Owned(
+                    [&text[..member_start], rest.strip_prefix(',').unwrap_or(rest)].concat(),
+                ))
+            }
+        }
     }
 
     /// A user id member: `Some(None)` when absent, `null` or `""`; `None` to leave it to

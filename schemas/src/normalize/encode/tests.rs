@@ -7,6 +7,7 @@ use serde_json::{json, Map};
 
 use super::*;
 use crate::test_values::json_value;
+use crate::IpPolicy;
 
 fn received_at() -> DateTime<Utc> {
     Utc.timestamp_micros(1_795_608_000_123_456)
@@ -156,7 +157,26 @@ fn a_privacy_policy_that_rewrites_the_address_agrees() {
             ip_hash_salt: "pepper".into(),
             ..Normalizer::default()
         };
+        assert!(normalizer.encode_directly(SEED, received_at()).is_some());
         assert_agree(&normalizer, SEED, false);
+        for attributes in [
+            r#"{"forwarded_for":"10.1.2.3, 2001:db8::1"}"#,
+            r#"{"forwarded_for":"10.1.2.3","a":1}"#,
+            r#"{"a":1,"forwarded_for":"not an address"}"#,
+            r#"{"a":{"forwarded_for":"10.1.2.3"},"forwarded_for":[1,{"b":"
+"}],"c":2}"#,
+            r#"{"forwarded_for":null}"#,
+        ] {
+            let text = SEED.replace(r#"{"id":"user_12345""#, &format!("{attributes},\"x\":{{\"id\":1"));
+            assert_agree(
+                &normalizer,
+                &format!(
+                    r#"{{"ds_user_id":"u","experiment_id":"e","variation_id":"1","attributes":{attributes}}}"#
+                ),
+                false,
+            );
+            assert_agree(&normalizer, &text, false);
+        }
         let without = SEED.replace(r#""forwarded_for":"203.0.113.7","#, "");
         assert!(normalizer.encode_directly(&without, received_at()).is_some());
         assert_agree(&normalizer, &without, false);
@@ -219,7 +239,7 @@ proptest! {
     fn any_event_encodes_as_the_normaliser_would(
         members in event_members(),
         spelling in prop_oneof![Just(Spelling::Compact), Just(Spelling::Pretty), Just(Spelling::Repeated)],
-        policy in prop_oneof![Just(IpPolicy::Keep), Just(IpPolicy::Hash)],
+        policy in prop_oneof![Just(IpPolicy::Keep), Just(IpPolicy::Truncate), Just(IpPolicy::Hash), Just(IpPolicy::Drop)],
     ) {
         let mut event: Map<String, Value> = serde_json::from_value(json!({
             "ds_user_id": "u", "experiment_id": "e", "variation_id": "v",
@@ -235,7 +255,7 @@ proptest! {
             text.pop();
             text.push_str(&format!(",{}:{}}}", json!(name), value));
         }
-        let normalizer = Normalizer { ip_policy: policy, ..Normalizer::default() };
+        let normalizer = Normalizer { ip_policy: policy, ip_hash_salt: "salt".into(), ..Normalizer::default() };
         let ours = encoded(&normalizer, &text);
         let mut reference = normalised(&normalizer, &text);
         if let (Ok(ours), Ok(reference)) = (&ours, &mut reference) {
