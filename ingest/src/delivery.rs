@@ -21,15 +21,13 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::future::{self, Either};
-use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::producer::Producer;
 use stage::{Backoff, Shutdown};
 use tokio::task::JoinHandle;
 
+use crate::acks::{self, AckProducer, Sent};
 use crate::metrics as m;
 use crate::spool::{Spool, SpoolError, SpoolRecord};
 
@@ -63,7 +61,7 @@ pub enum DeliveryError {
 }
 
 pub struct Delivery {
-    producer: FutureProducer,
+    producer: AckProducer,
     topic: String,
     spool: Option<Spool>,
     broker_up: AtomicBool,
@@ -72,12 +70,7 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub fn new(
-        producer: FutureProducer,
-        topic: String,
-        spool: Option<Spool>,
-        stop: Shutdown,
-    ) -> Arc<Delivery> {
+    pub fn new(producer: AckProducer, topic: String, spool: Option<Spool>, stop: Shutdown) -> Arc<Delivery> {
         Arc::new(Delivery {
             producer,
             topic,
@@ -114,37 +107,11 @@ impl Delivery {
         }
     }
 
-    /// Sends records and waits for each acknowledgement.
-    async fn produce_all<'a>(&self, records: impl Iterator<Item = &'a SpoolRecord>) -> Vec<Sent> {
-        let started = Instant::now();
-        // Looked up once per call, not per record: a lookup hashes the name and labels.
-        let acked = metrics::histogram!(m::KAFKA_ACK_DURATION, "outcome" => "acked");
-        let failed = metrics::histogram!(m::KAFKA_ACK_DURATION, "outcome" => "failed");
-        let (acked, failed) = (&acked, &failed);
-        let acks = records.map(|record| {
-            let message = FutureRecord::to(&self.topic)
-                .key(&record.key[..])
-                .payload(&record.value[..])
-                .timestamp(record.timestamp_ms);
-            match self.producer.send_result(message) {
-                Ok(ack) => Either::Left(async move {
-                    let sent = match ack.await {
-                        Ok(Ok(_)) => Sent::Acked,
-                        Ok(Err((error, _))) => Sent::from_error(&error),
-                        Err(_) => Sent::Unacknowledged,
-                    };
-                    let histogram = if sent == Sent::Acked { acked } else { failed };
-                    histogram.record(started.elapsed().as_secs_f64());
-                    sent
-                }),
-                // A full queue is as good as unacknowledged; a record librdkafka refuses
-                // outright (too large) will never be taken.
-                Err((error, _)) => Either::Right(future::ready(Sent::from_error(&error))),
-            }
-        });
+    /// Sends records and waits for librdkafka's report on each.
+    async fn produce_all<'a>(&self, records: impl ExactSizeIterator<Item = &'a SpoolRecord>) -> Vec<Sent> {
         // The queue-length gauge is sampled by the broker probe: reading it here cost a
         // lock in librdkafka per request.
-        future::join_all(acks).await
+        acks::produce_all(&self.producer, &self.topic, records).await
     }
 
     /// True when events can be made durable now: the broker answered the last probe,
@@ -258,29 +225,6 @@ impl Delivery {
                 }
                 spool.remove_segment(id)?;
             }
-        }
-    }
-}
-
-/// What became of one record sent to Kafka.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Sent {
-    Acked,
-    /// Not acknowledged in time, broker unreachable, queue full: try again later.
-    Unacknowledged,
-    /// Kafka (or librdkafka) will never take this record as it is; why.
-    Refused(String),
-}
-
-impl Sent {
-    fn from_error(error: &KafkaError) -> Sent {
-        match error.rdkafka_error_code() {
-            Some(
-                code @ (RDKafkaErrorCode::MessageSizeTooLarge
-                | RDKafkaErrorCode::InvalidMessageSize
-                | RDKafkaErrorCode::InvalidRecord),
-            ) => Sent::Refused(format!("{error} ({code:?})")),
-            _ => Sent::Unacknowledged,
         }
     }
 }

@@ -11,6 +11,7 @@
 //!
 //! Public: the configuration, [`serve`], its error, and the metric names ([`metrics`]).
 
+mod acks;
 mod config;
 mod delivery;
 mod error;
@@ -24,9 +25,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::acks::{AckContext, AckProducer};
 pub use config::{DeliveryConfig, HttpConfig, IngestConfig};
 pub use metrics::RenderMetrics;
-use rdkafka::producer::FutureProducer;
 pub use routes::Endpoint;
 use stage::{ClientRole, Shutdown};
 use tokio::net::TcpListener;
@@ -60,17 +61,21 @@ pub async fn serve(
 ) -> Result<(), IngestError> {
     config.http.validate()?;
     let delivery_config = &config.delivery;
-    let producer: FutureProducer = config.kafka.create(
-        ClientRole::Producer {
-            client_id: "exposures-ingest",
-            message_timeout: delivery_config.delivery_timeout,
-        },
-        // Every request waits for its acknowledgements, so a linger is pure latency:
-        // librdkafka's default 5 ms capped 64 connections near 64 / 5 ms ≈ 12k req/s
-        // (`cargo bench --bench pipeline`). Batches still form from concurrent requests
-        // while earlier ones are in flight. A user's --kafka-property overrides it.
-        &[("linger.ms", "0".to_owned())],
-    )?;
+    let producer: AckProducer = config
+        .kafka
+        .config(
+            ClientRole::Producer {
+                client_id: "exposures-ingest",
+                message_timeout: delivery_config.delivery_timeout,
+            },
+            // Every request waits for its acknowledgements, so a linger is pure latency:
+            // librdkafka's default 5 ms capped 64 connections near 64 / 5 ms ≈ 12k req/s
+            // (`cargo bench --bench pipeline`). Batches still form from concurrent requests
+            // while earlier ones are in flight. A user's --kafka-property overrides it.
+            &[("linger.ms", "0".to_owned())],
+        )?
+        .create_with_context(AckContext)
+        .map_err(|source| config.kafka.client_error(source))?;
     let spool = if delivery_config.no_spool {
         None
     } else {
