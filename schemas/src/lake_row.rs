@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 
-use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, Utc};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
@@ -23,6 +23,7 @@ use crate::columns::{column_max_bytes, PROMOTED_BOOLEAN_ATTRIBUTE, PROMOTED_TEXT
 use crate::error::{ErrorCode, FieldError};
 use crate::json_scan::{raw_string, scan_object, Scan, MAX_WANTED};
 use crate::loadable::{self, Root, MAX_JSON_BYTES};
+use crate::timestamp::parse_timestamp;
 use crate::Exposure;
 
 /// Top-level attribute keys the row looks up: the promoted text columns, then the
@@ -122,53 +123,6 @@ struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
 fn timestamp<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
     let Text(text) = Text::deserialize(deserializer)?;
     parse_timestamp(&text).map_err(D::Error::custom)
-}
-
-/// `text` as chrono's `DateTime<Utc>` parses it (what serde reads a timestamp with),
-/// with a fast path for the one spelling ingest writes, `YYYY-MM-DDTHH:MM:SS[.f…]Z`:
-/// chrono's general parser was a tenth of the sink's decode.
-pub(crate) fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
-    match utc_timestamp(text.as_bytes()) {
-        Some(timestamp) => Ok(timestamp),
-        None => text.parse(),
-    }
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` or with 1 to 9 fractional digits; `None` for anything else
-/// (offsets, leap seconds, impossible dates), which chrono then decides.
-fn utc_timestamp(bytes: &[u8]) -> Option<DateTime<Utc>> {
-    let number = |digits: &[u8]| {
-        digits.iter().try_fold(0u32, |value, digit| {
-            digit
-                .is_ascii_digit()
-                .then(|| value * 10 + u32::from(digit - b'0'))
-        })
-    };
-    let (head, fraction) = (bytes.get(..19)?, bytes.get(19..bytes.len().checked_sub(1)?)?);
-    if bytes.last() != Some(&b'Z')
-        || [head[4], head[7], head[10], head[13], head[16]] != [b'-', b'-', b'T', b':', b':']
-    {
-        return None;
-    }
-    let nanos = match fraction {
-        [] => 0,
-        [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => {
-            number(digits)? * 10u32.pow(9 - digits.len() as u32)
-        }
-        _ => return None,
-    };
-    let year = i32::try_from(number(&head[0..4])?).ok()?;
-    let date = NaiveDate::from_ymd_opt(year, number(&head[5..7])?, number(&head[8..10])?)?;
-    let (hour, minute, second) = (
-        number(&head[11..13])?,
-        number(&head[14..16])?,
-        number(&head[17..19])?,
-    );
-    if second > 59 {
-        return None;
-    }
-    let time = NaiveTime::from_hms_nano_opt(hour, minute, second, nanos)?;
-    Some(date.and_time(time).and_utc())
 }
 
 fn text(value: Option<Text<'_>>) -> Option<Cow<'_, str>> {

@@ -40,6 +40,7 @@ mod privacy;
 mod record;
 #[cfg(test)]
 mod test_values;
+mod timestamp;
 
 pub use columns::{
     arrow_schema, Column, ColumnType, ExposureBatchBuilder, COLUMNS, LAKE_SCHEMA_VERSION,

@@ -30,6 +30,7 @@ use crate::json_scan::{raw_string, scan_canonical, Scan};
 use crate::loadable::{self, MAX_JSON_BYTES};
 use crate::privacy::{IpRewrite, IP_ATTRIBUTE};
 use crate::record::Exposure;
+use crate::timestamp::write_timestamp;
 
 /// One exposure ready for Kafka.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,9 +193,9 @@ impl Normalizer {
         write_member_name(&mut value, "variation_id");
         serde_json::to_writer(&mut value, &variation_id).ok()?;
         write_member_name(&mut value, "exposed_at");
-        serde_json::to_writer(&mut value, &exposed_at).ok()?;
+        write_timestamp(&mut value, &exposed_at);
         write_member_name(&mut value, "received_at");
-        serde_json::to_writer(&mut value, &received_at).ok()?;
+        write_timestamp(&mut value, &received_at);
         if let Some(source) = &source {
             write_member_name(&mut value, "source");
             serde_json::to_writer(&mut value, source).ok()?;
