@@ -56,7 +56,9 @@ fn utc_timestamp(bytes: &[u8]) -> Option<DateTime<Utc>> {
 /// Appends `timestamp` as a JSON string, exactly as serde_json writes a `DateTime<Utc>`
 /// (RFC 3339 with `Z`; no fraction, or 3, 6 or 9 digits, whichever is shortest exact).
 pub(crate) fn write_timestamp(out: &mut Vec<u8>, timestamp: &DateTime<Utc>) {
-    let (year, nanos) = (timestamp.year(), timestamp.nanosecond());
+    // One conversion to the naive time: each accessor of a `DateTime` converts again.
+    let naive = timestamp.naive_utc();
+    let (year, nanos) = (naive.year(), naive.nanosecond());
     // Years beyond four digits take a sign, and a leap second's nanoseconds run past
     // a billion: chrono's own writer spells both.
     if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
@@ -70,15 +72,15 @@ pub(crate) fn write_timestamp(out: &mut Vec<u8>, timestamp: &DateTime<Utc>) {
     two(out, year as u32 / 100);
     two(out, year as u32 % 100);
     out.push(b'-');
-    two(out, timestamp.month());
+    two(out, naive.month());
     out.push(b'-');
-    two(out, timestamp.day());
+    two(out, naive.day());
     out.push(b'T');
-    two(out, timestamp.hour());
+    two(out, naive.hour());
     out.push(b':');
-    two(out, timestamp.minute());
+    two(out, naive.minute());
     out.push(b':');
-    two(out, timestamp.second());
+    two(out, naive.second());
     let _ = if nanos == 0 {
         Ok(())
     } else if nanos % 1_000_000 == 0 {
