@@ -4,9 +4,10 @@
 //! cannot acknowledge in time, fsync'd in a local spool that is replayed to Kafka in
 //! order.
 //!
-//! Data path, top-down: [`routes`] (HTTP) → [`payload`] (bodies) → `schemas::Normalizer`
-//! (validation) → `delivery` (policy: Kafka or spool) → the producer / `spool`
-//! (mechanism). [`serve`] wires them; the CLI only parses configuration. The Kafka
+//! Data path, top-down: [`routes`] (HTTP) → [`payload`] (bodies, each event kept as
+//! its raw JSON text) → `schemas::Normalizer::encode` (validation, straight to the
+//! Kafka value) → `delivery` (policy: Kafka or spool) → `acks` (the producer, one wake
+//! per publish) / `spool` (mechanism). [`serve`] wires them; the CLI only parses configuration. The Kafka
 //! producer is configured by [`stage::KafkaArgs`], like every other client.
 //!
 //! Public: the configuration, [`serve`], its error, and the metric names ([`metrics`]).

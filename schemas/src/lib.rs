@@ -7,7 +7,10 @@
 //!   length, size and depth limits, `variation_id` string|int → string, the timestamp
 //!   skew window, `event_id` or a server UUIDv7, unknown fields kept in `extra`).
 //!   Every rejection is a [`FieldError`] that names the field, so the HTTP API can tell
-//!   the caller exactly what to fix.
+//!   the caller exactly what to fix. [`Normalizer::encode`] is ingest's hot path: one
+//!   event's JSON text straight to its Kafka value, byte for byte what `normalize`
+//!   and serialising give, without building the record when a scan of the text
+//!   (`json_scan`) shows it can be kept as written.
 //! - [`Exposure`] is the normalised record. Its JSON form is the Kafka message value the
 //!   ingest API produces and the sink consumes.
 //! - [`IpPolicy`] is the privacy policy for the `forwarded_for` attribute.
