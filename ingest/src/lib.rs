@@ -162,6 +162,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::error::ApiError;
 
     #[derive(Parser)]
     struct Cli {
@@ -203,6 +204,56 @@ mod tests {
                         prop_assert!(!code.is_empty());
                     }
                 }
+            }
+        }
+    }
+
+    /// serde_json takes a lone surrogate escape or nesting past 128 levels as raw text,
+    /// but not as a value: the client gets the error of parsing the whole body, as
+    /// before events were encoded from their raw text.
+    #[test]
+    fn json_only_the_raw_parse_takes_gets_the_whole_body_parse_error() {
+        let http = http();
+        let normalizer = http.normalizer();
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let event = r#"{"ds_user_id":"u","experiment_id":"e","variation_id":1}"#;
+        for (endpoint, body) in [
+            (
+                Endpoint::Single,
+                r#"{"ds_user_id":"u\ud800","experiment_id":"e","variation_id":1}"#.to_owned(),
+            ),
+            (
+                Endpoint::Batch,
+                format!(r#"[{event},{{"ds_user_id":"\ud800x"}}]"#),
+            ),
+            (
+                Endpoint::Batch,
+                format!("{event}\n{{\"attributes\":{{\"a\":{deep}}}}}\n"),
+            ),
+            (
+                Endpoint::Single,
+                format!(
+                    r#"{{"ds_user_id":"u","experiment_id":"e","variation_id":1,"attributes":{{"a":{deep}}}}}"#
+                ),
+            ),
+        ] {
+            let error = routes::decode_events(endpoint, body.as_bytes(), &http, &|event| {
+                normalizer.encode(event, chrono::Utc::now())
+            })
+            .expect_err("malformed");
+            let whole = match endpoint {
+                Endpoint::Single => payload::parse_single::<serde_json::Value>(body.as_bytes()).map(|_| ()),
+                Endpoint::Batch => payload::parse_batch::<serde_json::Value>(body.as_bytes(), 20).map(|_| ()),
+            };
+            match (error, whole) {
+                (ApiError::MalformedJson(ours), Err(ApiError::MalformedJson(theirs))) => {
+                    assert_eq!(ours, theirs, "{body}");
+                    assert!(
+                        ours.contains("hex escape") || ours.contains("recursion limit"),
+                        "{ours}"
+                    );
+                }
+                (ours, theirs) => panic!("{body}: {ours:?} vs {theirs:?}"),
             }
         }
     }
