@@ -155,6 +155,7 @@ pub async fn produce_all<'a>(
     if acks.remaining.load(Ordering::Acquire) > 0 {
         acks.all_reported.notified().await;
     }
+    // Bound to a local so the lock's guard is dropped before `acks` is.
     let outcomes = match acks.outcomes.lock() {
         Ok(mut outcomes) => std::mem::take(&mut *outcomes),
         Err(_) => vec![Sent::Unacknowledged; count],

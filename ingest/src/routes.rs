@@ -421,40 +421,51 @@ pub enum Endpoint {
 
 /// A decoded body → the events it carries, validated and encoded; all or nothing.
 ///
-/// Each event is encoded from its raw text. Text that serde_json accepts as raw but not
-/// as a value (a lone surrogate escape, nesting past 128 levels) is answered with the
-/// error of parsing the whole body, as a client would see it from any JSON parser.
+/// Each event is encoded from its raw text. JSON errors are answered as the whole
+/// body's parse into values words them, which is what the API answered before events
+/// were encoded from their text: a raw parse accepts lone surrogate escapes and any
+/// nesting, and stops at other points. Only bodies that may be refused pay that second
+/// parse.
 pub fn decode_events(
     endpoint: Endpoint,
     body: &[u8],
     http: &HttpConfig,
     encode: &dyn Fn(&str) -> Result<EncodedExposure, EncodeError>,
 ) -> Result<Vec<EncodedExposure>, ApiError> {
-    let malformed = |error: serde_json::Error| {
-        let whole_body = match endpoint {
-            Endpoint::Single => payload::parse_single::<Value>(body).map(|_| ()),
-            Endpoint::Batch => payload::parse_batch::<Value>(body, http.max_batch_events).map(|_| ()),
-        };
-        whole_body
-            .err()
-            .unwrap_or(ApiError::MalformedJson(error.to_string()))
+    let whole_body = || match endpoint {
+        Endpoint::Single => payload::parse_single::<Value>(body).map(|_| ()),
+        Endpoint::Batch => payload::parse_batch::<Value>(body, http.max_batch_events).map(|_| ()),
     };
+    let malformed = |raw_error: ApiError| whole_body().err().unwrap_or(raw_error);
+    let json_error = |error: ApiError| match error {
+        ApiError::MalformedJson(_) => malformed(error),
+        other => other,
+    };
+    let encode_error = |error: serde_json::Error| malformed(ApiError::MalformedJson(error.to_string()));
     if endpoint == Endpoint::Single {
-        let event: &RawValue = payload::parse_single(body)?;
+        let event: &RawValue = payload::parse_single(body).map_err(json_error)?;
         return match encode(event.get()) {
             Ok(encoded) => Ok(vec![encoded]),
             Err(EncodeError::Invalid(error)) => Err(ApiError::InvalidEvent(error)),
-            Err(EncodeError::Malformed(error)) => Err(malformed(error)),
+            Err(EncodeError::Malformed(error)) => Err(encode_error(error)),
         };
     }
-    let events: Vec<&RawValue> = payload::parse_batch(body, http.max_batch_events)?;
+    let events: Vec<&RawValue> = payload::parse_batch(body, http.max_batch_events).map_err(json_error)?;
+    // In an array, the array's own level counts toward serde_json's limit of 128 levels,
+    // which parsing one event alone does not see: an event that might reach it is
+    // decided by the whole body.
+    if body.trim_ascii_start().starts_with(b"[")
+        && events.iter().any(|event| might_nest_past_the_limit(event.get()))
+    {
+        whole_body()?;
+    }
     let mut encoded = Vec::with_capacity(events.len());
     let mut failures = Vec::new();
     for (index, event) in events.into_iter().enumerate() {
         match encode(event.get()) {
             Ok(event) => encoded.push(event),
             Err(EncodeError::Invalid(error)) => failures.push(ItemError { index, error }),
-            Err(EncodeError::Malformed(error)) => return Err(malformed(error)),
+            Err(EncodeError::Malformed(error)) => return Err(encode_error(error)),
         }
     }
     if failures.is_empty() {
@@ -462,6 +473,12 @@ pub fn decode_events(
     } else {
         Err(ApiError::InvalidBatch(failures))
     }
+}
+
+/// Whether `event` has enough opening brackets to nest 127 levels (counted loosely:
+/// brackets inside strings count too, which only costs a second parse).
+fn might_nest_past_the_limit(event: &str) -> bool {
+    event.bytes().filter(|byte| matches!(byte, b'[' | b'{')).count() >= 127
 }
 
 /// The client's address: the socket peer, unless the peer is a trusted proxy; then the

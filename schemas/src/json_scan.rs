@@ -15,8 +15,10 @@ use crate::loadable;
 /// How many wanted top-level members a scan reports.
 pub(crate) const MAX_WANTED: usize = 8;
 
-/// Nesting beyond this is left to the parse: serde_json's parser refuses more than 128
-/// levels, and the scan's record of which containers are objects holds 128.
+/// Nesting beyond this is left to the parse. serde_json's parser refuses more than 128
+/// levels for a whole document, of which the scanned value is a part (an event's
+/// member, itself maybe in an array): 100 leaves room for the levels around it. The
+/// scan's record of which containers are objects (a `u128`) needs it below 128 too.
 const MAX_SCANNED_DEPTH: usize = 100;
 
 /// Keys one object may have for the canonical scan to compare them pairwise (looking
