@@ -10,6 +10,8 @@
 
 use std::borrow::Cow;
 
+use serde::Deserialize;
+
 use crate::loadable;
 
 /// How many wanted top-level members a scan reports.
@@ -200,6 +202,12 @@ fn is_canonical_escape(escape: &[u8]) -> bool {
         _ => false,
     }
 }
+
+/// A JSON string (a value, or an object's key) that borrows from the text unless it had
+/// escapes. (A bare `Cow<str>` would always copy.)
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Text<'a>(#[serde(borrow)] pub(crate) Cow<'a, str>);
 
 /// The content of a JSON string literal, borrowed when it has no escapes.
 pub(crate) fn raw_string(literal: &str) -> Option<Cow<'_, str>> {

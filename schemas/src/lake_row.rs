@@ -21,7 +21,7 @@ use serde_json::{Map, Number, Value};
 
 use crate::columns::{column_max_bytes, PROMOTED_BOOLEAN_ATTRIBUTE, PROMOTED_TEXT_ATTRIBUTES};
 use crate::error::{ErrorCode, FieldError};
-use crate::json_scan::{raw_string, scan_object, Scan, MAX_WANTED};
+use crate::json_scan::{raw_string, scan_object, Scan, Text, MAX_WANTED};
 use crate::loadable::{self, Root, MAX_JSON_BYTES};
 use crate::timestamp::parse_timestamp;
 use crate::Exposure;
@@ -112,12 +112,6 @@ struct KafkaValue<'a> {
     #[serde(borrow, default)]
     extra: Option<&'a RawValue>,
 }
-
-/// A string that borrows from the message unless it had escapes. (A bare
-/// `Option<Cow<str>>` field would always copy.)
-#[derive(Deserialize)]
-#[serde(transparent)]
-struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
 
 /// A timestamp field, read the quick way when it is spelled as ingest writes it.
 fn timestamp<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {

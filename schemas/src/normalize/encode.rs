@@ -10,8 +10,7 @@
 //!
 //! The direct path only ever accepts: any doubt (a wrong type, a limit passed, a
 //! duplicate key, an escape serde_json would write differently) sends the event
-//! through `normalize`, which
-//! decides it and words the error. So the two paths cannot disagree on what is valid
+//! through `normalize`, which decides it and words the error. So the two paths cannot disagree on what is valid
 //! or on a single byte of the value; a property test holds them to it.
 
 use std::borrow::Cow;
@@ -26,7 +25,7 @@ use uuid::Uuid;
 
 use super::{capped, check_string, integer_text, parse_timestamp, truncate_to_micros, Normalizer};
 use crate::error::FieldError;
-use crate::json_scan::{raw_string, scan_canonical, Scan};
+use crate::json_scan::{raw_string, scan_canonical, Scan, Text};
 use crate::loadable::{self, MAX_JSON_BYTES};
 use crate::privacy::{IpRewrite, IP_ATTRIBUTE};
 use crate::record::Exposure;
@@ -85,8 +84,8 @@ impl Normalizer {
         let Members(members) = serde_json::from_str(event).ok()?;
         let mut known = KnownFields::default();
         let mut unknown = Vec::new();
-        for (index, (Key(name), raw)) in members.iter().enumerate() {
-            if members[..index].iter().any(|(Key(other), _)| other == name) {
+        for (index, (Text(name), raw)) in members.iter().enumerate() {
+            if members[..index].iter().any(|(Text(other), _)| other == name) {
                 return None; // the parsed map keeps the last; leave that to it
             }
             if !known.take(name, raw) {
@@ -106,15 +105,15 @@ impl Normalizer {
         if ds_user_id.is_none() && anonymous_id.is_none() {
             return None;
         }
-        let experiment_id = direct_string(known.experiment_id?, "experiment_id", limits.max_id_bytes)?;
+        let experiment_id = direct_string(known.experiment_id?.get(), "experiment_id", limits.max_id_bytes)?;
         let variation_id = match known.variation_id?.get() {
-            text if text.starts_with('"') => direct_string_text(text, "variation_id", limits.max_id_bytes)?,
+            text if text.starts_with('"') => direct_string(text, "variation_id", limits.max_id_bytes)?,
             text => Cow::Owned(direct_integer(text)?),
         };
         let source = match present(known.source) {
             None => None,
             Some(text) => {
-                let source = text.starts_with('"').then(|| raw_string(text)).flatten()?;
+                let source = raw_string(text)?;
                 loadable::check_text("source", &source).ok()?;
                 if source.len() > capped(limits.max_source_bytes, "source") {
                     return None;
@@ -160,7 +159,7 @@ impl Normalizer {
         let event_id = match present(known.event_id) {
             None => Uuid::now_v7().to_string(),
             Some(text) => {
-                let id = text.starts_with('"').then(|| raw_string(text)).flatten()?;
+                let id = raw_string(text)?;
                 match Uuid::try_parse(&id) {
                     Ok(uuid) => uuid.hyphenated().to_string(),
                     Err(_) => {
@@ -271,13 +270,9 @@ fn present(raw: Option<&RawValue>) -> Option<&str> {
     raw.map(RawValue::get).filter(|text| *text != "null")
 }
 
-/// A required string member within its limit.
-fn direct_string<'a>(raw: &'a RawValue, name: &str, max_bytes: usize) -> Option<Cow<'a, str>> {
-    direct_string_text(raw.get(), name, max_bytes)
-}
-
-fn direct_string_text<'a>(text: &'a str, name: &str, max_bytes: usize) -> Option<Cow<'a, str>> {
-    let value = text.starts_with('"').then(|| raw_string(text)).flatten()?;
+/// A required string member (`text` its JSON) within its limit.
+fn direct_string<'a>(text: &'a str, name: &str, max_bytes: usize) -> Option<Cow<'a, str>> {
+    let value = raw_string(text)?;
     check_string(name, &value, capped(max_bytes, name)).ok()?;
     Some(value)
 }
@@ -372,12 +367,7 @@ impl ExtraMembers {
 }
 
 /// An object's members in order, keys decoded (borrowed unless escaped), values raw.
-struct Members<'a>(Vec<(Key<'a>, &'a RawValue)>);
-
-/// A key that borrows from the text unless it had escapes.
-#[derive(Deserialize)]
-#[serde(transparent)]
-struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
+struct Members<'a>(Vec<(Text<'a>, &'a RawValue)>);
 
 impl<'de> Deserialize<'de> for Members<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -396,7 +386,7 @@ impl<'de> Visitor<'de> for MembersVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
         let mut members = Vec::with_capacity(8);
-        while let Some(member) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+        while let Some(member) = map.next_entry::<Text<'de>, &'de RawValue>()? {
             members.push(member);
         }
         Ok(Members(members))
