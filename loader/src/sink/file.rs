@@ -31,6 +31,10 @@ pub const ENCODE_CHUNK_ROWS: usize = 2048;
 /// low-cardinality and dictionary-encoded.
 const NO_DICTIONARY: [&str; 4] = ["event_id", "attributes", "extra", "kafka_offset"];
 
+/// Columns without min/max statistics: no reader prunes on the minimum and maximum of
+/// JSON text, and comparing every long value for them costs the sink ~3% of its time.
+const NO_STATISTICS: [&str; 2] = ["attributes", "extra"];
+
 /// Parquet key-value metadata keys describing a file's row range.
 pub const META_TOPIC: &str = "exposures.topic";
 pub const META_PARTITION: &str = "exposures.partition";
@@ -205,6 +209,10 @@ impl OpenFile {
             .set_key_value_metadata(Some(metadata));
         for column in NO_DICTIONARY {
             properties = properties.set_column_dictionary_enabled(ColumnPath::from(column), false);
+        }
+        for column in NO_STATISTICS {
+            properties =
+                properties.set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
         }
         ArrowWriter::try_new(Vec::new(), Arc::clone(&batch.schema()), Some(properties.build()))
     }
@@ -400,6 +408,33 @@ mod tests {
         );
         assert_eq!(meta(META_ROWS), Some(rows.to_string().as_str()));
         assert_eq!(meta(META_SCHEMA_VERSION), Some(LAKE_SCHEMA_VERSION));
+    }
+
+    #[test]
+    fn json_columns_carry_no_statistics_and_the_columns_readers_prune_on_do() {
+        let mut file = OpenFile::new(0, Hour::of_millis(0), 0, "t", ParquetCodec::Snappy);
+        for index in 0..3 {
+            let value = kafka_value(index);
+            file.append(&LakeRow::from_kafka_value(&value).expect("row"), index as i64)
+                .expect("appended");
+        }
+        let encoded = file.encode().expect("encoded");
+        let reader =
+            parquet::file::serialized_reader::SerializedFileReader::new(encoded.bytes).expect("parquet");
+        let row_group = parquet::file::reader::FileReader::metadata(&reader).row_group(0);
+        let has_statistics = |name: &str| {
+            row_group
+                .columns()
+                .iter()
+                .find(|column| column.column_path().string() == name)
+                .map(|column| column.statistics().is_some())
+        };
+        for name in NO_STATISTICS {
+            assert_eq!(has_statistics(name), Some(false), "{name}");
+        }
+        for name in ["event_id", "experiment_id", "exposed_at", "kafka_offset"] {
+            assert_eq!(has_statistics(name), Some(true), "{name}");
+        }
     }
 
     #[test]
