@@ -471,7 +471,7 @@ async fn run_up(args: UpArgs) -> Result<()> {
     let metrics = metrics::install()?;
     let data_dir = embedded::enter_data_dir(&args.data_dir)?;
     let broker = embedded::start(args.broker_listen).await?;
-    let kafka = stage::KafkaArgs::plaintext(broker.bootstrap_servers.clone());
+    let kafka = embedded::kafka_args(&broker.bootstrap_servers);
     embedded::ensure_topic(&kafka, &args.delivery.topic, embedded::EXPOSURES_PARTITIONS).await?;
     embedded::ensure_topic(&kafka, embedded::FILES_TOPIC, 1).await?;
     let lake_server = loader::lake::embedded::serve(&data_dir, embedded::LAKE_BUCKET, args.s3_listen)
@@ -592,7 +592,7 @@ async fn run_dev_broker(args: DevBrokerArgs) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let data_dir = embedded::enter_data_dir(&args.data_dir)?;
     let broker = embedded::start(args.listen).await?;
-    let kafka = stage::KafkaArgs::plaintext(broker.bootstrap_servers.clone());
+    let kafka = embedded::kafka_args(&broker.bootstrap_servers);
     for (topic, partitions) in &topics {
         embedded::ensure_topic(&kafka, topic, *partitions).await?;
     }

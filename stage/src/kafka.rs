@@ -45,6 +45,12 @@ pub struct KafkaArgs {
         hide_env_values = true
     )]
     pub properties: Vec<(String, String)>,
+
+    /// Properties of this command's consumers only, set by the program rather than a
+    /// flag: `exposures up` fits its consumers to the embedded broker with them. Applied
+    /// after a stage's own tuning and before `--kafka-property`.
+    #[arg(skip)]
+    pub consumer_properties: Vec<(String, String)>,
 }
 
 /// What a client is for; decides its fixed settings.
@@ -110,6 +116,7 @@ impl KafkaArgs {
         KafkaArgs {
             brokers: brokers.into(),
             properties: Vec::new(),
+            consumer_properties: Vec::new(),
         }
     }
 
@@ -150,6 +157,11 @@ impl KafkaArgs {
         }
         for (key, value) in tuning {
             config.set(*key, value);
+        }
+        if matches!(role, ClientRole::Consumer { .. }) {
+            for (key, value) in &self.consumer_properties {
+                config.set(key, value);
+            }
         }
         let protected = role.protected();
         for (key, value) in &self.properties {
@@ -433,6 +445,27 @@ mod tests {
             let error = kafka.config(role, &[]).expect_err(key).to_string();
             assert!(error.contains(key) && error.contains("cannot be set"), "{error}");
         }
+    }
+
+    #[test]
+    fn consumer_properties_reach_consumers_only_over_the_stage_tuning() {
+        let mut kafka = KafkaArgs::plaintext("k:9092");
+        kafka.consumer_properties = vec![("fetch.min.bytes".into(), "1".into())];
+        let consumer = kafka
+            .config(ROLES[1], &[("fetch.min.bytes", "1048576".into())])
+            .expect("valid");
+        assert_eq!(consumer.get("fetch.min.bytes"), Some("1"));
+        for role in [ROLES[0], ROLES[2]] {
+            let config = kafka.config(role, &[]).expect("valid");
+            assert_eq!(config.get("fetch.min.bytes"), None, "{role:?}");
+        }
+        kafka.properties = vec![("fetch.min.bytes".into(), "65536".into())];
+        let consumer = kafka.config(ROLES[1], &[]).expect("valid");
+        assert_eq!(
+            consumer.get("fetch.min.bytes"),
+            Some("65536"),
+            "the user's word is last"
+        );
     }
 
     #[test]
