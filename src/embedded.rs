@@ -41,10 +41,30 @@ pub fn kafka_args(bootstrap_servers: &str) -> stage::KafkaArgs {
     kafka
 }
 
+/// Worker threads of the broker's own runtime.
+const BROKER_THREADS: usize = 2;
+
 pub struct EmbeddedBroker {
     /// `host:port` for `bootstrap.servers`.
     pub bootstrap_servers: String,
+    /// The broker runs on a runtime of its own: tansu's SQLite calls are synchronous
+    /// inside its futures (serving a fetch of 1 MiB holds a thread for tens of
+    /// milliseconds), and on the runtime of the other stages they would hold up the
+    /// HTTP requests queued behind them.
+    runtime: BrokerRuntime,
     task: JoinHandle<()>,
+}
+
+/// The broker's runtime, shut down without waiting when dropped: a runtime dropped the
+/// ordinary way from async code (where `up` holds it) panics.
+struct BrokerRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for BrokerRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl EmbeddedBroker {
@@ -52,6 +72,7 @@ impl EmbeddedBroker {
     /// stopping needs no flush.
     pub fn stop(self) {
         self.task.abort();
+        drop(self.runtime);
     }
 }
 
@@ -84,22 +105,45 @@ pub async fn start(listen: SocketAddr) -> Result<EmbeddedBroker> {
     std::fs::create_dir_all("broker").context("cannot create the broker's storage directory")?;
     let listener_url = Url::parse(&format!("tcp://{address}"))?;
     let storage_url = Url::parse("sqlite://./broker/exposures.db")?;
-    let mut broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
-        .node_id(1)
-        .cluster_id("exposures-embedded")
-        .incarnation_id(uuid::Uuid::now_v7())
-        .advertised_listener(listener_url.clone())
-        .storage(storage_url)
-        .listener(listener_url)
-        .silent(true)
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(BROKER_THREADS)
+        .thread_name("embedded-broker")
+        .enable_all()
         .build()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot start the embedded broker: {e:?}"))?;
-    let task = tokio::spawn(async move {
+        .context("cannot start the embedded broker's threads")?;
+    let handle = runtime.handle().clone();
+    let runtime = BrokerRuntime(Some(runtime));
+    let (built, built_result) = tokio::sync::oneshot::channel();
+    let task = handle.spawn(async move {
+        let broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
+            .node_id(1)
+            .cluster_id("exposures-embedded")
+            .incarnation_id(uuid::Uuid::now_v7())
+            .advertised_listener(listener_url.clone())
+            .storage(storage_url)
+            .listener(listener_url)
+            .silent(true)
+            .build()
+            .await;
+        let mut broker = match broker {
+            Ok(broker) => {
+                let _ = built.send(Ok(()));
+                broker
+            }
+            Err(error) => {
+                let _ = built.send(Err(format!("{error:?}")));
+                return;
+            }
+        };
         if let Err(error) = broker.serve(tokio::time::Instant::now()).await {
             tracing::error!(?error, "embedded broker stopped");
         }
     });
+    match built_result.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => bail!("cannot start the embedded broker: {error}"),
+        Err(_) => bail!("the embedded broker's start-up task ended without a word"),
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while tokio::net::TcpStream::connect(address).await.is_err() {
         if task.is_finished() {
@@ -112,6 +156,7 @@ pub async fn start(listen: SocketAddr) -> Result<EmbeddedBroker> {
     }
     Ok(EmbeddedBroker {
         bootstrap_servers: address.to_string(),
+        runtime,
         task,
     })
 }
