@@ -113,37 +113,29 @@ pub async fn start(listen: SocketAddr) -> Result<EmbeddedBroker> {
         .context("cannot start the embedded broker's threads")?;
     let handle = runtime.handle().clone();
     let runtime = BrokerRuntime(Some(runtime));
-    let (built, built_result) = tokio::sync::oneshot::channel();
+    // Built on the broker's runtime, so its listener belongs to that runtime's reactor.
+    let mut broker = handle
+        .spawn(async move {
+            Broker::<Controller<StorageContainer>, StorageContainer>::builder()
+                .node_id(1)
+                .cluster_id("exposures-embedded")
+                .incarnation_id(uuid::Uuid::now_v7())
+                .advertised_listener(listener_url.clone())
+                .storage(storage_url)
+                .listener(listener_url)
+                .silent(true)
+                .build()
+                .await
+                .map_err(|error| format!("{error:?}"))
+        })
+        .await
+        .context("the embedded broker's start-up task failed")?
+        .map_err(|error| anyhow::anyhow!("cannot start the embedded broker: {error}"))?;
     let task = handle.spawn(async move {
-        let broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
-            .node_id(1)
-            .cluster_id("exposures-embedded")
-            .incarnation_id(uuid::Uuid::now_v7())
-            .advertised_listener(listener_url.clone())
-            .storage(storage_url)
-            .listener(listener_url)
-            .silent(true)
-            .build()
-            .await;
-        let mut broker = match broker {
-            Ok(broker) => {
-                let _ = built.send(Ok(()));
-                broker
-            }
-            Err(error) => {
-                let _ = built.send(Err(format!("{error:?}")));
-                return;
-            }
-        };
         if let Err(error) = broker.serve(tokio::time::Instant::now()).await {
             tracing::error!(?error, "embedded broker stopped");
         }
     });
-    match built_result.await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => bail!("cannot start the embedded broker: {error}"),
-        Err(_) => bail!("the embedded broker's start-up task ended without a word"),
-    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while tokio::net::TcpStream::connect(address).await.is_err() {
         if task.is_finished() {

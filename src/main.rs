@@ -592,7 +592,7 @@ async fn run_dev_broker(args: DevBrokerArgs) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let data_dir = embedded::enter_data_dir(&args.data_dir)?;
     let broker = embedded::start(args.listen).await?;
-    let kafka = embedded::kafka_args(&broker.bootstrap_servers);
+    let kafka = stage::KafkaArgs::plaintext(broker.bootstrap_servers.clone());
     for (topic, partitions) in &topics {
         embedded::ensure_topic(&kafka, topic, *partitions).await?;
     }
