@@ -199,6 +199,75 @@ impl TryFrom<Row> for Txn {
     }
 }
 
+/// exposures patch (fetch): one row of `record_fetch_in_order.sql`.
+#[derive(Clone, Debug)]
+struct FetchedRecord {
+    offset: i64,
+    attributes: i16,
+    timestamp: i64,
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+    producer_id: i64,
+    producer_epoch: i16,
+}
+
+/// exposures patch (fetch): a header's key and value.
+type FetchedHeader = (Option<Bytes>, Option<Bytes>);
+
+impl FetchedRecord {
+    /// What the record counts against a fetch's `max_bytes`, as record_fetch.sql did.
+    fn size(&self) -> i64 {
+        let length = |bytes: &Option<Bytes>| bytes.as_ref().map_or(0, |bytes| bytes.len());
+        i64::try_from(length(&self.key) + length(&self.value)).unwrap_or(i64::MAX)
+    }
+
+    /// A batch that starts with this record.
+    fn batch_builder(&self) -> inflated::Builder {
+        inflated::Batch::builder()
+            .base_offset(self.offset)
+            .base_timestamp(self.timestamp)
+            .attributes(self.attributes)
+            .producer_id(self.producer_id)
+            .producer_epoch(self.producer_epoch)
+    }
+}
+
+impl TryFrom<&Row> for FetchedRecord {
+    type Error = Error;
+
+    fn try_from(row: &Row) -> Result<Self, Self::Error> {
+        Ok(Self {
+            offset: row.get::<i64>(0).inspect_err(|err| error!(?err))?,
+            attributes: row
+                .get::<Option<i32>>(1)
+                .map(|attributes| attributes.unwrap_or(0))
+                .inspect_err(|err| error!(?err))? as i16,
+            timestamp: row
+                .get_value(2)
+                .map_err(Error::from)
+                .and_then(LiteTimestamp::try_from)
+                .and_then(|system_time| to_timestamp(&system_time.0).map_err(Into::into))
+                .inspect_err(|err| error!(?err))?,
+            key: row
+                .get::<Option<Vec<u8>>>(3)
+                .inspect_err(|err| error!(?err))?
+                .map(Bytes::from),
+            value: row
+                .get::<Option<Vec<u8>>>(4)
+                .inspect_err(|err| error!(?err))?
+                .map(Bytes::from),
+            producer_id: row
+                .get::<Option<i64>>(5)
+                .map(|producer_id| producer_id.unwrap_or(-1))
+                .inspect_err(|err| error!(?err))?,
+            producer_epoch: row
+                .get::<Option<i32>>(6)
+                .map(|producer_epoch| producer_epoch.unwrap_or(-1))
+                .inspect_err(|err| error!(?err))? as i16,
+        })
+    }
+}
+
 fn is_unique_constraint(error: &libsql::Error) -> bool {
     matches!(
         error,
@@ -229,6 +298,13 @@ pub(crate) struct ConnectionManager {
 
 pub(crate) struct PoolConnection {
     connection: Connection,
+    /// exposures patch (statement cache): the prepared statements of [`Self::execute`],
+    /// by SQL key, so the hot writes (one `record_insert.sql` per record produced) are
+    /// planned once per connection instead of once per call. Only `execute` statements
+    /// are kept: they run to completion and are reset before they go back, so no row or
+    /// open read snapshot outlives the call. A statement that returned rows (`query*`)
+    /// may still be read through its `Row`s after the call, and is not cached.
+    executes: Mutex<BTreeMap<&'static str, Statement>>,
 }
 
 impl Debug for PoolConnection {
@@ -305,7 +381,49 @@ impl PoolConnection {
     async fn new(connection: Connection) -> Result<Self> {
         Self::init(&connection).await?;
 
-        Ok(Self { connection })
+        Ok(Self {
+            connection,
+            executes: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// exposures patch (statement cache): the cached statement for `key`, taken out of the
+    /// cache while in use (or newly prepared), reset so that the next bind takes: libsql
+    /// ignores the error of a bind on a statement that has not been reset, and the step
+    /// would then run with the previous call's values.
+    async fn cached_execute_statement(
+        &self,
+        key: &str,
+    ) -> Result<(&'static str, Statement), libsql::Error> {
+        let (key, sql) = SQL
+            .0
+            .get_key_value(key)
+            .map(|(key, sql)| (*key, sql))
+            .ok_or(libsql::Error::Misuse(format!("Unknown cache key: {}", key)))?;
+
+        let cached = self
+            .executes
+            .lock()
+            .map_err(|_| libsql::Error::Misuse("statement cache poisoned".into()))?
+            .remove(key);
+
+        match cached {
+            Some(statement) => {
+                statement.reset();
+                Ok((key, statement))
+            }
+            None => self.connection.prepare(sql).await.map(|statement| (key, statement)),
+        }
+    }
+
+    /// exposures patch (statement cache): puts a statement back, reset, so it holds no
+    /// lock or snapshot while it waits.
+    fn return_execute_statement(&self, key: &'static str, statement: Statement) {
+        statement.reset();
+
+        if let Ok(mut executes) = self.executes.lock() {
+            _ = executes.insert(key, statement);
+        }
     }
 
     #[instrument(skip(self))]
@@ -405,11 +523,13 @@ impl PoolConnection {
         debug!(sql, ?params);
         let start = SystemTime::now();
 
-        let statement = self.prepared_statement(sql).await?;
+        let (key, statement) = self.cached_execute_statement(sql).await?;
 
-        statement
-            .execute(params)
-            .await
+        let outcome = statement.execute(params).await;
+
+        self.return_execute_statement(key, statement);
+
+        outcome
             .inspect(|rows| {
                 let elapsed_millis = elapsed_millis(start);
                 debug!(rows, elapsed_millis);
@@ -500,7 +620,10 @@ impl PoolConnection {
 
             Ok(row).inspect(|row| debug!(?row))
         } else {
-            panic!("more or less than one row");
+            // exposures patch (epoch bump): an error for the request, not a panic that
+            // takes the storage task, and with it every later request, down.
+            error!(sql, "no row where exactly one was expected");
+            Err(libsql::Error::QueryReturnedNoRows)
         }
     }
 }
@@ -547,6 +670,93 @@ impl Delegate {
         })
     }
 
+    /// exposures patch (fetch): the records of `topition` from `offset` below
+    /// `high_watermark`, in offset order, while their keys and values total less than
+    /// `max_bytes`, and always the first (so a record larger than `max_bytes` is served,
+    /// as Kafka does since KIP-74, rather than an empty answer forever). Reading stops at
+    /// the limit: nothing past it is read.
+    async fn fetch_records(
+        &self,
+        connection: &PoolConnection,
+        topition: &Topition,
+        offset: i64,
+        max_bytes: u32,
+        high_watermark: i64,
+    ) -> Result<Vec<FetchedRecord>> {
+        let mut rows = connection
+            .query(
+                "record_fetch_in_order.sql",
+                (
+                    self.cluster.as_str(),
+                    topition.topic(),
+                    topition.partition(),
+                    offset,
+                    high_watermark,
+                ),
+            )
+            .await
+            .inspect_err(|err| error!(?err))?;
+
+        let mut records = vec![];
+        let mut bytes = 0_i64;
+
+        while let Some(row) = rows.next().await.inspect_err(|err| error!(?err))? {
+            let record = FetchedRecord::try_from(&row)?;
+
+            bytes += record.size();
+
+            if bytes >= i64::from(max_bytes) && !records.is_empty() {
+                break;
+            }
+
+            records.push(record);
+        }
+
+        Ok(records)
+    }
+
+    /// exposures patch (fetch): the headers of the records of `topition` in
+    /// [`first`, `last`], by offset, in the order they were written.
+    async fn fetch_headers(
+        &self,
+        connection: &PoolConnection,
+        topition: &Topition,
+        first: i64,
+        last: i64,
+    ) -> Result<BTreeMap<i64, Vec<FetchedHeader>>> {
+        let mut rows = connection
+            .query(
+                "header_fetch_range.sql",
+                (
+                    self.cluster.as_str(),
+                    topition.topic(),
+                    topition.partition(),
+                    first,
+                    last,
+                ),
+            )
+            .await
+            .inspect_err(|err| error!(?err))?;
+
+        let mut headers: BTreeMap<i64, Vec<FetchedHeader>> = BTreeMap::new();
+
+        while let Some(row) = rows.next().await.inspect_err(|err| error!(?err))? {
+            let offset = row.get::<i64>(0).inspect_err(|err| error!(?err))?;
+            let k = row
+                .get::<Option<Vec<u8>>>(1)
+                .inspect_err(|err| error!(?err))?
+                .map(Bytes::from);
+            let v = row
+                .get::<Option<Vec<u8>>>(2)
+                .inspect_err(|err| error!(?err))?
+                .map(Bytes::from);
+
+            headers.entry(offset).or_default().push((k, v));
+        }
+
+        Ok(headers)
+    }
+
     #[instrument(skip_all)]
     async fn idempotent_message_check(
         &self,
@@ -563,10 +773,36 @@ impl Delegate {
             .await?;
 
         if let Some(row) = rows.next().await.inspect_err(|err| error!(?err))? {
-            let current_epoch = row
+            let mut current_epoch = row
                 .get::<i32>(0)
                 .inspect_err(|err| error!(self.cluster, deflated.producer_id, ?err))?
                 as i16;
+
+            drop(rows);
+
+            // exposures patch (epoch bump): an idempotent producer that is not
+            // transactional bumps its own epoch (librdkafka does after a timed-out or
+            // failed request, e.g. across a broker restart) and starts again at sequence
+            // 0. Kafka accepts a newer epoch that starts at 0; tansu found no row for it
+            // in producer_select_for_update.sql and panicked ("more or less than one
+            // row"), leaving a broker that answered nothing. The epoch is recorded here.
+            if deflated.producer_epoch > current_epoch {
+                if deflated.base_sequence != 0 {
+                    return Err(Error::Api(ErrorCode::OutOfOrderSequenceNumber));
+                }
+
+                while current_epoch < deflated.producer_epoch {
+                    current_epoch = connection
+                        .query_one(
+                            "producer_epoch_insert.sql",
+                            (self.cluster.as_str(), deflated.producer_id),
+                        )
+                        .await
+                        .inspect_err(|err| error!(self.cluster, deflated.producer_id, ?err))?
+                        .get::<i32>(0)
+                        .inspect_err(|err| error!(?err))? as i16;
+                }
+            }
 
             let row = connection
                 .query_one(
@@ -1304,6 +1540,8 @@ static DDL: LazyLock<Cache> = LazyLock::new(|| {
             include_sql!("ddl/040-consumer-offset.sql"),
         ),
         ("040-header.sql", include_sql!("ddl/040-header.sql")),
+        // exposures patch (fetch)
+        ("045-header-index.sql", include_sql!("ddl/045-header-index.sql")),
         (
             "040-producer-detail.sql",
             include_sql!("ddl/040-producer-detail.sql"),
@@ -2347,220 +2585,52 @@ impl Storage for Delegate {
 
         let c = self.connection().await?;
 
-        let mut records = c
-            .query(
-                "record_fetch.sql",
-                (
-                    self.cluster.as_str(),
-                    topition.topic(),
-                    topition.partition(),
-                    offset,
-                    (max_bytes as i64),
-                    high_watermark,
-                ),
-            )
-            .await
-            .inspect_err(|err| error!(?err))?;
+        // exposures patch (fetch): the records first, counted against max_bytes as they
+        // are read, then the headers of all of them in one query.
+        let records = self
+            .fetch_records(&c, topition, offset, max_bytes, high_watermark)
+            .await?;
 
         let mut batches = vec![];
 
-        if let Some(row) = records.next().await? {
-            let offset_delta = 0;
-            let timestamp_delta = 0;
+        if let (Some(first), Some(last)) = (records.first(), records.last()) {
+            let mut headers = self
+                .fetch_headers(&c, topition, first.offset, last.offset)
+                .await?;
 
-            let record_builder = {
+            let mut batch_builder = first.batch_builder();
+
+            for record in &records {
+                if batch_builder.attributes != record.attributes
+                    || batch_builder.producer_id != record.producer_id
+                    || batch_builder.producer_epoch != record.producer_epoch
+                {
+                    batches.push(batch_builder.build().and_then(TryInto::try_into)?);
+                    batch_builder = record.batch_builder();
+                }
+
+                let offset_delta = i32::try_from(record.offset - batch_builder.base_offset)?;
+                let timestamp_delta = record.timestamp - batch_builder.base_timestamp;
+
                 let mut record_builder = Record::builder()
                     .offset_delta(offset_delta)
                     .timestamp_delta(timestamp_delta)
-                    .key(
-                        row.get::<Option<Vec<u8>>>(3)
-                            .map(|o| o.map(Bytes::from))
-                            .inspect(|k| debug!(?k))
-                            .inspect_err(|err| error!(?err))?,
-                    )
-                    .value(
-                        row.get::<Option<Vec<u8>>>(4)
-                            .map(|o| o.map(Bytes::from))
-                            .inspect(|v| debug!(?v))
-                            .inspect_err(|err| error!(?err))?,
-                    );
+                    .key(record.key.clone())
+                    .value(record.value.clone());
 
-                let mut headers = c
-                    .query(
-                        "header_fetch.sql",
-                        (
-                            self.cluster.as_str(),
-                            topition.topic(),
-                            topition.partition(),
-                            offset,
-                        ),
-                    )
-                    .await?;
-
-                while let Some(header) = headers.next().await? {
+                for (k, v) in headers.remove(&record.offset).unwrap_or_default() {
                     let mut header_builder = Header::builder();
 
-                    if let Some(k) = header
-                        .get::<Option<Vec<u8>>>(0)
-                        .inspect_err(|err| error!(?err))?
-                    {
-                        header_builder = header_builder.key(Bytes::from(k));
+                    if let Some(k) = k {
+                        header_builder = header_builder.key(k);
                     }
 
-                    if let Some(v) = header
-                        .get::<Option<Vec<u8>>>(1)
-                        .inspect_err(|err| error!(?err))?
-                    {
-                        header_builder = header_builder.value(Bytes::from(v));
+                    if let Some(v) = v {
+                        header_builder = header_builder.value(v);
                     }
 
                     record_builder = record_builder.header(header_builder);
                 }
-
-                record_builder
-            };
-
-            let mut batch_builder = inflated::Batch::builder()
-                .base_offset(
-                    row.get::<i64>(0)
-                        .inspect(|base_offset| debug!(base_offset))
-                        .inspect_err(|err| error!(?err))?,
-                )
-                .attributes(
-                    row.get::<Option<i32>>(1)
-                        .map(|attributes| attributes.unwrap_or(0))
-                        .inspect_err(|err| error!(?err))? as i16,
-                )
-                .base_timestamp(
-                    row.get_value(2)
-                        .map_err(Error::from)
-                        .and_then(LiteTimestamp::try_from)
-                        .and_then(|system_time| to_timestamp(&system_time.0).map_err(Into::into))
-                        .inspect_err(|err| error!(?err))?,
-                )
-                .producer_id(
-                    row.get::<Option<i64>>(6)
-                        .map(|producer_id| producer_id.unwrap_or(-1))
-                        .inspect_err(|err| error!(?err))?,
-                )
-                .producer_epoch(
-                    row.get::<Option<i32>>(7)
-                        .map(|producer_epoch| producer_epoch.unwrap_or(-1))
-                        .inspect_err(|err| error!(?err))? as i16,
-                )
-                .record(record_builder)
-                .last_offset_delta(offset_delta);
-
-            while let Some(row) = records.next().await? {
-                let attributes = row
-                    .get::<Option<i32>>(1)
-                    .map(|attributes| attributes.unwrap_or(0))
-                    .inspect_err(|err| error!(?err))? as i16;
-
-                let producer_id = row
-                    .get::<Option<i64>>(6)
-                    .map(|producer_id| producer_id.unwrap_or(-1))
-                    .inspect_err(|err| error!(?err))?;
-                let producer_epoch = row
-                    .get::<Option<i32>>(7)
-                    .map(|producer_epoch| producer_epoch.unwrap_or(-1))
-                    .inspect_err(|err| error!(?err))? as i16;
-
-                if batch_builder.attributes != attributes
-                    || batch_builder.producer_id != producer_id
-                    || batch_builder.producer_epoch != producer_epoch
-                {
-                    batches.push(batch_builder.build().and_then(TryInto::try_into)?);
-
-                    batch_builder = inflated::Batch::builder()
-                        .base_offset(
-                            row.get::<i64>(0)
-                                .inspect(|base_offset| debug!(base_offset))
-                                .inspect_err(|err| error!(?err))?,
-                        )
-                        .base_timestamp(
-                            row.get_value(2)
-                                .map_err(Error::from)
-                                .and_then(LiteTimestamp::try_from)
-                                .and_then(|system_time| {
-                                    to_timestamp(&system_time.0).map_err(Into::into)
-                                })
-                                .inspect_err(|err| error!(?err))?,
-                        )
-                        .attributes(attributes)
-                        .producer_id(producer_id)
-                        .producer_epoch(producer_epoch);
-                }
-
-                let offset = row
-                    .get::<i64>(0)
-                    .inspect(|offset| debug!(offset))
-                    .inspect_err(|err| error!(?err))?;
-                let offset_delta = i32::try_from(offset - batch_builder.base_offset)?;
-
-                let timestamp_delta = row
-                    .get_value(2)
-                    .map_err(Error::from)
-                    .and_then(LiteTimestamp::try_from)
-                    .and_then(|system_time| {
-                        to_timestamp(&system_time.0)
-                            .map(|timestamp| timestamp - batch_builder.base_timestamp)
-                            .map_err(Into::into)
-                    })
-                    .inspect(|timestamp| debug!(?timestamp))
-                    .inspect_err(|err| error!(?err))?;
-
-                let record_builder = {
-                    let mut record_builder = Record::builder()
-                        .offset_delta(offset_delta)
-                        .timestamp_delta(timestamp_delta)
-                        .key(
-                            row.get::<Option<Vec<u8>>>(3)
-                                .map(|o| o.map(Bytes::from))
-                                .inspect(|k| debug!(?k))
-                                .inspect_err(|err| error!(?err))?,
-                        )
-                        .value(
-                            row.get::<Option<Vec<u8>>>(4)
-                                .map(|o| o.map(Bytes::from))
-                                .inspect(|v| debug!(?v))
-                                .inspect_err(|err| error!(?err))?,
-                        );
-
-                    let mut headers = c
-                        .query(
-                            "header_fetch.sql",
-                            (
-                                self.cluster.as_str(),
-                                topition.topic(),
-                                topition.partition(),
-                                offset,
-                            ),
-                        )
-                        .await?;
-
-                    while let Some(header) = headers.next().await? {
-                        let mut header_builder = Header::builder();
-
-                        if let Some(k) = header
-                            .get::<Option<Vec<u8>>>(0)
-                            .inspect_err(|err| error!(?err))?
-                        {
-                            header_builder = header_builder.key(Bytes::from(k));
-                        }
-
-                        if let Some(v) = header
-                            .get::<Option<Vec<u8>>>(1)
-                            .inspect_err(|err| error!(?err))?
-                        {
-                            header_builder = header_builder.value(Bytes::from(v));
-                        }
-
-                        record_builder = record_builder.header(header_builder);
-                    }
-
-                    record_builder
-                };
 
                 batch_builder = batch_builder
                     .record(record_builder)
