@@ -432,15 +432,28 @@ where
         }
     }
 
-    fn missed_heartbeat(self, group_id: &str, now: SystemTime) -> Self {
-        debug!(?group_id, ?now);
+    /// exposures patch (group expiry): expires the members whose session has lapsed.
+    /// `member_id` is the member making this request: it is alive, so its session is
+    /// renewed first. Expiring anyone starts a new generation, so that every survivor
+    /// (heartbeat or SyncGroup at the old generation) is told REBALANCE_IN_PROGRESS and
+    /// rejoins, and no assignment computed from the old member list (one that still has
+    /// the dead member) is kept.
+    fn missed_heartbeat(self, group_id: &str, member_id: &str, now: SystemTime) -> Self {
+        debug!(?group_id, ?member_id, ?now);
 
         match self {
             Self::Forming(mut inner) => {
-                _ = inner.missed_heartbeat(group_id, now);
+                inner.touch(member_id, now);
+
+                if inner.missed_heartbeat(group_id, now) {
+                    inner.generation_id += 1;
+                }
+
                 Self::Forming(inner)
             }
             Self::Formed(mut inner) => {
+                inner.touch(member_id, now);
+
                 if inner.missed_heartbeat(group_id, now) {
                     info!("missed heartbeat for {group_id} in {}", inner.generation_id);
 
@@ -448,7 +461,7 @@ where
                         session_timeout_ms: inner.session_timeout_ms,
                         rebalance_timeout_ms: inner.rebalance_timeout_ms,
                         members: inner.members,
-                        generation_id: inner.generation_id,
+                        generation_id: inner.generation_id + 1,
                         state: Forming {
                             protocol_type: Some(inner.state.protocol_type),
                             protocol_name: Some(inner.state.protocol_name),
@@ -752,7 +765,7 @@ where
             })?;
 
             if group_instance_id.is_none() {
-                original = original.missed_heartbeat(group_id, now);
+                original = original.missed_heartbeat(group_id, member_id, now);
             }
 
             if iteration == 0
@@ -896,7 +909,7 @@ where
             debug!(?group_id, ?original, ?version, ?iteration);
 
             if group_instance_id.is_none() {
-                original = original.missed_heartbeat(group_id, now);
+                original = original.missed_heartbeat(group_id, member_id, now);
             }
 
             let (updated, body) = original
@@ -1008,7 +1021,7 @@ where
             debug!(?group_id, ?wrapper, ?version, ?iteration);
 
             let now = SystemTime::now();
-            let wrapper = wrapper.missed_heartbeat(group_id, now);
+            let wrapper = wrapper.missed_heartbeat(group_id, member_id.unwrap_or_default(), now);
 
             let (wrapper, body) = wrapper.leave(now, group_id, member_id, members).await;
             debug!(group_id, ?wrapper, ?version, iteration,);
@@ -1167,7 +1180,7 @@ where
         loop {
             COORDINATOR_REQUESTS.add(1, &[KeyValue::new("method", "heartbeat_loop")]);
 
-            let (wrapper, version) = self.wrappers.lock().map(|mut wrappers| {
+            let (mut wrapper, version) = self.wrappers.lock().map(|mut wrappers| {
                 wrappers
                     .remove(group_id)
                     .unwrap_or_else(|| (Wrapper::Forming(Inner::new(self.storage.clone())), None))
@@ -1177,13 +1190,17 @@ where
 
             let now = SystemTime::now();
 
-            let (mut wrapper, body) = wrapper
+            // exposures patch (group expiry): expire first. The member-level heartbeat
+            // would otherwise drop a dead member itself and leave the group Formed, with
+            // its old assignment and generation, so no rebalance would hand its
+            // partitions on.
+            if group_instance_id.is_none() {
+                wrapper = wrapper.missed_heartbeat(group_id, member_id, now);
+            }
+
+            let (wrapper, body) = wrapper
                 .heartbeat(now, group_id, generation_id, member_id, group_instance_id)
                 .await;
-
-            if group_instance_id.is_none() {
-                wrapper = wrapper.missed_heartbeat(group_id, now);
-            }
 
             debug!(group_id, ?wrapper, ?version, iteration,);
 
@@ -1404,6 +1421,14 @@ where
     O: Storage,
     S: Debug,
 {
+    /// exposures patch (group expiry): renews the session of `member_id` (if it is a
+    /// member) at `now`.
+    fn touch(&mut self, member_id: &str, now: SystemTime) {
+        if let Some(member) = self.members.get_mut(member_id) {
+            _ = member.last_contact.replace(now);
+        }
+    }
+
     async fn fetch_offset(
         &mut self,
         group_id: Option<&str>,
