@@ -136,6 +136,10 @@ pub async fn start(listen: SocketAddr) -> Result<EmbeddedBroker> {
             tracing::error!(?error, "embedded broker stopped");
         }
     });
+    {
+        let _on_the_broker_runtime = handle.enter();
+        crate::panics::inject("broker");
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while tokio::net::TcpStream::connect(address).await.is_err() {
         if task.is_finished() {

@@ -5,6 +5,7 @@
 #[cfg(feature = "embedded-broker")]
 mod embedded;
 mod metrics;
+mod panics;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -221,6 +222,7 @@ fn main() -> Result<()> {
         fewer_malloc_arenas();
     }
     init_logging(cli.log_format);
+    panics::exit_on_panic();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -349,6 +351,7 @@ fn shutdown_on_signal() -> Shutdown {
 async fn run_ingest(config: ingest::IngestConfig) -> Result<()> {
     let metrics = metrics::install()?;
     let listener = bind(config.listen, "--listen").await?;
+    panics::inject("stage");
     ingest::serve(
         listener,
         config,
@@ -418,6 +421,7 @@ async fn serve_metrics(
 async fn run_sink(args: SinkArgs) -> Result<()> {
     let shutdown = shutdown_on_signal();
     serve_metrics(args.metrics_listen, metrics::install()?, || Ok(()), &shutdown).await?;
+    panics::inject("stage");
     loader::sink::run(args.sink, shutdown).await?;
     Ok(())
 }
@@ -431,6 +435,7 @@ async fn run_load(args: LoadArgs) -> Result<()> {
         &shutdown,
     )
     .await?;
+    panics::inject("stage");
     loader::load::run(args.load, shutdown).await?;
     Ok(())
 }
@@ -567,6 +572,7 @@ async fn run_up(args: UpArgs) -> Result<()> {
         data_dir.display()
     );
     let shutdown = shutdown_on_signal();
+    panics::inject("stage");
     let sink = tokio::spawn(loader::sink::run(sink_config, shutdown.clone()));
     let load = load_config.map(|config| tokio::spawn(loader::load::run(config, shutdown.clone())));
     let served = ingest::serve(listener, config, metrics::renderer(&metrics), shutdown).await;
@@ -599,6 +605,7 @@ async fn run_dev_broker(args: DevBrokerArgs) -> Result<()> {
     // One line on stdout that scripts and tests can read.
     println!("bootstrap.servers={}", broker.bootstrap_servers);
     tracing::info!(data = %data_dir.display(), "dev broker ready; Ctrl-C to stop");
+    panics::inject("stage");
     shutdown_on_signal().cancelled().await;
     broker.stop();
     Ok(())
