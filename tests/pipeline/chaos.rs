@@ -16,65 +16,19 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio::process::Child;
 
 use crate::harness::api::{http, python_body};
 use crate::harness::disk::SmallDisk;
 use crate::harness::kafka::{by_key, read_exactly, record_count, Kafka};
 use crate::harness::postgres::Pg;
-use crate::harness::process::{exposures, free_port};
+use crate::harness::process::{free_port, DevBroker, Stage};
 use crate::harness::DEADLINE;
 
 const LAKE: &str = "s3://lake/chaos";
-
-/// One `exposures` command as a child process that can be killed and started again with
-/// the same arguments (same ports, same directories).
-struct Stage {
-    name: &'static str,
-    args: Vec<OsString>,
-    child: Option<Child>,
-}
-
-impl Stage {
-    fn new(name: &'static str, args: Vec<OsString>) -> Stage {
-        Stage {
-            name,
-            args,
-            child: None,
-        }
-    }
-
-    fn start(&mut self) {
-        let child = exposures()
-            .args(&self.args)
-            // The S3 server's credentials, through the AWS default chain as in production.
-            .env("AWS_ACCESS_KEY_ID", loader::lake::embedded::ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", loader::lake::embedded::SECRET_KEY)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env(
-                "RUST_LOG",
-                std::env::var("EXPOSURES_CHAOS_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn exposures {}: {e}", self.name));
-        self.child = Some(child);
-    }
-
-    async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
-        }
-    }
-}
 
 fn args(parts: &[&str]) -> Vec<OsString> {
     parts.iter().map(OsString::from).collect()
@@ -202,7 +156,7 @@ enum Broker {
     /// librdkafka's mock cluster: outages on demand.
     Mock(Kafka),
     /// `exposures dev-broker` (the embedded tansu broker) as its own process.
-    Dev(Stage),
+    Dev(DevBroker),
 }
 
 /// The mock cluster, with every fault on the schedule.
@@ -217,31 +171,14 @@ async fn every_acknowledged_event_lands_once_while_stages_fail() {
     chaos(Broker::Mock(kafka), files_topic).await;
 }
 
-/// The broker `exposures` ships for development (`dev-broker`), with the stages killed and
-/// restarted, the object store down and PostgreSQL stopped. Not the broker's own restart:
-/// tansu 0.6 panics in its storage task when an idempotent producer that outlived a
-/// broker restart produces again ("more or less than one row"), and then answers nothing.
+/// The broker `exposures` ships for development (`dev-broker`), with every stage on its
+/// default flags (group membership), the stages killed and restarted, the broker itself
+/// killed and restarted while they run, the object store down and PostgreSQL stopped.
+/// Before vendor/tansu-storage's patches, the broker's restart wedged the pipeline: tansu
+/// panicked when ingest's idempotent producer, having bumped its epoch, produced again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_event_lands_once_on_the_dev_broker_while_stages_fail() {
-    let data = tempfile::tempdir().expect("tempdir");
-    let brokers = format!("127.0.0.1:{}", free_port());
-    let mut broker = Stage::new("dev-broker", {
-        let mut a = args(&[
-            "dev-broker",
-            "--listen",
-            &brokers,
-            "--topics",
-            "exposures:4,exposures.files:1",
-        ]);
-        a.extend(["--data-dir".into(), data.path().join("broker").into_os_string()]);
-        a
-    });
-    broker.start();
-    let deadline = Instant::now() + DEADLINE;
-    while record_count(&brokers, "exposures") < 0 {
-        assert!(Instant::now() < deadline, "dev-broker did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
-    }
+    let broker = DevBroker::start("exposures:4,exposures.files:1").await;
     chaos(Broker::Dev(broker), "exposures.files".into()).await;
 }
 
@@ -255,14 +192,16 @@ async fn chaos(mut broker: Broker, files_topic: String) {
     let data = tempfile::tempdir().expect("tempdir");
     let (brokers, topic) = match &broker {
         Broker::Mock(kafka) => (kafka.brokers(), kafka.topic.clone()),
-        Broker::Dev(stage) => (
-            stage.args[2].to_string_lossy().into_owned(),
-            "exposures".to_owned(),
-        ),
+        Broker::Dev(dev) => (dev.brokers.clone(), "exposures".to_owned()),
     };
-    // One sink and one loader, reading every partition from their commits: a killed one
-    // is back at once, on either broker.
-    let assignment = "all";
+    // On the mock cluster, one sink and one loader reading every partition from their
+    // commits: a killed one is back at once. On the dev broker, the stages' defaults
+    // (group membership), as a user running them separately has them: a killed member
+    // must be expired and its partitions handed to its successor.
+    let assignment = match &broker {
+        Broker::Mock(_) => "all",
+        Broker::Dev(_) => "group",
+    };
 
     let lake_root: PathBuf = data.path().join("lake-root");
     let lake_address: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -403,6 +342,21 @@ async fn chaos(mut broker: Broker, files_topic: String) {
         windows.push(Window {
             fault: "spool disk full (broker gone)",
             from: full_from,
+            to: started.elapsed(),
+        });
+    }
+
+    if let Broker::Dev(DevBroker { stage, .. }) = &mut broker {
+        // The broker's own restart, under load, with none of the stages restarted: ingest
+        // spools meanwhile, and every client of it resumes on its own.
+        until(at(0.30)).await;
+        let from = started.elapsed();
+        stage.kill().await;
+        until(at(0.44)).await;
+        stage.start();
+        windows.push(Window {
+            fault: "broker killed -9, back 10 s later",
+            from,
             to: started.elapsed(),
         });
     }
@@ -548,8 +502,8 @@ async fn chaos(mut broker: Broker, files_topic: String) {
     for stage in [&mut ingest, &mut sink, &mut load] {
         stage.kill().await;
     }
-    if let Broker::Dev(stage) = &mut broker {
-        stage.kill().await;
+    if let Broker::Dev(dev) = &mut broker {
+        dev.stage.kill().await;
     }
 }
 

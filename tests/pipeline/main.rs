@@ -5,6 +5,7 @@
 mod chaos;
 mod cli;
 mod delivery_faults;
+mod embedded_broker;
 mod harness;
 mod hostile;
 mod infra;

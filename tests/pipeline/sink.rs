@@ -158,9 +158,7 @@ fn sink_process(side: &Lakeside, s3: &EmbeddedS3, metrics_port: u16) -> tokio::p
 
 /// Two `exposures sink` processes share the group; one is killed with SIGKILL while
 /// both work. The broker is librdkafka's mock cluster, reached over TCP by the child
-/// processes: tansu 0.6 (`exposures dev-broker`) does not expire a dead member's
-/// session, so its group never hands the partitions over (seen here: the survivor kept
-/// only its own three partitions for minutes).
+/// processes (the same on `exposures dev-broker`: tests/pipeline/embedded_broker.rs).
 #[tokio::test]
 async fn two_sink_processes_one_killed_under_load_the_other_takes_over_exactly() {
     let side = Lakeside::new().await;

@@ -1,5 +1,6 @@
 //! The `exposures` binary as a child process, and free ports to give it.
 
+use std::ffi::OsString;
 use std::process::Stdio;
 
 use tokio::process::Command;
@@ -94,4 +95,89 @@ pub(crate) fn resident_bytes(pid: u32) -> u64 {
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kib| kib * 1024)
         .expect("VmRSS")
+}
+
+/// One `exposures` command as a child process that can be killed and started again with
+/// the same arguments (same ports, same directories).
+pub(crate) struct Stage {
+    pub(crate) name: &'static str,
+    pub(crate) args: Vec<OsString>,
+    pub(crate) child: Option<tokio::process::Child>,
+}
+
+impl Stage {
+    pub(crate) fn new(name: &'static str, args: Vec<OsString>) -> Stage {
+        Stage {
+            name,
+            args,
+            child: None,
+        }
+    }
+
+    pub(crate) fn start(&mut self) {
+        let child = exposures()
+            .args(&self.args)
+            // The S3 server's credentials, through the AWS default chain as in production.
+            .env("AWS_ACCESS_KEY_ID", loader::lake::embedded::ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", loader::lake::embedded::SECRET_KEY)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env(
+                "RUST_LOG",
+                std::env::var("EXPOSURES_CHAOS_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn exposures {}: {e}", self.name));
+        self.child = Some(child);
+    }
+
+    pub(crate) async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+}
+
+
+/// `exposures dev-broker` as a child process with its own data directory and port, so
+/// that it can be killed and started again where it was.
+pub(crate) struct DevBroker {
+    /// `host:port` for `bootstrap.servers`.
+    pub(crate) brokers: String,
+    pub(crate) stage: Stage,
+    _data: tempfile::TempDir,
+}
+
+impl DevBroker {
+    /// Starts it with `topics` (`NAME:PARTITIONS,…`) and waits until it serves the first.
+    pub(crate) async fn start(topics: &str) -> DevBroker {
+        let data = tempfile::tempdir().expect("tempdir");
+        let brokers = format!("127.0.0.1:{}", free_port());
+        let mut args: Vec<OsString> = ["dev-broker", "--listen", &brokers, "--topics", topics]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        args.extend(["--data-dir".into(), data.path().join("broker").into_os_string()]);
+        let mut broker = DevBroker {
+            brokers,
+            stage: Stage::new("dev-broker", args),
+            _data: data,
+        };
+        broker.stage.start();
+        let first_topic = topics.split([',', ':']).next().unwrap_or(topics).to_owned();
+        broker.wait_serving(&first_topic).await;
+        broker
+    }
+
+    /// Waits until the broker answers for `topic`.
+    pub(crate) async fn wait_serving(&self, topic: &str) {
+        let deadline = std::time::Instant::now() + super::DEADLINE;
+        while super::kafka::record_count(&self.brokers, topic) < 0 {
+            assert!(std::time::Instant::now() < deadline, "dev-broker does not serve {topic}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await; // polling a condition
+        }
+    }
 }
