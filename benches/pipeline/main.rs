@@ -1,7 +1,7 @@
 //! The performance suite: what one box takes, against peers measured in the same run.
 //!
 //!     cargo bench --bench pipeline                 # every section (≈ 11 min)
-//!     cargo bench --bench pipeline -- ingest sink  # some: ingest, sink, e2e, soak
+//!     cargo bench --bench pipeline -- ingest sink  # some: ingest, sink, broker, e2e, soak
 //!
 //! - **ingest**: `wrk -t1 -c64` POSTing the seed's exposure, one user per request, at
 //!   `exposures ingest` and its peers: a no-op axum handler (the HTTP ceiling), axum +
@@ -10,6 +10,9 @@
 //!   ingest's latency at half its peak (open loop), batches of 100, and `exposures up`.
 //! - **sink**: Kafka values → Arrow → Parquet bytes, from a pre-filled topic and from
 //!   memory, against pyarrow doing the same on the same rows.
+//! - **broker**: the embedded broker's CPU per record produced and fetched (100,000
+//!   records, as ingest produces and the sink reads), against librdkafka's mock cluster
+//!   and, given `EXPOSURES_BENCH_BASELINE_BIN`, an older binary's `dev-broker`.
 //! - **e2e**: 1,000,000 exposures POSTed in batches of 1,000 to `exposures up
 //!   --warehouse postgres://…` until all are queryable; peak resident memory.
 //! - **soak**: `up` at a fixed rate for 60 s; resident memory every second.
@@ -20,6 +23,7 @@
 //! `EXPOSURES_BENCH_SECONDS` (10), `EXPOSURES_BENCH_EVENTS` (1,000,000) and
 //! `EXPOSURES_BENCH_SOAK_SECONDS` (60) size the runs.
 
+mod broker;
 mod load;
 mod procs;
 mod roles;
@@ -58,6 +62,9 @@ fn main() {
     }
     if run("sink") {
         sink::sink(&mut report, venv.as_deref().expect("venv"));
+    }
+    if run("broker") {
+        broker::broker(&mut report);
     }
     if run("e2e") {
         sections::end_to_end(&mut report);

@@ -34,7 +34,7 @@ pub fn broker(topics: &[String]) {
 /// A mock cluster in a child process; its address.
 pub struct Broker {
     pub bootstrap: String,
-    _proc: Proc,
+    process: Proc,
 }
 
 impl Broker {
@@ -56,8 +56,15 @@ impl Broker {
         std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("broker address");
         Broker {
             bootstrap: line.trim().to_owned(),
-            _proc: Proc::from_child("mock-broker", child),
+            process: Proc::from_child("mock-broker", child),
         }
+    }
+}
+
+impl Broker {
+    /// The mock cluster's process, whose CPU the broker section reads.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
     }
 }
 
