@@ -253,10 +253,9 @@ pub enum Assignment {
     #[default]
     Group,
     /// Read every partition of the topic, from the offsets committed under the group id,
-    /// without group membership: a restarted process resumes at once, on any broker. Run
-    /// exactly one process per group. `exposures up` and `dev-broker` setups use this
-    /// (the embedded broker's group coordinator does not reliably hand a killed member's
-    /// partitions to its successor).
+    /// without group membership: a restarted process resumes at once, with no dead
+    /// member's session to wait out. Run exactly one process per group. `exposures up`
+    /// uses this for its one sink and one loader.
     All,
 }
 
