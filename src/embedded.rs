@@ -53,6 +53,8 @@ pub struct EmbeddedBroker {
     /// HTTP requests queued behind them.
     runtime: BrokerRuntime,
     task: JoinHandle<()>,
+    /// Cancelled when the serving task ends, however it ends.
+    stopped: stage::Shutdown,
 }
 
 /// The broker's runtime, shut down without waiting when dropped: a runtime dropped the
@@ -68,6 +70,11 @@ impl Drop for BrokerRuntime {
 }
 
 impl EmbeddedBroker {
+    /// Completes when the broker stops serving (an error, a panic, or [`Self::stop`]).
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.stopped.clone().cancelled_owned()
+    }
+
     /// Stops the broker. Its SQLite storage is durable at every acknowledgement, so
     /// stopping needs no flush.
     pub fn stop(self) {
@@ -131,9 +138,15 @@ pub async fn start(listen: SocketAddr) -> Result<EmbeddedBroker> {
         .await
         .context("the embedded broker's start-up task failed")?
         .map_err(|error| anyhow::anyhow!("cannot start the embedded broker: {error}"))?;
-    let task = handle.spawn(async move {
-        if let Err(error) = broker.serve(tokio::time::Instant::now()).await {
-            tracing::error!(?error, "embedded broker stopped");
+    let stopped = stage::Shutdown::new();
+    let task = handle.spawn({
+        // Dropped when the task ends, returning or unwinding (or aborted by `stop`).
+        let _stopped_on_drop = stopped.clone().drop_guard();
+        async move {
+            let _stopped_on_drop = _stopped_on_drop;
+            if let Err(error) = broker.serve(tokio::time::Instant::now()).await {
+                tracing::error!(?error, "embedded broker stopped");
+            }
         }
     });
     {
@@ -154,6 +167,7 @@ pub async fn start(listen: SocketAddr) -> Result<EmbeddedBroker> {
         bootstrap_servers: address.to_string(),
         runtime,
         task,
+        stopped,
     })
 }
 

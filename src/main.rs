@@ -473,6 +473,16 @@ async fn run_up(args: UpArgs) -> Result<()> {
              `exposures sink --lake s3://BUCKET/PREFIX` and `exposures load --warehouse redshift://…`."
         );
     }
+    // Every setting is checked before anything starts or prints: a typo exits at once,
+    // non-zero, instead of leaving a process up with a stage missing.
+    args.http
+        .validate()
+        .context("cannot start up: bad ingest setting")?;
+    if args.warehouse.warehouse.is_some() {
+        args.warehouse
+            .check()
+            .context("cannot start up: bad --warehouse")?;
+    }
     let metrics = metrics::install()?;
     let data_dir = embedded::enter_data_dir(&args.data_dir)?;
     let broker = embedded::start(args.broker_listen).await?;
@@ -573,20 +583,69 @@ async fn run_up(args: UpArgs) -> Result<()> {
     );
     let shutdown = shutdown_on_signal();
     panics::inject("stage");
-    let sink = tokio::spawn(loader::sink::run(sink_config, shutdown.clone()));
-    let load = load_config.map(|config| tokio::spawn(loader::load::run(config, shutdown.clone())));
-    let served = ingest::serve(listener, config, metrics::renderer(&metrics), shutdown).await;
+    // up is one service: when a stage or the broker stops before it is asked to, the
+    // others stop too and up exits non-zero, so a supervisor sees it (and restarts it)
+    // instead of a process that answers 200 while nothing behind it moves.
+    let (ended, mut ended_early) = tokio::sync::mpsc::unbounded_channel();
+    let sink = tokio::spawn(report_end(
+        "the sink",
+        ended.clone(),
+        loader::sink::run(sink_config, shutdown.clone()),
+    ));
+    let load = load_config.map(|config| {
+        tokio::spawn(report_end(
+            "the loader",
+            ended.clone(),
+            loader::load::run(config, shutdown.clone()),
+        ))
+    });
+    tokio::spawn(report_end("the embedded broker", ended, broker.stopped()));
+    let stopped_early = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                // A stage that ends after up was asked to stop ended as it should.
+                biased;
+                _ = shutdown.cancelled() => None,
+                Some(stage) = ended_early.recv() => {
+                    tracing::error!("{stage} stopped; stopping up");
+                    shutdown.cancel();
+                    Some(stage)
+                }
+            }
+        })
+    };
+    let served = ingest::serve(listener, config, metrics::renderer(&metrics), shutdown.clone()).await;
+    shutdown.cancel();
+    tracing::info!("waiting for the sink to close its open files and the loader to finish its batch");
     // Ingest has flushed its producer; the sink closes its open files on the same signal.
     let sunk = sink.await.context("sink task failed")?;
-    if let Some(load) = load {
-        load.await.context("loader task failed")??;
-    }
+    let loaded = match load {
+        Some(load) => load.await.context("loader task failed")?,
+        None => Ok(()),
+    };
     let _ = std::fs::remove_file(data_dir.join(loader::status::UpEndpoints::FILE));
     lake_server.stop();
     broker.stop();
     served?;
-    sunk?;
+    sunk.context("the sink failed")?;
+    loaded.context("the loader failed")?;
+    if let Ok(Some(stage)) = stopped_early.await {
+        anyhow::bail!("{stage} stopped before up was asked to stop");
+    }
     Ok(())
+}
+
+/// Runs `work`, then says on `ended` that `stage` has ended (whatever its outcome).
+#[cfg(feature = "embedded-broker")]
+async fn report_end<T>(
+    stage: &'static str,
+    ended: tokio::sync::mpsc::UnboundedSender<&'static str>,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let outcome = work.await;
+    let _ = ended.send(stage);
+    outcome
 }
 
 #[cfg(feature = "embedded-broker")]

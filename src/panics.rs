@@ -12,7 +12,9 @@ pub fn exit_on_panic() {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         report(info);
-        eprintln!("exposures: a panic is a bug; exiting with code {EXIT_CODE} so a supervisor restarts the process");
+        eprintln!(
+            "exposures: a panic is a bug; exiting with code {EXIT_CODE} so a supervisor restarts the process"
+        );
         std::process::exit(EXIT_CODE);
     }));
 }

@@ -376,3 +376,48 @@ async fn up_with_a_warehouse_answers_the_seeds_ctr_question() {
     );
     assert_eq!(report["warehouse"]["experiments"][0]["srm"], false, "{report}");
 }
+
+#[tokio::test]
+async fn up_with_a_bad_setting_exits_at_once_without_a_banner() {
+    // Each is refused before anything starts: no banner, no data directory, exit 1.
+    let cases: [(&[(&str, &str)], &[&str], &str); 3] = [
+        (&[("EXPOSURES_WRITE_KEYS", "k1,")], &[], "empty key"),
+        (&[], &["--forwarded-for", "hash"], "salt"),
+        (
+            &[],
+            &["--warehouse", "postgres//typo"],
+            "unsupported warehouse URL",
+        ),
+    ];
+    for (env, args, reason) in cases {
+        let data = tempfile::tempdir().expect("tempdir");
+        let data_dir = data.path().join("never-created");
+        let output = exposures()
+            .args(["up", "--listen", "127.0.0.1:0", "--broker-listen", "127.0.0.1:0"])
+            .args(["--s3-listen", "127.0.0.1:0"])
+            .args(args)
+            .envs(env.iter().copied())
+            .env("RUST_BACKTRACE", "0")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(20), output)
+            .await
+            .unwrap_or_else(|_| panic!("up {args:?} {env:?} did not exit"))
+            .expect("run up");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        );
+        assert_eq!(output.status.code(), Some(1), "{args:?} {env:?}: {stderr}");
+        assert!(
+            !stdout.contains("exposures up:"),
+            "{args:?} {env:?} printed its banner: {stdout}"
+        );
+        assert!(
+            stderr.contains("cannot start up") && stderr.contains(reason),
+            "{args:?} {env:?}: {stderr}"
+        );
+        assert!(!data_dir.exists(), "{args:?} {env:?} created its data directory");
+    }
+}
