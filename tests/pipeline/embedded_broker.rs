@@ -75,12 +75,20 @@ fn read_partition(brokers: &str, topic: &str, partition: i32, count: usize) -> V
     let deadline = Instant::now() + DEADLINE;
     let mut records = Vec::with_capacity(count);
     while records.len() < count {
-        assert!(Instant::now() < deadline, "read {} of {count} records", records.len());
+        assert!(
+            Instant::now() < deadline,
+            "read {} of {count} records",
+            records.len()
+        );
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };
         let message = message.expect("consume");
-        assert_eq!(message.offset(), records.len() as i64, "offsets are dense, from 0");
+        assert_eq!(
+            message.offset(),
+            records.len() as i64,
+            "offsets are dense, from 0"
+        );
         let headers = message
             .headers()
             .map(|headers| {
@@ -129,7 +137,9 @@ async fn records_come_back_as_produced_in_order_with_their_headers() {
     // Sent a few hundred at a time, so that they travel in many produce requests.
     for partition in [0, 1] {
         for chunk in produced[&partition].chunks(250) {
-            let acks = chunk.iter().map(|record| send(&producer, "roundtrip", partition, record));
+            let acks = chunk
+                .iter()
+                .map(|record| send(&producer, "roundtrip", partition, record));
             let acked = futures::future::join_all(acks).await;
             assert!(acked.iter().all(|ok| *ok), "every record acknowledged");
         }
@@ -152,7 +162,10 @@ async fn an_idempotent_producer_produces_again_after_the_broker_restarts() {
     let mut broker = DevBroker::start("restart:1").await;
     let producer = idempotent_producer(&broker.brokers, Duration::from_secs(2));
     let record = |i: usize| (format!("k{i}"), format!("v{i}").into_bytes(), vec![]);
-    assert!(send(&producer, "restart", 0, &record(0)).await, "first record acknowledged");
+    assert!(
+        send(&producer, "restart", 0, &record(0)).await,
+        "first record acknowledged"
+    );
 
     // The broker goes away; a record times out, so librdkafka bumps the producer's epoch
     // on its own and will start the next one at sequence 0 of the new epoch.
@@ -170,7 +183,10 @@ async fn an_idempotent_producer_produces_again_after_the_broker_restarts() {
         if send(&producer, "restart", 0, &record(next)).await {
             break;
         }
-        assert!(Instant::now() < deadline, "the producer never produced again after the restart");
+        assert!(
+            Instant::now() < deadline,
+            "the producer never produced again after the restart"
+        );
         next += 1;
     }
     // And the broker still serves everything else: a new record, read back after the first.
@@ -220,7 +236,10 @@ async fn wait_committed(brokers: &str, expected: i64) {
         if done == expected {
             return;
         }
-        assert!(Instant::now() < deadline, "the sink group committed {done} of {expected}");
+        assert!(
+            Instant::now() < deadline,
+            "the sink group committed {done} of {expected}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await; // polling a condition
     }
 }
@@ -231,10 +250,10 @@ async fn holds_partitions(port: u16) -> bool {
     let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else {
         return false;
     };
-    response
-        .text()
-        .await
-        .is_ok_and(|text| text.lines().any(|line| line.starts_with("exposures_sink_committed_offset{")))
+    response.text().await.is_ok_and(|text| {
+        text.lines()
+            .any(|line| line.starts_with("exposures_sink_committed_offset{"))
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,7 +300,10 @@ async fn a_killed_group_member_is_replaced_on_the_dev_broker() {
     first.start();
     let deadline = Instant::now() + DEADLINE + DEADLINE;
     while !holds_partitions(first_port).await {
-        assert!(Instant::now() < deadline, "the restarted sink never got partitions back");
+        assert!(
+            Instant::now() < deadline,
+            "the restarted sink never got partitions back"
+        );
         wait_committed(&broker.brokers, produce_round(broker.brokers.clone()).await).await;
     }
     // The broker and both members killed together (a host restart), then the broker and
@@ -367,9 +389,12 @@ fn each_patches_md_ends_with_the_diff_we_carry() {
             String::from_utf8_lossy(&output.stderr)
         );
         let diff = String::from_utf8(output.stdout).expect("utf-8 diff");
-        assert!(diff.contains("exposures patch"), "{krate}: the diff holds no marked patch");
-        let patches = std::fs::read_to_string(root.join("vendor").join(krate).join("PATCHES.md"))
-            .expect("PATCHES.md");
+        assert!(
+            diff.contains("exposures patch"),
+            "{krate}: the diff holds no marked patch"
+        );
+        let patches =
+            std::fs::read_to_string(root.join("vendor").join(krate).join("PATCHES.md")).expect("PATCHES.md");
         assert!(
             patches.ends_with(&format!("```diff\n{diff}```\n")),
             "vendor/{krate}/PATCHES.md does not end with the current diff: refresh it with \

@@ -141,7 +141,6 @@ impl Stage {
     }
 }
 
-
 /// `exposures dev-broker` as a child process with its own data directory and port, so
 /// that it can be killed and started again where it was.
 pub(crate) struct DevBroker {
@@ -176,7 +175,10 @@ impl DevBroker {
     pub(crate) async fn wait_serving(&self, topic: &str) {
         let deadline = std::time::Instant::now() + super::DEADLINE;
         while super::kafka::record_count(&self.brokers, topic) < 0 {
-            assert!(std::time::Instant::now() < deadline, "dev-broker does not serve {topic}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dev-broker does not serve {topic}"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(100)).await; // polling a condition
         }
     }
