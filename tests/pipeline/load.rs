@@ -73,7 +73,7 @@ fn load_config(side: &Lakeside, warehouse: &Warehouse, group: &str) -> LoadConfi
         warehouse,
         batches: BatchLimits {
             batch_files: 7,
-            batch_interval: Duration::from_millis(300),
+            batch_interval: Some(Duration::from_millis(300)),
         },
         iam_role: "arn:aws:iam::123456789012:role/exposures-copy".into(),
         dedup_window: Duration::from_secs(7 * 24 * 3600),

@@ -41,7 +41,7 @@ fn load_config(side: &Lakeside, pg: &Pg) -> LoadConfig {
         warehouse,
         batches: BatchLimits {
             batch_files: 7,
-            batch_interval: Duration::from_millis(300),
+            batch_interval: Some(Duration::from_millis(300)),
         },
         iam_role: "default".into(),
         dedup_window: Duration::from_secs(7 * 24 * 3600),

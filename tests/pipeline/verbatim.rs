@@ -112,7 +112,7 @@ fn load_config(side: &Lakeside, pg: &Pg) -> loader::load::LoadConfig {
     config.group = "load".into();
     config.warehouse.warehouse = Some(pg.url());
     config.warehouse.schema = "analytics".into();
-    config.batches.batch_interval = Duration::from_millis(300);
+    config.batches.batch_interval = Some(Duration::from_millis(300));
     config.s3 = side.lake_args();
     config
 }
