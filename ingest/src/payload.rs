@@ -8,18 +8,26 @@
 //! parsed by a visitor that stops at the event limit, so `[0,0,0,…]` never becomes
 //! millions of values. Inflating and parsing a large body runs on the blocking pool,
 //! off the async workers.
+//!
+//! **A refused body is still read to its end, within bounds** ([`hand_back_unread`],
+//! [`discard`]), so that a client that writes its whole body before reading gets the
+//! answer rather than a reset.
 
 use std::io::Read;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::http::{header, HeaderMap};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
+use hyper::body::{Frame, SizeHint};
 use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
 use serde::Deserialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
 
@@ -44,6 +52,13 @@ const INFLATE_CHUNK: usize = 64 * 1024;
 
 /// Bodies at least this large are inflated and parsed on the blocking pool.
 pub const BLOCKING_THRESHOLD: usize = 64 * 1024;
+
+/// Most bytes of a refused request's body read and thrown away after the answer. A body
+/// declared larger is not read at all: it could not end within the bounds.
+pub const DRAIN_MAX_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Longest the rest of a refused request's body is read for, however slowly it comes.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The process-wide budget of request bytes in flight (`--max-inflight-bytes`).
 #[derive(Debug, Clone)]
@@ -205,6 +220,102 @@ fn inflate(
         }
         budget.reserve(reservation, read)?;
         inflated.extend_from_slice(&chunk[..read]);
+    }
+}
+
+/// Wraps a request's body so that, dropped unread by a handler that refused the
+/// request, its rest comes back through the returned channel instead of being left on
+/// the wire — where hyper would close the connection on it, and the kernel answer the
+/// client's next bytes with a reset. `None` (and `body` as it was) when there is nothing
+/// worth reading: no body, one declared larger than [`DRAIN_MAX_BYTES`], or one the
+/// client only sends after `100 Continue` (hyper sends that on the first read, so an
+/// unread body was never sent).
+pub fn hand_back_unread(headers: &HeaderMap, body: Body) -> (Body, Option<oneshot::Receiver<Body>>) {
+    if body.is_end_stream() || body.size_hint().lower() > DRAIN_MAX_BYTES {
+        return (body, None);
+    }
+    let waits_for_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let (back, rest) = oneshot::channel();
+    let wrapped = HandsBack {
+        body: Some(body),
+        ended: false,
+        unsent: waits_for_continue,
+        back: Some(back),
+    };
+    (Body::new(wrapped), Some(rest))
+}
+
+/// Reads and throws away what is left of a refused request's body — at most
+/// [`DRAIN_MAX_BYTES`], for at most [`DRAIN_TIMEOUT`] — then drops it, which lets hyper
+/// close the connection. Nothing is kept: only hyper's bounded read buffer holds bytes.
+pub async fn discard(mut body: Body) {
+    let reading = async move {
+        let mut left = DRAIN_MAX_BYTES;
+        // The end, or an error (the client went away): either way nothing is left to read.
+        while let Some(Ok(frame)) = body.frame().await {
+            let read = frame.data_ref().map_or(0, |data| data.len() as u64);
+            left = match left.checked_sub(read) {
+                Some(left) => left,
+                None => return false,
+            };
+        }
+        true
+    };
+    if !tokio::time::timeout(DRAIN_TIMEOUT, reading)
+        .await
+        .unwrap_or(false)
+    {
+        tracing::debug!("closing on a refused body that did not end within the drain bounds");
+    }
+}
+
+/// A request body that, dropped before its end, hands its rest back (see
+/// [`hand_back_unread`]).
+struct HandsBack {
+    body: Option<Body>,
+    /// Its end, or an error, was read: nothing is left on the wire.
+    ended: bool,
+    /// The client waits for `100 Continue`, not sent until the body is first read.
+    unsent: bool,
+    back: Option<oneshot::Sender<Body>>,
+}
+
+impl HttpBody for HandsBack {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        let Some(body) = this.body.as_mut() else {
+            return Poll::Ready(None);
+        };
+        this.unsent = false;
+        let frame = ready!(Pin::new(body).poll_frame(cx));
+        this.ended |= !matches!(frame, Some(Ok(_)));
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.as_ref().is_none_or(HttpBody::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.as_ref().map(HttpBody::size_hint).unwrap_or_default()
+    }
+}
+
+impl Drop for HandsBack {
+    fn drop(&mut self) {
+        if let (Some(body), Some(back)) = (self.body.take(), self.back.take()) {
+            if !self.ended && !self.unsent && !body.is_end_stream() {
+                let _ = back.send(body);
+            }
+        }
     }
 }
 

@@ -119,6 +119,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NotFound })
         .layer(body_timeout)
+        .layer(middleware::from_fn(drain_refused_body))
         .layer(middleware::from_fn(track_requests))
         .layer(cors)
         .with_state(state)
@@ -155,6 +156,38 @@ async fn track_requests(matched: Option<MatchedPath>, request: Request, next: Ne
     let status = status_label(response.status());
     metrics::counter!(m::REQUESTS, "route" => route.clone(), "status" => status).increment(1);
     metrics::histogram!(m::REQUEST_DURATION, "route" => route).record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Lets the client of a refused request read the answer rather than a reset.
+///
+/// A handler that refuses a request (401, 413, 415, 429, 503…) drops its body unread.
+/// hyper then reads only what is already buffered, writes the answer and closes the
+/// socket while the client is still sending; the kernel answers with a reset when it
+/// closes a socket with unread data, and when more data arrives after. The reset breaks
+/// the client's write (EPIPE/ECONNRESET) — a client that sends its whole body before
+/// reading never sees the answer — and may discard the answer from its receive buffer
+/// (RFC 9112 §9.6).
+///
+/// So the body's rest comes back here when the handler drops it; the answer goes out at
+/// once, with `Connection: close`, while a task reads and discards the rest
+/// ([`payload::discard`]: at most [`payload::DRAIN_MAX_BYTES`], for at most
+/// [`payload::DRAIN_TIMEOUT`]). hyper keeps the connection open until the body ends or
+/// is dropped, then closes it with nothing unread. Outside the body-read timeout, which
+/// would restart for the drain; a body that timed out (408) is not drained.
+async fn drain_refused_body(request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let (body, unread) = payload::hand_back_unread(&parts.headers, body);
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    let rest = unread.and_then(|mut unread| unread.try_recv().ok());
+    if let Some(rest) = rest {
+        if response.status() != StatusCode::REQUEST_TIMEOUT {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            tokio::spawn(payload::discard(rest));
+        }
+    }
     response
 }
 

@@ -7,6 +7,9 @@
 //!   arrive in time — a half-sent header, and an idle keep-alive connection waiting for
 //!   its next request alike (hyper starts the timer whenever it waits for a head).
 //! - The body-read timeout (408) is tower-http's `RequestBodyTimeoutLayer`, in the router.
+//! - A refused request's body is read to its end before the connection closes, within
+//!   bounds of bytes and time, so the client reads the answer rather than a reset; the
+//!   connection (and its permit) stays open meanwhile (`routes::drain_refused_body`).
 //! - Shutdown stops accepting, lets in-flight requests finish (hyper's graceful
 //!   shutdown closes idle connections at once), and gives up on the rest after
 //!   `--shutdown-timeout`, so a trickling client cannot hold the process.

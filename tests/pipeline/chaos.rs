@@ -156,7 +156,7 @@ enum Broker {
     /// librdkafka's mock cluster: outages on demand.
     Mock(Kafka),
     /// `exposures dev-broker` (the embedded tansu broker) as its own process.
-    Dev(DevBroker),
+    Dev(Box<DevBroker>),
 }
 
 /// The mock cluster, with every fault on the schedule.
@@ -179,7 +179,7 @@ async fn every_acknowledged_event_lands_once_while_stages_fail() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_event_lands_once_on_the_dev_broker_while_stages_fail() {
     let broker = DevBroker::start("exposures:4,exposures.files:1").await;
-    chaos(Broker::Dev(broker), "exposures.files".into()).await;
+    chaos(Broker::Dev(Box::new(broker)), "exposures.files".into()).await;
 }
 
 async fn chaos(mut broker: Broker, files_topic: String) {
@@ -346,7 +346,8 @@ async fn chaos(mut broker: Broker, files_topic: String) {
         });
     }
 
-    if let Broker::Dev(DevBroker { stage, .. }) = &mut broker {
+    if let Broker::Dev(dev) = &mut broker {
+        let stage = &mut dev.stage;
         // The broker's own restart, under load, with none of the stages restarted: ingest
         // spools meanwhile, and every client of it resumes on its own.
         until(at(0.30)).await;

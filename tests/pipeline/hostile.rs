@@ -408,3 +408,189 @@ async fn write_keys_never_reach_the_logs() {
         "a write key reached the logs:\n{logs}"
     );
 }
+
+/// A 2 MiB body: twice `POST /exposure`'s default limit (1 MiB), under the drain's 4 MiB.
+const TWICE_THE_EVENT_LIMIT: usize = 2 * 1024 * 1024;
+
+/// Sends `head` and then all of `body` before reading anything, as Python `requests`
+/// (http.client) does, then reads until the server closes. The answer, or how the
+/// exchange broke (a reset while writing the body, or while reading the answer).
+async fn send_all_then_read(
+    address: std::net::SocketAddr,
+    head: &[u8],
+    body: &[u8],
+) -> Result<String, String> {
+    let mut stream = TcpStream::connect(address)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    stream
+        .write_all(head)
+        .await
+        .map_err(|e| format!("writing the head: {e}"))?;
+    stream
+        .write_all(body)
+        .await
+        .map_err(|e| format!("writing the body: {e}"))?;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection before the deadline");
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    match read {
+        Ok(_) => Ok(text),
+        Err(e) => Err(format!("reading the answer: {e} (after {:?})", text)),
+    }
+}
+
+/// `body` in HTTP/1.1 chunked encoding, 64 KiB a chunk.
+fn chunked(body: &[u8]) -> Vec<u8> {
+    let mut encoded = Vec::with_capacity(body.len() + 1024);
+    for chunk in body.chunks(64 * 1024) {
+        encoded.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        encoded.extend_from_slice(chunk);
+        encoded.extend_from_slice(b"\r\n");
+    }
+    encoded.extend_from_slice(b"0\r\n\r\n");
+    encoded
+}
+
+/// Sends a 2 MiB body to `POST /exposure` at `address` as a client that writes all of it
+/// before reading, 20 times with a Content-Length (refused before a byte is read) and 20
+/// times chunked (refused mid-stream once the chunks pass the limit): each must read its
+/// 413, since without the drain most tries, not all, end in a reset.
+async fn every_oversized_body_gets_its_413(address: std::net::SocketAddr) {
+    let body = format!(
+        "{{\"ds_user_id\":\"u\",\"pad\":\"{}\"}}",
+        "x".repeat(TWICE_THE_EVENT_LIMIT - 30)
+    )
+    .into_bytes();
+    assert!(body.len() > TWICE_THE_EVENT_LIMIT - 10);
+    let declared = format!(
+        "POST /exposure HTTP/1.1\r\nHost: exposures\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let streamed = "POST /exposure HTTP/1.1\r\nHost: exposures\r\nContent-Type: application/json\r\n\
+                    Transfer-Encoding: chunked\r\n\r\n";
+    let chunked_body = chunked(&body);
+    let mut failures = Vec::new();
+    for (kind, head, body) in [
+        ("Content-Length", declared.as_bytes(), &body[..]),
+        ("chunked", streamed.as_bytes(), &chunked_body[..]),
+    ] {
+        for attempt in 0..20 {
+            match send_all_then_read(address, head, body).await {
+                Ok(answer)
+                    if answer.starts_with("HTTP/1.1 413")
+                        && answer.contains("body_too_large")
+                        && answer.to_ascii_lowercase().contains("connection: close") => {}
+                Ok(answer) => failures.push(format!("{kind} #{attempt}: answered {answer:?}")),
+                Err(broke) => failures.push(format!("{kind} #{attempt}: {broke}")),
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of 40 clients did not read a 413:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_sends_its_whole_oversized_body_first_reads_the_413() {
+    let kafka = Kafka::new(1);
+    let ingest = IngestProcess::start(&kafka.brokers(), &kafka.topic, &[]).await;
+    every_oversized_body_gets_its_413(ingest.address).await;
+    // The server still serves, on a new connection.
+    let (status, _) = post_json(
+        &http(),
+        &format!("{}/exposure", ingest.url),
+        &python_body("after-413s"),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn under_up_a_client_that_sends_its_whole_oversized_body_first_reads_the_413() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let port = crate::harness::process::free_port();
+    let _up = exposures()
+        .args(["up", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--broker-listen", "127.0.0.1:0", "--s3-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(data.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn exposures up");
+    let client = http();
+    let deadline = Instant::now() + DEADLINE;
+    while !client
+        .get(format!("http://127.0.0.1:{port}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(Instant::now() < deadline, "exposures up did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
+    }
+    every_oversized_body_gets_its_413(([127, 0, 0, 1], port).into()).await;
+}
+
+#[tokio::test]
+async fn the_drain_of_a_refused_body_is_bounded_in_bytes_and_time() {
+    let kafka = Kafka::new(1);
+    // A body-read timeout far beyond the drain's: the drain must stop on its own bound.
+    let ingest = IngestProcess::start(&kafka.brokers(), &kafka.topic, &["--body-read-timeout", "10m"]).await;
+    let head = |length: usize, extra: &str| {
+        format!(
+            "POST /exposure HTTP/1.1\r\nHost: exposures\r\nContent-Type: application/json\r\n\
+             {extra}Content-Length: {length}\r\n\r\n"
+        )
+    };
+
+    // Declared far beyond the drain's bytes: nothing is read, the 413 comes at once and the
+    // connection closes (no body was sent, so nothing is reset).
+    let mut huge = TcpStream::connect(ingest.address).await.expect("connect");
+    huge.write_all(head(1 << 30, "").as_bytes()).await.expect("write");
+    let (answer, took) = until_closed(&mut huge).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(took < Duration::from_secs(3), "closed after {took:?}");
+
+    // A client waiting for `100 Continue` is refused without being asked for its body.
+    let mut expecting = TcpStream::connect(ingest.address).await.expect("connect");
+    expecting
+        .write_all(head(TWICE_THE_EVENT_LIMIT, "Expect: 100-continue\r\n").as_bytes())
+        .await
+        .expect("write");
+    let (answer, took) = until_closed(&mut expecting).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 413"),
+        "no 100 Continue first: {answer}"
+    );
+    assert!(took < Duration::from_secs(3), "closed after {took:?}");
+
+    // A client that declares 2 MiB and then stalls: the 413 is sent at once, while the
+    // body is awaited, and the connection is closed at the drain's deadline.
+    let mut stalled = TcpStream::connect(ingest.address).await.expect("connect");
+    let started = Instant::now();
+    stalled
+        .write_all(head(TWICE_THE_EVENT_LIMIT, "").as_bytes())
+        .await
+        .expect("write");
+    stalled.write_all(&[b' '; 1024]).await.expect("write");
+    let mut status_line = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(3), stalled.read_exact(&mut status_line))
+        .await
+        .expect("the 413 is sent before the drain ends")
+        .expect("read");
+    assert_eq!(&status_line, b"HTTP/1.1 413");
+    let (rest, _) = until_closed(&mut stalled).await;
+    let took = started.elapsed();
+    assert!(rest.to_ascii_lowercase().contains("connection: close"), "{rest}");
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(15),
+        "closed after {took:?}: the drain waits for the body, for ~5 s at most"
+    );
+}

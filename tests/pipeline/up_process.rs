@@ -380,7 +380,9 @@ async fn up_with_a_warehouse_answers_the_seeds_ctr_question() {
 #[tokio::test]
 async fn up_with_a_bad_setting_exits_at_once_without_a_banner() {
     // Each is refused before anything starts: no banner, no data directory, exit 1.
-    let cases: [(&[(&str, &str)], &[&str], &str); 3] = [
+    /// Environment, flags, and what the refusal says.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+    let cases: [Case; 3] = [
         (&[("EXPOSURES_WRITE_KEYS", "k1,")], &[], "empty key"),
         (&[], &["--forwarded-for", "hash"], "salt"),
         (
