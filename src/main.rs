@@ -488,7 +488,8 @@ async fn run_up(args: UpArgs) -> Result<()> {
             .context("cannot start up: bad --warehouse")?;
     }
     let metrics = metrics::install()?;
-    let data_dir = embedded::enter_data_dir(&args.data_dir)?;
+    let held_data_dir = embedded::enter_data_dir(&args.data_dir)?;
+    let data_dir = held_data_dir.path.clone();
     let broker = embedded::start(args.broker_listen).await?;
     let kafka = embedded::kafka_args(&broker.bootstrap_servers);
     embedded::ensure_topic(&kafka, &args.delivery.topic, embedded::EXPOSURES_PARTITIONS).await?;
@@ -573,7 +574,11 @@ async fn run_up(args: UpArgs) -> Result<()> {
             .as_ref()
             .map_or_else(|| "exposures-load".to_owned(), |c| c.group.clone()),
         s3_endpoint: lake_server.endpoint(),
-        warehouse: args.warehouse.warehouse.clone(),
+        warehouse: args
+            .warehouse
+            .warehouse
+            .as_deref()
+            .map(loader::status::UpEndpoints::without_password),
         schema: args.warehouse.schema.clone(),
     };
     endpoints
@@ -669,7 +674,7 @@ async fn run_dev_broker(args: DevBrokerArgs) -> Result<()> {
     }
     // One line on stdout that scripts and tests can read.
     println!("bootstrap.servers={}", broker.bootstrap_servers);
-    tracing::info!(data = %data_dir.display(), "dev broker ready; Ctrl-C to stop");
+    tracing::info!(data = %data_dir.path.display(), "dev broker ready; Ctrl-C to stop");
     panics::inject("stage");
     shutdown_on_signal().cancelled().await;
     broker.stop();

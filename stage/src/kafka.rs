@@ -222,6 +222,29 @@ impl KafkaArgs {
             },
             &[],
         )?;
+        // Look before creating: brokers log the refusal of a topic that exists, the
+        // embedded one as an ERROR at every restart of `up`.
+        let name = topic.to_owned();
+        let (admin, exists) = tokio::task::spawn_blocking(move || {
+            let exists = admin
+                .inner()
+                .fetch_metadata(Some(&name), timeout)
+                .is_ok_and(|metadata| {
+                    metadata.topics().iter().any(|found| {
+                        found.name() == name && found.error().is_none() && !found.partitions().is_empty()
+                    })
+                });
+            (admin, exists)
+        })
+        .await
+        .map_err(|error| KafkaSetupError::CreateTopic {
+            topic: topic.to_owned(),
+            brokers: self.brokers.clone(),
+            reason: error.to_string(),
+        })?;
+        if exists {
+            return Ok(());
+        }
         let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
         let options = AdminOptions::new()
             .operation_timeout(Some(timeout))

@@ -238,7 +238,9 @@ async fn up_with_a_warehouse_answers_the_seeds_ctr_question() {
     .expect("fact table");
     let data = tempfile::tempdir().expect("tempdir");
     let (http_port, broker_port) = (free_port(), free_port());
-    let url = pg.url();
+    // With a password (the test cluster trusts local connections, so it is never asked
+    // for): it must not be written to disk.
+    let url = pg.url().replacen("postgres@", "postgres:not-on-disk@", 1);
     let _up = start_up(
         data.path(),
         http_port,
@@ -246,6 +248,22 @@ async fn up_with_a_warehouse_answers_the_seeds_ctr_question() {
         &["--warehouse", &url, "--schema", "analytics"],
     )
     .await;
+    let endpoints = data.path().join(loader::status::UpEndpoints::FILE);
+    let recorded = std::fs::read_to_string(&endpoints).expect("endpoints.json");
+    assert!(
+        !recorded.contains("not-on-disk"),
+        "the password is on disk: {recorded}"
+    );
+    assert!(recorded.contains(&pg.url()), "{recorded}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&endpoints)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "endpoints.json is readable by others");
+    }
 
     // Ten users exposed a minute apart from t0; even users see variation 0, odd ones 1.
     let t0 = chrono::Utc::now() - chrono::Duration::minutes(30);
@@ -422,4 +440,40 @@ async fn up_with_a_bad_setting_exits_at_once_without_a_banner() {
         );
         assert!(!data_dir.exists(), "{args:?} {env:?} created its data directory");
     }
+}
+
+#[tokio::test]
+async fn a_second_up_on_the_same_data_dir_is_refused() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let (http_port, broker_port) = (free_port(), free_port());
+    let mut first = start_up(data.path(), http_port, broker_port, &[]).await;
+    let pid = first.id().expect("running");
+    let second = exposures()
+        .args(["up", "--listen", "127.0.0.1:0", "--broker-listen", "127.0.0.1:0"])
+        .args(["--s3-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("RUST_BACKTRACE", "0")
+        .output();
+    let second = tokio::time::timeout(Duration::from_secs(20), second)
+        .await
+        .expect("the second up exits at once")
+        .expect("run up");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is in use by another exposures process") && stderr.contains(&format!("pid {pid}")),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&second.stdout).contains("exposures up:"));
+    // The first one is untouched: still serving, its endpoints still recorded.
+    let (status, answer) = post_json(
+        &http(),
+        &format!("http://127.0.0.1:{http_port}/exposure"),
+        &python_body("after-a-second-up"),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(data.path().join(loader::status::UpEndpoints::FILE).exists());
+    first.start_kill().expect("kill");
 }
