@@ -221,7 +221,13 @@ fn main() -> Result<()> {
     if matches!(cli.command, Command::Up(_)) {
         fewer_malloc_arenas();
     }
-    init_logging(cli.log_format);
+    // A command that prints an answer reports what it could not reach in that answer;
+    // librdkafka's own connection errors would only bury it.
+    let answers = matches!(
+        cli.command,
+        Command::Status(_) | Command::Reconcile(_) | Command::Ddl(_) | Command::ReloadRejected(_)
+    );
+    init_logging(cli.log_format, answers);
     panics::exit_on_panic();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -300,11 +306,17 @@ fn fewer_malloc_arenas() {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    // librdkafka and tansu are chatty at info; their warnings still show.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,tansu=warn,tansu_broker=warn,tansu_storage=warn,libsql=warn")
-    });
+/// Logs to stderr: `RUST_LOG` if set; otherwise info, with the libraries (librdkafka,
+/// tansu) at warn, or silent for a command that prints an answer (`quiet_libraries`).
+fn init_logging(format: LogFormat, quiet_libraries: bool) {
+    let default = if quiet_libraries {
+        "warn,librdkafka=off,rdkafka=off,tansu=off,tansu_broker=off,tansu_storage=off,libsql=off,aws_config=off,aws_smithy_runtime=off"
+    } else {
+        // librdkafka and tansu are chatty at info; their warnings still show.
+        "info,tansu=warn,tansu_broker=warn,tansu_storage=warn,libsql=warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -366,14 +378,22 @@ async fn run_ingest(config: ingest::IngestConfig) -> Result<()> {
 /// in `--data-dir`, if there are any.
 fn fill_in_from_up(config: &mut loader::status::StatusConfig, given: &clap::ArgMatches) {
     use clap::parser::ValueSource;
-    let Some(up) = loader::status::UpEndpoints::read(&config.data_dir) else {
-        return;
-    };
     let defaulted = |id: &str| {
         !matches!(
             given.value_source(id),
             Some(ValueSource::CommandLine | ValueSource::EnvVariable)
         )
+    };
+    let Some(up) = loader::status::UpEndpoints::read(&config.data_dir) else {
+        if defaulted("brokers") {
+            eprintln!(
+                "note: no running `exposures up` recorded in {}; asking the brokers at {} (give --brokers, \
+                 or --data-dir of the up to look at)",
+                config.data_dir.display(),
+                config.kafka.brokers
+            );
+        }
+        return;
     };
     if defaulted("brokers") {
         config.kafka = stage::KafkaArgs::plaintext(up.brokers);

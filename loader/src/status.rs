@@ -365,16 +365,26 @@ pub async fn gather(config: &StatusConfig) -> Report {
                 .map_err(|e| e.to_string())?
         }
     };
-    let sink = lag(config.topic.clone(), config.sink_group.clone()).await;
-    let load = lag(config.files_topic.clone(), config.load_group.clone()).await;
-    let warehouse = match config.warehouse.warehouse {
-        Some(_) => Some(warehouse_status(config).await.map_err(|e| e.to_string())),
-        None => None,
+    // Every section at once: a part that does not answer costs one `--timeout` in all,
+    // not one per section.
+    let warehouse = async {
+        match config.warehouse.warehouse {
+            Some(_) => Some(warehouse_status(config).await.map_err(|e| e.to_string())),
+            None => None,
+        }
     };
-    let ingest = match &config.ingest_url {
-        Some(url) => Some(ingest_traffic(url).await),
-        None => None,
+    let ingest = async {
+        match &config.ingest_url {
+            Some(url) => Some(ingest_traffic(url).await),
+            None => None,
+        }
     };
+    let (sink, load, warehouse, ingest) = tokio::join!(
+        lag(config.topic.clone(), config.sink_group.clone()),
+        lag(config.files_topic.clone(), config.load_group.clone()),
+        warehouse,
+        ingest
+    );
     Report {
         ingest,
         sink,

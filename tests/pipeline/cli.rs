@@ -311,3 +311,49 @@ async fn status_flags_sample_ratio_mismatch_and_multiple_exposures_on_redshift()
     assert_eq!(code, Some(1));
     assert_crafted_verdicts(&experiments);
 }
+
+#[tokio::test]
+async fn status_against_a_down_broker_says_so_with_a_short_stderr() {
+    // A port nothing listens on, and a data directory with no `up` in it.
+    let down = format!("127.0.0.1:{}", crate::harness::process::free_port());
+    let empty = tempfile::tempdir().expect("tempdir");
+    let output = exposures()
+        .args(["status", "--timeout", "3s", "--data-dir"])
+        .arg(empty.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .expect("status");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("sink: unknown") && stdout.contains("load: unknown"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("no running `exposures up`"),
+        "it says it found no up: {stderr}"
+    );
+    assert!(
+        stderr.lines().count() < 20,
+        "{} lines on stderr:\n{stderr}",
+        stderr.lines().count()
+    );
+
+    let output = exposures()
+        .args(["status", "--timeout", "3s", "--brokers", &down])
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .expect("status");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr.lines().count() < 20,
+        "{} lines on stderr:\n{stderr}",
+        stderr.lines().count()
+    );
+}
