@@ -87,7 +87,7 @@ impl EmbeddedBroker {
 /// second `up` or `dev-broker` out of it while this process lives.
 pub struct DataDir {
     pub path: PathBuf,
-    _lock: std::fs::File,
+    _lock: stage::DirLock,
 }
 
 /// Resolves `data_dir` to an absolute path (creating it), locks it, and makes it the
@@ -104,51 +104,13 @@ pub fn enter_data_dir(data_dir: &Path) -> Result<DataDir> {
     let absolute = data_dir
         .canonicalize()
         .with_context(|| format!("cannot resolve data directory {}", data_dir.display()))?;
-    let lock = lock_data_dir(&absolute)?;
+    let lock = stage::DirLock::acquire(&absolute, "--data-dir")?;
     std::env::set_current_dir(&absolute)
         .with_context(|| format!("cannot enter data directory {}", absolute.display()))?;
     Ok(DataDir {
         path: absolute,
         _lock: lock,
     })
-}
-
-/// `DATA_DIR/lock`, held with an exclusive `flock` (released by the kernel when the
-/// process ends, however it ends) and holding the holder's process id.
-fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
-    use std::io::{Read as _, Seek as _, Write as _};
-    let path = data_dir.join("lock");
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsRawFd as _;
-        // SAFETY: flock on a file descriptor this function owns; no memory is involved.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = holder.trim();
-            bail!(
-                "data directory {} is in use by another exposures process{}: stop it, or give this one \
-                 another --data-dir",
-                data_dir.display(),
-                if holder.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (pid {holder})")
-                }
-            );
-        }
-    }
-    file.set_len(0)?;
-    file.rewind()?;
-    writeln!(file, "{}", std::process::id())?;
-    Ok(file)
 }
 
 /// Starts the broker on `listen` (port 0 picks a free port) with its storage in

@@ -47,6 +47,8 @@ pub enum IngestError {
     Kafka(#[from] stage::KafkaSetupError),
     #[error("cannot open the spool: {0}")]
     Spool(#[from] spool::SpoolError),
+    #[error(transparent)]
+    SpoolInUse(#[from] stage::DirLockError),
     #[error("HTTP server failed: {0}")]
     Http(#[from] std::io::Error),
 }
@@ -77,14 +79,24 @@ pub async fn serve(
         )?
         .create_with_context(AckContext)
         .map_err(|source| config.kafka.client_error(source))?;
-    let spool = if delivery_config.no_spool {
-        None
+    // One ingest per spool, held until this returns: two would write segments over each
+    // other's.
+    let (spool, _spool_lock) = if delivery_config.no_spool {
+        (None, None)
     } else {
         let dir = delivery_config
             .spool_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL_DIR));
-        Some(spool::Spool::open(&dir, delivery_config.spool_max_bytes)?)
+        std::fs::create_dir_all(&dir).map_err(|source| spool::SpoolError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let lock = stage::DirLock::acquire(&dir, "--spool-dir")?;
+        (
+            Some(spool::Spool::open(&dir, delivery_config.spool_max_bytes)?),
+            Some(lock),
+        )
     };
     if let Some(spool) = &spool {
         if spool.pending_records() > 0 {

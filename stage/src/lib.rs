@@ -7,15 +7,18 @@
 //!   `status`, topic administration). Security settings (SASL, TLS) given once reach all
 //!   of them; the settings that durability and exactly-once rest on cannot be overridden.
 //! - [`backoff`]: the one retry delay policy (exponential, capped, cancellable).
+//! - [`dir_lock`]: one process per spool or data directory.
 //! - [`Shutdown`]: a cancellation token, created by the binary on SIGINT/SIGTERM and
 //!   handed down to every stage and background task.
 //! - [`LATENCY_BUCKETS`]: the histogram buckets of every `_seconds` metric, for whoever
 //!   installs the metrics exporter (the binary; the tests).
 
 pub mod backoff;
+pub mod dir_lock;
 pub mod kafka;
 
 pub use backoff::Backoff;
+pub use dir_lock::{DirLock, DirLockError};
 pub use kafka::{start_consuming, Assignment, ClientRole, KafkaArgs, KafkaSetupError};
 
 /// Shutdown: cancelled once, observed everywhere (clones and child tokens share it).

@@ -357,3 +357,51 @@ async fn status_against_a_down_broker_says_so_with_a_short_stderr() {
         stderr.lines().count()
     );
 }
+
+#[tokio::test]
+async fn a_second_ingest_on_the_same_spool_dir_is_refused() {
+    let kafka = Kafka::new(1);
+    let spool = tempfile::tempdir().expect("tempdir");
+    let spool_dir = spool.path().to_str().expect("utf-8 path");
+    let ingest = || {
+        let mut command = exposures();
+        command
+            .args(["ingest", "--listen", "127.0.0.1:0", "--brokers", &kafka.brokers()])
+            .args(["--topic", &kafka.topic, "--spool-dir", spool_dir])
+            .env("RUST_BACKTRACE", "0");
+        command
+    };
+    let mut first = ingest()
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("first ingest");
+    let first_pid = first.id().expect("running");
+    // The first holds the lock once its lock file names it.
+    let lock = spool.path().join("lock");
+    let deadline = std::time::Instant::now() + crate::harness::DEADLINE;
+    while std::fs::read_to_string(&lock)
+        .ok()
+        .map(|holder| holder.trim().to_owned())
+        != Some(first_pid.to_string())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first ingest never locked its spool"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await; // polling a condition
+    }
+    let second = ingest().output();
+    let second = tokio::time::timeout(Duration::from_secs(30), second)
+        .await
+        .expect("the second ingest exits at once")
+        .expect("run ingest");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is in use by another exposures process")
+            && stderr.contains(&format!("pid {first_pid}"))
+            && stderr.contains("--spool-dir"),
+        "{stderr}"
+    );
+    first.start_kill().expect("kill");
+}
