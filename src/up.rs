@@ -92,6 +92,10 @@ const UP_MAX_BUFFERED_BYTES: usize = 32 * 1024 * 1024;
 /// all queryable after 35.6 s, of which ~16 s was the loader waiting for more files.
 #[cfg(feature = "embedded-broker")]
 const UP_BATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+/// `up`'s default for `--flush-when-idle`: the end of a burst is in the lake 2 s later,
+/// not up to `--flush-interval` later.
+#[cfg(feature = "embedded-broker")]
+const UP_FLUSH_WHEN_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
 /// `up`'s default for `--flush-interval`.
 #[cfg(feature = "embedded-broker")]
 const UP_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
@@ -161,6 +165,7 @@ pub async fn run_up(args: UpArgs) -> Result<()> {
         Some(args.files.max_buffered_bytes.unwrap_or(UP_MAX_BUFFERED_BYTES));
     // Someone trying the pipeline wants to see rows in seconds, not a minute.
     sink_config.files.flush_interval = Some(args.files.flush_interval.unwrap_or(UP_FLUSH_INTERVAL));
+    sink_config.files.flush_when_idle = Some(args.files.flush_when_idle.unwrap_or(UP_FLUSH_WHEN_IDLE));
     let load_config = match &args.warehouse.warehouse {
         Some(url) => {
             let mut config: loader::load::LoadConfig = config_from_flags(

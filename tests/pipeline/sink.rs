@@ -255,3 +255,18 @@ async fn open_files_together_stay_within_max_buffered_bytes() {
     sink.stop().await;
     assert_exact(&read_lake(&side.lake().await).await, &events);
 }
+
+#[tokio::test]
+async fn a_partition_that_goes_quiet_is_flushed_after_flush_when_idle() {
+    // --flush-interval an hour away: only the idle rule can close the files.
+    let side = Lakeside::new().await;
+    let mut config = side.config("sink-idle");
+    config.files.flush_interval = Some(Duration::from_secs(3600));
+    config.files.flush_when_idle = Some(Duration::from_secs(1));
+    let sink = start_sink(config);
+    let events = exposures(600, "idle");
+    produce(&side.kafka.brokers(), &side.kafka.topic, &events).await;
+    wait_committed(&side, "sink-idle", events.len() as i64).await;
+    sink.stop().await;
+    assert_exact(&read_lake(&side.lake().await).await, &events);
+}

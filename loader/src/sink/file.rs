@@ -128,6 +128,8 @@ pub struct OpenFile {
     pub first_offset: i64,
     pub last_offset: i64,
     pub opened: Instant,
+    /// When a record of its partition (row or dead letter) last came.
+    pub last_record: Instant,
     codec: ParquetCodec,
     topic: String,
     /// Rows appended, encoded or not.
@@ -154,6 +156,7 @@ impl OpenFile {
             first_offset,
             last_offset: first_offset - 1,
             opened: Instant::now(),
+            last_record: Instant::now(),
             codec,
             topic: topic.to_owned(),
             rows: 0,
@@ -169,6 +172,7 @@ impl OpenFile {
         self.builder.append(row, self.partition, offset);
         self.rows += 1;
         self.last_offset = offset;
+        self.last_record = Instant::now();
         if self.builder.rows() >= ENCODE_CHUNK_ROWS {
             self.encode_chunk()?;
         }
@@ -228,6 +232,7 @@ impl OpenFile {
             reason,
         });
         self.last_offset = offset;
+        self.last_record = Instant::now();
     }
 
     pub fn has_dead_letters(&self) -> bool {

@@ -114,6 +114,12 @@ pub struct FileLimits {
     #[arg(long, env = "EXPOSURES_FLUSH_INTERVAL", value_parser = humantime::parse_duration)]
     pub flush_interval: Option<Duration>,
 
+    /// Also close a partition's file once no record has come to it for this long (the
+    /// traffic paused), instead of waiting out --flush-interval. Default: off for `sink`
+    /// (larger files); 2 s under `up`, so a burst is queryable soon after it ends.
+    #[arg(long, env = "EXPOSURES_FLUSH_WHEN_IDLE", value_parser = humantime::parse_duration)]
+    pub flush_when_idle: Option<Duration>,
+
     /// Close a file at this many rows.
     #[arg(long, env = "EXPOSURES_MAX_FILE_ROWS", default_value_t = 1_000_000)]
     pub max_file_rows: usize,
@@ -384,7 +390,14 @@ impl Sink {
         let aged: Vec<i32> = self
             .files
             .values()
-            .filter(|f| f.opened.elapsed() >= self.config.files.flush_interval())
+            .filter(|f| {
+                f.opened.elapsed() >= self.config.files.flush_interval()
+                    || self
+                        .config
+                        .files
+                        .flush_when_idle
+                        .is_some_and(|idle| f.last_record.elapsed() >= idle)
+            })
             .map(|f| f.partition)
             .collect();
         for partition in aged {

@@ -70,6 +70,7 @@ impl Lakeside {
             s3: self.lake_args(),
             files: FileLimits {
                 flush_interval: Some(Duration::from_secs(1)),
+                flush_when_idle: None,
                 max_file_rows: 1_000_000,
                 max_file_bytes: 64 * 1024 * 1024,
                 max_buffered_bytes: None,
