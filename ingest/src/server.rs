@@ -79,6 +79,15 @@ pub async fn serve(listener: TcpListener, app: Router, limits: &ConnectionLimits
         });
     }
     drop(listener);
+    // Say what shutdown waits for: a slow client can hold it up to --shutdown-timeout.
+    let open = limits.max_connections.max(1) - open_connections.available_permits();
+    if open > 0 {
+        tracing::info!(
+            connections = open,
+            timeout = ?limits.shutdown_timeout,
+            "stopped accepting; waiting for the requests of open connections to finish (idle ones close now)"
+        );
+    }
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(limits.shutdown_timeout) => {
