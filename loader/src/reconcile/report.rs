@@ -172,10 +172,44 @@ impl fmt::Display for Report {
             }
         }
         let verdict = match self.exit_code() {
+            0 if self.nothing_judged() => {
+                "consistent, but nothing was compared: no lake object older than --grace and no \
+                 ledger row in this window; if the pipeline has run, check --lake (the sink's \
+                 --lake, prefix included) and --since"
+            }
             0 => "consistent",
             1 => "needs attention",
             _ => "incomplete: a part could not be read",
         };
         writeln!(f, "{verdict}")
+    }
+}
+
+impl Report {
+    /// No object was old enough to judge and the ledger had nothing in the window: a
+    /// "consistent" that says nothing, most often a --lake that is not the sink's.
+    fn nothing_judged(&self) -> bool {
+        self.objects == self.in_grace && self.ledger_rows == 0
+    }
+}
+
+#[cfg(test)]
+mod verdict_tests {
+    use super::Report;
+
+    #[test]
+    fn a_report_that_judged_nothing_says_so() {
+        let empty = Report {
+            lake: "s3://lake/wrong-prefix".into(),
+            ..Report::default()
+        };
+        assert_eq!(empty.exit_code(), 0);
+        assert!(empty.to_string().contains("nothing was compared"), "{empty}");
+        let judged = Report {
+            objects: 3,
+            ledger_rows: 3,
+            ..empty
+        };
+        assert!(judged.to_string().ends_with("consistent\n"), "{judged}");
     }
 }
