@@ -126,12 +126,28 @@ impl WarehouseArgs {
     /// cluster or workgroup, anything else is refused.
     pub fn check(&self) -> Result<(), LoadError> {
         let url = self.url()?;
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            url.parse::<tokio_postgres::Config>()
+        match WarehouseKind::of(url)? {
+            WarehouseKind::Postgres => url
+                .parse::<tokio_postgres::Config>()
                 .map(drop)
-                .map_err(LoadError::Warehouse)
+                .map_err(LoadError::Warehouse),
+            WarehouseKind::Redshift => redshift::target::RedshiftTarget::parse(url).map(drop),
+        }
+    }
+}
+
+/// Which warehouse a `--warehouse` URL names, by its scheme.
+enum WarehouseKind {
+    Postgres,
+    Redshift,
+}
+
+impl WarehouseKind {
+    fn of(url: &str) -> Result<WarehouseKind, LoadError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(WarehouseKind::Postgres)
         } else if url.starts_with("redshift://") {
-            redshift::target::RedshiftTarget::parse(url).map(drop)
+            Ok(WarehouseKind::Redshift)
         } else {
             Err(LoadError::UnsupportedWarehouse(url.to_owned()))
         }
@@ -377,24 +393,23 @@ impl Warehouse {
         redshift: &RedshiftArgs,
     ) -> Result<Warehouse, LoadError> {
         let url = warehouse.url()?;
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Warehouse::Postgres(
+        match WarehouseKind::of(url)? {
+            WarehouseKind::Postgres => Ok(Warehouse::Postgres(
                 postgres::Postgres::connect(url, &warehouse.schema).await?,
-            ))
-        } else if url.starts_with("redshift://") {
-            let options = redshift::RedshiftOptions {
-                statement_timeout: redshift.statement_timeout,
-                api: AwsOptions {
-                    endpoint: redshift.redshift_endpoint.clone(),
-                    region: None,
-                    static_credentials: redshift.redshift_static_credentials.clone(),
-                },
-            };
-            Ok(Warehouse::Redshift(
-                redshift::Redshift::connect(url, &warehouse.schema, options).await?,
-            ))
-        } else {
-            Err(LoadError::UnsupportedWarehouse(url.to_owned()))
+            )),
+            WarehouseKind::Redshift => {
+                let options = redshift::RedshiftOptions {
+                    statement_timeout: redshift.statement_timeout,
+                    api: AwsOptions {
+                        endpoint: redshift.redshift_endpoint.clone(),
+                        region: None,
+                        static_credentials: redshift.redshift_static_credentials.clone(),
+                    },
+                };
+                Ok(Warehouse::Redshift(
+                    redshift::Redshift::connect(url, &warehouse.schema, options).await?,
+                ))
+            }
         }
     }
 
