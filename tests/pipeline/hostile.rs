@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 
 use crate::harness::api::{self, http, post_json, python_body, Server};
 use crate::harness::kafka::{read_exactly, Kafka};
-use crate::harness::process::{exposures, IngestProcess};
+use crate::harness::process::{exposures, start_up, IngestProcess};
 use crate::harness::DEADLINE;
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -516,25 +516,7 @@ async fn a_client_that_sends_its_whole_oversized_body_first_reads_the_413() {
 async fn under_up_a_client_that_sends_its_whole_oversized_body_first_reads_the_413() {
     let data = tempfile::tempdir().expect("tempdir");
     let port = crate::harness::process::free_port();
-    let _up = exposures()
-        .args(["up", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--broker-listen", "127.0.0.1:0", "--s3-listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(data.path())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn exposures up");
-    let client = http();
-    let deadline = Instant::now() + DEADLINE;
-    while !client
-        .get(format!("http://127.0.0.1:{port}/readyz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == 200)
-    {
-        assert!(Instant::now() < deadline, "exposures up did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
-    }
+    let _up = start_up(data.path(), port, crate::harness::process::free_port(), &[]).await;
     every_oversized_body_gets_its_413(([127, 0, 0, 1], port).into()).await;
 }
 

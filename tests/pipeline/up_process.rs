@@ -2,48 +2,18 @@
 //! restart on the same data dir lose no acknowledged event.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Child;
 
 use crate::harness::api::{http, post_json, python_body};
 use crate::harness::kafka::{read_exactly, record_count};
 use crate::harness::lake::lake_event_ids;
 use crate::harness::postgres::Pg;
-use crate::harness::process::{exposures, free_port};
+use crate::harness::process::{exposures, free_port, start_up};
 use crate::harness::DEADLINE;
-
-async fn start_up(data_dir: &Path, http_port: u16, broker_port: u16, extra: &[&str]) -> Child {
-    let child = exposures()
-        .args(["up", "--listen", &format!("127.0.0.1:{http_port}")])
-        .args(["--broker-listen", &format!("127.0.0.1:{broker_port}")])
-        .args(["--flush-interval", "1s"])
-        .args(extra)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn exposures up");
-    let client = http();
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let ready = client
-            .get(format!("http://127.0.0.1:{http_port}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200);
-        if ready {
-            return child;
-        }
-        assert!(Instant::now() < deadline, "exposures up did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
-    }
-}
 
 /// Reads the topic until every id in `expected` is there; returns occurrences per id.
 async fn wait_for_events(brokers: &str, topic: &str, expected: &[String]) -> HashMap<String, usize> {

@@ -183,3 +183,41 @@ impl DevBroker {
         }
     }
 }
+
+/// `exposures up` on `http_port` and `broker_port` with `extra` flags and files closed
+/// after 1 s, ready to serve (`/readyz` answers 200).
+pub(crate) async fn start_up(
+    data_dir: &std::path::Path,
+    http_port: u16,
+    broker_port: u16,
+    extra: &[&str],
+) -> tokio::process::Child {
+    let child = exposures()
+        .args(["up", "--listen", &format!("127.0.0.1:{http_port}")])
+        .args(["--broker-listen", &format!("127.0.0.1:{broker_port}")])
+        .args(["--flush-interval", "1s"])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn exposures up");
+    let client = super::api::http();
+    let deadline = std::time::Instant::now() + super::DEADLINE;
+    loop {
+        let ready = client
+            .get(format!("http://127.0.0.1:{http_port}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ready {
+            return child;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "exposures up did not become ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await; // polling a condition
+    }
+}
