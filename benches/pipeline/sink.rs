@@ -6,10 +6,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use loader::sink::file::{Hour, OpenFile, ParquetCodec};
+use loader::sink::file::{OpenFile, ParquetCodec};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use schemas::lake_layout::Hour;
 use schemas::Normalizer;
 use serde_json::{json, Value};
 

@@ -9,6 +9,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 
+use schemas::lake_layout::{check_key, KeyOutsideLake};
+
 pub use crate::aws::{AwsOptions, LakeArgs};
 
 pub mod embedded;
@@ -21,7 +23,7 @@ const PART_SIZE: usize = 8 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum LakeError {
     #[error("{0}")]
-    BadKey(String),
+    BadKey(#[from] KeyOutsideLake),
     #[error("object {0} is not in the lake (deleted, or never written)")]
     Missing(String),
     #[error("the file record names {what}, which is not in this loader's lake {lake}")]
@@ -159,7 +161,7 @@ impl Lake {
                 }
             }
             Store::Local { root } => {
-                crate::files::check_key(key).map_err(LakeError::BadKey)?;
+                check_key(key)?;
                 put_local(root, key, body).await?
             }
         };
@@ -175,7 +177,7 @@ impl Lake {
         match &self.store {
             Store::S3 { client, bucket } => s3_get(client, bucket, key, None).await,
             Store::Local { root } => {
-                crate::files::check_key(key).map_err(LakeError::BadKey)?;
+                check_key(key)?;
                 let path = root.join(key);
                 tokio::fs::read(&path)
                     .await
@@ -201,7 +203,7 @@ impl Lake {
                 Err(error) => Err(s3_error("HeadObject", bucket, key, error)),
             },
             Store::Local { root } => {
-                crate::files::check_key(key).map_err(LakeError::BadKey)?;
+                check_key(key)?;
                 Ok(tokio::fs::try_exists(root.join(key)).await.unwrap_or(false))
             }
         }

@@ -2,7 +2,9 @@
 //!
 //! - [`sink`]: consumes the `exposures` topic and writes hour-partitioned Parquet objects
 //!   to the [`lake`] (S3 or a local directory), exactly once, announcing each file on
-//!   `exposures.files` as a [`files::FileRecord`] (DESIGN.md §4).
+//!   `exposures.files` as a file record. Where objects go and what they say of
+//!   themselves is `schemas::lake_layout`, which the sink, load and reconcile share
+//!   (none of them imports another).
 //! - [`load`]: consumes `exposures.files` and loads the objects into the warehouse —
 //!   Redshift through the Data API, or PostgreSQL — with a ledger that makes reloads
 //!   harmless (DESIGN.md §5).
@@ -16,7 +18,6 @@
 //! Kafka clients, retries and shutdown come from the `stage` crate, as in every stage.
 
 pub mod aws;
-pub mod files;
 pub mod lake;
 pub mod load;
 pub mod metrics;

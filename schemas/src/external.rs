@@ -2,7 +2,7 @@
 //! Amazon Athena and Amazon Redshift Spectrum (`exposures ddl --dialect athena|spectrum`).
 //!
 //! The lake is Hive-style: `{prefix}/exposures/v1/dt=YYYY-MM-DD/hour=HH/p…-….parquet`
-//! (`loader::sink::file::relative_key`), so one table at `{prefix}/exposures/v1/` with
+//! ([`crate::lake_layout`]), so one table at `{prefix}/exposures/v1/` with
 //! the partition columns `dt` and `hour` reads all of it.
 //!
 //! - **Columns** are generated from [`crate::arrow_schema`], the schema every Parquet file
@@ -29,6 +29,7 @@ use arrow_schema::{DataType, TimeUnit};
 
 use crate::columns::{ColumnType, COLUMNS, LAKE_SCHEMA_VERSION};
 use crate::ddl::Dialect;
+use crate::lake_layout;
 
 /// The external table's name, in the schema (Glue database) given with `--schema`.
 pub const TABLE: &str = "exposures_lake";
@@ -140,14 +141,14 @@ impl LakeUrl {
     /// `dt=` directory.
     pub fn location(&self) -> String {
         match self.prefix.as_str() {
-            "" => format!("s3://{}/exposures/{LAKE_SCHEMA_VERSION}/", self.bucket),
-            prefix => format!("s3://{}/{prefix}/exposures/{LAKE_SCHEMA_VERSION}/", self.bucket),
+            "" => format!("s3://{}/{}", self.bucket, lake_layout::data_dir()),
+            prefix => format!("s3://{}/{prefix}/{}", self.bucket, lake_layout::data_dir()),
         }
     }
 
     /// Where the files of one hour are: `LOCATION` + `dt={dt}/hour={hour}/`.
     pub fn partition_location(&self, dt: &str, hour: &str) -> String {
-        format!("{}dt={dt}/hour={hour}/", self.location())
+        format!("{}{}", self.location(), lake_layout::partition_dir(dt, hour))
     }
 }
 

@@ -26,6 +26,10 @@
 //!   schema) is generated and [`ExposureBatchBuilder`] fills Arrow columns; [`ddl`]
 //!   generates the warehouse tables and GrowthBook views from the same list, and
 //!   [`ledger`] the SQL both warehouse loaders share (ledger, JSON cast, literals).
+//! - [`lake_layout`] is where everything is in the lake (data files, dead letters, their
+//!   hour partitions), what a file's Parquet metadata says of its row range, and the
+//!   file record the sink announces: the sink writes by it, the load stage and
+//!   `reconcile` read by it.
 //! - [`external`] prints the lake itself as an external table (Athena, Redshift
 //!   Spectrum), its columns generated from the same Arrow schema as the Parquet files.
 
@@ -35,6 +39,7 @@ mod error;
 pub mod external;
 mod json_scan;
 pub mod json_schema;
+pub mod lake_layout;
 mod lake_row;
 pub mod ledger;
 pub mod loadable;

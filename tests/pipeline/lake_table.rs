@@ -7,8 +7,9 @@
 //! Needs no broker: the file is encoded in memory and the binary only prints.
 
 use arrow_schema::{DataType, TimeUnit};
-use loader::sink::file::{relative_key, Hour, OpenFile, ParquetCodec};
+use loader::sink::file::{OpenFile, ParquetCodec};
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use schemas::lake_layout::{FileKey, Hour};
 
 use crate::harness::lake::exposures;
 use crate::harness::process::exposures as exposures_command;
@@ -45,7 +46,15 @@ fn sink_file() -> (Vec<(String, DataType)>, String) {
         "the Parquet types say what the Arrow schema says"
     );
     assert!(!schema.is_empty());
-    (schema, relative_key(hour, 3, 42))
+    (
+        schema,
+        FileKey {
+            hour,
+            partition: 3,
+            first_offset: 42,
+        }
+        .data_key(),
+    )
 }
 
 /// Whether `engine` reads a Parquet column of Arrow type `arrow` as the DDL type `ddl`

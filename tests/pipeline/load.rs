@@ -7,9 +7,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use loader::load::{BatchLimits, LoadConfig, RedshiftArgs, WarehouseArgs};
-use loader::sink::file::{relative_key, Hour, OpenFile, ParquetCodec};
+use loader::sink::file::{OpenFile, ParquetCodec};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
+use schemas::lake_layout::{FileKey, Hour};
 
 use crate::harness::kafka::{read_exactly, record_count};
 use crate::harness::lake::{exposures, produce, start_sink, wait_committed, Lakeside};
@@ -200,9 +201,16 @@ async fn place_file(side: &Lakeside, events: &[schemas::Exposure], first_offset:
     }
     let encoded = file.encode().expect("parquet");
     let lake = side.lake().await;
-    let key = lake.key(&relative_key(hour, 0, first_offset));
+    let key = lake.key(
+        &FileKey {
+            hour,
+            partition: 0,
+            first_offset,
+        }
+        .data_key(),
+    );
     let stored = lake.put(&key, encoded.bytes).await.expect("put");
-    let record = loader::files::FileRecord {
+    let record = schemas::lake_layout::FileRecord {
         lake: lake.describe(),
         bucket: lake.bucket(),
         key,

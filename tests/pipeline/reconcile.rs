@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use loader::load::{BatchLimits, LoadConfig, RedshiftArgs, WarehouseArgs};
 use loader::reconcile::{ReconcileConfig, Since};
-use loader::sink::file::{relative_key, Hour, OpenFile, ParquetCodec};
+use loader::sink::file::{OpenFile, ParquetCodec};
+use schemas::lake_layout::{FileKey, Hour};
 
 use crate::harness::kafka::record_count;
 use crate::harness::lake::{exposures, produce, start_sink, wait_committed, Lakeside};
@@ -147,7 +148,14 @@ async fn reconcile_finds_a_deleted_ledger_row_and_an_unannounced_object_and_repa
     }
     let encoded = file.encode().expect("parquet");
     let lake = side.lake().await;
-    let placed = lake.key(&relative_key(hour, 0, first_offset));
+    let placed = lake.key(
+        &FileKey {
+            hour,
+            partition: 0,
+            first_offset,
+        }
+        .data_key(),
+    );
     lake.put(&placed, encoded.bytes).await.expect("put");
 
     // Reconcile lists both, and nothing else.

@@ -42,13 +42,12 @@ use clap::Args;
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
+use schemas::lake_layout::{DeadLetter, FileRecord};
+use schemas::ledger::RejectedRow;
 use stage::{Assignment, Backoff, ClientRole, KafkaArgs, KafkaSetupError, Shutdown};
 
-use crate::files::FileRecord;
 use crate::lake::{AwsOptions, Lake, LakeArgs, LakeError};
 use crate::metrics as m;
-use crate::sink::file::DeadLetter;
-use schemas::ledger::RejectedRow;
 
 #[derive(Debug, Clone, Args)]
 pub struct LoadConfig {
@@ -339,10 +338,8 @@ impl Lakes {
             }
             Err(error) => return Err(error),
         };
-        Ok(body
-            .split(|byte| *byte == b'\n')
-            .filter(|line| !line.is_empty())
-            .map(|line| match serde_json::from_slice::<DeadLetter>(line) {
+        Ok(DeadLetter::lines_of(&body)
+            .map(|(line, letter)| match letter {
                 Ok(letter) => RejectedRow {
                     event_id: serde_json::from_str::<serde_json::Value>(&letter.payload)
                         .ok()
@@ -528,7 +525,7 @@ pub async fn run(config: LoadConfig, shutdown: Shutdown) -> Result<(), LoadError
                             .and_then(|payload| {
                                 serde_json::from_slice::<FileRecord>(payload).map_err(|e| e.to_string())
                             })
-                            .and_then(|file| file.check().map(|()| file));
+                            .and_then(|file| file.check().map(|()| file).map_err(|e| e.to_string()));
                         match file {
                             Ok(file) => {
                                 deadline.get_or_insert_with(|| {

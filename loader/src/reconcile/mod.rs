@@ -52,13 +52,11 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use clap::Args;
 use parquet::file::metadata::ParquetMetaDataReader;
-use schemas::LAKE_SCHEMA_VERSION;
-use serde::Serialize;
+use schemas::lake_layout::{self, FileKey, FileRange};
 use stage::KafkaArgs;
 
 use crate::lake::{Lake, LakeArgs, LakeError, ListedObject};
 use crate::load::{LoadError, RedshiftArgs, Warehouse, WarehouseArgs};
-use crate::sink::file::{self, Hour};
 
 mod repair;
 mod report;
@@ -167,54 +165,6 @@ pub enum ReconcileError {
     Kafka(String),
 }
 
-/// What a file's key says: `dt=…/hour=…/pPPP-OFFSET.parquet`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct KeyParts {
-    date: NaiveDate,
-    hour: u32,
-    partition: i32,
-    first_offset: i64,
-}
-
-fn parse_key(base: &str, key: &str) -> Option<KeyParts> {
-    let rest = key.strip_prefix(base)?;
-    let mut segments = rest.split('/');
-    let date = NaiveDate::parse_from_str(segments.next()?.strip_prefix("dt=")?, "%Y-%m-%d").ok()?;
-    let hour: u32 = segments.next()?.strip_prefix("hour=")?.parse().ok()?;
-    let name = segments.next()?.strip_suffix(".parquet")?;
-    let (partition, offset) = name.strip_prefix('p')?.split_once('-')?;
-    if segments.next().is_some() || hour > 23 {
-        return None;
-    }
-    Some(KeyParts {
-        date,
-        hour,
-        partition: partition.parse().ok()?,
-        first_offset: offset.parse().ok()?,
-    })
-}
-
-impl KeyParts {
-    fn hour(&self) -> Hour {
-        let start = self
-            .date
-            .and_hms_opt(self.hour, 0, 0)
-            .map(|t| Utc.from_utc_datetime(&t))
-            .unwrap_or_default();
-        Hour::of_millis(start.timestamp_millis())
-    }
-}
-
-/// A file's row range, from its Parquet key-value metadata.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FileRange {
-    pub topic: String,
-    pub partition: i32,
-    pub first_offset: i64,
-    pub last_offset: i64,
-    pub rows: u64,
-}
-
 /// Reads the footer of object `key`: `Ok(Err(why))` when it is not a readable
 /// exposures Parquet file, `Err` when the lake could not be read.
 async fn read_range(lake: &Lake, key: &str, size: u64) -> Result<Result<FileRange, String>, LakeError> {
@@ -255,33 +205,14 @@ async fn read_range(lake: &Lake, key: &str, size: u64) -> Result<Result<FileRang
                 .collect()
         })
         .unwrap_or_default();
-    let get = |name: &str| {
-        values
-            .get(name)
-            .copied()
-            .ok_or_else(|| format!("no {name} in the Parquet metadata"))
-    };
-    let number = |name: &str| -> Result<i64, String> {
-        get(name)?
-            .parse()
-            .map_err(|_| format!("{name} in the Parquet metadata is not a number"))
-    };
-    Ok((|| {
-        Ok(FileRange {
-            topic: get(file::META_TOPIC)?.to_owned(),
-            partition: i32::try_from(number(file::META_PARTITION)?).map_err(|e| e.to_string())?,
-            first_offset: number(file::META_FIRST_OFFSET)?,
-            last_offset: number(file::META_LAST_OFFSET)?,
-            rows: u64::try_from(number(file::META_ROWS)?).map_err(|e| e.to_string())?,
-        })
-    })())
+    Ok(FileRange::from_metadata(|name| values.get(name).copied()).map_err(|e| e.to_string()))
 }
 
 /// A lake object compared.
 #[derive(Debug, Clone)]
 struct LakeObject {
     listed: ListedObject,
-    parts: KeyParts,
+    parts: FileKey,
     range: Result<FileRange, String>,
     young: bool,
 }
@@ -317,26 +248,24 @@ async fn compare(
     report: &mut Report,
 ) -> Result<(), ReconcileError> {
     let lake = Lake::open(&config.lake, &config.s3.aws_options()).await?;
-    let base = lake.key(&format!("exposures/{LAKE_SCHEMA_VERSION}/"));
+    let prefix = lake.key("");
+    let base = lake.key(&lake_layout::data_dir());
+    let file_key = |key: &str| FileKey::parse_data_key(key.strip_prefix(&prefix)?);
     let since = report.since;
     let cutoff = now - chrono::Duration::from_std(config.grace).unwrap_or(chrono::Duration::MAX);
 
     // The lake: keys, then each object's footer.
     let mut objects: BTreeMap<String, LakeObject> = BTreeMap::new();
     for listed in lake.list_objects(&base).await? {
-        let Some(parts) = parse_key(&base, &listed.key) else {
+        let Some(parts) = file_key(&listed.key) else {
             continue; // not a data file of this layout
         };
-        if since.is_some_and(|since| parts.date < since) {
+        if since.is_some_and(|since| parts.hour.date() < since) {
             continue;
         }
-        let hour_end = parts
-            .date
-            .and_hms_opt(parts.hour, 0, 0)
-            .map(|t| Utc.from_utc_datetime(&t) + chrono::Duration::hours(1));
         let young = match listed.last_modified {
             Some(modified) => modified > cutoff,
-            None => hour_end.is_none_or(|end| end > cutoff),
+            None => parts.hour.end() > cutoff,
         };
         let range = read_range(&lake, &listed.key, listed.size).await?;
         objects.insert(
@@ -383,8 +312,8 @@ async fn compare(
         let Some(key) = row.first().cloned().flatten() else {
             continue;
         };
-        match parse_key(&base, &key) {
-            Some(parts) if since.is_none_or(|since| parts.date >= since) => {}
+        match file_key(&key) {
+            Some(parts) if since.is_none_or(|since| parts.hour.date() >= since) => {}
             _ => continue,
         }
         report.ledger_rows += number(row.get(2)) as usize;
@@ -574,31 +503,6 @@ async fn compare(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_are_parsed_and_others_ignored() {
-        let base = "tenant/exposures/v1/";
-        assert_eq!(
-            parse_key(
-                base,
-                "tenant/exposures/v1/dt=2026-11-25/hour=07/p003-00000000000000000120.parquet"
-            ),
-            Some(KeyParts {
-                date: NaiveDate::from_ymd_opt(2026, 11, 25).expect("date"),
-                hour: 7,
-                partition: 3,
-                first_offset: 120,
-            })
-        );
-        for other in [
-            "tenant/exposures/v1/dt=2026-11-25/hour=07/p003-00000000000000000120.parquet.tmp",
-            "tenant/exposures/v1/dt=2026-11-25/hour=24/p003-1.parquet",
-            "tenant/exposures/v1/dt=x/hour=07/p003-1.parquet",
-            "other/exposures/v1/dt=2026-11-25/hour=07/p003-1.parquet",
-        ] {
-            assert_eq!(parse_key(base, other), None, "{other}");
-        }
-    }
 
     #[test]
     fn since_is_all_a_date_or_a_duration() {

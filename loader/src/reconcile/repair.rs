@@ -5,30 +5,21 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::Utc;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use schemas::lake_layout::{DeadLetter, FileKey, FileRecord};
 use stage::ClientRole;
 
-use super::{KeyParts, LakeObject, ReconcileConfig, ReconcileError, Report, ANNOUNCE_TIMEOUT};
-use crate::files::FileRecord;
+use super::{LakeObject, ReconcileConfig, ReconcileError, Report, ANNOUNCE_TIMEOUT};
 use crate::lake::{Lake, LakeError};
-use crate::sink::file;
 
-/// The key of an object's dead-letter sidecar.
-pub(super) fn rejected_key(lake: &Lake, parts: &KeyParts) -> String {
-    lake.key(&file::relative_rejected_key(
-        parts.hour(),
-        parts.partition,
-        parts.first_offset,
-    ))
+/// The key of an object's dead-letter file.
+pub(super) fn rejected_key(lake: &Lake, file: &FileKey) -> String {
+    lake.key(&file.dead_letter_key())
 }
 
-/// Lines of an object's dead-letter sidecar; `None` if it has none.
-pub(super) async fn count_dead_letters(lake: &Lake, parts: &KeyParts) -> Result<Option<u64>, LakeError> {
-    match lake.get(&rejected_key(lake, parts)).await {
-        Ok(body) => Ok(Some(
-            body.split(|byte| *byte == b'\n')
-                .filter(|line| !line.is_empty())
-                .count() as u64,
-        )),
+/// Lines of an object's dead-letter file; `None` if it has none.
+pub(super) async fn count_dead_letters(lake: &Lake, file: &FileKey) -> Result<Option<u64>, LakeError> {
+    match lake.get(&rejected_key(lake, file)).await {
+        Ok(body) => Ok(Some(DeadLetter::lines_of(&body).count() as u64)),
         Err(LakeError::Missing(_)) => Ok(None),
         Err(error) => Err(error),
     }
@@ -60,7 +51,7 @@ async fn record_of(lake: &Lake, key: &str, object: &LakeObject) -> Result<FileRe
         partition: range.partition,
         first_offset: range.first_offset,
         last_offset: range.last_offset,
-        hour: object.parts.hour().label(),
+        hour: object.parts.hour.label(),
         written_at: object.listed.last_modified.unwrap_or_else(Utc::now),
         rejected_key,
         rejected_rows,

@@ -9,14 +9,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use chrono::{DateTime, TimeZone, Timelike, Utc};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
-use schemas::{ExposureBatchBuilder, LakeRow, LAKE_SCHEMA_VERSION};
+use schemas::lake_layout::{DeadLetter, FileRange, Hour};
+use schemas::{ExposureBatchBuilder, LakeRow};
 
 /// Rows per Parquet row group. Redshift COPY parallelises by file, so large row groups
 /// cost it nothing, while Spectrum/Athena/DuckDB prune by row-group statistics; 128 Ki
@@ -34,14 +34,6 @@ const NO_DICTIONARY: [&str; 4] = ["event_id", "attributes", "extra", "kafka_offs
 /// Columns without min/max statistics: no reader prunes on the minimum and maximum of
 /// JSON text, and comparing every long value for them costs the sink ~3% of its time.
 const NO_STATISTICS: [&str; 2] = ["attributes", "extra"];
-
-/// Parquet key-value metadata keys describing a file's row range.
-pub const META_TOPIC: &str = "exposures.topic";
-pub const META_PARTITION: &str = "exposures.partition";
-pub const META_FIRST_OFFSET: &str = "exposures.first_offset";
-pub const META_LAST_OFFSET: &str = "exposures.last_offset";
-pub const META_ROWS: &str = "exposures.rows";
-pub const META_SCHEMA_VERSION: &str = "exposures.schema_version";
 
 /// The codec of the Parquet pages (`--compression`).
 ///
@@ -66,60 +58,6 @@ impl ParquetCodec {
             ParquetCodec::Gzip => Compression::GZIP(GzipLevel::try_new(6)?),
         })
     }
-}
-
-/// The UTC hour a record belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hour(DateTime<Utc>);
-
-impl Hour {
-    pub fn of_millis(timestamp_ms: i64) -> Hour {
-        let t = Utc
-            .timestamp_millis_opt(timestamp_ms)
-            .single()
-            .unwrap_or_else(Utc::now);
-        Hour(
-            t.with_minute(0)
-                .and_then(|t| t.with_second(0))
-                .and_then(|t| t.with_nanosecond(0))
-                .unwrap_or(t),
-        )
-    }
-
-    /// `YYYY-MM-DDTHH`.
-    pub fn label(&self) -> String {
-        self.0.format("%Y-%m-%dT%H").to_string()
-    }
-}
-
-/// The key of a file's dead letters (records of its offset range that are not loadable
-/// exposures), relative to the lake prefix: outside `exposures/` so tables over the
-/// Parquet files never see them.
-pub fn relative_rejected_key(hour: Hour, partition: i32, first_offset: i64) -> String {
-    format!(
-        "_rejected/{LAKE_SCHEMA_VERSION}/dt={}/hour={}/p{partition:03}-{first_offset:020}.ndjson",
-        hour.0.format("%Y-%m-%d"),
-        hour.0.format("%H"),
-    )
-}
-
-/// One dead-lettered record, a line of the NDJSON sidecar.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DeadLetter {
-    pub kafka_partition: i32,
-    pub kafka_offset: i64,
-    /// The record's value as sent (invalid UTF-8 replaced).
-    pub payload: String,
-    pub reason: String,
-}
-
-/// The object key of a file, relative to the lake prefix (DESIGN.md §4).
-pub fn relative_key(hour: Hour, partition: i32, first_offset: i64) -> String {
-    format!(
-        "exposures/{LAKE_SCHEMA_VERSION}/dt={}/hour={}/p{partition:03}-{first_offset:020}.parquet",
-        hour.0.format("%Y-%m-%d"),
-        hour.0.format("%H"),
-    )
 }
 
 pub struct OpenFile {
@@ -198,12 +136,10 @@ impl OpenFile {
     /// annotated `TIMESTAMP(isAdjustedToUTC=true, MICROS)`, which Redshift COPY loads into
     /// `TIMESTAMP` columns as UTC.
     fn create_writer(&self, batch: &arrow_array::RecordBatch) -> Result<ArrowWriter<Vec<u8>>, ParquetError> {
-        let metadata = vec![
-            KeyValue::new(META_TOPIC.to_owned(), self.topic.clone()),
-            KeyValue::new(META_PARTITION.to_owned(), self.partition.to_string()),
-            KeyValue::new(META_FIRST_OFFSET.to_owned(), self.first_offset.to_string()),
-            KeyValue::new(META_SCHEMA_VERSION.to_owned(), LAKE_SCHEMA_VERSION.to_owned()),
-        ];
+        let metadata = FileRange::opening_metadata(&self.topic, self.partition, self.first_offset)
+            .into_iter()
+            .map(|(key, value)| KeyValue::new(key.to_owned(), value))
+            .collect();
         let mut properties = WriterProperties::builder()
             .set_compression(self.codec.compression()?)
             .set_dictionary_enabled(true)
@@ -260,21 +196,12 @@ impl OpenFile {
             return Err(ParquetError::General("the Parquet writer was not created".into()));
         };
         let mut writer = writer.into_inner().map_err(|_| poisoned())?;
-        writer.append_key_value_metadata(KeyValue::new(
-            META_LAST_OFFSET.to_owned(),
-            self.last_offset.to_string(),
-        ));
-        writer.append_key_value_metadata(KeyValue::new(META_ROWS.to_owned(), rows.to_string()));
+        for (key, value) in FileRange::closing_metadata(self.last_offset, rows as u64) {
+            writer.append_key_value_metadata(KeyValue::new(key.to_owned(), value));
+        }
         let bytes = writer.into_inner()?;
-        let dead_letters = (!self.dead_letters.is_empty()).then(|| {
-            let mut ndjson = Vec::new();
-            for letter in &self.dead_letters {
-                if serde_json::to_writer(&mut ndjson, letter).is_ok() {
-                    ndjson.push(b'\n');
-                }
-            }
-            bytes::Bytes::from(ndjson)
-        });
+        let dead_letters = (!self.dead_letters.is_empty())
+            .then(|| bytes::Bytes::from(DeadLetter::file_of(&self.dead_letters)));
         Ok(EncodedFile {
             partition: self.partition,
             hour: self.hour,
@@ -308,21 +235,10 @@ pub struct EncodedFile {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use schemas::lake_layout::metadata;
+    use schemas::LAKE_SCHEMA_VERSION;
 
-    #[test]
-    fn keys_depend_on_hour_partition_and_first_offset_only() {
-        let hour = Hour::of_millis(1_764_072_000_000 + 59 * 60_000 + 59_999); // 2025-11-25T12:59:59.999Z
-        assert_eq!(hour.label(), "2025-11-25T12");
-        assert_eq!(
-            relative_key(hour, 7, 42),
-            "exposures/v1/dt=2025-11-25/hour=12/p007-00000000000000000042.parquet"
-        );
-        assert_eq!(
-            Hour::of_millis(1_764_072_000_000 + 3_600_000).label(),
-            "2025-11-25T13"
-        );
-    }
+    use super::*;
 
     /// A record as ingest writes it, for the `index`th user.
     fn kafka_value(index: usize) -> Vec<u8> {
@@ -402,17 +318,17 @@ mod tests {
             Some(format!("e{}", rows - 1).as_str())
         );
         let meta = |key: &str| metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
-        assert_eq!(meta(META_TOPIC), Some("exposures"));
-        assert_eq!(meta(META_PARTITION), Some("5"));
-        assert_eq!(meta(META_FIRST_OFFSET), Some("1000"));
-        let last = (1000 + rows).to_string();
         assert_eq!(
-            meta(META_LAST_OFFSET),
-            Some(last.as_str()),
-            "the dead letter ends the range"
+            FileRange::from_metadata(meta),
+            Ok(FileRange {
+                topic: "exposures".into(),
+                partition: 5,
+                first_offset: 1000,
+                last_offset: 1000 + rows as i64, // the dead letter ends the range
+                rows: rows as u64,
+            })
         );
-        assert_eq!(meta(META_ROWS), Some(rows.to_string().as_str()));
-        assert_eq!(meta(META_SCHEMA_VERSION), Some(LAKE_SCHEMA_VERSION));
+        assert_eq!(meta(metadata::SCHEMA_VERSION), Some(LAKE_SCHEMA_VERSION));
     }
 
     #[test]
@@ -449,7 +365,7 @@ mod tests {
         let encoded = file.encode().expect("encoded");
         let (offsets, _, metadata) = read_back(&encoded);
         assert!(offsets.is_empty());
-        assert!(metadata.contains(&(META_ROWS.to_owned(), "0".to_owned())));
-        assert!(metadata.contains(&(META_LAST_OFFSET.to_owned(), "7".to_owned())));
+        assert!(metadata.contains(&(metadata::ROWS.to_owned(), "0".to_owned())));
+        assert!(metadata.contains(&(metadata::LAST_OFFSET.to_owned(), "7".to_owned())));
     }
 }

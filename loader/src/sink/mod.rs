@@ -35,7 +35,7 @@
 
 pub mod file;
 
-use file::{relative_key, Hour, ParquetCodec};
+use file::ParquetCodec;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -47,10 +47,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, Stre
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
+use schemas::lake_layout::{FileKey, FileRecord, Hour};
 use schemas::LakeRow;
 use stage::{Assignment, Backoff, ClientRole, KafkaArgs, KafkaSetupError, Shutdown};
 
-use crate::files::FileRecord;
 use crate::lake::{Lake, LakeArgs, LakeError};
 use crate::metrics as m;
 
@@ -479,19 +479,16 @@ impl Sink {
         let encoded = tokio::task::spawn_blocking(move || open.encode())
             .await
             .map_err(|e| parquet::errors::ParquetError::General(e.to_string()))??;
-        let key = self.lake.key(&relative_key(
-            encoded.hour,
-            encoded.partition,
-            encoded.first_offset,
-        ));
+        let file_key = FileKey {
+            hour: encoded.hour,
+            partition: encoded.partition,
+            first_offset: encoded.first_offset,
+        };
+        let key = self.lake.key(&file_key.data_key());
 
         let rejected_key = match &encoded.dead_letters {
             Some(body) => {
-                let rejected_key = self.lake.key(&file::relative_rejected_key(
-                    encoded.hour,
-                    encoded.partition,
-                    encoded.first_offset,
-                ));
+                let rejected_key = self.lake.key(&file_key.dead_letter_key());
                 if self
                     .upload(&rejected_key, body.clone(), "dead-letter upload")
                     .await

@@ -25,6 +25,7 @@ use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use schemas::ddl::{self, Dialect};
+use schemas::lake_layout::FileRecord;
 use schemas::ledger::{self, LedgerRow, RejectedRow};
 use schemas::{ColumnType, COLUMNS};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -36,7 +37,6 @@ mod reload;
 pub use reload::ReloadReport;
 
 use super::{BatchReport, FileOutcome, LoadError};
-use crate::files::FileRecord;
 use crate::lake::LakeError;
 
 /// Rows of `exposures_rejected` written per INSERT statement.

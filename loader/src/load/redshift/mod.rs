@@ -38,12 +38,12 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use schemas::ddl::{self, Dialect};
+use schemas::lake_layout::FileRecord;
 use schemas::ledger;
 use schemas::COLUMNS;
 
 use super::{BatchReport, FileOutcome, Lakes, LoadError};
 use crate::aws::AwsOptions;
-use crate::files::FileRecord;
 use crate::metrics as m;
 use data_api::{DataApi, RunFailure, StatementFailure};
 use sql::{load_statements, manifest, parse_timestamp};

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use schemas::ddl::{self, Dialect};
+use schemas::lake_layout::FileRecord;
 use schemas::ledger;
-
-use crate::files::FileRecord;
 
 const STAGE: &str = "exposures_stage";
 const NEW_ROWS: &str = "exposures_new";
