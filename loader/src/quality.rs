@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use schemas::ddl::Dialect;
 
+use crate::load::{FromRow, LoadError, Row};
+
 /// GrowthBook's default SRM threshold.
 pub const SRM_P_VALUE: f64 = 0.001;
 /// Share of users in more than one variation above which an experiment is flagged.
@@ -30,7 +32,47 @@ pub(crate) fn timestamp(dialect: Dialect, at: DateTime<Utc>) -> String {
     }
 }
 
-/// Rows of (experiment_id, variation_id, users) exposed since `since`.
+/// Users of one variation of an experiment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsersPerVariation {
+    pub experiment_id: String,
+    pub variation_id: String,
+    pub users: i64,
+}
+
+impl FromRow for UsersPerVariation {
+    const QUERY: &'static str = "status: users per variation";
+    const COLUMNS: &'static [&'static str] = &["experiment_id", "variation_id", "users"];
+    fn from_row(row: &Row<'_>) -> Result<Self, LoadError> {
+        Ok(UsersPerVariation {
+            experiment_id: row.get("experiment_id")?,
+            variation_id: row.get("variation_id")?,
+            users: row.get("users")?,
+        })
+    }
+}
+
+/// Users of an experiment, and how many of them were exposed to more than one variation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultipleExposures {
+    pub experiment_id: String,
+    pub users: i64,
+    pub users_in_several: i64,
+}
+
+impl FromRow for MultipleExposures {
+    const QUERY: &'static str = "status: multiple exposures";
+    const COLUMNS: &'static [&'static str] = &["experiment_id", "users", "users_in_several"];
+    fn from_row(row: &Row<'_>) -> Result<Self, LoadError> {
+        Ok(MultipleExposures {
+            experiment_id: row.get("experiment_id")?,
+            users: row.get("users")?,
+            users_in_several: row.get("users_in_several")?,
+        })
+    }
+}
+
+/// [`UsersPerVariation`] rows of the users exposed since `since`.
 pub fn users_per_variation_sql(dialect: Dialect, schema: &str, since: DateTime<Utc>) -> String {
     format!(
         "SELECT experiment_id, variation_id, COUNT(DISTINCT ds_user_id) FROM {schema}.exposures \
@@ -40,7 +82,7 @@ pub fn users_per_variation_sql(dialect: Dialect, schema: &str, since: DateTime<U
     )
 }
 
-/// Rows of (experiment_id, users, users seen in more than one variation) since `since`.
+/// [`MultipleExposures`] rows of the users exposed since `since`.
 pub fn multiple_exposures_sql(dialect: Dialect, schema: &str, since: DateTime<Utc>) -> String {
     format!(
         "SELECT experiment_id, COUNT(*), SUM(CASE WHEN variations > 1 THEN 1 ELSE 0 END) FROM \
@@ -94,16 +136,16 @@ fn variation_order(a: &str, b: &str) -> std::cmp::Ordering {
 /// its variations in variation order ("0", "1", …); a variation with a weight and no
 /// users counts as 0 users (a variation that lost everything is the worst mismatch).
 pub fn evaluate(
-    per_variation: &[(String, String, i64)],
-    multiple: &[(String, i64, i64)],
+    per_variation: &[UsersPerVariation],
+    multiple: &[MultipleExposures],
     weights: &BTreeMap<String, Vec<f64>>,
 ) -> Vec<ExperimentQuality> {
     let mut experiments: BTreeMap<&str, Vec<(String, i64)>> = BTreeMap::new();
-    for (experiment, variation, users) in per_variation {
+    for row in per_variation {
         experiments
-            .entry(experiment)
+            .entry(&row.experiment_id)
             .or_default()
-            .push((variation.clone(), *users));
+            .push((row.variation_id.clone(), row.users));
     }
     experiments
         .into_iter()
@@ -146,8 +188,8 @@ pub fn evaluate(
             };
             let (users, several) = multiple
                 .iter()
-                .find(|(id, _, _)| id == experiment)
-                .map(|(_, users, several)| (*users, *several))
+                .find(|row| row.experiment_id == experiment)
+                .map(|row| (row.users, row.users_in_several))
                 .unwrap_or((0, 0));
             let share = if users > 0 {
                 several as f64 / users as f64
@@ -282,6 +324,22 @@ pub fn parse_weights(text: &str) -> Result<(String, Vec<f64>), String> {
 mod tests {
     use super::*;
 
+    fn seen(experiment: &str, variation: &str, users: i64) -> UsersPerVariation {
+        UsersPerVariation {
+            experiment_id: experiment.to_owned(),
+            variation_id: variation.to_owned(),
+            users,
+        }
+    }
+
+    fn several(experiment: &str, users: i64, users_in_several: i64) -> MultipleExposures {
+        MultipleExposures {
+            experiment_id: experiment.to_owned(),
+            users,
+            users_in_several,
+        }
+    }
+
     #[test]
     fn p_values_match_the_chi_square_table() {
         // Critical values from any chi-square table.
@@ -305,12 +363,8 @@ mod tests {
 
     #[test]
     fn a_60_40_split_of_a_50_50_experiment_is_flagged_and_a_fair_one_is_not() {
-        let rows = |a: i64, b: i64, experiment: &str| {
-            vec![
-                (experiment.to_owned(), "0".to_owned(), a),
-                (experiment.to_owned(), "1".to_owned(), b),
-            ]
-        };
+        let rows =
+            |a: i64, b: i64, experiment: &str| vec![seen(experiment, "0", a), seen(experiment, "1", b)];
         let mut per_variation = rows(6_000, 4_000, "skewed");
         per_variation.extend(rows(5_030, 4_970, "fair"));
         let result = evaluate(&per_variation, &[], &BTreeMap::new());
@@ -330,7 +384,7 @@ mod tests {
     #[test]
     fn a_variation_that_lost_every_user_is_a_mismatch() {
         let weights = BTreeMap::from([("e".to_owned(), vec![50.0, 50.0])]);
-        let result = evaluate(&[("e".into(), "0".into(), 1_000)], &[], &weights);
+        let result = evaluate(&[seen("e", "0", 1_000)], &[], &weights);
         assert_eq!(result[0].variations.len(), 2);
         assert_eq!(result[0].variations[1].users, 0);
         assert!(result[0].srm);
@@ -338,24 +392,17 @@ mod tests {
 
     #[test]
     fn multiple_exposures_above_one_percent_are_flagged() {
-        let per_variation = [
-            ("e".to_owned(), "0".to_owned(), 100),
-            ("e".to_owned(), "1".to_owned(), 100),
-        ];
-        let flagged = evaluate(&per_variation, &[("e".into(), 197, 3)], &BTreeMap::new());
+        let per_variation = [seen("e", "0", 100), seen("e", "1", 100)];
+        let flagged = evaluate(&per_variation, &[several("e", 197, 3)], &BTreeMap::new());
         assert_eq!(flagged[0].multiple_exposure_share, 3.0 / 197.0);
         assert!(flagged[0].multiple_exposures);
-        let fine = evaluate(&per_variation, &[("e".into(), 200, 2)], &BTreeMap::new());
+        let fine = evaluate(&per_variation, &[several("e", 200, 2)], &BTreeMap::new());
         assert!(!fine[0].multiple_exposures, "exactly 1 % is not above it");
     }
 
     #[test]
     fn variations_sort_numerically_and_weights_parse() {
-        let per_variation = [
-            ("e".to_owned(), "10".to_owned(), 1),
-            ("e".to_owned(), "2".to_owned(), 1),
-            ("e".to_owned(), "control".to_owned(), 1),
-        ];
+        let per_variation = [seen("e", "10", 1), seen("e", "2", 1), seen("e", "control", 1)];
         let result = evaluate(&per_variation, &[], &BTreeMap::new());
         let ids: Vec<&str> = result[0]
             .variations

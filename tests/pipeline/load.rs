@@ -776,7 +776,7 @@ async fn missing_object(kind: Kind) {
     }
     let status = loader::status::gather(&status_config(&side, &warehouse)).await;
     let listed = |status: &loader::status::Report| match &status.warehouse {
-        Some(Ok(w)) => w.quarantined.iter().any(|(key, _, _)| *key == gone_key),
+        Some(Ok(w)) => w.quarantined.iter().any(|file| file.object_key == gone_key),
         other => panic!("warehouse section: {other:?}"),
     };
     assert!(listed(&status), "status lists the quarantined file");

@@ -29,24 +29,30 @@
 //! emulator (`tests/pipeline/harness/redshift_emulator.rs`) driven by the real SDK.
 
 pub mod health;
+mod lakes;
 pub mod postgres;
 pub mod redshift;
+mod rows;
+mod warehouse;
+
+pub use lakes::Lakes;
+pub(crate) use rows::{Count, FromRow, Row};
+pub(crate) use warehouse::Warehouse;
+pub use warehouse::{RedshiftArgs, WarehouseArgs};
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use clap::Args;
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use schemas::lake_layout::{DeadLetter, FileRecord};
-use schemas::ledger::RejectedRow;
+use schemas::lake_layout::FileRecord;
 use stage::{Assignment, Backoff, ClientRole, KafkaArgs, KafkaSetupError, Shutdown};
 
-use crate::lake::{AwsOptions, Lake, LakeArgs, LakeError};
+use crate::lake::{Lake, LakeArgs, LakeError};
 use crate::metrics as m;
 
 #[derive(Debug, Clone, Args)]
@@ -95,78 +101,6 @@ pub struct LoadConfig {
 
     #[command(flatten)]
     pub s3: LakeArgs,
-}
-
-/// Which warehouse and schema: shared by `load`, `status` and `up`.
-#[derive(Debug, Clone, Args)]
-pub struct WarehouseArgs {
-    /// The warehouse. Redshift through the Data API:
-    /// redshift://ENDPOINT/DATABASE[?secret_arn=ARN] with ENDPOINT as the console shows it
-    /// (or redshift:///DATABASE?workgroup=NAME|cluster=ID&region=R; a provisioned cluster
-    /// also needs db_user=NAME or secret_arn=ARN). PostgreSQL:
-    /// postgres://USER:PASSWORD@HOST:PORT/DATABASE — put a password in the environment
-    /// (EXPOSURES_WAREHOUSE), not on the command line.
-    #[arg(long, env = "EXPOSURES_WAREHOUSE", hide_env_values = true)]
-    pub warehouse: Option<String>,
-
-    /// Warehouse schema of the exposures table, ledger and views (created if missing).
-    #[arg(long, env = "EXPOSURES_SCHEMA", default_value = "public")]
-    pub schema: String,
-}
-
-impl WarehouseArgs {
-    /// The warehouse URL, or an error that says how to give one.
-    pub fn url(&self) -> Result<&str, LoadError> {
-        self.warehouse.as_deref().ok_or(LoadError::NoWarehouse)
-    }
-
-    /// Checks the URL's form without connecting, so that a command refuses a typo before
-    /// it starts anything: a PostgreSQL URL must parse, a Redshift URL must name its
-    /// cluster or workgroup, anything else is refused.
-    pub fn check(&self) -> Result<(), LoadError> {
-        let url = self.url()?;
-        match WarehouseKind::of(url)? {
-            WarehouseKind::Postgres => url
-                .parse::<tokio_postgres::Config>()
-                .map(drop)
-                .map_err(LoadError::Warehouse),
-            WarehouseKind::Redshift => redshift::target::RedshiftTarget::parse(url).map(drop),
-        }
-    }
-}
-
-/// Which warehouse a `--warehouse` URL names, by its scheme.
-enum WarehouseKind {
-    Postgres,
-    Redshift,
-}
-
-impl WarehouseKind {
-    fn of(url: &str) -> Result<WarehouseKind, LoadError> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(WarehouseKind::Postgres)
-        } else if url.starts_with("redshift://") {
-            Ok(WarehouseKind::Redshift)
-        } else {
-            Err(LoadError::UnsupportedWarehouse(url.to_owned()))
-        }
-    }
-}
-
-/// How the Data API is reached: shared by `load` and `status`.
-#[derive(Debug, Clone, Args)]
-pub struct RedshiftArgs {
-    /// Redshift: a statement running longer is cancelled (and a load batch retried).
-    #[arg(long, env = "EXPOSURES_STATEMENT_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
-    pub statement_timeout: Duration,
-
-    /// Redshift Data API endpoint override (a VPC endpoint, or a test emulator).
-    #[arg(long, env = "EXPOSURES_REDSHIFT_ENDPOINT")]
-    pub redshift_endpoint: Option<String>,
-
-    /// Static credentials for the Data API instead of the AWS chain (tests).
-    #[arg(skip)]
-    pub redshift_static_credentials: Option<(String, String)>,
 }
 
 /// How files are gathered into batches (shared by `load` and `up`).
@@ -225,6 +159,13 @@ pub enum LoadError {
     Lake(#[from] LakeError),
     #[error("Kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("unexpected warehouse answer to {query}: row {row}, column {column}: {why}")]
+    Decode {
+        query: &'static str,
+        row: usize,
+        column: &'static str,
+        why: String,
+    },
 }
 
 /// tokio-postgres says "error connecting to server" and keeps the why in its source.
@@ -266,214 +207,6 @@ pub enum FileOutcome {
 pub struct BatchReport {
     pub outcomes: Vec<(String, FileOutcome)>,
     pub newest_exposed_at: Option<DateTime<Utc>>,
-}
-
-/// The loader's lake: the one `--lake` names. Every read of a file record's objects goes
-/// through [`Lakes::admit`], so a record cannot make the loader read (or, on Redshift,
-/// write manifests) anywhere else.
-pub struct Lakes {
-    lake: Lake,
-}
-
-impl Lakes {
-    pub fn new(lake: Lake) -> Lakes {
-        Lakes { lake }
-    }
-
-    /// The object a file record names.
-    pub async fn get(&mut self, file: &FileRecord) -> Result<Bytes, LakeError> {
-        self.get_key(file, &file.key).await
-    }
-
-    /// Whether the object a file record names exists.
-    pub async fn exists(&mut self, file: &FileRecord) -> Result<bool, LakeError> {
-        self.lake_of(file)?.exists(&file.key).await
-    }
-
-    /// Refuses a record that names another lake, bucket or prefix than the loader's.
-    pub fn admit(&self, file: &FileRecord) -> Result<(), LakeError> {
-        let lake = self.lake.describe();
-        let prefix = self.lake.key("");
-        let foreign = |what: String| {
-            Err(LakeError::Foreign {
-                what,
-                lake: lake.clone(),
-            })
-        };
-        if file.lake != lake {
-            return foreign(format!("lake {}", file.lake));
-        }
-        if file.bucket != self.lake.bucket() {
-            return foreign(format!("bucket {}", file.bucket));
-        }
-        for key in std::iter::once(&file.key).chain(&file.rejected_key) {
-            if !key.starts_with(&prefix) {
-                return foreign(format!("object key {key}"));
-            }
-        }
-        Ok(())
-    }
-
-    fn lake_of(&self, file: &FileRecord) -> Result<&Lake, LakeError> {
-        self.admit(file)?;
-        Ok(&self.lake)
-    }
-
-    /// Object `key` of the lake `file` is in.
-    pub async fn get_key(&mut self, file: &FileRecord, key: &str) -> Result<Bytes, LakeError> {
-        self.lake_of(file)?.get(key).await
-    }
-
-    /// The dead letters the sink kept beside `file` (records of its offset range that are
-    /// not loadable exposures), as rows for `exposures_rejected`.
-    pub async fn dead_letters(&mut self, file: &FileRecord) -> Result<Vec<RejectedRow>, LakeError> {
-        let Some(key) = &file.rejected_key else {
-            return Ok(Vec::new());
-        };
-        let body = match self.get_key(file, key).await {
-            Ok(body) => body,
-            Err(LakeError::Missing(key)) => {
-                tracing::error!(%key, "the dead letters of a file are gone from the lake; they cannot be recorded");
-                return Ok(Vec::new());
-            }
-            Err(error) => return Err(error),
-        };
-        Ok(DeadLetter::lines_of(&body)
-            .map(|(line, letter)| match letter {
-                Ok(letter) => RejectedRow {
-                    event_id: serde_json::from_str::<serde_json::Value>(&letter.payload)
-                        .ok()
-                        .and_then(|value| value.get("event_id")?.as_str().map(str::to_owned)),
-                    object_key: file.key.clone(),
-                    kafka_partition: letter.kafka_partition,
-                    kafka_offset: letter.kafka_offset,
-                    raw_row: letter.payload,
-                    reason: letter.reason,
-                },
-                Err(error) => RejectedRow {
-                    event_id: None,
-                    object_key: file.key.clone(),
-                    kafka_partition: file.partition,
-                    kafka_offset: -1,
-                    raw_row: String::from_utf8_lossy(line).into_owned(),
-                    reason: format!("unreadable dead letter in {key}: {error}"),
-                },
-            })
-            .collect())
-    }
-
-    /// Writes `body` at `relative` under the lake's prefix (next to the data of
-    /// `file`); returns its URL.
-    pub async fn put_beside(
-        &mut self,
-        file: &FileRecord,
-        relative: &str,
-        body: Bytes,
-    ) -> Result<String, LakeError> {
-        let lake = self.lake_of(file)?;
-        let key = lake.key(relative);
-        lake.put(&key, body).await?;
-        Ok(format!("s3://{}/{key}", lake.bucket()))
-    }
-}
-
-/// The warehouse a loader writes to, by URL scheme.
-pub(crate) enum Warehouse {
-    Postgres(postgres::Postgres),
-    Redshift(redshift::Redshift),
-}
-
-impl Warehouse {
-    /// Connects (PostgreSQL) or sets up the client (Redshift); does not create objects.
-    pub(crate) async fn connect(
-        warehouse: &WarehouseArgs,
-        redshift: &RedshiftArgs,
-    ) -> Result<Warehouse, LoadError> {
-        let url = warehouse.url()?;
-        match WarehouseKind::of(url)? {
-            WarehouseKind::Postgres => Ok(Warehouse::Postgres(
-                postgres::Postgres::connect(url, &warehouse.schema).await?,
-            )),
-            WarehouseKind::Redshift => {
-                let options = redshift::RedshiftOptions {
-                    statement_timeout: redshift.statement_timeout,
-                    api: AwsOptions {
-                        endpoint: redshift.redshift_endpoint.clone(),
-                        region: None,
-                        static_credentials: redshift.redshift_static_credentials.clone(),
-                    },
-                };
-                Ok(Warehouse::Redshift(
-                    redshift::Redshift::connect(url, &warehouse.schema, options).await?,
-                ))
-            }
-        }
-    }
-
-    async fn ensure_objects(&self) -> Result<(), LoadError> {
-        match self {
-            Warehouse::Postgres(warehouse) => warehouse.ensure_objects().await,
-            Warehouse::Redshift(warehouse) => warehouse.ensure_objects().await,
-        }
-    }
-
-    /// The SQL dialect this warehouse speaks.
-    pub(crate) fn dialect(&self) -> schemas::ddl::Dialect {
-        match self {
-            Warehouse::Postgres(_) => schemas::ddl::Dialect::Postgres,
-            Warehouse::Redshift(_) => schemas::ddl::Dialect::Redshift,
-        }
-    }
-
-    /// Runs a read-only query; every field as text.
-    pub(crate) async fn query_text(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, LoadError> {
-        match self {
-            Warehouse::Postgres(warehouse) => warehouse.query_text(sql).await,
-            Warehouse::Redshift(warehouse) => warehouse.query_text(sql).await,
-        }
-    }
-
-    /// Whether the connection is gone and must be made again before the next batch.
-    fn is_closed(&self) -> bool {
-        match self {
-            Warehouse::Postgres(warehouse) => warehouse.is_closed(),
-            Warehouse::Redshift(_) => false, // stateless HTTP calls
-        }
-    }
-
-    async fn load_batch(
-        &mut self,
-        files: &[FileRecord],
-        lakes: &mut Lakes,
-        batch_id: &str,
-        copy: &redshift::CopyOptions,
-    ) -> Result<BatchReport, LoadError> {
-        // Records naming another lake are set aside before anything else looks at the
-        // batch: one reusing a real file's key must not make the real file look seen.
-        let mut admitted = Vec::new();
-        let mut foreign = Vec::new();
-        for file in files {
-            match lakes.admit(file) {
-                Ok(()) => admitted.push(file.clone()),
-                Err(refusal) => foreign.push((file, refusal.to_string())),
-            }
-        }
-        let mut report = match self {
-            Warehouse::Postgres(warehouse) => warehouse.load_batch(&admitted, lakes, batch_id).await?,
-            Warehouse::Redshift(warehouse) => warehouse.load_batch(&admitted, lakes, batch_id, copy).await?,
-        };
-        for (file, reason) in foreign {
-            tracing::error!(key = %file.key, lake = %file.lake, %reason, "a file record names another lake; quarantined unread");
-            match self {
-                Warehouse::Postgres(warehouse) => warehouse.quarantine(file, batch_id, &reason).await?,
-                Warehouse::Redshift(warehouse) => warehouse.quarantine(file, batch_id, &reason).await?,
-            }
-            report
-                .outcomes
-                .push((file.key.clone(), FileOutcome::Quarantined { reason }));
-        }
-        Ok(report)
-    }
 }
 
 /// Runs the loader until `shutdown` is cancelled (after the batch in progress).

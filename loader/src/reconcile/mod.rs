@@ -58,6 +58,7 @@ use stage::KafkaArgs;
 use crate::lake::{Lake, LakeArgs, LakeError, ListedObject};
 use crate::load::{LoadError, RedshiftArgs, Warehouse, WarehouseArgs};
 
+mod queries;
 mod repair;
 mod report;
 
@@ -295,37 +296,25 @@ async fn compare(
             literal(&since.format("%Y-%m-%d").to_string())
         ));
     }
-    let number = |field: Option<&Option<String>>| -> i64 {
-        field
-            .and_then(|f| f.as_deref())
-            .and_then(|f| f.parse().ok())
-            .unwrap_or(0)
-    };
     let mut ledger: BTreeMap<String, LedgerEntry> = BTreeMap::new();
-    for row in warehouse
-        .query_text(&format!(
-            "SELECT object_key, status, COUNT(*), SUM(rows_in_file), SUM(rows_loaded), SUM(rows_rejected) \
-             FROM {schema}.exposures_loads WHERE {filter} GROUP BY object_key, status"
-        ))
+    for group in warehouse
+        .query::<queries::LedgerGroup>(&queries::ledger_groups(schema, &filter))
         .await?
     {
-        let Some(key) = row.first().cloned().flatten() else {
-            continue;
-        };
-        match file_key(&key) {
+        match file_key(&group.object_key) {
             Some(parts) if since.is_none_or(|since| parts.hour.date() >= since) => {}
             _ => continue,
         }
-        report.ledger_rows += number(row.get(2)) as usize;
-        let entry = ledger.entry(key).or_default();
-        match row.get(1).cloned().flatten().as_deref() {
-            Some("loaded") => {
-                entry.loaded += number(row.get(2)) as u64;
-                entry.rows_in_file += number(row.get(3));
-                entry.rows_loaded += number(row.get(4));
-                entry.rows_rejected += number(row.get(5));
+        report.ledger_rows += group.ledger_rows as usize;
+        let entry = ledger.entry(group.object_key).or_default();
+        match group.status.as_str() {
+            "loaded" => {
+                entry.loaded += group.ledger_rows;
+                entry.rows_in_file += group.rows_in_file;
+                entry.rows_loaded += group.rows_loaded;
+                entry.rows_rejected += group.rows_rejected;
             }
-            _ => entry.quarantined += number(row.get(2)) as u64,
+            _ => entry.quarantined += group.ledger_rows,
         }
     }
 
@@ -373,33 +362,12 @@ async fn compare(
         .collect();
     let mut table_rows: BTreeMap<(i32, i64), i64> = BTreeMap::new();
     for chunk in loaded.chunks(RANGES_PER_QUERY) {
-        let ranges: Vec<String> = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, (_, _, _, range))| {
-                if i == 0 {
-                    format!(
-                        "SELECT CAST({} AS INTEGER) AS p, CAST({} AS BIGINT) AS f, CAST({} AS BIGINT) AS l",
-                        range.partition, range.first_offset, range.last_offset
-                    )
-                } else {
-                    format!(
-                        "SELECT {}, {}, {}",
-                        range.partition, range.first_offset, range.last_offset
-                    )
-                }
-            })
-            .collect();
-        for row in warehouse
-            .query_text(&format!(
-                "SELECT r.p, r.f, COUNT(e.kafka_offset) FROM ({}) r \
-                 LEFT JOIN {schema}.exposures e ON e.kafka_partition = r.p AND e.kafka_offset BETWEEN r.f AND r.l \
-                 GROUP BY r.p, r.f",
-                ranges.join(" UNION ALL ")
-            ))
+        let ranges: Vec<&FileRange> = chunk.iter().map(|(_, _, _, range)| *range).collect();
+        for count in warehouse
+            .query::<queries::RangeCount>(&queries::range_counts(schema, &ranges))
             .await?
         {
-            table_rows.insert((number(row.first()) as i32, number(row.get(1))), number(row.get(2)));
+            table_rows.insert((count.partition, count.first_offset), count.rows);
         }
     }
     for (key, object, entry, range) in loaded {
@@ -478,20 +446,9 @@ async fn compare(
         ),
         None => "1 = 1".to_owned(),
     };
-    for row in warehouse
-        .query_text(&format!(
-            "SELECT kafka_partition, COUNT(*), MIN(kafka_offset), MAX(kafka_offset) FROM {schema}.exposures \
-             WHERE {window} AND NOT ({covered}) GROUP BY kafka_partition ORDER BY kafka_partition"
-        ))
-        .await?
-    {
-        report.rows_in_no_file.push(OrphanRows {
-            partition: number(row.first()) as i32,
-            rows: number(row.get(1)),
-            min_offset: number(row.get(2)),
-            max_offset: number(row.get(3)),
-        });
-    }
+    report.rows_in_no_file = warehouse
+        .query::<OrphanRows>(&queries::orphans(schema, &window, &covered))
+        .await?;
 
     if config.repair {
         report.repaired = true;

@@ -42,11 +42,12 @@ use schemas::lake_layout::FileRecord;
 use schemas::ledger;
 use schemas::COLUMNS;
 
+use super::rows::{self, FromRow, Row};
 use super::{BatchReport, FileOutcome, Lakes, LoadError};
 use crate::aws::AwsOptions;
 use crate::metrics as m;
 use data_api::{DataApi, RunFailure, StatementFailure};
-use sql::{load_statements, manifest, parse_timestamp};
+use sql::{load_statements, manifest};
 use target::RedshiftTarget;
 
 /// The Data API refuses statements over about 100 KB: dead letters are written a few at
@@ -137,19 +138,17 @@ impl Redshift {
 
     /// The columns of `table` in the schema, in order.
     async fn column_names(&self, table: &str) -> Result<Vec<String>, LoadError> {
-        Ok(self
-            .api
-            .query_text(&format!(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = {} \
-                 AND table_name = {} ORDER BY ordinal_position",
-                ledger::literal(Dialect::Redshift, &self.schema),
-                ledger::literal(Dialect::Redshift, table)
-            ))
-            .await?
-            .into_iter()
-            .flatten()
-            .flatten()
-            .collect())
+        let columns: Vec<ColumnName> = rows::decode(
+            self.api
+                .query_text(&format!(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = {} \
+                     AND table_name = {} ORDER BY ordinal_position",
+                    ledger::literal(Dialect::Redshift, &self.schema),
+                    ledger::literal(Dialect::Redshift, table)
+                ))
+                .await?,
+        )?;
+        Ok(columns.into_iter().map(|column| column.0).collect())
     }
 
     /// Runs a read-only query; every field as text.
@@ -277,17 +276,12 @@ impl Redshift {
                     *breaker = Breaker::default();
                 }
                 super::health::circuit_closed();
-                let rows = self.api.rows(&format!("{id}:{result_statement}")).await?;
+                let results: Vec<LoadedFile> =
+                    rows::decode(self.api.rows(&format!("{id}:{result_statement}")).await?)?;
                 let mut loaded: HashMap<String, u64> = HashMap::new();
-                for row in rows {
-                    let mut fields = row.into_iter();
-                    let (key, count, newest) = (fields.next(), fields.next(), fields.next());
-                    if let (Some(Some(key)), Some(Some(count))) = (key, count) {
-                        loaded.insert(key, count.parse().unwrap_or(0));
-                    }
-                    if let Some(newest) = newest.flatten().as_deref().and_then(parse_timestamp) {
-                        report.newest_exposed_at = report.newest_exposed_at.max(Some(newest));
-                    }
+                for result in results {
+                    loaded.insert(result.object_key, result.rows_loaded);
+                    report.newest_exposed_at = report.newest_exposed_at.max(result.newest_exposed_at);
                 }
                 for file in files {
                     let rows = loaded.get(&file.key).copied().ok_or_else(|| {
@@ -393,15 +387,10 @@ impl Redshift {
             .run_one(&ledger::already_loaded(Dialect::Redshift, &self.schema, &keys))
             .await
             .map_err(|failure| failure.into_error("reading the ledger"))?;
-        Ok(self
-            .api
-            .rows(&id)
-            .await?
+        let loaded: Vec<LoadedKey> = rows::decode(self.api.rows(&id).await?)?;
+        Ok(loaded
             .into_iter()
-            .filter_map(|row| match row.as_slice() {
-                [Some(key), Some(etag)] => Some((key.clone(), etag.clone())),
-                _ => None,
-            })
+            .map(|file| (file.object_key, file.etag))
             .collect())
     }
 
@@ -448,6 +437,53 @@ impl Redshift {
             }
         }
         reason
+    }
+}
+
+/// A column's name (`information_schema.columns`).
+struct ColumnName(String);
+
+impl FromRow for ColumnName {
+    const QUERY: &'static str = "Redshift: column names";
+    const COLUMNS: &'static [&'static str] = &["column_name"];
+    fn from_row(row: &Row<'_>) -> Result<Self, LoadError> {
+        Ok(ColumnName(row.get("column_name")?))
+    }
+}
+
+/// A file a load batch loaded, as its last statement reads back the ledger.
+struct LoadedFile {
+    object_key: String,
+    rows_loaded: u64,
+    newest_exposed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl FromRow for LoadedFile {
+    const QUERY: &'static str = "Redshift: files loaded by the batch";
+    const COLUMNS: &'static [&'static str] = &["object_key", "rows_loaded", "newest_exposed_at"];
+    fn from_row(row: &Row<'_>) -> Result<Self, LoadError> {
+        Ok(LoadedFile {
+            object_key: row.get("object_key")?,
+            rows_loaded: row.get("rows_loaded")?,
+            newest_exposed_at: row.opt("newest_exposed_at")?,
+        })
+    }
+}
+
+/// A (key, etag) the ledger holds as loaded.
+struct LoadedKey {
+    object_key: String,
+    etag: String,
+}
+
+impl FromRow for LoadedKey {
+    const QUERY: &'static str = "Redshift: files already loaded";
+    const COLUMNS: &'static [&'static str] = &["object_key", "etag"];
+    fn from_row(row: &Row<'_>) -> Result<Self, LoadError> {
+        Ok(LoadedKey {
+            object_key: row.get("object_key")?,
+            etag: row.get("etag")?,
+        })
     }
 }
 

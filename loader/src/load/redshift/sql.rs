@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
 use schemas::ddl::{self, Dialect};
 use schemas::lake_layout::FileRecord;
 use schemas::ledger;
@@ -14,14 +13,6 @@ const NEW_ROWS: &str = "exposures_new";
 
 fn literal(text: &str) -> String {
     ledger::literal(Dialect::Redshift, text)
-}
-
-/// Redshift prints timestamps as `2026-11-25 10:00:00[.ffffff]`, in UTC here.
-pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
-    let text = text.trim_end_matches("+00");
-    NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
-        .ok()
-        .map(|naive| naive.and_utc())
 }
 
 /// The COPY manifest of `files`. Parquet COPY requires each entry's `content_length`.
@@ -163,7 +154,7 @@ mod tests {
             first_offset: offset,
             last_offset: offset + 49,
             hour: "2026-11-25T10".into(),
-            written_at: DateTime::<Utc>::MIN_UTC,
+            written_at: chrono::DateTime::<chrono::Utc>::MIN_UTC,
             rejected_key: None,
             rejected_rows: 0,
         }
@@ -215,7 +206,7 @@ mod tests {
             first_offset: 100,
             last_offset: 149,
             hour: "2026-11-25T10".into(),
-            written_at: DateTime::<Utc>::MIN_UTC,
+            written_at: chrono::DateTime::<chrono::Utc>::MIN_UTC,
             rejected_key: None,
             rejected_rows: 0,
         };
