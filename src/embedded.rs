@@ -186,7 +186,8 @@ pub async fn start(listen: SocketAddr) -> Result<EmbeddedBroker> {
     })
 }
 
-/// Creates `topic` unless it exists, retrying while the broker finishes starting.
+/// Creates `topic` unless it exists, retrying (for at most 30 s) while the broker finishes
+/// starting; a permanent refusal ends it at once.
 pub async fn ensure_topic(kafka: &stage::KafkaArgs, topic: &str, partitions: i32) -> Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut backoff = stage::Backoff::new(Duration::from_millis(200), Duration::from_millis(200));
@@ -196,7 +197,9 @@ pub async fn ensure_topic(kafka: &stage::KafkaArgs, topic: &str, partitions: i32
             .await
         {
             Ok(()) => return Ok(()),
-            Err(error) if tokio::time::Instant::now() > deadline => return Err(error.into()),
+            Err(error) if error.retry().is_permanent() || tokio::time::Instant::now() > deadline => {
+                return Err(error.into())
+            }
             Err(error) => {
                 tracing::debug!(%error, "topic not created yet; retrying");
                 backoff.sleep().await;

@@ -3,6 +3,8 @@
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_s3::config::Credentials;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use stage::Retry;
 
 /// How to reach an AWS API (all optional: the default AWS chain is used otherwise).
 #[derive(Debug, Clone, Default)]
@@ -38,6 +40,61 @@ pub async fn sdk_config(options: &AwsOptions) -> SdkConfig {
     }
 }
 
+/// A failed AWS call, and whether retrying it may succeed. The SDK has already retried
+/// throttling and 5xx answers by then (standard retry mode).
+pub trait AwsFailure: std::error::Error + Send + Sync + 'static {
+    fn retry(&self) -> Retry;
+}
+
+/// Error codes of S3 and the Redshift Data API that no retry fixes: access refused,
+/// credentials the service does not know, a bucket that does not exist or is in another
+/// region.
+const PERMANENT_CODES: [&str; 12] = [
+    "AccessDenied",
+    "AllAccessDisabled",
+    "AccountProblem",
+    "NotSignedUp",
+    "AccessDeniedException",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "NoSuchBucket",
+    "PermanentRedirect",
+    "AuthorizationHeaderMalformed",
+];
+
+/// Whether a service error code is one of [`PERMANENT_CODES`].
+pub fn permanent_code(code: Option<&str>) -> Retry {
+    match code {
+        Some(code) if PERMANENT_CODES.contains(&code) => Retry::Permanent,
+        _ => Retry::Transient,
+    }
+}
+
+impl<E, R> AwsFailure for SdkError<E, R>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    /// A request that could not be built is permanent, a service error by its code;
+    /// timeouts, dispatch failures and unreadable answers are transient.
+    fn retry(&self) -> Retry {
+        match self {
+            SdkError::ConstructionFailure(_) => Retry::Permanent,
+            SdkError::ServiceError(service) => permanent_code(service.err().code()),
+            _ => Retry::Transient,
+        }
+    }
+}
+
+impl AwsFailure for aws_sdk_s3::primitives::ByteStreamError {
+    /// The body of an answer broke off mid-way.
+    fn retry(&self) -> Retry {
+        Retry::Transient
+    }
+}
+
 /// How to reach the lake's S3 API: flags shared by `sink`, `load` and `status`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct LakeArgs {
@@ -60,6 +117,31 @@ impl LakeArgs {
             endpoint: self.s3_endpoint.clone(),
             region: self.s3_region.clone(),
             static_credentials: self.s3_static_credentials.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_permanent_and_everything_else_transient() {
+        for code in [
+            "AccessDenied",
+            "AccessDeniedException",
+            "NoSuchBucket",
+            "SignatureDoesNotMatch",
+        ] {
+            assert_eq!(permanent_code(Some(code)), Retry::Permanent, "{code}");
+        }
+        for code in [
+            Some("SlowDown"),
+            Some("ThrottlingException"),
+            Some("InternalError"),
+            None,
+        ] {
+            assert_eq!(permanent_code(code), Retry::Transient, "{code:?}");
         }
     }
 }

@@ -10,6 +10,9 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 
 use schemas::lake_layout::{check_key, KeyOutsideLake};
+use stage::Retry;
+
+use crate::aws::AwsFailure;
 
 pub use crate::aws::{AwsOptions, LakeArgs};
 
@@ -36,6 +39,7 @@ pub enum LakeError {
         bucket: String,
         key: String,
         message: String,
+        retry: Retry,
     },
     #[error("{operation} of {path} failed: {source}")]
     Io {
@@ -43,6 +47,27 @@ pub enum LakeError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+impl LakeError {
+    /// An outage of the store (S3 5xx, a timeout, a full disk) is transient; a refusal
+    /// (access, a bucket that does not exist), a key or URL that is wrong, or an object
+    /// that is gone is permanent.
+    pub fn retry(&self) -> Retry {
+        match self {
+            LakeError::BadKey(_)
+            | LakeError::Missing(_)
+            | LakeError::Foreign { .. }
+            | LakeError::BadUrl(_) => Retry::Permanent,
+            LakeError::S3 { retry, .. } => *retry,
+            LakeError::Io { source, .. } => match source.kind() {
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                    Retry::Permanent
+                }
+                _ => Retry::Transient,
+            },
+        }
+    }
 }
 
 /// An object as stored.
@@ -347,16 +372,12 @@ async fn s3_get(
     Ok(data.into_bytes())
 }
 
-fn s3_error<E: std::error::Error + 'static>(
-    operation: &'static str,
-    bucket: &str,
-    key: &str,
-    error: E,
-) -> LakeError {
+fn s3_error<E: AwsFailure>(operation: &'static str, bucket: &str, key: &str, error: E) -> LakeError {
     LakeError::S3 {
         operation,
         bucket: bucket.to_owned(),
         key: key.to_owned(),
+        retry: error.retry(),
         message: DisplayErrorContext(error).to_string(),
     }
 }

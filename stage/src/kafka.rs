@@ -24,6 +24,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use crate::retry::{kafka_code_retry, kafka_retry, Retry};
+
 /// Kafka connection flags, shared by every command that reaches Kafka.
 #[derive(Debug, Clone, Args)]
 pub struct KafkaArgs {
@@ -107,7 +109,19 @@ pub enum KafkaSetupError {
         topic: String,
         brokers: String,
         reason: String,
+        retry: Retry,
     },
+}
+
+impl KafkaSetupError {
+    /// A refused property or client configuration is permanent; creating a topic may
+    /// fail for a broker that is still starting.
+    pub fn retry(&self) -> Retry {
+        match self {
+            KafkaSetupError::Protected { .. } | KafkaSetupError::Client { .. } => Retry::Permanent,
+            KafkaSetupError::CreateTopic { retry, .. } => *retry,
+        }
+    }
 }
 
 impl KafkaArgs {
@@ -241,6 +255,7 @@ impl KafkaArgs {
             topic: topic.to_owned(),
             brokers: self.brokers.clone(),
             reason: error.to_string(),
+            retry: Retry::Transient,
         })?;
         if exists {
             return Ok(());
@@ -249,19 +264,20 @@ impl KafkaArgs {
         let options = AdminOptions::new()
             .operation_timeout(Some(timeout))
             .request_timeout(Some(timeout));
-        let failure = |reason: String| KafkaSetupError::CreateTopic {
+        let failure = |reason: String, retry: Retry| KafkaSetupError::CreateTopic {
             topic: topic.to_owned(),
             brokers: self.brokers.clone(),
             reason,
+            retry,
         };
         let results = admin
             .create_topics([&new_topic], &options)
             .await
-            .map_err(|e| failure(e.to_string()))?;
+            .map_err(|e| failure(e.to_string(), kafka_retry(&e)))?;
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code)) => return Err(failure(code.to_string())),
+                Err((_, code)) => return Err(failure(code.to_string(), kafka_code_retry(code))),
             }
         }
         Ok(())
@@ -306,6 +322,7 @@ where
             .unwrap_or(Err(KafkaError::Canceled));
         match partitions {
             Ok(partitions) => return consumer.assign(&partitions),
+            Err(error) if kafka_retry(&error).is_permanent() => return Err(error),
             Err(error) => {
                 tracing::warn!(%topic, %error, "cannot list the topic's partitions; retrying");
                 if !backoff.wait(shutdown).await {

@@ -6,7 +6,8 @@
 //!   (the ingest producer, the sink's consumer and file announcer, the loader's consumer,
 //!   `status`, topic administration). Security settings (SASL, TLS) given once reach all
 //!   of them; the settings that durability and exactly-once rest on cannot be overridden.
-//! - [`backoff`]: the one retry delay policy (exponential, capped, cancellable).
+//! - [`backoff`]: the one retry delay policy (exponential, capped, cancellable), and
+//!   [`retry`]: whether an error is worth retrying at all ([`Retry`]).
 //! - [`dir_lock`]: one process per spool or data directory.
 //! - [`Shutdown`]: a cancellation token, created by the binary on SIGINT/SIGTERM and
 //!   handed down to every stage and background task.
@@ -16,10 +17,12 @@
 pub mod backoff;
 pub mod dir_lock;
 pub mod kafka;
+pub mod retry;
 
 pub use backoff::Backoff;
 pub use dir_lock::{DirLock, DirLockError};
 pub use kafka::{start_consuming, Assignment, ClientRole, KafkaArgs, KafkaSetupError};
+pub use retry::{kafka_code_retry, kafka_retry, Retry};
 
 /// Shutdown: cancelled once, observed everywhere (clones and child tokens share it).
 pub type Shutdown = tokio_util::sync::CancellationToken;

@@ -725,6 +725,53 @@ async fn a_loader_that_owns_nothing_starts_and_loads() {
     assert_warehouse_exact(&warehouse.pg, &events).await;
 }
 
+/// A refused login or privilege is not an outage: the loader ends with the reason at
+/// once instead of retrying (and looking alive) forever. A role that does not exist
+/// (SQLSTATE 28000), and one that may read the tables but not write them (42501).
+#[tokio::test]
+async fn a_loader_refused_a_login_or_privilege_ends_instead_of_retrying() {
+    let side = Lakeside::new().await;
+    let warehouse = Warehouse::start(Kind::Postgres, &side).await;
+    let admin = warehouse.pg.client().await;
+    admin
+        .batch_execute(&schemas::ddl::script(
+            schemas::ddl::Dialect::Postgres,
+            "analytics",
+        ))
+        .await
+        .expect("objects made by the administrator");
+    admin
+        .batch_execute(
+            "CREATE ROLE read_only LOGIN; \
+             GRANT USAGE ON SCHEMA analytics TO read_only; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA analytics TO read_only;",
+        )
+        .await
+        .expect("role");
+    sink_into_lake(&side, &exposures(20, "refused")).await;
+    for (role, sqlstate) in [("nobody", "28000"), ("read_only", "42501")] {
+        let mut config = load_config(&side, &warehouse, &format!("load-{role}"));
+        config.warehouse.warehouse = Some(warehouse.pg.url_as(role));
+        let (_stop, task) = start_loader(config);
+        let ended = tokio::time::timeout(DEADLINE, task)
+            .await
+            .expect("the loader ended instead of retrying")
+            .expect("loader task");
+        let error = ended.expect_err("a refusal, not a clean stop");
+        let code = match &error {
+            loader::load::LoadError::Warehouse(cause) => cause.code().map(|code| code.code().to_owned()),
+            _ => None,
+        };
+        assert_eq!(code.as_deref(), Some(sqlstate), "{role}: {error}");
+        assert!(error.retry().is_permanent(), "{error}");
+    }
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM analytics.exposures").await,
+        0,
+        "nothing loaded"
+    );
+}
+
 /// An announced object that is gone from the lake (deleted by a lifecycle rule, say)
 /// would fail its batch on every retry: it is quarantined with a clear reason instead,
 /// and the files beside it load.

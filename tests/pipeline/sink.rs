@@ -129,6 +129,37 @@ async fn object_store_outage_stalls_the_sink_then_it_catches_up() {
     assert_exact(&read_lake(&side.lake().await).await, &events);
 }
 
+/// A lake that refuses the sink's credentials is not an outage: retrying cannot fix it,
+/// so the sink ends with the S3 answer (a supervisor shows the crash loop and its
+/// reason) instead of retrying forever while it looks alive. Nothing is committed.
+#[tokio::test]
+async fn a_lake_that_refuses_the_credentials_ends_the_sink() {
+    let side = Lakeside::new().await;
+    let events = exposures(50, "refused");
+    produce(&side.kafka.brokers(), &side.kafka.topic, &events).await;
+    for (access_key, secret_key) in [("nobody", embedded::SECRET_KEY), (embedded::ACCESS_KEY, "wrong")] {
+        let group = format!("sink-refused-{access_key}");
+        let mut config = side.config(&group);
+        config.files.flush_when_idle = Some(Duration::from_millis(200));
+        config.s3.s3_static_credentials = Some((access_key.into(), secret_key.into()));
+        let ended = tokio::time::timeout(DEADLINE, loader::sink::run(config, stage::Shutdown::new()))
+            .await
+            .expect("the sink ended instead of retrying");
+        match ended {
+            Err(SinkError::Lake(error)) => {
+                assert!(error.retry().is_permanent(), "{error}");
+                assert!(error.to_string().contains("PutObject"), "{error}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let (brokers, topic) = (side.kafka.brokers(), side.kafka.topic.clone());
+        let committed = tokio::task::spawn_blocking(move || committed(&brokers, &topic, &group))
+            .await
+            .expect("committed");
+        assert_eq!(committed, 0, "nothing is committed");
+    }
+}
+
 fn sink_process(side: &Lakeside, s3: &EmbeddedS3, metrics_port: u16) -> tokio::process::Child {
     process::exposures()
         .args([

@@ -50,7 +50,7 @@ use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use schemas::lake_layout::FileRecord;
-use stage::{Assignment, Backoff, ClientRole, KafkaArgs, KafkaSetupError, Shutdown};
+use stage::{Assignment, Backoff, ClientRole, KafkaArgs, KafkaSetupError, Retry, Shutdown};
 
 use crate::lake::{Lake, LakeArgs, LakeError};
 use crate::metrics as m;
@@ -131,8 +131,21 @@ impl BatchLimits {
 pub enum LoadError {
     #[error("warehouse: {}", with_cause(.0))]
     Warehouse(#[source] tokio_postgres::Error),
-    #[error("Redshift Data API: {0}")]
-    DataApi(String),
+    #[error("bad PostgreSQL warehouse URL: {0}.\n  Use postgres://USER:PASSWORD@HOST:PORT/DATABASE")]
+    BadPostgresUrl(#[source] tokio_postgres::Error),
+    #[error("Redshift Data API, {doing}: {message}")]
+    DataApi {
+        doing: String,
+        message: String,
+        retry: Retry,
+    },
+    /// The circuit breaker over single-file refusals tripped (see `redshift`).
+    #[error("{0}")]
+    CircuitOpen(String),
+    #[error("the ledger has no row for {0} after its batch")]
+    LedgerRowMissing(String),
+    #[error("{0}")]
+    Unsupported(&'static str),
     #[error("bad Redshift warehouse URL: {why}.\n  Use {help}")]
     BadWarehouseUrl { why: String, help: &'static str },
     #[error(
@@ -166,6 +179,34 @@ pub enum LoadError {
         column: &'static str,
         why: String,
     },
+}
+
+impl LoadError {
+    /// Whether the batch (or the connection) is worth trying again: an outage is; bad
+    /// configuration, a refused privilege, a table of the wrong shape or an answer that
+    /// cannot be read are not, and end the loader with a non-zero exit.
+    pub fn retry(&self) -> Retry {
+        match self {
+            LoadError::Warehouse(error) => postgres::retry_of(error),
+            LoadError::DataApi { retry, .. } => *retry,
+            // Failing loudly (the alert, /readyz) until someone fixes the cause; a
+            // restart would only quarantine more files.
+            LoadError::CircuitOpen(_) => Retry::Transient,
+            // The batch committed without its ledger rows showing: the retry reads the
+            // ledger again and finds the files loaded, or loads them (rows are unique).
+            LoadError::LedgerRowMissing(_) => Retry::Transient,
+            LoadError::Lake(error) => error.retry(),
+            LoadError::Kafka(error) => stage::kafka_retry(error),
+            LoadError::BadPostgresUrl(_)
+            | LoadError::BadWarehouseUrl { .. }
+            | LoadError::SchemaMismatch { .. }
+            | LoadError::UnsupportedWarehouse(_)
+            | LoadError::NoWarehouse
+            | LoadError::Unsupported(_)
+            | LoadError::Decode { .. }
+            | LoadError::KafkaSetup(_) => Retry::Permanent,
+        }
+    }
 }
 
 /// tokio-postgres says "error connecting to server" and keeps the why in its source.
@@ -293,6 +334,8 @@ pub async fn run(config: LoadConfig, shutdown: Shutdown) -> Result<(), LoadError
                 };
                 match attempt.await {
                     Ok(report) => break report,
+                    // Offsets stay uncommitted: the next run loads the batch again.
+                    Err(error) if error.retry().is_permanent() => return Err(error),
                     Err(error) => {
                         tracing::warn!(%error, "batch not loaded; retrying");
                         metrics::counter!(m::LOAD_FAILURES).increment(1);
@@ -344,17 +387,16 @@ pub async fn reload_rejected(
             postgres.ensure_objects().await?;
             postgres.reload_rejected().await
         }
-        Warehouse::Redshift(_) => Err(LoadError::DataApi(
+        Warehouse::Redshift(_) => Err(LoadError::Unsupported(
             "reload-rejected is built for PostgreSQL only so far: on Redshift, `exposures status` \
-             lists the rows of exposures_rejected; reload a fixed row with INSERT … SELECT yourself"
-                .into(),
+             lists the rows of exposures_rejected; reload a fixed row with INSERT … SELECT yourself",
         )),
     }
 }
 
 /// Connects and prepares the warehouse, waiting (with backoff) while it is unreachable;
-/// `None` if shutdown comes first. A table with the wrong columns is an error at once:
-/// waiting will not fix it.
+/// `None` if shutdown comes first. A permanent error (a table with the wrong columns, a
+/// refused login or privilege) is returned at once: waiting will not fix it.
 async fn connect_when_available(
     config: &LoadConfig,
     shutdown: &Shutdown,
@@ -368,12 +410,7 @@ async fn connect_when_available(
         };
         match attempt.await {
             Ok(warehouse) => return Ok(Some(warehouse)),
-            Err(
-                error @ (LoadError::SchemaMismatch { .. }
-                | LoadError::BadWarehouseUrl { .. }
-                | LoadError::UnsupportedWarehouse(_)
-                | LoadError::NoWarehouse),
-            ) => return Err(error),
+            Err(error) if error.retry().is_permanent() => return Err(error),
             Err(error) => {
                 tracing::warn!(%error, "warehouse unavailable; retrying");
                 metrics::counter!(m::LOAD_FAILURES).increment(1);
@@ -423,6 +460,37 @@ fn publish_freshness(newest_loaded: Option<DateTime<Utc>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_say_whether_a_retry_can_help() {
+        let data_api = |retry| LoadError::DataApi {
+            doing: "loading a batch".into(),
+            message: "…".into(),
+            retry,
+        };
+        for permanent in [
+            LoadError::NoWarehouse,
+            LoadError::UnsupportedWarehouse("mysql://x".into()),
+            LoadError::Unsupported("not built"),
+            LoadError::Decode {
+                query: "q",
+                row: 0,
+                column: "c",
+                why: "not a number".into(),
+            },
+            LoadError::Lake(LakeError::Missing("k".into())),
+            data_api(Retry::Permanent),
+        ] {
+            assert_eq!(permanent.retry(), Retry::Permanent, "{permanent}");
+        }
+        for transient in [
+            LoadError::CircuitOpen("3 files in a row".into()),
+            LoadError::LedgerRowMissing("k".into()),
+            data_api(Retry::Transient),
+        ] {
+            assert_eq!(transient.retry(), Retry::Transient, "{transient}");
+        }
+    }
 
     #[test]
     fn a_batch_waits_the_interval_from_when_its_first_file_was_written() {

@@ -45,7 +45,7 @@ impl WarehouseArgs {
             WarehouseKind::Postgres => url
                 .parse::<tokio_postgres::Config>()
                 .map(drop)
-                .map_err(LoadError::Warehouse),
+                .map_err(LoadError::BadPostgresUrl),
             WarehouseKind::Redshift => redshift::target::RedshiftTarget::parse(url).map(drop),
         }
     }

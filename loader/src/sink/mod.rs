@@ -449,17 +449,27 @@ impl Sink {
     }
 
     /// Writes `body` at `key`, retrying with backoff; `None` when shutdown ends the
-    /// retries first (see [`Sink::retry_wait`]).
-    async fn upload(&self, key: &str, body: bytes::Bytes, what: &str) -> Option<crate::lake::StoredObject> {
+    /// retries first (see [`Sink::retry_wait`]), an error when retrying cannot help (the
+    /// store refuses access, the bucket does not exist).
+    async fn upload(
+        &self,
+        key: &str,
+        body: bytes::Bytes,
+        what: &str,
+    ) -> Result<Option<crate::lake::StoredObject>, SinkError> {
         let mut backoff = Backoff::for_outages();
         loop {
             match self.lake.put(key, body.clone()).await {
-                Ok(stored) => return Some(stored),
+                Ok(stored) => return Ok(Some(stored)),
+                Err(error) if error.retry().is_permanent() => {
+                    metrics::counter!(m::SINK_UPLOAD_FAILURES).increment(1);
+                    return Err(error.into());
+                }
                 Err(error) => {
                     metrics::counter!(m::SINK_UPLOAD_FAILURES).increment(1);
                     tracing::warn!(%error, "{what} failed; retrying");
                     if !self.retry_wait(&mut backoff).await {
-                        return None;
+                        return Ok(None);
                     }
                 }
             }
@@ -491,7 +501,7 @@ impl Sink {
                 let rejected_key = self.lake.key(&file_key.dead_letter_key());
                 if self
                     .upload(&rejected_key, body.clone(), "dead-letter upload")
-                    .await
+                    .await?
                     .is_none()
                 {
                     return Ok(());
@@ -501,7 +511,7 @@ impl Sink {
             None => None,
         };
         let started = Instant::now();
-        let Some(stored) = self.upload(&key, encoded.bytes.clone(), "upload").await else {
+        let Some(stored) = self.upload(&key, encoded.bytes.clone(), "upload").await? else {
             return Ok(());
         };
         metrics::histogram!(m::SINK_UPLOAD_DURATION).record(started.elapsed().as_secs_f64());
@@ -531,6 +541,7 @@ impl Sink {
                 .payload(&payload);
             match self.announcer.send(announcement, ANNOUNCE_TIMEOUT).await {
                 Ok(_) => break,
+                Err((error, _)) if stage::kafka_retry(&error).is_permanent() => return Err(error.into()),
                 Err((error, _)) => {
                     tracing::warn!(%error, "announce failed; retrying");
                     if !self.retry_wait(&mut backoff).await {

@@ -28,7 +28,9 @@ use schemas::ddl::{self, Dialect};
 use schemas::lake_layout::FileRecord;
 use schemas::ledger::{self, LedgerRow, RejectedRow};
 use schemas::{ColumnType, COLUMNS};
+use stage::Retry;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage, Transaction};
 
@@ -53,8 +55,9 @@ pub(super) enum FileFailure {
     Unreadable(String),
     /// The database refused rows as data: load the file row by row.
     Refused(String),
-    /// The database or connection failed: retry the batch.
-    Transient(tokio_postgres::Error),
+    /// The database or connection failed: the batch fails (and is retried, unless
+    /// [`retry_of`] says the error is permanent).
+    Batch(tokio_postgres::Error),
 }
 
 impl From<tokio_postgres::Error> for FileFailure {
@@ -65,8 +68,26 @@ impl From<tokio_postgres::Error> for FileFailure {
         if data_error {
             FileFailure::Refused(with_detail(&error))
         } else {
-            FileFailure::Transient(error)
+            FileFailure::Batch(error)
         }
+    }
+}
+
+/// Whether a PostgreSQL error is worth retrying. Permanent: a refused login (SQLSTATE
+/// class 28: wrong password, unknown role), a database or schema that does not exist
+/// (3D000, 3F000), a missing privilege (42501) — each needs someone to change something.
+/// Everything else (no SQLSTATE: the connection failed or closed; 08 connection, 40
+/// serialization or deadlock, 53 resources, 57 shutdown) is transient.
+pub(crate) fn retry_of(error: &tokio_postgres::Error) -> Retry {
+    retry_of_code(error.code())
+}
+
+fn retry_of_code(code: Option<&SqlState>) -> Retry {
+    match code.map(SqlState::code) {
+        Some(code) if code.starts_with("28") || ["3D000", "3F000", "42501"].contains(&code) => {
+            Retry::Permanent
+        }
+        _ => Retry::Transient,
     }
 }
 
@@ -97,9 +118,8 @@ fn stage_type(kind: ColumnType) -> Type {
 impl Postgres {
     /// Connects to `url` (`postgres://user:password@host:port/database`).
     pub async fn connect(url: &str, schema: &str) -> Result<Postgres, LoadError> {
-        let (client, connection) = tokio_postgres::connect(url, NoTls)
-            .await
-            .map_err(LoadError::Warehouse)?;
+        let config: tokio_postgres::Config = url.parse().map_err(LoadError::BadPostgresUrl)?;
+        let (client, connection) = config.connect(NoTls).await.map_err(LoadError::Warehouse)?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::warn!(%error, "PostgreSQL connection closed");
@@ -302,10 +322,10 @@ impl Postgres {
                             savepoint.rollback().await.map_err(LoadError::Warehouse)?;
                             FileOutcome::Quarantined { reason }
                         }
-                        Err(FileFailure::Transient(error)) => return Err(LoadError::Warehouse(error)),
+                        Err(FileFailure::Batch(error)) => return Err(LoadError::Warehouse(error)),
                     }
                 }
-                Err(FileFailure::Transient(error)) => return Err(LoadError::Warehouse(error)),
+                Err(FileFailure::Batch(error)) => return Err(LoadError::Warehouse(error)),
             };
             // Records the sink could not make rows of: dead letters, beside the file.
             let dead_letters = record_dead_letters(&transaction, lakes, file, &schema).await?;
@@ -568,5 +588,48 @@ impl<'a> BatchColumns<'a> {
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_logins_and_privileges_are_permanent_and_outages_transient() {
+        for permanent in [
+            SqlState::INVALID_PASSWORD,
+            SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+            SqlState::INVALID_CATALOG_NAME,
+            SqlState::INSUFFICIENT_PRIVILEGE,
+        ] {
+            assert_eq!(
+                retry_of_code(Some(&permanent)),
+                Retry::Permanent,
+                "{}",
+                permanent.code()
+            );
+        }
+        for transient in [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::CONNECTION_FAILURE,
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::TOO_MANY_CONNECTIONS,
+            SqlState::UNIQUE_VIOLATION,
+        ] {
+            assert_eq!(
+                retry_of_code(Some(&transient)),
+                Retry::Transient,
+                "{}",
+                transient.code()
+            );
+        }
+        assert_eq!(
+            retry_of_code(None),
+            Retry::Transient,
+            "no SQLSTATE: the connection failed"
+        );
     }
 }

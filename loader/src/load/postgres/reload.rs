@@ -99,7 +99,7 @@ impl Postgres {
                         .map_err(LoadError::Warehouse)?;
                     report.still_refused += 1;
                 }
-                Err(FileFailure::Transient(error)) => return Err(LoadError::Warehouse(error)),
+                Err(FileFailure::Batch(error)) => return Err(LoadError::Warehouse(error)),
             }
         }
         transaction.commit().await.map_err(LoadError::Warehouse)?;

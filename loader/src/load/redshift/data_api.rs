@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use aws_sdk_redshiftdata::error::DisplayErrorContext;
 use aws_sdk_redshiftdata::operation::describe_statement::DescribeStatementOutput;
 use aws_sdk_redshiftdata::types::{Field, StatementStatusString, StatusString};
-use stage::Backoff;
+use stage::{Backoff, Retry};
 
 use super::target::{Compute, RedshiftTarget};
-use crate::aws::{self, AwsOptions};
+use crate::aws::{self, AwsFailure, AwsOptions};
 use crate::load::LoadError;
 
 /// A Data API client aimed at one database.
@@ -28,7 +28,7 @@ pub(super) enum RunFailure {
     /// The warehouse ran it and it failed or was aborted.
     Failed(StatementFailure),
     /// The Data API could not be asked, or the statement ran past the timeout.
-    Api(String),
+    Api { message: String, retry: Retry },
 }
 
 #[derive(Debug)]
@@ -118,6 +118,18 @@ impl StatementFailure {
             && !NOT_DATA.iter().any(|pattern| message.contains(pattern))
             && DATA.iter().any(|pattern| message.contains(pattern))
     }
+
+    /// A failure that is not about the data: permanent when Redshift refused the
+    /// loader's user a privilege (`permission denied for relation …`, `… for schema …`),
+    /// which a GRANT fixes and waiting does not; transient otherwise (the Data API gives
+    /// no SQLSTATE, so the message is all there is).
+    pub(super) fn retry(&self) -> Retry {
+        if self.message.to_ascii_lowercase().contains("permission denied") {
+            Retry::Permanent
+        } else {
+            Retry::Transient
+        }
+    }
 }
 
 /// Sets the target (compute, database, credentials) on a Data API request builder.
@@ -135,8 +147,11 @@ macro_rules! aimed_at {
     }};
 }
 
-fn api_error<E: std::error::Error + 'static>(operation: &str, error: E) -> String {
-    format!("{operation}: {}", DisplayErrorContext(error))
+fn api_error<E: AwsFailure>(operation: &str, error: E) -> RunFailure {
+    RunFailure::Api {
+        retry: error.retry(),
+        message: format!("{operation}: {}", DisplayErrorContext(error)),
+    }
 }
 
 impl DataApi {
@@ -181,7 +196,7 @@ impl DataApi {
         let output = request
             .send()
             .await
-            .map_err(|e| RunFailure::Api(api_error("BatchExecuteStatement", e)))?;
+            .map_err(|e| api_error("BatchExecuteStatement", e))?;
         let id = output.id().unwrap_or_default().to_owned();
         self.wait(&id).await.map(|description| (id, description))
     }
@@ -193,7 +208,7 @@ impl DataApi {
         let output = request
             .send()
             .await
-            .map_err(|e| RunFailure::Api(api_error("ExecuteStatement", e)))?;
+            .map_err(|e| api_error("ExecuteStatement", e))?;
         let id = output.id().unwrap_or_default().to_owned();
         self.wait(&id).await.map(|description| (id, description))
     }
@@ -213,17 +228,30 @@ impl DataApi {
                     }
                     _ => {}
                 },
-                // The statement runs on regardless; keep asking until the deadline.
-                Err(error) => tracing::warn!(error = %api_error("DescribeStatement", error), "polling on"),
+                // The statement runs on regardless: keep asking until the deadline, unless
+                // asking itself is refused.
+                Err(error) => match api_error("DescribeStatement", error) {
+                    failure @ RunFailure::Api {
+                        retry: Retry::Permanent,
+                        ..
+                    } => return Err(failure),
+                    RunFailure::Api { message, .. }
+                    | RunFailure::Failed(StatementFailure { message, .. }) => {
+                        tracing::warn!(error = %message, "polling on")
+                    }
+                },
             }
             if Instant::now() >= deadline {
                 if let Err(error) = self.client.cancel_statement().id(id).send().await {
-                    tracing::warn!(error = %api_error("CancelStatement", error), statement = id, "cancel failed");
+                    tracing::warn!(error = %DisplayErrorContext(error), statement = id, "CancelStatement failed");
                 }
-                return Err(RunFailure::Api(format!(
-                    "statement {id} still running after {:?} (--statement-timeout); cancelled",
-                    self.statement_timeout
-                )));
+                return Err(RunFailure::Api {
+                    message: format!(
+                        "statement {id} still running after {:?} (--statement-timeout); cancelled",
+                        self.statement_timeout
+                    ),
+                    retry: Retry::Transient,
+                });
             }
             polling.sleep().await;
         }
@@ -241,7 +269,7 @@ impl DataApi {
                 .set_next_token(next_token.take())
                 .send()
                 .await
-                .map_err(|e| LoadError::DataApi(api_error("GetStatementResult", e)))?;
+                .map_err(|e| api_error("GetStatementResult", e).into_error("reading a result"))?;
             for record in page.records() {
                 rows.push(record.iter().map(field_text).collect());
             }
@@ -255,9 +283,17 @@ impl DataApi {
 
 impl RunFailure {
     pub(super) fn into_error(self, doing: &str) -> LoadError {
-        match self {
-            RunFailure::Failed(failure) => LoadError::DataApi(format!("{doing}: {}", failure.message)),
-            RunFailure::Api(message) => LoadError::DataApi(format!("{doing}: {message}")),
+        let (message, retry) = match self {
+            RunFailure::Failed(failure) => {
+                let retry = failure.retry();
+                (failure.message, retry)
+            }
+            RunFailure::Api { message, retry } => (message, retry),
+        };
+        LoadError::DataApi {
+            doing: doing.to_owned(),
+            message,
+            retry,
         }
     }
 }
@@ -303,6 +339,10 @@ mod tests {
             "Spectrum Scan Error: Resource limit exceeded for the query",
         ] {
             assert!(!failure(transient, Some(1)).is_about_data(), "{transient}");
+            assert_eq!(failure(transient, Some(1)).retry(), Retry::Transient, "{transient}");
         }
+        let refused = failure("ERROR: permission denied for relation exposures", Some(3));
+        assert!(!refused.is_about_data());
+        assert_eq!(refused.retry(), Retry::Permanent);
     }
 }

@@ -284,9 +284,10 @@ impl Redshift {
                     report.newest_exposed_at = report.newest_exposed_at.max(result.newest_exposed_at);
                 }
                 for file in files {
-                    let rows = loaded.get(&file.key).copied().ok_or_else(|| {
-                        LoadError::DataApi(format!("the ledger has no row for {} after its batch", file.key))
-                    })?;
+                    let rows = loaded
+                        .get(&file.key)
+                        .copied()
+                        .ok_or_else(|| LoadError::LedgerRowMissing(file.key.clone()))?;
                     report.outcomes.push((
                         file.key.clone(),
                         FileOutcome::Loaded {
@@ -328,7 +329,7 @@ impl Redshift {
         };
         tripped.map_err(|reason| {
             super::health::circuit_open(&reason);
-            LoadError::DataApi(reason)
+            LoadError::CircuitOpen(reason)
         })
     }
 
