@@ -133,7 +133,9 @@ pub async fn run_up(args: UpArgs) -> Result<()> {
     let lake_server = loader::lake::embedded::serve(&data_dir, embedded::LAKE_BUCKET, args.s3_listen)
         .await
         .with_context(|| format!("cannot start the embedded S3 server on {}", args.s3_listen))?;
-    let embedded_s3 = loader::lake::LakeArgs {
+    let lake_url = format!("s3://{}", embedded::LAKE_BUCKET);
+    let embedded_lake = loader::lake::LakeArgs {
+        url: lake_url.clone(),
         s3_endpoint: Some(lake_server.endpoint()),
         s3_region: Some("us-east-1".into()),
         s3_static_credentials: Some((
@@ -150,13 +152,12 @@ pub async fn run_up(args: UpArgs) -> Result<()> {
         flags.extend(more.iter().map(|flag| (*flag).to_owned()));
         flags
     };
-    let lake_url = format!("s3://{}", embedded::LAKE_BUCKET);
     let mut sink_config: loader::sink::SinkConfig = config_from_flags(
         "sink",
         &addresses(&["--lake", &lake_url, "--topic", &args.delivery.topic]),
     )?;
     sink_config.kafka = kafka.clone();
-    sink_config.s3 = embedded_s3.clone();
+    sink_config.lake = embedded_lake.clone();
     // One sink and one loader, on the embedded broker: no group membership to recover.
     sink_config.assignment = stage::Assignment::All;
     sink_config.files = args.files.clone();
@@ -180,7 +181,7 @@ pub async fn run_up(args: UpArgs) -> Result<()> {
                 ]),
             )?;
             config.kafka = kafka.clone();
-            config.s3 = embedded_s3.clone();
+            config.lake = embedded_lake.clone();
             config.assignment = stage::Assignment::All;
             config.batches = args.batches.clone();
             // Rows should show soon, and PostgreSQL next to up takes small batches cheaply.

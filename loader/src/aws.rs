@@ -95,9 +95,16 @@ impl AwsFailure for aws_sdk_s3::primitives::ByteStreamError {
     }
 }
 
-/// How to reach the lake's S3 API: flags shared by `sink`, `load` and `status`.
+/// Which lake, and how to reach its S3 API: the flags of `sink`, `load` and `reconcile`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct LakeArgs {
+    /// The lake: s3://BUCKET[/PREFIX] or file:///ABSOLUTE/DIR. `load` and `reconcile` take
+    /// the sink's: the loader reads only files announced in it, and quarantines a file
+    /// record naming another bucket or prefix with the reason (the files topic is data,
+    /// not orders).
+    #[arg(long = "lake", env = "EXPOSURES_LAKE")]
+    pub url: String,
+
     /// S3 endpoint override (MinIO, LocalStack); implies path-style addressing.
     #[arg(long, env = "EXPOSURES_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,

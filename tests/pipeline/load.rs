@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use loader::load::{BatchLimits, LoadConfig, RedshiftArgs, WarehouseArgs};
+use loader::load::{LoadConfig, RedshiftArgs};
 use loader::sink::file::{OpenFile, ParquetCodec};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
@@ -16,7 +16,7 @@ use crate::harness::kafka::{read_exactly, record_count};
 use crate::harness::lake::{exposures, produce, start_sink, wait_committed, Lakeside};
 use crate::harness::postgres::{assert_warehouse_exact, Pg};
 use crate::harness::redshift_emulator::DataApi;
-use crate::harness::{metric_value, DEADLINE};
+use crate::harness::{flags as flags_of, metric_value, DEADLINE};
 
 /// Where a test loads: PostgreSQL, or Redshift (the emulator over PostgreSQL). Either
 /// way the rows end up in `pg`, where the test reads them.
@@ -46,61 +46,75 @@ fn lake_options(side: &Lakeside) -> loader::lake::AwsOptions {
     side.lake_args().aws_options()
 }
 
-fn warehouse_args(warehouse: &Warehouse) -> (WarehouseArgs, RedshiftArgs) {
-    (
-        WarehouseArgs {
-            warehouse: Some(match &warehouse.data_api {
-                Some(data_api) => data_api.warehouse_url(),
-                None => warehouse.pg.url(),
-            }),
-            schema: "analytics".into(),
-        },
-        RedshiftArgs {
-            statement_timeout: Duration::from_secs(60),
-            redshift_endpoint: warehouse.data_api.as_ref().map(|api| api.endpoint.clone()),
-            redshift_static_credentials: Some(("test".into(), "test".into())),
-        },
-    )
+/// The `--warehouse` flags of `warehouse`, Redshift's through the emulator.
+fn warehouse_flags(warehouse: &Warehouse) -> Vec<String> {
+    let mut flags = vec![
+        "--schema".to_owned(),
+        "analytics".to_owned(),
+        "--warehouse".to_owned(),
+    ];
+    match &warehouse.data_api {
+        Some(data_api) => flags.extend([
+            data_api.warehouse_url(),
+            "--redshift-endpoint".into(),
+            data_api.endpoint.clone(),
+            "--statement-timeout".into(),
+            "60s".into(),
+        ]),
+        None => flags.push(warehouse.pg.url()),
+    }
+    flags
+}
+
+/// The emulator's credentials, which no flag gives.
+fn with_test_credentials(redshift: &mut RedshiftArgs) {
+    redshift.redshift_static_credentials = Some(("test".into(), "test".into()));
 }
 
 fn load_config(side: &Lakeside, warehouse: &Warehouse, group: &str) -> LoadConfig {
-    let (warehouse, redshift) = warehouse_args(warehouse);
-    LoadConfig {
-        kafka: stage::KafkaArgs::plaintext(side.kafka.brokers()),
-        files_topic: side.files_topic.clone(),
-        group: group.to_owned(),
-        assignment: stage::Assignment::Group,
-        lake: Lakeside::LAKE.into(),
-        warehouse,
-        batches: BatchLimits {
-            batch_files: 7,
-            batch_interval: Some(Duration::from_millis(300)),
-        },
-        iam_role: "arn:aws:iam::123456789012:role/exposures-copy".into(),
-        dedup_window: Duration::from_secs(7 * 24 * 3600),
-        redshift,
-        s3: side.lake_args(),
-    }
+    let mut flags = vec![
+        "--brokers".to_owned(),
+        side.kafka.brokers(),
+        "--files-topic".into(),
+        side.files_topic.clone(),
+        "--group".into(),
+        group.to_owned(),
+        "--lake".into(),
+        Lakeside::LAKE.into(),
+        "--batch-files".into(),
+        "7".into(),
+        "--batch-interval".into(),
+        "300ms".into(),
+        "--iam-role".into(),
+        "arn:aws:iam::123456789012:role/exposures-copy".into(),
+    ];
+    flags.extend(warehouse_flags(warehouse));
+    let mut config: LoadConfig = flags_of(&flags);
+    config.lake = side.lake_args();
+    with_test_credentials(&mut config.redshift);
+    config
 }
 
 /// What `exposures status` is given for this side and warehouse.
 fn status_config(side: &Lakeside, warehouse: &Warehouse) -> loader::status::StatusConfig {
-    let (warehouse, redshift) = warehouse_args(warehouse);
-    loader::status::StatusConfig {
-        kafka: stage::KafkaArgs::plaintext(side.kafka.brokers()),
-        topic: side.kafka.topic.clone(),
-        sink_group: "sink".into(),
-        files_topic: side.files_topic.clone(),
-        load_group: "load".into(),
-        warehouse,
-        redshift,
-        timeout: Duration::from_secs(10),
-        window: Duration::from_secs(7 * 24 * 3600),
-        weights: Vec::new(),
-        json: false,
-        data_dir: "./no-up-here".into(),
-        ingest_url: None,
-    }
+    let mut flags = vec![
+        "--brokers".to_owned(),
+        side.kafka.brokers(),
+        "--topic".into(),
+        side.kafka.topic.clone(),
+        "--sink-group".into(),
+        "sink".into(),
+        "--files-topic".into(),
+        side.files_topic.clone(),
+        "--load-group".into(),
+        "load".into(),
+        "--data-dir".into(),
+        "./no-up-here".into(),
+    ];
+    flags.extend(warehouse_flags(warehouse));
+    let mut config: loader::status::StatusConfig = flags_of(&flags);
+    with_test_credentials(&mut config.redshift);
+    config
 }
 
 fn start_loader(
@@ -527,10 +541,8 @@ async fn poison_rows(kind: Kind) {
         good.len() as i64
     );
 
-    let (warehouse_flags, redshift) = warehouse_args(&warehouse);
-    let status = loader::status::gather(&status_config(&side, &warehouse))
-        .await
-        .to_string();
+    let status_config = status_config(&side, &warehouse);
+    let status = loader::status::gather(&status_config).await.to_string();
     assert!(status.contains("rejected rows: 2"), "{status}");
     assert!(status.contains(&poison.event_id), "{status}");
 
@@ -538,7 +550,7 @@ async fn poison_rows(kind: Kind) {
         return; // reload-rejected runs on PostgreSQL
     }
     // Reloading before a fix changes nothing; after one, the row loads once.
-    let again = loader::load::reload_rejected(&warehouse_flags, &redshift)
+    let again = loader::load::reload_rejected(&status_config.warehouse, &status_config.redshift)
         .await
         .expect("reload");
     assert_eq!((again.reloaded, again.still_refused), (0, 2));
@@ -549,11 +561,11 @@ async fn poison_rows(kind: Kind) {
         )
         .await
         .expect("fix");
-    let fixed = loader::load::reload_rejected(&warehouse_flags, &redshift)
+    let fixed = loader::load::reload_rejected(&status_config.warehouse, &status_config.redshift)
         .await
         .expect("reload");
     assert_eq!((fixed.reloaded, fixed.still_refused), (1, 1));
-    let after = loader::load::reload_rejected(&warehouse_flags, &redshift)
+    let after = loader::load::reload_rejected(&status_config.warehouse, &status_config.redshift)
         .await
         .expect("reload");
     assert_eq!((after.reloaded, after.still_refused), (0, 1));

@@ -7,66 +7,60 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use loader::load::{BatchLimits, LoadConfig, RedshiftArgs, WarehouseArgs};
-use loader::reconcile::{ReconcileConfig, Since};
+use loader::load::LoadConfig;
+use loader::reconcile::ReconcileConfig;
 use loader::sink::file::{OpenFile, ParquetCodec};
 use schemas::lake_layout::{FileKey, Hour};
 
 use crate::harness::kafka::record_count;
 use crate::harness::lake::{exposures, produce, start_sink, wait_committed, Lakeside};
 use crate::harness::postgres::{assert_warehouse_exact, Pg};
-use crate::harness::DEADLINE;
-
-fn warehouse_args(pg: &Pg) -> (WarehouseArgs, RedshiftArgs) {
-    (
-        WarehouseArgs {
-            warehouse: Some(pg.url()),
-            schema: "analytics".into(),
-        },
-        RedshiftArgs {
-            statement_timeout: Duration::from_secs(60),
-            redshift_endpoint: None,
-            redshift_static_credentials: None,
-        },
-    )
-}
+use crate::harness::{flags, DEADLINE};
 
 fn load_config(side: &Lakeside, pg: &Pg) -> LoadConfig {
-    let (warehouse, redshift) = warehouse_args(pg);
-    LoadConfig {
-        kafka: stage::KafkaArgs::plaintext(side.kafka.brokers()),
-        files_topic: side.files_topic.clone(),
-        group: "load".into(),
-        assignment: stage::Assignment::Group,
-        lake: Lakeside::LAKE.into(),
-        warehouse,
-        batches: BatchLimits {
-            batch_files: 7,
-            batch_interval: Some(Duration::from_millis(300)),
-        },
-        iam_role: "default".into(),
-        dedup_window: Duration::from_secs(7 * 24 * 3600),
-        redshift,
-        s3: side.lake_args(),
-    }
+    let mut config: LoadConfig = flags(&[
+        "--brokers",
+        &side.kafka.brokers(),
+        "--files-topic",
+        &side.files_topic,
+        "--group",
+        "load",
+        "--lake",
+        Lakeside::LAKE,
+        "--warehouse",
+        &pg.url(),
+        "--schema",
+        "analytics",
+        "--batch-files",
+        "7",
+        "--batch-interval",
+        "300ms",
+    ]);
+    config.lake = side.lake_args();
+    config
 }
 
 fn reconcile_config(side: &Lakeside, pg: &Pg, repair: bool) -> ReconcileConfig {
-    let (warehouse, redshift) = warehouse_args(pg);
-    ReconcileConfig {
-        kafka: stage::KafkaArgs::plaintext(side.kafka.brokers()),
-        files_topic: side.files_topic.clone(),
-        lake: Lakeside::LAKE.into(),
-        warehouse,
-        redshift,
-        s3: side.lake_args(),
-        since: Since::Ago(Duration::from_secs(7 * 24 * 3600)),
+    let mut config: ReconcileConfig = flags(&[
+        "--brokers",
+        &side.kafka.brokers(),
+        "--files-topic",
+        &side.files_topic,
+        "--lake",
+        Lakeside::LAKE,
+        "--warehouse",
+        &pg.url(),
+        "--schema",
+        "analytics",
+        "--since",
+        "7d",
         // The test's objects were all just written.
-        grace: Duration::ZERO,
-        repair,
-        retry_quarantined: false,
-        json: false,
-    }
+        "--grace",
+        "0s",
+    ]);
+    config.lake = side.lake_args();
+    config.repair = repair;
+    config
 }
 
 async fn count(pg: &Pg, sql: &str) -> i64 {

@@ -141,7 +141,7 @@ async fn a_lake_that_refuses_the_credentials_ends_the_sink() {
         let group = format!("sink-refused-{access_key}");
         let mut config = side.config(&group);
         config.files.flush_when_idle = Some(Duration::from_millis(200));
-        config.s3.s3_static_credentials = Some((access_key.into(), secret_key.into()));
+        config.lake.s3_static_credentials = Some((access_key.into(), secret_key.into()));
         let ended = tokio::time::timeout(DEADLINE, loader::sink::run(config, stage::Shutdown::new()))
             .await
             .expect("the sink ended instead of retrying");

@@ -13,7 +13,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use serde_json::{json, Value};
 
 use crate::harness::api::{config, http, Server};
@@ -21,7 +20,7 @@ use crate::harness::kafka::record_count;
 use crate::harness::lake::{lake_json_columns, start_sink, wait_committed, Lakeside};
 use crate::harness::postgres::Pg;
 use crate::harness::redshift_emulator::DataApi;
-use crate::harness::DEADLINE;
+use crate::harness::{flags, DEADLINE};
 
 /// One accepted event: its id and the JSON text the client sent for `attributes`.
 struct Sent {
@@ -101,19 +100,14 @@ async fn post(client: &reqwest::Client, url: &str, body: String) -> (u16, Value)
 }
 
 fn load_config(side: &Lakeside, pg: &Pg) -> loader::load::LoadConfig {
-    #[derive(Parser)]
-    struct Args {
-        #[command(flatten)]
-        config: loader::load::LoadConfig,
-    }
-    let mut config = Args::parse_from(["test", "--lake", Lakeside::LAKE]).config;
+    let mut config: loader::load::LoadConfig = flags(&["--lake", Lakeside::LAKE]);
     config.kafka = stage::KafkaArgs::plaintext(side.kafka.brokers());
     config.files_topic = side.files_topic.clone();
     config.group = "load".into();
     config.warehouse.warehouse = Some(pg.url());
     config.warehouse.schema = "analytics".into();
     config.batches.batch_interval = Some(Duration::from_millis(300));
-    config.s3 = side.lake_args();
+    config.lake = side.lake_args();
     config
 }
 

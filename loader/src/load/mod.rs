@@ -74,11 +74,8 @@ pub struct LoadConfig {
     #[arg(long, env = "EXPOSURES_LOAD_ASSIGNMENT", value_enum, default_value_t = Assignment::Group)]
     pub assignment: Assignment,
 
-    /// The lake the sink writes (its `--lake`): s3://BUCKET[/PREFIX] or file:///DIR. Only
-    /// files announced in it are read; a record naming another bucket or prefix is
-    /// quarantined in the ledger with the reason (the files topic is data, not orders).
-    #[arg(long, env = "EXPOSURES_LAKE")]
-    pub lake: String,
+    #[command(flatten)]
+    pub lake: LakeArgs,
 
     #[command(flatten)]
     pub warehouse: WarehouseArgs,
@@ -98,9 +95,6 @@ pub struct LoadConfig {
 
     #[command(flatten)]
     pub redshift: RedshiftArgs,
-
-    #[command(flatten)]
-    pub s3: LakeArgs,
 }
 
 /// How files are gathered into batches (shared by `load` and `up`).
@@ -266,7 +260,7 @@ pub async fn run(config: LoadConfig, shutdown: Shutdown) -> Result<(), LoadError
         return Ok(());
     };
     stage::start_consuming(&consumer, &config.files_topic, config.assignment, &shutdown).await?;
-    let mut lakes = Lakes::new(Lake::open(&config.lake, &config.s3.aws_options()).await?);
+    let mut lakes = Lakes::new(Lake::open(&config.lake.url, &config.lake.aws_options()).await?);
     let copy = redshift::CopyOptions {
         iam_role: config.iam_role.clone(),
         dedup_window: config.dedup_window,

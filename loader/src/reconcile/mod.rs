@@ -83,18 +83,14 @@ pub struct ReconcileConfig {
     #[arg(long, env = "EXPOSURES_FILES_TOPIC", default_value = "exposures.files")]
     pub files_topic: String,
 
-    /// The lake the sink writes: s3://BUCKET[/PREFIX] or file:///DIR.
-    #[arg(long, env = "EXPOSURES_LAKE")]
-    pub lake: String,
+    #[command(flatten)]
+    pub lake: LakeArgs,
 
     #[command(flatten)]
     pub warehouse: WarehouseArgs,
 
     #[command(flatten)]
     pub redshift: RedshiftArgs,
-
-    #[command(flatten)]
-    pub s3: LakeArgs,
 
     /// Compare the dt= partitions on or after this: a date (2026-11-18), a duration
     /// back from now (7d, 36h), or `all`.
@@ -233,7 +229,7 @@ pub async fn run(config: &ReconcileConfig) -> Report {
     let now = Utc::now();
     let since = config.since.date(now);
     let mut report = Report {
-        lake: config.lake.clone(),
+        lake: config.lake.url.clone(),
         since,
         ..Report::default()
     };
@@ -248,7 +244,7 @@ async fn compare(
     now: DateTime<Utc>,
     report: &mut Report,
 ) -> Result<(), ReconcileError> {
-    let lake = Lake::open(&config.lake, &config.s3.aws_options()).await?;
+    let lake = Lake::open(&config.lake.url, &config.lake.aws_options()).await?;
     let prefix = lake.key("");
     let base = lake.key(&lake_layout::data_dir());
     let file_key = |key: &str| FileKey::parse_data_key(key.strip_prefix(&prefix)?);

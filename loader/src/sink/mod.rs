@@ -85,12 +85,8 @@ pub struct SinkConfig {
     #[arg(long, env = "EXPOSURES_FILES_TOPIC", default_value = "exposures.files")]
     pub files_topic: String,
 
-    /// The lake: s3://BUCKET[/PREFIX] or file:///ABSOLUTE/DIR.
-    #[arg(long, env = "EXPOSURES_LAKE")]
-    pub lake: String,
-
     #[command(flatten)]
-    pub s3: LakeArgs,
+    pub lake: LakeArgs,
 
     #[command(flatten)]
     pub files: FileLimits,
@@ -207,7 +203,7 @@ const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Runs the sink until `shutdown` is cancelled; then closes (uploads, announces,
 /// commits) every open file and returns.
 pub async fn run(config: SinkConfig, shutdown: Shutdown) -> Result<(), SinkError> {
-    let lake = Lake::open(&config.lake, &config.s3.aws_options()).await?;
+    let lake = Lake::open(&config.lake.url, &config.lake.aws_options()).await?;
     // Offsets move only when a file is durable (module doc).
     let consumer: Arc<SinkConsumer> = Arc::new(
         config

@@ -43,17 +43,14 @@ pub struct Server {
 
 /// Test configuration: a short delivery deadline so outages are quick to test.
 pub fn config(brokers: &str, topic: &str) -> ingest::IngestConfig {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Args {
-        #[command(flatten)]
-        config: ingest::IngestConfig,
-    }
-    let mut config = Args::parse_from(["test"]).config;
-    config.kafka.brokers = brokers.to_owned();
-    config.delivery.topic = topic.to_owned();
-    config.delivery.delivery_timeout = Duration::from_millis(1500);
-    config
+    super::flags(&[
+        "--brokers",
+        brokers,
+        "--topic",
+        topic,
+        "--delivery-timeout",
+        "1500ms",
+    ])
 }
 
 impl Server {

@@ -12,8 +12,7 @@ use arrow_array::types::{Int32Type, Int64Type, TimestampMicrosecondType};
 use chrono::{DateTime, TimeZone, Timelike, Utc};
 use loader::lake::embedded::{self, EmbeddedS3};
 use loader::lake::{Lake, LakeArgs};
-use loader::sink::file::ParquetCodec;
-use loader::sink::{FileLimits, SinkConfig, SinkError};
+use loader::sink::{SinkConfig, SinkError};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -59,42 +58,49 @@ impl Lakeside {
         }
     }
 
+    /// The sink's configuration for this side, in consumer group `group`: `exposures
+    /// sink`'s defaults but a flush interval of 1 s, a 64 MiB file limit and a 10 s
+    /// session (a killed member's partitions move sooner).
     pub(crate) fn config(&self, group: &str) -> SinkConfig {
-        SinkConfig {
-            kafka: stage::KafkaArgs::plaintext(self.kafka.brokers()),
-            topic: self.kafka.topic.clone(),
-            group: group.to_owned(),
-            assignment: stage::Assignment::Group,
-            files_topic: self.files_topic.clone(),
-            lake: Self::LAKE.into(),
-            s3: self.lake_args(),
-            files: FileLimits {
-                flush_interval: Some(Duration::from_secs(1)),
-                flush_when_idle: None,
-                max_file_rows: 1_000_000,
-                max_file_bytes: 64 * 1024 * 1024,
-                max_buffered_bytes: None,
-                session_timeout: Duration::from_secs(10),
-                compression: ParquetCodec::default(),
-            },
-            fault: None,
-        }
+        let mut config: SinkConfig = super::flags(&[
+            "--brokers",
+            &self.kafka.brokers(),
+            "--topic",
+            &self.kafka.topic,
+            "--files-topic",
+            &self.files_topic,
+            "--group",
+            group,
+            "--flush-interval",
+            "1s",
+            "--max-file-bytes",
+            "67108864",
+            "--session-timeout",
+            "10s",
+            "--lake",
+            Self::LAKE,
+        ]);
+        config.lake = self.lake_args();
+        config
     }
 
-    /// How to reach this side's S3 server.
+    fn s3_endpoint(&self) -> String {
+        format!("http://{}", self.s3_address)
+    }
+
+    /// This side's lake and how to reach its S3 server.
     pub(crate) fn lake_args(&self) -> LakeArgs {
         LakeArgs {
-            s3_endpoint: Some(format!("http://{}", self.s3_address)),
+            url: Self::LAKE.into(),
+            s3_endpoint: Some(self.s3_endpoint()),
             s3_region: Some("us-east-1".into()),
             s3_static_credentials: Some((embedded::ACCESS_KEY.into(), embedded::SECRET_KEY.into())),
         }
     }
 
     pub(crate) async fn lake(&self) -> Lake {
-        let config = self.config("reader");
-        Lake::open(&config.lake, &config.s3.aws_options())
-            .await
-            .expect("lake")
+        let lake = self.lake_args();
+        Lake::open(&lake.url, &lake.aws_options()).await.expect("lake")
     }
 }
 

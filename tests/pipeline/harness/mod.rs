@@ -16,7 +16,9 @@
 //! - `redshift_emulator`: the Redshift Data API over that PostgreSQL, for the real SDK.
 //!
 //! Here, shared by all of them: the deadline every wait uses, test logging, reading this
-//! process's metrics, and skipping tests whose external tools are missing.
+//! process's metrics, skipping tests whose external tools are missing, and [`flags`]: a
+//! stage's configuration parsed from its command-line flags, as a user gives it, so a
+//! new flag with a default costs the tests nothing.
 
 pub mod api;
 pub mod disk;
@@ -32,6 +34,17 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A stage's configuration from `flags` (without the command name); every flag not
+/// given takes the command's default.
+pub fn flags<T: clap::Args + clap::FromArgMatches>(flags: &[impl AsRef<str>]) -> T {
+    let flags: Vec<&str> = flags.iter().map(AsRef::as_ref).collect();
+    let command = T::augment_args(clap::Command::new("test").no_binary_name(true));
+    let matches = command
+        .try_get_matches_from(&flags)
+        .unwrap_or_else(|error| panic!("{flags:?}: {error}"));
+    T::from_arg_matches(&matches).unwrap_or_else(|error| panic!("{flags:?}: {error}"))
+}
 
 /// Logs of the code under test, shown for failing tests (filter with RUST_LOG), and the
 /// metrics recorder, so in-process stages report from their first event.
