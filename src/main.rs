@@ -4,6 +4,7 @@
 
 #[cfg(feature = "embedded-broker")]
 mod embedded;
+mod from_up;
 mod metrics;
 mod panics;
 mod up;
@@ -160,7 +161,8 @@ fn main() -> Result<()> {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
-    let status_given = matches.subcommand_matches("status").cloned();
+    let given = |command: &str| matches.subcommand_matches(command).cloned();
+    let (status_given, reconcile_given) = (given("status"), given("reconcile"));
     if matches!(cli.command, Command::Up(_)) {
         fewer_malloc_arenas();
     }
@@ -195,14 +197,17 @@ fn main() -> Result<()> {
             }
             Command::Status(mut config) => {
                 if let Some(given) = &status_given {
-                    fill_in_from_up(&mut config, given);
+                    from_up::fill_in_status(&mut config, given);
                 }
                 let report = loader::status::gather(&config).await;
                 let text = if config.json { format!("{}\n", report.to_json()) } else { report.to_string() };
                 // 2: a section could not be read; 1: an experiment needs attention.
                 print_and_exit(&text, report.exit_code())
             }
-            Command::Reconcile(config) => {
+            Command::Reconcile(mut config) => {
+                if let Some(given) = &reconcile_given {
+                    from_up::fill_in_reconcile(&mut config, given)?;
+                }
                 let report = loader::reconcile::run(&config).await;
                 let text = if config.json { format!("{}\n", report.to_json()) } else { report.to_string() };
                 // 2: a part could not be read; 1: something is listed (and not repaired).
@@ -315,53 +320,6 @@ async fn run_ingest(config: ingest::IngestConfig) -> Result<()> {
     )
     .await?;
     Ok(())
-}
-
-/// Takes every address `status` was not given from the endpoints a running `up` recorded
-/// in `--data-dir`, if there are any.
-fn fill_in_from_up(config: &mut loader::status::StatusConfig, given: &clap::ArgMatches) {
-    use clap::parser::ValueSource;
-    let defaulted = |id: &str| {
-        !matches!(
-            given.value_source(id),
-            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-        )
-    };
-    let Some(up) = loader::status::UpEndpoints::read(&config.data_dir) else {
-        if defaulted("brokers") {
-            eprintln!(
-                "note: no running `exposures up` recorded in {}; asking the brokers at {} (give --brokers, \
-                 or --data-dir of the up to look at)",
-                config.data_dir.display(),
-                config.kafka.brokers
-            );
-        }
-        return;
-    };
-    if defaulted("brokers") {
-        config.kafka = stage::KafkaArgs::plaintext(up.brokers);
-        if defaulted("topic") {
-            config.topic = up.topic;
-        }
-        if defaulted("files_topic") {
-            config.files_topic = up.files_topic;
-        }
-        if defaulted("sink_group") {
-            config.sink_group = up.sink_group;
-        }
-        if defaulted("load_group") {
-            config.load_group = up.load_group;
-        }
-    }
-    if defaulted("ingest_url") && config.ingest_url.is_none() {
-        config.ingest_url = Some(up.api);
-    }
-    if defaulted("warehouse") && config.warehouse.warehouse.is_none() {
-        config.warehouse.warehouse = up.warehouse;
-        if defaulted("schema") {
-            config.warehouse.schema = up.schema;
-        }
-    }
 }
 
 /// Serves `/metrics` and `/healthz` on `address` in the background until `shutdown`.

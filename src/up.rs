@@ -212,6 +212,7 @@ pub async fn run_up(args: UpArgs) -> Result<()> {
             .as_ref()
             .map_or_else(|| "exposures-load".to_owned(), |c| c.group.clone()),
         s3_endpoint: lake_server.endpoint(),
+        lake: lake_url.clone(),
         warehouse: args
             .warehouse
             .warehouse

@@ -102,7 +102,7 @@ pub struct LakeArgs {
     /// the sink's: the loader reads only files announced in it, and quarantines a file
     /// record naming another bucket or prefix with the reason (the files topic is data,
     /// not orders).
-    #[arg(long = "lake", env = "EXPOSURES_LAKE")]
+    #[arg(id = "lake", long = "lake", value_name = "URL", env = "EXPOSURES_LAKE")]
     pub url: String,
 
     /// S3 endpoint override (MinIO, LocalStack); implies path-style addressing.

@@ -363,6 +363,24 @@ async fn up_with_a_warehouse_answers_the_seeds_ctr_question() {
         "{report}"
     );
     assert_eq!(report["warehouse"]["experiments"][0]["srm"], false, "{report}");
+
+    // So does `reconcile`: the lake (on up's S3 server, with its credentials) and the
+    // warehouse come from there too, and the AWS SDK probes no instance metadata.
+    let output = exposures()
+        .args(["reconcile", "--json", "--grace", "0s", "--data-dir"])
+        .arg(data.path())
+        .env_remove("EXPOSURES_BROKERS")
+        .env_remove("EXPOSURES_WAREHOUSE")
+        .env_remove("EXPOSURES_LAKE")
+        .output()
+        .await
+        .expect("reconcile");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("reconcile --json");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{report}\n{stderr}");
+    assert!(report["objects"].as_u64().is_some_and(|n| n > 0), "{report}");
+    assert_eq!(report["lake"], "s3://lake", "{report}");
+    assert!(stderr.lines().count() < 20, "{stderr}");
 }
 
 #[tokio::test]

@@ -72,8 +72,9 @@ const RANGES_PER_QUERY: usize = 300;
 /// How long an announcement may take before it counts as failed.
 const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Without `--lake` or `--warehouse`, they come from a running `up` (`--data-dir`).
 #[derive(Debug, Clone, Args)]
-#[command(mut_arg("warehouse", |arg| arg.required(true)))]
+#[command(mut_arg("lake", |arg| arg.required(false).default_value("").hide_default_value(true)))]
 pub struct ReconcileConfig {
     /// Kafka, for --repair (announcements on the files topic).
     #[command(flatten)]
@@ -114,6 +115,11 @@ pub struct ReconcileConfig {
     /// Print the report as one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+
+    /// Data directory of a running `exposures up`: the lake, warehouse and brokers not
+    /// given are taken from the endpoints it recorded there.
+    #[arg(long, env = "EXPOSURES_DATA_DIR", default_value = "./exposures-data")]
+    pub data_dir: std::path::PathBuf,
 }
 
 /// Which `dt=` partitions are compared.

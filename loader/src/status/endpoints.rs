@@ -1,5 +1,5 @@
 //! `DATA_DIR/endpoints.json`: where a running `exposures up` can be reached, so `status`
-//! (and `reconcile`) next to it need no flags.
+//! and `reconcile` next to it need no flags.
 
 /// Where a running `exposures up` can be reached, written to
 /// `DATA_DIR/`[`UpEndpoints::FILE`] when it starts and removed when it stops.
@@ -13,6 +13,9 @@ pub struct UpEndpoints {
     pub sink_group: String,
     pub load_group: String,
     pub s3_endpoint: String,
+    /// The lake's URL (`s3://BUCKET`) on that endpoint.
+    #[serde(default)]
+    pub lake: String,
     /// The warehouse URL without its password (see [`UpEndpoints::without_password`]).
     pub warehouse: Option<String>,
     pub schema: String,
@@ -88,6 +91,7 @@ mod tests {
             sink_group: "exposures-sink".into(),
             load_group: "exposures-load".into(),
             s3_endpoint: "http://127.0.0.1:9000".into(),
+            lake: "s3://lake".into(),
             warehouse: None,
             schema: "public".into(),
         };
