@@ -5,11 +5,11 @@
 #[cfg(feature = "embedded-broker")]
 mod embedded;
 mod from_up;
+mod logging;
 mod metrics;
 mod panics;
 mod up;
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
@@ -172,7 +172,7 @@ fn main() -> Result<()> {
         cli.command,
         Command::Status(_) | Command::Reconcile(_) | Command::Ddl(_) | Command::ReloadRejected(_)
     );
-    init_logging(cli.log_format, answers);
+    logging::init(cli.log_format, answers);
     panics::exit_on_panic();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -251,27 +251,6 @@ fn fewer_malloc_arenas() {
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, 4);
         }
-    }
-}
-
-/// Logs to stderr: `RUST_LOG` if set; otherwise info, with the libraries (librdkafka,
-/// tansu) at warn, or silent for a command that prints an answer (`quiet_libraries`).
-fn init_logging(format: LogFormat, quiet_libraries: bool) {
-    let default = if quiet_libraries {
-        "warn,librdkafka=off,rdkafka=off,tansu=off,tansu_broker=off,tansu_storage=off,libsql=off,aws_config=off,aws_smithy_runtime=off"
-    } else {
-        // librdkafka and tansu are chatty at info; their warnings still show.
-        "info,tansu=warn,tansu_broker=warn,tansu_storage=warn,libsql=warn"
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        // Colour codes only for a person at a terminal, never in files or pipes.
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => builder.json().init(),
     }
 }
 

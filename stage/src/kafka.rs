@@ -284,6 +284,35 @@ impl KafkaArgs {
     }
 }
 
+/// A consumer reports the same error every few tens of milliseconds for as long as a
+/// broker is down (`AllBrokersDown`: ~20 lines a second). This says which reports are
+/// worth a log line: one that differs from the last, or the same once a minute.
+#[derive(Debug, Default)]
+pub struct RepeatedErrors {
+    last: Option<(String, std::time::Instant)>,
+}
+
+impl RepeatedErrors {
+    /// How often the same error is logged again.
+    pub const AGAIN_AFTER: Duration = Duration::from_secs(60);
+
+    /// Whether `error` should be logged now.
+    pub fn worth_logging(&mut self, error: &impl std::fmt::Display) -> bool {
+        let text = error.to_string();
+        let now = std::time::Instant::now();
+        let repeat = matches!(&self.last, Some((last, at)) if *last == text && now.duration_since(*at) < Self::AGAIN_AFTER);
+        if !repeat {
+            self.last = Some((text, now));
+        }
+        !repeat
+    }
+
+    /// After a message arrived: the next error is news again.
+    pub fn clear(&mut self) {
+        self.last = None;
+    }
+}
+
 /// How a consumer stage (sink, loader) gets its partitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Assignment {
@@ -424,6 +453,16 @@ mod tests {
             client_id: "a",
         },
     ];
+
+    #[test]
+    fn a_repeated_error_is_worth_one_line() {
+        let mut errors = RepeatedErrors::default();
+        assert!(errors.worth_logging(&"AllBrokersDown"));
+        assert!(!errors.worth_logging(&"AllBrokersDown"));
+        assert!(errors.worth_logging(&"BrokerTransportFailure"));
+        errors.clear();
+        assert!(errors.worth_logging(&"BrokerTransportFailure"));
+    }
 
     #[test]
     fn every_role_carries_the_security_properties() {

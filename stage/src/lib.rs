@@ -21,7 +21,7 @@ pub mod retry;
 
 pub use backoff::Backoff;
 pub use dir_lock::{DirLock, DirLockError};
-pub use kafka::{start_consuming, Assignment, ClientRole, KafkaArgs, KafkaSetupError};
+pub use kafka::{start_consuming, Assignment, ClientRole, KafkaArgs, KafkaSetupError, RepeatedErrors};
 pub use retry::{kafka_code_retry, kafka_retry, Retry};
 
 /// Shutdown: cancelled once, observed everywhere (clones and child tokens share it).

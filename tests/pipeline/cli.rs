@@ -358,6 +358,65 @@ async fn status_against_a_down_broker_says_so_with_a_short_stderr() {
     );
 }
 
+/// A long-running stage against a broker that is down says so in a few lines, not the
+/// ~460 in 10 s librdkafka's reconnect reports and the consumer's errors made before
+/// (the limiter of src/logging.rs, `stage::RepeatedErrors`).
+#[tokio::test]
+async fn a_sink_against_a_down_broker_logs_a_few_lines_not_hundreds() {
+    use tokio::io::AsyncBufReadExt;
+    let down = format!("127.0.0.1:{}", crate::harness::process::free_port());
+    let lake = tempfile::tempdir().expect("tempdir");
+    let lake_url = format!("file://{}", lake.path().display());
+    let mut sink = exposures()
+        .args([
+            "sink",
+            "--brokers",
+            &down,
+            "--lake",
+            &lake_url,
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sink");
+    let mut lines = tokio::io::BufReader::new(sink.stderr.take().expect("stderr")).lines();
+    let mut seen = Vec::new();
+    // Until the first consumer error, then an observation window of 8 s in which the
+    // broker stays down: the count of lines in it is what is asserted.
+    let reading = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let first_error = line.contains("Kafka consumer error")
+                && !seen.iter().any(|l: &String| l.contains("Kafka consumer error"));
+            seen.push(line);
+            if first_error {
+                let window = tokio::time::sleep(Duration::from_secs(8));
+                tokio::pin!(window);
+                loop {
+                    tokio::select! {
+                        _ = &mut window => return,
+                        line = lines.next_line() => match line {
+                            Ok(Some(line)) => seen.push(line),
+                            _ => return,
+                        },
+                    }
+                }
+            }
+        }
+    };
+    tokio::time::timeout(crate::harness::DEADLINE, reading)
+        .await
+        .expect("the sink reported the down broker");
+    sink.start_kill().expect("kill");
+    assert!(
+        seen.iter().any(|line| line.contains("Kafka consumer error")),
+        "{seen:#?}"
+    );
+    assert!(seen.len() < 20, "{} lines:\n{}", seen.len(), seen.join("\n"));
+}
+
 #[tokio::test]
 async fn a_second_ingest_on_the_same_spool_dir_is_refused() {
     let kafka = Kafka::new(1);

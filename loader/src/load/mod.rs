@@ -270,6 +270,7 @@ pub async fn run(config: LoadConfig, shutdown: Shutdown) -> Result<(), LoadError
     // (nothing arrives, or every batch fails), so ExposuresWarehouseStale can fire.
     let mut newest_loaded: Option<DateTime<Utc>> = None;
     let mut freshness_tick = tokio::time::interval(FRESHNESS_INTERVAL);
+    let mut consumer_errors = stage::RepeatedErrors::default();
     loop {
         // Gather a batch: the first record waits indefinitely, the rest until the batch
         // interval after the first file was written (see `batch_deadline`).
@@ -286,6 +287,7 @@ pub async fn run(config: LoadConfig, shutdown: Shutdown) -> Result<(), LoadError
                 _ = shutdown.cancelled() => return Ok(()),
                 message = consumer.recv() => match message {
                     Ok(message) => {
+                        consumer_errors.clear();
                         offsets.insert(message.partition(), message.offset() + 1);
                         let file = message
                             .payload()
@@ -308,7 +310,11 @@ pub async fn run(config: LoadConfig, shutdown: Shutdown) -> Result<(), LoadError
                         }
                         deadline.get_or_insert_with(|| tokio::time::Instant::now() + config.batches.interval());
                     }
-                    Err(error) => tracing::warn!(%error, "Kafka consumer error"),
+                    Err(error) => {
+                        if consumer_errors.worth_logging(&error) {
+                            tracing::warn!(%error, "Kafka consumer error (repeats are logged once a minute)");
+                        }
+                    }
                 },
                 _ = tokio::time::sleep_until(wait_until) => break,
                 _ = freshness_tick.tick() => publish_freshness(newest_loaded),

@@ -250,6 +250,7 @@ pub async fn run(config: SinkConfig, shutdown: Shutdown) -> Result<(), SinkError
         faults_armed: true,
     };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut consumer_errors = stage::RepeatedErrors::default();
     loop {
         tokio::select! {
             biased;
@@ -257,11 +258,16 @@ pub async fn run(config: SinkConfig, shutdown: Shutdown) -> Result<(), SinkError
             _ = tick.tick() => sink.flush_aged().await?,
             message = consumer.recv() => match message {
                 Ok(message) => {
+                    consumer_errors.clear();
                     let message = message.detach();
                     sink.apply_revocations();
                     sink.on_message(message).await?;
                 }
-                Err(error) => tracing::warn!(%error, "Kafka consumer error"),
+                Err(error) => {
+                    if consumer_errors.worth_logging(&error) {
+                        tracing::warn!(%error, "Kafka consumer error (repeats are logged once a minute)");
+                    }
+                }
             },
         }
         sink.apply_revocations();
