@@ -2,21 +2,20 @@
 //! production path, also used by `exposures up` against an embedded S3-protocol server),
 //! or `file:///dir` with the same key layout. Nothing else in the project touches S3.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
-
 use schemas::lake_layout::{check_key, KeyOutsideLake};
 use stage::Retry;
 
-use crate::aws::AwsFailure;
-
 pub use crate::aws::{AwsOptions, LakeArgs};
+use local::{list_local, local_etag, put_local};
+use s3::{put_multipart, s3_client, s3_error, s3_get};
 
 pub mod embedded;
+mod local;
+mod s3;
 
 /// Objects at least this large are uploaded in parts.
 const MULTIPART_THRESHOLD: usize = 16 * 1024 * 1024;
@@ -336,175 +335,4 @@ impl Lake {
             }
         }
     }
-}
-
-async fn s3_client(options: &AwsOptions) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::config::Builder::from(&crate::aws::sdk_config(options).await)
-        .force_path_style(options.endpoint.is_some())
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-}
-
-/// GetObject of `key` (bytes `range` of it, if given); a missing key is
-/// [`LakeError::Missing`].
-async fn s3_get(
-    client: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-    range: Option<String>,
-) -> Result<Bytes, LakeError> {
-    let output = client
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .set_range(range)
-        .send()
-        .await
-        .map_err(|e| match e.as_service_error() {
-            Some(service) if service.is_no_such_key() => LakeError::Missing(key.to_owned()),
-            _ => s3_error("GetObject", bucket, key, e),
-        })?;
-    let data = output
-        .body
-        .collect()
-        .await
-        .map_err(|e| s3_error("GetObject", bucket, key, e))?;
-    Ok(data.into_bytes())
-}
-
-fn s3_error<E: AwsFailure>(operation: &'static str, bucket: &str, key: &str, error: E) -> LakeError {
-    LakeError::S3 {
-        operation,
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        retry: error.retry(),
-        message: DisplayErrorContext(error).to_string(),
-    }
-}
-
-async fn put_multipart(
-    client: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-    body: Bytes,
-) -> Result<String, LakeError> {
-    let upload = client
-        .create_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| s3_error("CreateMultipartUpload", bucket, key, e))?;
-    let upload_id = upload.upload_id().unwrap_or_default().to_owned();
-    let mut parts = Vec::new();
-    let mut start = 0;
-    while start < body.len() {
-        let end = (start + PART_SIZE).min(body.len());
-        let number = parts.len() as i32 + 1;
-        let result = client
-            .upload_part()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(&upload_id)
-            .part_number(number)
-            .body(ByteStream::from(body.slice(start..end)))
-            .send()
-            .await;
-        let part = match result {
-            Ok(part) => part,
-            Err(error) => {
-                // Leave no orphaned parts behind (they are billed until aborted).
-                let _ = client
-                    .abort_multipart_upload()
-                    .bucket(bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .send()
-                    .await;
-                return Err(s3_error("UploadPart", bucket, key, error));
-            }
-        };
-        parts.push(
-            CompletedPart::builder()
-                .part_number(number)
-                .set_e_tag(part.e_tag().map(str::to_owned))
-                .build(),
-        );
-        start = end;
-    }
-    let completed = client
-        .complete_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .upload_id(&upload_id)
-        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
-        .send()
-        .await
-        .map_err(|e| s3_error("CompleteMultipartUpload", bucket, key, e))?;
-    Ok(completed.e_tag().unwrap_or_default().trim_matches('"').to_owned())
-}
-
-async fn put_local(root: &Path, key: &str, body: Bytes) -> Result<String, LakeError> {
-    let root = root.to_path_buf();
-    let key = key.to_owned();
-    tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        let path = root.join(&key);
-        let io = |operation: &'static str, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| LakeError::Io {
-                operation,
-                path,
-                source,
-            }
-        };
-        let dir = path.parent().unwrap_or(&root).to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(io("create directory", &dir))?;
-        let tmp = path.with_extension("parquet.tmp");
-        let mut file = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
-        file.write_all(&body)
-            .and_then(|()| file.sync_all())
-            .map_err(io("write", &tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io("rename", &path))?;
-        std::fs::File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("sync", &dir))?;
-        Ok(local_etag(&body))
-    })
-    .await
-    .unwrap_or_else(|join| {
-        Err(LakeError::Io {
-            operation: "write",
-            path: PathBuf::new(),
-            source: std::io::Error::other(join.to_string()),
-        })
-    })
-}
-
-/// The etag of a local object: its CRC-32 and length (what [`Lake::put`] returns).
-fn local_etag(body: &[u8]) -> String {
-    format!("{:08x}-{}", crc32fast::hash(body), body.len())
-}
-
-fn list_local(root: &Path, dir: &Path, keys: &mut Vec<String>) -> Result<(), LakeError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
-            return Err(LakeError::Io {
-                operation: "list",
-                path: dir.to_path_buf(),
-                source,
-            })
-        }
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            list_local(root, &path, keys)?;
-        } else if let Ok(relative) = path.strip_prefix(root) {
-            keys.push(relative.to_string_lossy().into_owned());
-        }
-    }
-    Ok(())
 }

@@ -1,5 +1,7 @@
 //! Tests of the spool: order, restart, position, crash points, corruption, capacity.
 
+use std::fs::OpenOptions;
+
 use super::*;
 
 fn record(n: u32) -> SpoolRecord {

@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn table(engine: Engine) -> LakeTable {

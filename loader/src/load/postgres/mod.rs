@@ -18,25 +18,24 @@
 
 use std::pin::pin;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Int32Type, Int64Type, TimestampMicrosecondType};
-use arrow_array::{Array, RecordBatch};
 use bytes::Bytes;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use schemas::ddl::{self, Dialect};
 use schemas::lake_layout::FileRecord;
-use schemas::ledger::{self, LedgerRow, RejectedRow};
+use schemas::ledger::{self, LedgerRow};
 use schemas::{ColumnType, COLUMNS};
 use stage::Retry;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage, Transaction};
 
 mod reload;
+mod rows;
 
 pub use reload::ReloadReport;
+use rows::{as_params, load_rows_one_by_one, BatchColumns};
 
 use super::{BatchReport, FileOutcome, LoadError};
 use crate::lake::LakeError;
@@ -370,33 +369,6 @@ impl Postgres {
     }
 }
 
-/// `INSERT INTO exposures … VALUES ($1, …) ON CONFLICT (event_id) DO NOTHING`, typed as
-/// [`BatchColumns::row`] binds them.
-pub(super) async fn prepare_row_insert(
-    client: &Transaction<'_>,
-    schema: &str,
-) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
-    let placeholders: Vec<String> = COLUMNS
-        .iter()
-        .enumerate()
-        .map(|(index, column)| match column.kind {
-            ColumnType::Json => ledger::json_cast(Dialect::Postgres, &format!("${}", index + 1)),
-            _ => format!("${}", index + 1),
-        })
-        .collect();
-    let types: Vec<Type> = COLUMNS.iter().map(|c| stage_type(c.kind)).collect();
-    client
-        .prepare_typed(
-            &format!(
-                "INSERT INTO {schema}.exposures ({}) VALUES ({}) ON CONFLICT (event_id) DO NOTHING",
-                ledger::exposure_column_list(),
-                placeholders.join(", ")
-            ),
-            &types,
-        )
-        .await
-}
-
 /// Puts the dead letters the sink kept beside `file` into `exposures_rejected`; returns
 /// how many.
 async fn record_dead_letters(
@@ -457,138 +429,6 @@ fn parquet_rows(body: Bytes) -> Result<parquet::arrow::arrow_reader::ParquetReco
 
 fn corrupt(error: arrow_schema::ArrowError) -> FileFailure {
     FileFailure::Unreadable(format!("corrupt Parquet data: {error}"))
-}
-
-pub(super) fn as_params<'a>(values: &'a [Box<dyn ToSql + Sync + Send + 'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
-    values.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync)).collect()
-}
-
-/// Inserts the file's rows one at a time, each in a savepoint: returns the rows
-/// inserted and the rows the database refused, with its reasons (module doc).
-async fn load_rows_one_by_one(
-    client: &mut Transaction<'_>,
-    schema: &str,
-    object_key: &str,
-    body: Bytes,
-) -> Result<(u64, Vec<RejectedRow>), FileFailure> {
-    let insert = prepare_row_insert(client, schema).await?;
-    let (mut inserted, mut rejected) = (0, Vec::new());
-    for batch in parquet_rows(body)? {
-        let batch = batch.map_err(corrupt)?;
-        let columns = BatchColumns::new(&batch)?;
-        for row in 0..batch.num_rows() {
-            let values = columns.row(row);
-            let savepoint = client.savepoint("row").await?;
-            match savepoint.execute(&insert, &as_params(&values)).await {
-                Ok(count) => {
-                    savepoint.commit().await?;
-                    inserted += count;
-                }
-                Err(error) => match FileFailure::from(error) {
-                    FileFailure::Refused(reason) => {
-                        savepoint.rollback().await?;
-                        rejected.push(columns.rejected(row, object_key, reason));
-                    }
-                    other => return Err(other),
-                },
-            }
-        }
-    }
-    Ok((inserted, rejected))
-}
-
-/// A record batch's columns, typed per [`COLUMNS`].
-pub(super) struct BatchColumns<'a> {
-    columns: Vec<(ColumnType, &'a dyn Array)>,
-}
-
-impl<'a> BatchColumns<'a> {
-    pub(super) fn new(batch: &'a RecordBatch) -> Result<BatchColumns<'a>, FileFailure> {
-        let columns = COLUMNS
-            .iter()
-            .map(|c| {
-                batch
-                    .column_by_name(c.name)
-                    .map(|array| (c.kind, array.as_ref()))
-                    .ok_or_else(|| FileFailure::Unreadable(format!("column {} is missing", c.name)))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(BatchColumns { columns })
-    }
-
-    /// Row `row` as refused: its id and Kafka position, and the whole row as JSON text
-    /// (JSON columns as the text they hold, so a row that is not valid JSON is kept too).
-    fn rejected(&self, row: usize, object_key: &str, reason: String) -> RejectedRow {
-        let mut fields = serde_json::Map::new();
-        for (column, (kind, array)) in COLUMNS.iter().zip(&self.columns) {
-            let value = if array.is_null(row) {
-                serde_json::Value::Null
-            } else {
-                match kind {
-                    ColumnType::Text(_) | ColumnType::Json => array
-                        .as_string_opt::<i32>()
-                        .map_or(serde_json::Value::Null, |values| values.value(row).into()),
-                    ColumnType::Timestamp => array
-                        .as_primitive_opt::<TimestampMicrosecondType>()
-                        .and_then(|values| Utc.timestamp_micros(values.value(row)).single())
-                        .map_or(serde_json::Value::Null, |at| {
-                            at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true).into()
-                        }),
-                    ColumnType::Boolean => array
-                        .as_boolean_opt()
-                        .map_or(serde_json::Value::Null, |values| values.value(row).into()),
-                    ColumnType::Int32 => array
-                        .as_primitive_opt::<Int32Type>()
-                        .map_or(serde_json::Value::Null, |values| values.value(row).into()),
-                    ColumnType::Int64 => array
-                        .as_primitive_opt::<Int64Type>()
-                        .map_or(serde_json::Value::Null, |values| values.value(row).into()),
-                }
-            };
-            fields.insert(column.name.to_owned(), value);
-        }
-        let text = |name: &str| fields.get(name).and_then(|v| v.as_str()).map(str::to_owned);
-        let number = |name: &str| fields.get(name).and_then(|v| v.as_i64()).unwrap_or(-1);
-        RejectedRow {
-            event_id: text("event_id"),
-            object_key: object_key.to_owned(),
-            kafka_partition: i32::try_from(number("kafka_partition")).unwrap_or(-1),
-            kafka_offset: number("kafka_offset"),
-            raw_row: serde_json::Value::Object(fields.clone()).to_string(),
-            reason,
-        }
-    }
-
-    pub(super) fn row(&self, row: usize) -> Vec<Box<dyn ToSql + Sync + Send + 'a>> {
-        self.columns
-            .iter()
-            .map(|(kind, array)| -> Box<dyn ToSql + Sync + Send + 'a> {
-                let null = array.is_null(row);
-                match kind {
-                    ColumnType::Text(_) | ColumnType::Json => match array.as_string_opt::<i32>() {
-                        Some(values) if !null => Box::new(Some(values.value(row))),
-                        _ => Box::new(None::<&str>),
-                    },
-                    ColumnType::Timestamp => match array.as_primitive_opt::<TimestampMicrosecondType>() {
-                        Some(values) if !null => Box::new(Utc.timestamp_micros(values.value(row)).single()),
-                        _ => Box::new(None::<DateTime<Utc>>),
-                    },
-                    ColumnType::Boolean => match array.as_boolean_opt() {
-                        Some(values) if !null => Box::new(Some(values.value(row))),
-                        _ => Box::new(None::<bool>),
-                    },
-                    ColumnType::Int32 => match array.as_primitive_opt::<Int32Type>() {
-                        Some(values) if !null => Box::new(Some(values.value(row))),
-                        _ => Box::new(None::<i32>),
-                    },
-                    ColumnType::Int64 => match array.as_primitive_opt::<Int64Type>() {
-                        Some(values) if !null => Box::new(Some(values.value(row))),
-                        _ => Box::new(None::<i64>),
-                    },
-                }
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use schemas::ledger;
 use schemas::{ColumnType, Exposure, ExposureBatchBuilder, LakeRow, COLUMNS};
 use tokio_postgres::types::ToSql;
 
-use super::{as_params, prepare_row_insert, BatchColumns, FileFailure, Postgres};
+use super::rows::{as_params, prepare_row_insert, BatchColumns};
+use super::{FileFailure, Postgres};
 use crate::load::LoadError;
 
 /// What `exposures reload-rejected` did.
