@@ -3,19 +3,36 @@
 //! and hands ingest a render function for its own `/metrics` route.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use stage::Shutdown;
 use tokio::net::TcpListener;
 
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Installs the global recorder. Call once, before any stage starts.
+///
+/// The exporter keeps each histogram sample until a scrape renders it, so a process no
+/// one scrapes (no Prometheus yet, a benchmark) would grow by two samples per request
+/// for ever; a thread folds them into the buckets every [`UPKEEP_INTERVAL`] instead.
 pub fn install() -> Result<PrometheusHandle> {
-    PrometheusBuilder::new()
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &stage::LATENCY_BUCKETS)
         .context("invalid histogram buckets")?
         .install_recorder()
-        .context("cannot install the Prometheus metrics recorder")
+        .context("cannot install the Prometheus metrics recorder")?;
+    let upkeep = handle.clone();
+    std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_INTERVAL);
+            upkeep.run_upkeep();
+        })
+        .context("cannot start the metrics upkeep thread")?;
+    Ok(handle)
 }
 
 /// What ingest calls to answer `GET /metrics`.
