@@ -14,15 +14,20 @@ use std::time::Instant;
 
 use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::Notify;
 
 use crate::metrics as m;
 use crate::spool::SpoolRecord;
 
-/// The producer ingest sends with.
-pub type AckProducer = ThreadedProducer<AckContext>;
+mod reports;
+
+pub use reports::DeliveryReports;
+
+/// The producer ingest sends with; its delivery reports are served by
+/// [`DeliveryReports::serve`].
+pub type AckProducer = BaseProducer<AckContext>;
 
 /// What became of one record sent to Kafka.
 #[derive(Debug, Clone, PartialEq, Eq)]

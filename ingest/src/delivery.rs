@@ -27,7 +27,7 @@ use rdkafka::producer::Producer;
 use stage::{Backoff, Shutdown};
 use tokio::task::JoinHandle;
 
-use crate::acks::{self, AckProducer, Sent};
+use crate::acks::{self, AckProducer, DeliveryReports, Sent};
 use crate::metrics as m;
 use crate::spool::{Spool, SpoolError, SpoolRecord};
 
@@ -61,22 +61,32 @@ pub enum DeliveryError {
 }
 
 pub struct Delivery {
+    /// Declared before `producer`, so dropped before it: it holds a reference to the
+    /// producer's queue.
+    reports: DeliveryReports,
     producer: AckProducer,
     topic: String,
     spool: Option<Spool>,
     broker_up: AtomicBool,
     /// Stops the background tasks (replay, broker probe).
     stop: Shutdown,
+    /// Stops serving delivery reports: only after the background tasks have ended and
+    /// the producer is flushed, since the replayer waits for reports until it ends.
+    reports_stop: Shutdown,
+    reports_task: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Delivery {
     pub fn new(producer: AckProducer, topic: String, spool: Option<Spool>, stop: Shutdown) -> Arc<Delivery> {
         Arc::new(Delivery {
+            reports: DeliveryReports::watch(&producer),
             producer,
             topic,
             spool,
             broker_up: AtomicBool::new(false),
             stop,
+            reports_stop: Shutdown::new(),
+            reports_task: std::sync::Mutex::new(None),
         })
     }
 
@@ -120,8 +130,13 @@ impl Delivery {
         self.broker_up.load(Ordering::Relaxed) || self.spool.as_ref().is_some_and(Spool::has_room)
     }
 
-    /// Starts the spool replayer and the broker probe.
+    /// Starts the delivery reports' task, the spool replayer and the broker probe.
     pub fn start_background(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
+        let this = self.clone();
+        let serving = tokio::spawn(async move { this.reports.serve(&this.producer, &this.reports_stop).await });
+        if let Ok(mut task) = self.reports_task.lock() {
+            *task = Some(serving);
+        }
         let mut tasks = vec![tokio::spawn(self.clone().probe_broker())];
         if let Some(spool) = self.spool.clone() {
             tasks.push(tokio::spawn(self.clone().replay(spool)));
@@ -137,6 +152,11 @@ impl Delivery {
         }
         let this = self.clone();
         let _ = tokio::task::spawn_blocking(move || this.producer.flush(flush_timeout)).await;
+        self.reports_stop.cancel();
+        let serving = self.reports_task.lock().ok().and_then(|mut task| task.take());
+        if let Some(serving) = serving {
+            let _ = serving.await;
+        }
         if let Some(spool) = &self.spool {
             spool.clone().close();
         }
