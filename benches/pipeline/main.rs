@@ -1,7 +1,7 @@
 //! The performance suite: what one box takes, against peers measured in the same run.
 //!
-//!     cargo bench --bench pipeline                 # every section (≈ 11 min)
-//!     cargo bench --bench pipeline -- ingest sink  # some: ingest, sink, broker, e2e, soak
+//!     cargo bench --bench pipeline                 # every section (≈ 12 min)
+//!     cargo bench --bench pipeline -- ingest sink  # some: ingest, ratio, sink, broker, e2e, soak
 //!
 //! - **ingest**: `wrk -t1 -c64` POSTing the seed's exposure, one user per request, at
 //!   `exposures ingest` and its peers: a no-op axum handler (the HTTP ceiling), axum +
@@ -59,6 +59,10 @@ fn main() {
     if run("ingest") {
         ensure_wrk();
         sections::ingest(&mut report, venv.as_deref().expect("venv"));
+    }
+    if run("ratio") {
+        ensure_wrk();
+        sections::ingest_ratio(&mut report);
     }
     if run("sink") {
         sink::sink(&mut report, venv.as_deref().expect("venv"));
