@@ -121,11 +121,29 @@ impl Drop for PendingAck {
     }
 }
 
+/// The two series of `exposures_ingest_kafka_ack_duration_seconds`, registered once:
+/// looking them up took the registry's lock and a label vector per request.
+#[derive(Clone)]
+pub struct AckDurations {
+    acked: metrics::Histogram,
+    failed: metrics::Histogram,
+}
+
+impl AckDurations {
+    pub fn register() -> AckDurations {
+        AckDurations {
+            acked: metrics::histogram!(m::KAFKA_ACK_DURATION, "outcome" => "acked"),
+            failed: metrics::histogram!(m::KAFKA_ACK_DURATION, "outcome" => "failed"),
+        }
+    }
+}
+
 /// Sends `records` to `topic` and returns, in order, what became of each once
 /// librdkafka has reported on all of them (within its `message.timeout.ms`).
 pub async fn produce_all<'a>(
     producer: &AckProducer,
     topic: &str,
+    durations: &AckDurations,
     records: impl ExactSizeIterator<Item = &'a SpoolRecord>,
 ) -> Vec<Sent> {
     let count = records.len();
@@ -137,8 +155,8 @@ pub async fn produce_all<'a>(
         remaining: AtomicUsize::new(count),
         all_reported: Notify::new(),
         started: Instant::now(),
-        acked: metrics::histogram!(m::KAFKA_ACK_DURATION, "outcome" => "acked"),
-        failed: metrics::histogram!(m::KAFKA_ACK_DURATION, "outcome" => "failed"),
+        acked: durations.acked.clone(),
+        failed: durations.failed.clone(),
     });
     for (index, record) in records.enumerate() {
         let pending = Box::new(PendingAck {

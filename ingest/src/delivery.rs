@@ -74,6 +74,7 @@ pub struct Delivery {
     /// the producer is flushed, since the replayer waits for reports until it ends.
     reports_stop: Shutdown,
     reports_task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    ack_durations: acks::AckDurations,
 }
 
 impl Delivery {
@@ -87,6 +88,7 @@ impl Delivery {
             stop,
             reports_stop: Shutdown::new(),
             reports_task: std::sync::Mutex::new(None),
+            ack_durations: acks::AckDurations::register(),
         })
     }
 
@@ -121,7 +123,7 @@ impl Delivery {
     async fn produce_all<'a>(&self, records: impl ExactSizeIterator<Item = &'a SpoolRecord>) -> Vec<Sent> {
         // The queue-length gauge is sampled by the broker probe: reading it here cost a
         // lock in librdkafka per request.
-        acks::produce_all(&self.producer, &self.topic, records).await
+        acks::produce_all(&self.producer, &self.topic, &self.ack_durations, records).await
     }
 
     /// True when events can be made durable now: the broker answered the last probe,

@@ -32,7 +32,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::config::{ClientLimiter, HttpConfig};
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, DurableIn};
 use crate::error::{ApiError, ItemError};
 use crate::metrics as m;
 use crate::payload::{self, Budget};
@@ -60,6 +60,10 @@ pub struct AppState {
     pub auth_failures: ClientLimiter,
     /// Clients refused after too many wrong keys, until when.
     pub auth_blocked: Mutex<HashMap<String, Instant>>,
+    /// `exposures_ingest_events_accepted_total` by where the events became durable,
+    /// registered once rather than looked up per request.
+    accepted_in_kafka: metrics::Counter,
+    accepted_in_spool: metrics::Counter,
 }
 
 impl AppState {
@@ -86,6 +90,8 @@ impl AppState {
             auth_blocked: Mutex::new(HashMap::new()),
             http,
             render_metrics,
+            accepted_in_kafka: metrics::counter!(m::EVENTS_ACCEPTED, "path" => DurableIn::Kafka.as_str()),
+            accepted_in_spool: metrics::counter!(m::EVENTS_ACCEPTED, "path" => DurableIn::Spool.as_str()),
         }
     }
 
@@ -119,8 +125,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NotFound })
         .layer(body_timeout)
-        .layer(middleware::from_fn(drain_refused_body))
-        .layer(middleware::from_fn(track_requests))
+        // One middleware for both jobs: each `from_fn` layer costs a few allocations
+        // per request.
+        .layer(middleware::from_fn(track_and_drain))
         .layer(cors)
         .with_state(state)
 }
@@ -149,10 +156,12 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
         .max_age(Duration::from_secs(24 * 3600))
 }
 
-async fn track_requests(matched: Option<MatchedPath>, request: Request, next: Next) -> Response {
+/// Counts and times every request, and lets the client of a refused one read the answer
+/// ([`drain_refused_body`]).
+async fn track_and_drain(matched: Option<MatchedPath>, request: Request, next: Next) -> Response {
     let route = route_label(matched.as_ref().map(MatchedPath::as_str));
     let started = Instant::now();
-    let response = next.run(request).await;
+    let response = drain_refused_body(request, next).await;
     let status = status_label(response.status());
     metrics::counter!(m::REQUESTS, "route" => route.clone(), "status" => status).increment(1);
     metrics::histogram!(m::REQUEST_DURATION, "route" => route).record(started.elapsed().as_secs_f64());
@@ -245,7 +254,11 @@ impl AppState {
         let events = records.len();
         match self.delivery.publish(records).await {
             Ok(path) => {
-                metrics::counter!(m::EVENTS_ACCEPTED, "path" => path.as_str()).increment(events as u64);
+                let accepted = match path {
+                    DurableIn::Kafka => &self.accepted_in_kafka,
+                    DurableIn::Spool => &self.accepted_in_spool,
+                };
+                accepted.increment(events as u64);
                 Ok(())
             }
             Err(error) => {
