@@ -86,7 +86,11 @@ pub fn ingest_ratio(report: &mut Report) {
             "  round {round}: no-op {:>8.0} req/s, ingest {:>8.0} req/s (p99 {:.2} ms): {ratio:.2}",
             ceiling.per_second, ours.per_second, ours.p99_ms
         );
-        report.put("ratio", &format!("round_{round}"), json!({"noop": ceiling, "ingest": ours, "ratio": ratio}));
+        report.put(
+            "ratio",
+            &format!("round_{round}"),
+            json!({"noop": ceiling, "ingest": ours, "ratio": ratio}),
+        );
         ratios.push(ratio);
     }
     ingest.assert_running();

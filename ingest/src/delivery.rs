@@ -135,7 +135,8 @@ impl Delivery {
     /// Starts the delivery reports' task, the spool replayer and the broker probe.
     pub fn start_background(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
         let this = self.clone();
-        let serving = tokio::spawn(async move { this.reports.serve(&this.producer, &this.reports_stop).await });
+        let serving =
+            tokio::spawn(async move { this.reports.serve(&this.producer, &this.reports_stop).await });
         if let Ok(mut task) = self.reports_task.lock() {
             *task = Some(serving);
         }
