@@ -16,7 +16,7 @@ use url::Url;
 /// Partitions of the exposures topic `up` creates.
 pub const EXPOSURES_PARTITIONS: i32 = 6;
 /// The topic the sink announces files on.
-pub const FILES_TOPIC: &str = "exposures.files";
+pub const FILES_TOPIC: &str = stage::topology::FILES_TOPIC;
 /// The embedded S3 server's bucket: the lake is DATA_DIR/lake.
 pub const LAKE_BUCKET: &str = "lake";
 

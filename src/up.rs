@@ -210,7 +210,7 @@ pub async fn run_up(args: UpArgs) -> Result<()> {
         sink_group: sink_config.group.clone(),
         load_group: load_config
             .as_ref()
-            .map_or_else(|| "exposures-load".to_owned(), |c| c.group.clone()),
+            .map_or_else(|| stage::topology::LOAD_GROUP.to_owned(), |c| c.group.clone()),
         s3_endpoint: lake_server.endpoint(),
         lake: lake_url.clone(),
         warehouse: args

@@ -185,7 +185,7 @@ impl HttpConfig {
 #[derive(Debug, Clone, Args)]
 pub struct DeliveryConfig {
     /// Topic exposures are produced to.
-    #[arg(long, env = "EXPOSURES_TOPIC", default_value = "exposures")]
+    #[arg(long, env = "EXPOSURES_TOPIC", default_value = stage::topology::EXPOSURES_TOPIC)]
     pub topic: String,
 
     /// How long a request waits for the broker's acknowledgement before the event goes

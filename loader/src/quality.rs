@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use schemas::ddl::Dialect;
 
-use crate::load::{FromRow, LoadError, Row};
+use crate::load::from_row;
 
 /// GrowthBook's default SRM threshold.
 pub const SRM_P_VALUE: f64 = 0.001;
@@ -40,17 +40,14 @@ pub struct UsersPerVariation {
     pub users: i64,
 }
 
-impl FromRow for UsersPerVariation {
-    const QUERY: &'static str = "status: users per variation";
-    const COLUMNS: &'static [&'static str] = &["experiment_id", "variation_id", "users"];
-    fn from_row(row: &Row<'_>) -> Result<Self, LoadError> {
-        Ok(UsersPerVariation {
-            experiment_id: row.get("experiment_id")?,
-            variation_id: row.get("variation_id")?,
-            users: row.get("users")?,
-        })
+from_row!(
+    "status: users per variation",
+    UsersPerVariation {
+        experiment_id: get,
+        variation_id: get,
+        users: get
     }
-}
+);
 
 /// Users of an experiment, and how many of them were exposed to more than one variation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,17 +57,14 @@ pub struct MultipleExposures {
     pub users_in_several: i64,
 }
 
-impl FromRow for MultipleExposures {
-    const QUERY: &'static str = "status: multiple exposures";
-    const COLUMNS: &'static [&'static str] = &["experiment_id", "users", "users_in_several"];
-    fn from_row(row: &Row<'_>) -> Result<Self, LoadError> {
-        Ok(MultipleExposures {
-            experiment_id: row.get("experiment_id")?,
-            users: row.get("users")?,
-            users_in_several: row.get("users_in_several")?,
-        })
+from_row!(
+    "status: multiple exposures",
+    MultipleExposures {
+        experiment_id: get,
+        users: get,
+        users_in_several: get
     }
-}
+);
 
 /// [`UsersPerVariation`] rows of the users exposed since `since`.
 pub fn users_per_variation_sql(dialect: Dialect, schema: &str, since: DateTime<Utc>) -> String {

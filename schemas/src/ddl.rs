@@ -11,39 +11,11 @@
 //! - `exposure_events`: exposures shaped like the fact tables (`timestamp, ds_user_id,
 //!   ds_session_id, event_type = 'exposure', …`), e.g. as a ratio metric's denominator.
 
-use std::fmt::{self, Write};
-use std::str::FromStr;
+use std::fmt::Write;
 
 use crate::columns::{ColumnType, COLUMNS};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Redshift,
-    Postgres,
-}
-
-impl FromStr for Dialect {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "redshift" => Ok(Dialect::Redshift),
-            "postgres" | "postgresql" => Ok(Dialect::Postgres),
-            other => Err(format!(
-                "unknown dialect '{other}': expected redshift or postgres"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for Dialect {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Dialect::Redshift => "redshift",
-            Dialect::Postgres => "postgres",
-        })
-    }
-}
+pub use crate::dialect::Dialect;
 
 /// Dimension columns the GrowthBook view exposes besides the four it requires.
 pub const GROWTHBOOK_DIMENSIONS: [&str; 8] = [

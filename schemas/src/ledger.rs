@@ -4,7 +4,7 @@
 //! literals. One place, so PostgreSQL and Redshift cannot drift apart.
 
 use crate::columns::{ColumnType, COLUMNS};
-use crate::ddl::Dialect;
+use crate::dialect::Dialect;
 
 /// The ledger `exposures_loads`, in column order, as `(name, type per dialect)`:
 /// one row per lake object loaded or quarantined. A file's rows add up:

@@ -35,10 +35,12 @@
 
 mod columns;
 pub mod ddl;
+mod dialect;
 mod error;
 pub mod external;
 mod json_scan;
 pub mod json_schema;
+mod lake_batch;
 pub mod lake_layout;
 mod lake_row;
 pub mod ledger;
@@ -51,10 +53,11 @@ mod test_values;
 mod timestamp;
 
 pub use columns::{
-    arrow_schema, Column, ColumnType, ExposureBatchBuilder, COLUMNS, LAKE_SCHEMA_VERSION,
-    PROMOTED_BOOLEAN_ATTRIBUTE, PROMOTED_TEXT_ATTRIBUTES,
+    arrow_schema, Column, ColumnType, COLUMNS, LAKE_SCHEMA_VERSION, PROMOTED_BOOLEAN_ATTRIBUTE,
+    PROMOTED_TEXT_ATTRIBUTES,
 };
 pub use error::{ErrorCode, FieldError};
+pub use lake_batch::ExposureBatchBuilder;
 pub use lake_row::{LakeRow, RowError};
 pub use normalize::{EncodeError, EncodedExposure, Limits, Normalizer};
 pub use privacy::IpPolicy;

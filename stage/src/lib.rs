@@ -9,6 +9,7 @@
 //! - [`backoff`]: the one retry delay policy (exponential, capped, cancellable), and
 //!   [`retry`]: whether an error is worth retrying at all ([`Retry`]).
 //! - [`dir_lock`]: one process per spool or data directory.
+//! - [`topology`]: the topic and group names the stages agree on.
 //! - [`Shutdown`]: a cancellation token, created by the binary on SIGINT/SIGTERM and
 //!   handed down to every stage and background task.
 //! - [`LATENCY_BUCKETS`]: the histogram buckets of every `_seconds` metric, for whoever
@@ -18,6 +19,7 @@ pub mod backoff;
 pub mod dir_lock;
 pub mod kafka;
 pub mod retry;
+pub mod topology;
 
 pub use backoff::Backoff;
 pub use dir_lock::{DirLock, DirLockError};

@@ -29,14 +29,14 @@
 //! emulator (`tests/pipeline/harness/redshift_emulator.rs`) driven by the real SDK.
 
 pub mod health;
-mod lakes;
+mod loader_lake;
 pub mod postgres;
 pub mod redshift;
 mod rows;
 mod warehouse;
 
-pub use lakes::Lakes;
-pub(crate) use rows::{Count, FromRow, Row};
+pub use loader_lake::LoaderLake;
+pub(crate) use rows::{from_row, Count, FromRow, Row};
 pub(crate) use warehouse::Warehouse;
 pub use warehouse::{RedshiftArgs, WarehouseArgs};
 
@@ -61,11 +61,11 @@ pub struct LoadConfig {
     pub kafka: KafkaArgs,
 
     /// Topic the sink announces files on.
-    #[arg(long, env = "EXPOSURES_FILES_TOPIC", default_value = "exposures.files")]
+    #[arg(long, env = "EXPOSURES_FILES_TOPIC", default_value = stage::topology::FILES_TOPIC)]
     pub files_topic: String,
 
     /// Consumer group of the loaders.
-    #[arg(long, env = "EXPOSURES_LOAD_GROUP", default_value = "exposures-load")]
+    #[arg(long, env = "EXPOSURES_LOAD_GROUP", default_value = stage::topology::LOAD_GROUP)]
     pub group: String,
 
     /// How the loader gets the files topic's partitions: `group` (Kafka consumer group;
@@ -260,7 +260,7 @@ pub async fn run(config: LoadConfig, shutdown: Shutdown) -> Result<(), LoadError
         return Ok(());
     };
     stage::start_consuming(&consumer, &config.files_topic, config.assignment, &shutdown).await?;
-    let mut lakes = Lakes::new(Lake::open(&config.lake.url, &config.lake.aws_options()).await?);
+    let mut lakes = LoaderLake::new(Lake::open(&config.lake.url, &config.lake.aws_options()).await?);
     let copy = redshift::CopyOptions {
         iam_role: config.iam_role.clone(),
         dedup_window: config.dedup_window,

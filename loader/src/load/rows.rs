@@ -142,6 +142,24 @@ pub(crate) fn decode_one<T: FromRow>(rows: Vec<Vec<Option<String>>>) -> Result<T
     }
 }
 
+/// Implements [`FromRow`] for a struct whose fields are its query's columns, in `SELECT`
+/// order: `field: get` for a column that must not be NULL, `field: opt` for one that may
+/// be (an `Option` field). Errors name the column by its field.
+macro_rules! from_row {
+    ($query:literal, $type:ident { $($field:ident: $read:ident),+ $(,)? }) => {
+        impl $crate::load::FromRow for $type {
+            const QUERY: &'static str = $query;
+            const COLUMNS: &'static [&'static str] = &[$(stringify!($field)),+];
+            fn from_row(row: &$crate::load::Row<'_>) -> Result<Self, $crate::load::LoadError> {
+                Ok($type {
+                    $($field: row.$read(stringify!($field))?),+
+                })
+            }
+        }
+    };
+}
+pub(crate) use from_row;
+
 /// `SELECT COUNT(*) …`.
 pub(crate) struct Count(pub i64);
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use schemas::lake_layout::FileRecord;
 
-use super::lakes::Lakes;
+use super::loader_lake::LoaderLake;
 use super::rows::{self, FromRow};
 use super::{postgres, redshift, BatchReport, FileOutcome, LoadError};
 use crate::lake::AwsOptions;
@@ -163,7 +163,7 @@ impl Warehouse {
     pub(super) async fn load_batch(
         &mut self,
         files: &[FileRecord],
-        lakes: &mut Lakes,
+        lakes: &mut LoaderLake,
         batch_id: &str,
         copy: &redshift::CopyOptions,
     ) -> Result<BatchReport, LoadError> {

@@ -81,7 +81,7 @@ pub struct ReconcileConfig {
     pub kafka: KafkaArgs,
 
     /// Topic the sink announces files on (and --repair re-announces on).
-    #[arg(long, env = "EXPOSURES_FILES_TOPIC", default_value = "exposures.files")]
+    #[arg(long, env = "EXPOSURES_FILES_TOPIC", default_value = stage::topology::FILES_TOPIC)]
     pub files_topic: String,
 
     #[command(flatten)]

@@ -5,7 +5,7 @@
 use schemas::lake_layout::FileRange;
 
 use super::report::OrphanRows;
-use crate::load::{FromRow, LoadError, Row};
+use crate::load::from_row;
 
 /// The ledger of one object, for one status.
 pub(super) struct LedgerGroup {
@@ -17,27 +17,17 @@ pub(super) struct LedgerGroup {
     pub rows_rejected: i64,
 }
 
-impl FromRow for LedgerGroup {
-    const QUERY: &'static str = "reconcile: ledger by object";
-    const COLUMNS: &'static [&'static str] = &[
-        "object_key",
-        "status",
-        "ledger_rows",
-        "rows_in_file",
-        "rows_loaded",
-        "rows_rejected",
-    ];
-    fn from_row(row: &Row<'_>) -> Result<Self, LoadError> {
-        Ok(LedgerGroup {
-            object_key: row.get("object_key")?,
-            status: row.get("status")?,
-            ledger_rows: row.get("ledger_rows")?,
-            rows_in_file: row.get("rows_in_file")?,
-            rows_loaded: row.get("rows_loaded")?,
-            rows_rejected: row.get("rows_rejected")?,
-        })
+from_row!(
+    "reconcile: ledger by object",
+    LedgerGroup {
+        object_key: get,
+        status: get,
+        ledger_rows: get,
+        rows_in_file: get,
+        rows_loaded: get,
+        rows_rejected: get
     }
-}
+);
 
 /// The ledger rows whose object key matches `filter`, grouped by object and status.
 pub(super) fn ledger_groups(schema: &str, filter: &str) -> String {
@@ -54,17 +44,14 @@ pub(super) struct RangeCount {
     pub rows: i64,
 }
 
-impl FromRow for RangeCount {
-    const QUERY: &'static str = "reconcile: rows per file range";
-    const COLUMNS: &'static [&'static str] = &["partition", "first_offset", "rows"];
-    fn from_row(row: &Row<'_>) -> Result<Self, LoadError> {
-        Ok(RangeCount {
-            partition: row.get("partition")?,
-            first_offset: row.get("first_offset")?,
-            rows: row.get("rows")?,
-        })
+from_row!(
+    "reconcile: rows per file range",
+    RangeCount {
+        partition: get,
+        first_offset: get,
+        rows: get
     }
-}
+);
 
 /// Counts the rows of `exposures` in each of `ranges` (a literal table of ranges, joined).
 pub(super) fn range_counts(schema: &str, ranges: &[&FileRange]) -> String {
@@ -93,18 +80,15 @@ pub(super) fn range_counts(schema: &str, ranges: &[&FileRange]) -> String {
     )
 }
 
-impl FromRow for OrphanRows {
-    const QUERY: &'static str = "reconcile: rows in no file";
-    const COLUMNS: &'static [&'static str] = &["partition", "rows", "min_offset", "max_offset"];
-    fn from_row(row: &Row<'_>) -> Result<Self, LoadError> {
-        Ok(OrphanRows {
-            partition: row.get("partition")?,
-            rows: row.get("rows")?,
-            min_offset: row.get("min_offset")?,
-            max_offset: row.get("max_offset")?,
-        })
+from_row!(
+    "reconcile: rows in no file",
+    OrphanRows {
+        partition: get,
+        rows: get,
+        min_offset: get,
+        max_offset: get
     }
-}
+);
 
 /// Rows received in `window` whose offsets are not `covered` by any file, by partition.
 pub(super) fn orphans(schema: &str, window: &str, covered: &str) -> String {

@@ -23,11 +23,11 @@ pub struct SinkConfig {
     pub kafka: KafkaArgs,
 
     /// Topic of exposures to consume.
-    #[arg(long, env = "EXPOSURES_TOPIC", default_value = "exposures")]
+    #[arg(long, env = "EXPOSURES_TOPIC", default_value = stage::topology::EXPOSURES_TOPIC)]
     pub topic: String,
 
     /// Consumer group; run several sinks in one group to share partitions.
-    #[arg(long, env = "EXPOSURES_SINK_GROUP", default_value = "exposures-sink")]
+    #[arg(long, env = "EXPOSURES_SINK_GROUP", default_value = stage::topology::SINK_GROUP)]
     pub group: String,
 
     /// How the sink gets its partitions: `group` (share them with the group's other
@@ -37,7 +37,7 @@ pub struct SinkConfig {
     pub assignment: Assignment,
 
     /// Topic each written file is announced on (consumed by `exposures load`).
-    #[arg(long, env = "EXPOSURES_FILES_TOPIC", default_value = "exposures.files")]
+    #[arg(long, env = "EXPOSURES_FILES_TOPIC", default_value = stage::topology::FILES_TOPIC)]
     pub files_topic: String,
 
     #[command(flatten)]

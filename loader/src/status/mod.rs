@@ -34,15 +34,15 @@ pub struct StatusConfig {
     pub kafka: KafkaArgs,
 
     /// Topic of exposures, consumed by the sink.
-    #[arg(long, env = "EXPOSURES_TOPIC", default_value = "exposures")]
+    #[arg(long, env = "EXPOSURES_TOPIC", default_value = stage::topology::EXPOSURES_TOPIC)]
     pub topic: String,
 
     /// Consumer group of the sinks.
-    #[arg(long, env = "EXPOSURES_SINK_GROUP", default_value = "exposures-sink")]
+    #[arg(long, env = "EXPOSURES_SINK_GROUP", default_value = stage::topology::SINK_GROUP)]
     pub sink_group: String,
 
     /// Topic the sink announces files on, consumed by the loader.
-    #[arg(long, env = "EXPOSURES_FILES_TOPIC", default_value = "exposures.files")]
+    #[arg(long, env = "EXPOSURES_FILES_TOPIC", default_value = stage::topology::FILES_TOPIC)]
     pub files_topic: String,
 
     /// Consumer group of the loaders.
@@ -50,7 +50,7 @@ pub struct StatusConfig {
         long = "load-group",
         alias = "group",
         env = "EXPOSURES_LOAD_GROUP",
-        default_value = "exposures-load"
+        default_value = stage::topology::LOAD_GROUP
     )]
     pub load_group: String,
 

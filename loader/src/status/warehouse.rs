@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::StatusConfig;
-use crate::load::{Count, FromRow, LoadError, Row, Warehouse};
+use crate::load::{from_row, Count, LoadError, Warehouse};
 use crate::quality::{self, ExperimentQuality};
 
 /// Quarantined files and rejected rows listed, newest first.
@@ -36,16 +36,13 @@ struct Totals {
     newest_exposed_at: Option<DateTime<Utc>>,
 }
 
-impl FromRow for Totals {
-    const QUERY: &'static str = "status: rows and freshness";
-    const COLUMNS: &'static [&'static str] = &["rows", "newest_exposed_at"];
-    fn from_row(row: &Row<'_>) -> Result<Self, LoadError> {
-        Ok(Totals {
-            rows: row.get("rows")?,
-            newest_exposed_at: row.opt("newest_exposed_at")?,
-        })
+from_row!(
+    "status: rows and freshness",
+    Totals {
+        rows: get,
+        newest_exposed_at: opt
     }
-}
+);
 
 /// Ledger files, rows loaded and rows rejected, of one status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -56,18 +53,15 @@ pub struct LedgerByStatus {
     pub rows_rejected: i64,
 }
 
-impl FromRow for LedgerByStatus {
-    const QUERY: &'static str = "status: ledger by status";
-    const COLUMNS: &'static [&'static str] = &["status", "files", "rows_loaded", "rows_rejected"];
-    fn from_row(row: &Row<'_>) -> Result<Self, LoadError> {
-        Ok(LedgerByStatus {
-            status: row.get("status")?,
-            files: row.get("files")?,
-            rows_loaded: row.get("rows_loaded")?,
-            rows_rejected: row.get("rows_rejected")?,
-        })
+from_row!(
+    "status: ledger by status",
+    LedgerByStatus {
+        status: get,
+        files: get,
+        rows_loaded: get,
+        rows_rejected: get
     }
-}
+);
 
 /// A file the loader quarantined, with when and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -77,17 +71,14 @@ pub struct QuarantinedFile {
     pub reason: Option<String>,
 }
 
-impl FromRow for QuarantinedFile {
-    const QUERY: &'static str = "status: quarantined files";
-    const COLUMNS: &'static [&'static str] = &["object_key", "loaded_at", "reason"];
-    fn from_row(row: &Row<'_>) -> Result<Self, LoadError> {
-        Ok(QuarantinedFile {
-            object_key: row.get("object_key")?,
-            at: row.get("loaded_at")?,
-            reason: row.opt("reason")?,
-        })
+from_row!(
+    "status: quarantined files",
+    QuarantinedFile {
+        object_key: get,
+        at: get,
+        reason: opt
     }
-}
+);
 
 /// A row of `exposures_rejected`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -100,27 +91,17 @@ pub struct RecentRejection {
     pub reason: Option<String>,
 }
 
-impl FromRow for RecentRejection {
-    const QUERY: &'static str = "status: rejected rows";
-    const COLUMNS: &'static [&'static str] = &[
-        "event_id",
-        "object_key",
-        "kafka_partition",
-        "kafka_offset",
-        "rejected_at",
-        "reason",
-    ];
-    fn from_row(row: &Row<'_>) -> Result<Self, LoadError> {
-        Ok(RecentRejection {
-            event_id: row.opt("event_id")?,
-            object_key: row.opt("object_key")?,
-            kafka_partition: row.get("kafka_partition")?,
-            kafka_offset: row.get("kafka_offset")?,
-            at: row.get("rejected_at")?,
-            reason: row.opt("reason")?,
-        })
+from_row!(
+    "status: rejected rows",
+    RecentRejection {
+        event_id: opt,
+        object_key: opt,
+        kafka_partition: get,
+        kafka_offset: get,
+        at: get,
+        reason: opt
     }
-}
+);
 
 pub(super) async fn warehouse_status(status_config: &StatusConfig) -> Result<WarehouseStatus, LoadError> {
     let config = &status_config.warehouse;

@@ -233,7 +233,7 @@ impl Postgres {
     pub async fn load_batch(
         &mut self,
         files: &[FileRecord],
-        lakes: &mut super::Lakes,
+        lakes: &mut super::LoaderLake,
         batch_id: &str,
     ) -> Result<BatchReport, LoadError> {
         let schema = self.schema.clone();
@@ -373,7 +373,7 @@ impl Postgres {
 /// how many.
 async fn record_dead_letters(
     transaction: &Transaction<'_>,
-    lakes: &mut super::Lakes,
+    lakes: &mut super::LoaderLake,
     file: &FileRecord,
     schema: &str,
 ) -> Result<u64, LoadError> {

@@ -42,8 +42,8 @@ use schemas::lake_layout::FileRecord;
 use schemas::ledger;
 use schemas::COLUMNS;
 
-use super::rows::{self, FromRow, Row};
-use super::{BatchReport, FileOutcome, Lakes, LoadError};
+use super::rows::{self, from_row, FromRow, Row};
+use super::{BatchReport, FileOutcome, LoadError, LoaderLake};
 use crate::aws::AwsOptions;
 use crate::metrics as m;
 use data_api::{DataApi, RunFailure, StatementFailure};
@@ -189,7 +189,7 @@ impl Redshift {
     pub async fn load_batch(
         &mut self,
         files: &[FileRecord],
-        lakes: &mut Lakes,
+        lakes: &mut LoaderLake,
         batch_id: &str,
         copy: &CopyOptions,
     ) -> Result<BatchReport, LoadError> {
@@ -243,7 +243,7 @@ impl Redshift {
     async fn load_group(
         &self,
         files: &[&FileRecord],
-        lakes: &mut Lakes,
+        lakes: &mut LoaderLake,
         batch_id: &str,
         copy: &CopyOptions,
         part: &mut u32,
@@ -336,7 +336,11 @@ impl Redshift {
     /// Puts the dead letters the sink kept beside `files` into `exposures_rejected`. Each
     /// file's rows replace whatever an interrupted earlier attempt left (delete, then
     /// insert, in one transaction), so a retried batch records them once.
-    async fn record_dead_letters(&self, files: &[&FileRecord], lakes: &mut Lakes) -> Result<(), LoadError> {
+    async fn record_dead_letters(
+        &self,
+        files: &[&FileRecord],
+        lakes: &mut LoaderLake,
+    ) -> Result<(), LoadError> {
         for file in files.iter().filter(|file| file.rejected_key.is_some()) {
             let mut rows = lakes.dead_letters(file).await?;
             for row in &mut rows {
@@ -459,17 +463,14 @@ struct LoadedFile {
     newest_exposed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-impl FromRow for LoadedFile {
-    const QUERY: &'static str = "Redshift: files loaded by the batch";
-    const COLUMNS: &'static [&'static str] = &["object_key", "rows_loaded", "newest_exposed_at"];
-    fn from_row(row: &Row<'_>) -> Result<Self, LoadError> {
-        Ok(LoadedFile {
-            object_key: row.get("object_key")?,
-            rows_loaded: row.get("rows_loaded")?,
-            newest_exposed_at: row.opt("newest_exposed_at")?,
-        })
+from_row!(
+    "Redshift: files loaded by the batch",
+    LoadedFile {
+        object_key: get,
+        rows_loaded: get,
+        newest_exposed_at: opt
     }
-}
+);
 
 /// A (key, etag) the ledger holds as loaded.
 struct LoadedKey {
@@ -477,16 +478,13 @@ struct LoadedKey {
     etag: String,
 }
 
-impl FromRow for LoadedKey {
-    const QUERY: &'static str = "Redshift: files already loaded";
-    const COLUMNS: &'static [&'static str] = &["object_key", "etag"];
-    fn from_row(row: &Row<'_>) -> Result<Self, LoadError> {
-        Ok(LoadedKey {
-            object_key: row.get("object_key")?,
-            etag: row.get("etag")?,
-        })
+from_row!(
+    "Redshift: files already loaded",
+    LoadedKey {
+        object_key: get,
+        etag: get
     }
-}
+);
 
 #[cfg(test)]
 mod tests;

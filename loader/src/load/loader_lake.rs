@@ -1,5 +1,5 @@
 //! The loader's lake: every read of a file record's objects goes through
-//! [`Lakes::admit`], so a record cannot make the loader read (or, on Redshift, write
+//! [`LoaderLake::admit`], so a record cannot make the loader read (or, on Redshift, write
 //! manifests) outside the lake `--lake` names.
 
 use bytes::Bytes;
@@ -9,15 +9,15 @@ use schemas::ledger::RejectedRow;
 use crate::lake::{Lake, LakeError};
 
 /// The loader's lake: the one `--lake` names. Every read of a file record's objects goes
-/// through [`Lakes::admit`], so a record cannot make the loader read (or, on Redshift,
+/// through [`LoaderLake::admit`], so a record cannot make the loader read (or, on Redshift,
 /// write manifests) anywhere else.
-pub struct Lakes {
+pub struct LoaderLake {
     lake: Lake,
 }
 
-impl Lakes {
-    pub fn new(lake: Lake) -> Lakes {
-        Lakes { lake }
+impl LoaderLake {
+    pub fn new(lake: Lake) -> LoaderLake {
+        LoaderLake { lake }
     }
 
     /// The object a file record names.
