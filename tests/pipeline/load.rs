@@ -703,13 +703,9 @@ async fn file_records_outside_the_lake(kind: Kind) {
     assert_warehouse_exact(&warehouse.pg, &events).await;
 }
 
-/// The warehouse's objects were made by an administrator, and the loader runs as a user
-/// with only the grants the README lists (USAGE and CREATE on the schema, DML on its
-/// tables, TEMP): it starts, leaves the views it does not own alone, and loads.
-#[tokio::test]
-async fn a_loader_that_owns_nothing_starts_and_loads() {
-    let side = Lakeside::new().await;
-    let warehouse = Warehouse::start(Kind::Postgres, &side).await;
+/// Makes the warehouse's objects as an administrator would (`exposures ddl`), then runs
+/// `roles` (the loader's role and its grants); returns the administrator's client.
+async fn made_by_an_administrator(warehouse: &Warehouse, roles: &str) -> tokio_postgres::Client {
     let admin = warehouse.pg.client().await;
     admin
         .batch_execute(&schemas::ddl::script(
@@ -718,14 +714,24 @@ async fn a_loader_that_owns_nothing_starts_and_loads() {
         ))
         .await
         .expect("objects made by the administrator");
+    admin.batch_execute(roles).await.expect("roles and grants");
     admin
-        .batch_execute(
-            "CREATE ROLE exposures_loader LOGIN; \
-             GRANT USAGE, CREATE ON SCHEMA analytics TO exposures_loader; \
-             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA analytics TO exposures_loader;",
-        )
-        .await
-        .expect("grants");
+}
+
+/// The warehouse's objects were made by an administrator, and the loader runs as a user
+/// with only the grants the README lists (USAGE and CREATE on the schema, DML on its
+/// tables, TEMP): it starts, leaves the views it does not own alone, and loads.
+#[tokio::test]
+async fn a_loader_that_owns_nothing_starts_and_loads() {
+    let side = Lakeside::new().await;
+    let warehouse = Warehouse::start(Kind::Postgres, &side).await;
+    made_by_an_administrator(
+        &warehouse,
+        "CREATE ROLE exposures_loader LOGIN; \
+         GRANT USAGE, CREATE ON SCHEMA analytics TO exposures_loader; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA analytics TO exposures_loader;",
+    )
+    .await;
     let events = exposures(300, "grants");
     sink_into_lake(&side, &events).await;
     let mut config = load_config(&side, &warehouse, "load");
@@ -744,22 +750,13 @@ async fn a_loader_that_owns_nothing_starts_and_loads() {
 async fn a_loader_refused_a_login_or_privilege_ends_instead_of_retrying() {
     let side = Lakeside::new().await;
     let warehouse = Warehouse::start(Kind::Postgres, &side).await;
-    let admin = warehouse.pg.client().await;
-    admin
-        .batch_execute(&schemas::ddl::script(
-            schemas::ddl::Dialect::Postgres,
-            "analytics",
-        ))
-        .await
-        .expect("objects made by the administrator");
-    admin
-        .batch_execute(
-            "CREATE ROLE read_only LOGIN; \
-             GRANT USAGE ON SCHEMA analytics TO read_only; \
-             GRANT SELECT ON ALL TABLES IN SCHEMA analytics TO read_only;",
-        )
-        .await
-        .expect("role");
+    let admin = made_by_an_administrator(
+        &warehouse,
+        "CREATE ROLE read_only LOGIN; \
+         GRANT USAGE ON SCHEMA analytics TO read_only; \
+         GRANT SELECT ON ALL TABLES IN SCHEMA analytics TO read_only;",
+    )
+    .await;
     sink_into_lake(&side, &exposures(20, "refused")).await;
     for (role, sqlstate) in [("nobody", "28000"), ("read_only", "42501")] {
         let mut config = load_config(&side, &warehouse, &format!("load-{role}"));
