@@ -99,12 +99,15 @@ pub struct ReadBody {
 }
 
 /// Reads the body, refusing unsupported media types and encodings and anything larger
-/// than `limit` bytes, before or after gzip inflation; reserves what it keeps.
+/// than `limit` bytes, before or after gzip inflation; reserves what it keeps. The whole
+/// body must arrive within `deadline` (`--body-read-timeout`): a deadline per frame, as
+/// tower-http's body timeout has, restarts with every byte a slow client trickles.
 pub async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
     budget: &Budget,
+    deadline: std::time::Duration,
 ) -> Result<ReadBody, ApiError> {
     check_content_type(headers)?;
     let gzip = match headers
@@ -126,17 +129,23 @@ pub async fn read_body(
     let mut reservation = Reservation::default();
     let mut raw = BytesMut::new();
     let mut body = body;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(body_error)?;
-        let Ok(data) = frame.into_data() else {
-            continue; // trailers
-        };
-        if raw.len() + data.len() > limit {
-            return Err(ApiError::BodyTooLarge { limit, detail: "" });
+    let receiving = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(body_error)?;
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            if raw.len() + data.len() > limit {
+                return Err(ApiError::BodyTooLarge { limit, detail: "" });
+            }
+            budget.reserve(&mut reservation, data.len())?;
+            raw.extend_from_slice(&data);
         }
-        budget.reserve(&mut reservation, data.len())?;
-        raw.extend_from_slice(&data);
-    }
+        Ok(())
+    };
+    tokio::time::timeout(deadline, receiving)
+        .await
+        .map_err(|_| ApiError::BodyTimeout)??;
     let raw = raw.freeze();
     if !gzip {
         budget.reserve(&mut reservation, parse_cost(&raw))?;
@@ -321,13 +330,6 @@ impl Drop for HandsBack {
 
 /// A body that failed to arrive: too slow (408), or broken off.
 fn body_error(error: axum::Error) -> ApiError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
-    while let Some(cause) = source {
-        if cause.is::<tower_http::timeout::TimeoutError>() {
-            return ApiError::BodyTimeout;
-        }
-        source = cause.source();
-    }
     ApiError::MalformedJson(format!("could not read the body: {error}"))
 }
 

@@ -29,7 +29,6 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::config::{ClientLimiter, HttpConfig};
 use crate::delivery::{Delivery, DurableIn};
@@ -114,7 +113,6 @@ impl AppState {
 
 pub fn router(state: Arc<AppState>) -> Router {
     let cors = cors_layer(&state.http.cors_origins);
-    let body_timeout = RequestBodyTimeoutLayer::new(state.http.connections.body_read_timeout);
     Router::new()
         .route("/exposure", post(post_exposure))
         .route("/v1/exposures", post(post_batch))
@@ -124,7 +122,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/schema", get(json_schema))
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NotFound })
-        .layer(body_timeout)
         // One middleware for both jobs: each `from_fn` layer costs a few allocations
         // per request.
         .layer(middleware::from_fn(track_and_drain))
@@ -182,8 +179,8 @@ async fn track_and_drain(matched: Option<MatchedPath>, request: Request, next: N
 /// once, with `Connection: close`, while a task reads and discards the rest
 /// ([`payload::discard`]: at most [`payload::DRAIN_MAX_BYTES`], for at most
 /// [`payload::DRAIN_TIMEOUT`]). hyper keeps the connection open until the body ends or
-/// is dropped, then closes it with nothing unread. Outside the body-read timeout, which
-/// would restart for the drain; a body that timed out (408) is not drained.
+/// is dropped, then closes it with nothing unread. A body that timed out (408) is not
+/// drained.
 async fn drain_refused_body(request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let (body, unread) = payload::hand_back_unread(&parts.headers, body);
@@ -315,7 +312,8 @@ async fn accept(
         Endpoint::Batch => state.http.max_batch_bytes,
     };
     let (parts, body) = request.into_parts();
-    let body = payload::read_body(&parts.headers, body, limit, &state.budget).await?;
+    let deadline = state.http.connections.body_read_timeout;
+    let body = payload::read_body(&parts.headers, body, limit, &state.budget, deadline).await?;
     let parsing = state.clone();
     let bytes = body.bytes.clone();
     let received_at = Utc::now();

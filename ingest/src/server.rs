@@ -6,7 +6,8 @@
 //! - hyper's `header_read_timeout` closes a connection whose request headers do not
 //!   arrive in time — a half-sent header, and an idle keep-alive connection waiting for
 //!   its next request alike (hyper starts the timer whenever it waits for a head).
-//! - The body-read timeout (408) is tower-http's `RequestBodyTimeoutLayer`, in the router.
+//! - The body-read timeout (408) bounds a request's whole body (`payload::read_body`):
+//!   a client trickling a byte at a time is cut off all the same.
 //! - A refused request's body is read to its end before the connection closes, within
 //!   bounds of bytes and time, so the client reads the answer rather than a reset; the
 //!   connection (and its permit) stays open meanwhile (`routes::drain_refused_body`).

@@ -173,6 +173,50 @@ async fn half_sent_headers_idle_keep_alives_and_trickled_bodies_time_out() {
     assert!(answer.contains("body_timeout"), "{answer}");
 }
 
+/// `--body-read-timeout` bounds the whole body: a client that sends a byte every 200 ms
+/// (each within any per-frame timeout) still gets its 408 once the body's time is up.
+#[tokio::test]
+async fn a_body_trickled_a_byte_at_a_time_times_out_as_a_whole() {
+    let kafka = Kafka::new(1);
+    let ingest = IngestProcess::start(&kafka.brokers(), &kafka.topic, &["--body-read-timeout", "1s"]).await;
+    let mut trickle = TcpStream::connect(ingest.address).await.expect("connect");
+    trickle
+        .write_all(
+            b"POST /exposure HTTP/1.1\r\nHost: exposures\r\nContent-Type: application/json\r\n\
+              Content-Length: 1000\r\n\r\n",
+        )
+        .await
+        .expect("write");
+    let started = Instant::now();
+    let (mut reader, mut writer) = trickle.into_split();
+    let trickling = tokio::spawn(async move {
+        for _ in 0..100 {
+            if writer.write_all(b" ").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await; // the client's pace
+        }
+    });
+    // Until the answer's head is in (the connection closes after it, and the next
+    // trickled byte meets a closed socket).
+    let mut answer = Vec::new();
+    let reading = async {
+        let mut chunk = [0u8; 1024];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match reader.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DEADLINE, reading).await;
+    let took = started.elapsed();
+    trickling.abort();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(took < Duration::from_secs(10), "answered after {took:?}");
+}
+
 #[tokio::test]
 async fn connections_beyond_the_cap_wait_and_a_normal_post_still_succeeds() {
     let kafka = Kafka::new(1);

@@ -781,6 +781,24 @@ async fn a_loader_refused_a_login_or_privilege_ends_instead_of_retrying() {
     );
 }
 
+/// A Data API that refuses the loader's identity (AccessDeniedException) is not an
+/// outage either: the loader ends with the reason instead of retrying forever.
+#[tokio::test]
+async fn a_redshift_loader_denied_access_ends_instead_of_retrying() {
+    let side = Lakeside::new().await;
+    let warehouse = Warehouse::start(Kind::Redshift, &side).await;
+    let data_api = warehouse.data_api.as_ref().expect("the Data API emulator");
+    data_api.faults.deny_all.store(true, Ordering::SeqCst);
+    let (_stop, task) = start_loader(load_config(&side, &warehouse, "load-denied"));
+    let ended = tokio::time::timeout(DEADLINE, task)
+        .await
+        .expect("the loader ended instead of retrying")
+        .expect("loader task");
+    let error = ended.expect_err("a refusal, not a clean stop");
+    assert!(error.retry().is_permanent(), "{error}");
+    assert!(error.to_string().contains("AccessDeniedException"), "{error}");
+}
+
 /// An announced object that is gone from the lake (deleted by a lifecycle rule, say)
 /// would fail its batch on every retry: it is quarantined with a clear reason instead,
 /// and the files beside it load.

@@ -46,6 +46,9 @@ pub struct Faults {
     /// Answer this many of the next requests with ThrottlingException.
     pub throttle_next: AtomicU32,
     pub throttled: AtomicU32,
+    /// Answer every request with AccessDeniedException (an identity without
+    /// `redshift-data:*`), as the Data API reference lists it for every operation.
+    pub deny_all: std::sync::atomic::AtomicBool,
     /// Every statement takes at least this long.
     pub statement_delay_ms: AtomicU64,
     pub describes: AtomicU32,
@@ -166,6 +169,13 @@ async fn handle(State(emulator): State<Arc<Emulator>>, headers: HeaderMap, body:
     if throttle.is_ok() {
         emulator.faults.throttled.fetch_add(1, Ordering::SeqCst);
         return error(StatusCode::BAD_REQUEST, "ThrottlingException", "Rate exceeded");
+    }
+    if emulator.faults.deny_all.load(Ordering::SeqCst) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "AccessDeniedException",
+            "You do not have sufficient access to perform this action.",
+        );
     }
     let Ok(input) = serde_json::from_slice::<Value>(&body) else {
         return error(
