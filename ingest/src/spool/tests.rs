@@ -33,6 +33,26 @@ async fn drain(spool: &Spool) -> Vec<SpoolRecord> {
     }
 }
 
+/// A spool in a fresh directory holding records `0..count` in one sealed segment: the
+/// directory, the spool and the segment's id.
+async fn sealed_spool(count: u32) -> (tempfile::TempDir, Spool, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+    spool.append((0..count).map(record).collect()).await.unwrap();
+    let id = spool.seal_or_clear().await.unwrap().unwrap();
+    (dir, spool, id)
+}
+
+/// The records of segment `id` not yet replayed.
+fn unreplayed_records(spool: &Spool, id: u64) -> Vec<SpoolRecord> {
+    spool
+        .unreplayed(id)
+        .unwrap()
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect()
+}
+
 #[tokio::test]
 async fn appends_replay_in_order_and_clear_the_backlog() {
     let dir = tempfile::tempdir().unwrap();
@@ -83,30 +103,19 @@ async fn reopen_replays_what_was_acknowledged_and_ignores_a_torn_tail() {
 
 #[tokio::test]
 async fn position_skips_what_was_already_replayed() {
-    let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path(), 1 << 20).unwrap();
-    spool.append((0..4).map(record).collect()).await.unwrap();
-    let id = spool.seal_or_clear().await.unwrap().unwrap();
+    let (dir, spool, id) = sealed_spool(4).await;
     let records = spool.unreplayed(id).unwrap();
     spool.mark_replayed(id, records[1].1, 2);
     spool.close();
     let spool = Spool::open(dir.path(), 1 << 20).unwrap();
     assert_eq!(spool.pending_records(), 2);
-    let left: Vec<_> = spool
-        .unreplayed(id)
-        .unwrap()
-        .into_iter()
-        .map(|(r, _)| r)
-        .collect();
+    let left = unreplayed_records(&spool, id);
     assert_eq!(left, vec![record(2), record(3)]);
 }
 
 #[tokio::test]
 async fn a_crash_while_deleting_a_segment_never_skips_later_records() {
-    let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path(), 1 << 20).unwrap();
-    spool.append((0..4).map(record).collect()).await.unwrap();
-    let id = spool.seal_or_clear().await.unwrap().unwrap();
+    let (dir, spool, id) = sealed_spool(4).await;
     let records = spool.unreplayed(id).unwrap();
     spool.mark_replayed(id, records[3].1, 4);
     spool.close();
@@ -124,10 +133,7 @@ async fn a_crash_while_deleting_a_segment_never_skips_later_records() {
 
 #[tokio::test]
 async fn a_tail_that_does_not_decode_is_set_aside() {
-    let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path(), 1 << 20).unwrap();
-    spool.append((0..3).map(record).collect()).await.unwrap();
-    let id = spool.seal_or_clear().await.unwrap().unwrap();
+    let (dir, spool, id) = sealed_spool(3).await;
     let path = segment_path(dir.path(), id);
     let mut damaged = fs::read(&path).unwrap();
     damaged.extend_from_slice(b"\x20\x00\x00\x00garbage");
@@ -158,10 +164,7 @@ async fn full_spool_refuses() {
 /// while the process runs, and the segment is deleted, which frees the disk.
 #[tokio::test]
 async fn replay_goes_on_when_the_position_cannot_be_saved() {
-    let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path(), 1 << 20).unwrap();
-    spool.append((0..4).map(record).collect()).await.unwrap();
-    let id = spool.seal_or_clear().await.unwrap().unwrap();
+    let (dir, spool, id) = sealed_spool(4).await;
     fs::create_dir(dir.path().join(format!("{POSITION_FILE}.tmp"))).unwrap();
     let records = spool.unreplayed(id).unwrap();
     spool.mark_replayed(id, records[1].1, 2);
@@ -169,12 +172,7 @@ async fn replay_goes_on_when_the_position_cannot_be_saved() {
         read_position(dir.path()).is_none(),
         "the position file could not be written"
     );
-    let left: Vec<_> = spool
-        .unreplayed(id)
-        .unwrap()
-        .into_iter()
-        .map(|(r, _)| r)
-        .collect();
+    let left = unreplayed_records(&spool, id);
     assert_eq!(
         left,
         vec![record(2), record(3)],
@@ -191,10 +189,7 @@ async fn replay_goes_on_when_the_position_cannot_be_saved() {
 /// the file after the replay read it: removal no longer looks at its bytes.
 #[tokio::test]
 async fn a_segment_read_to_its_end_is_removed_without_a_second_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path(), 1 << 20).unwrap();
-    spool.append((0..3).map(record).collect()).await.unwrap();
-    let id = spool.seal_or_clear().await.unwrap().unwrap();
+    let (dir, spool, id) = sealed_spool(3).await;
     let records = spool.unreplayed(id).unwrap();
     spool.mark_replayed(id, records[2].1, 3);
     let path = segment_path(dir.path(), id);
