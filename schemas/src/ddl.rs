@@ -256,24 +256,27 @@ pub fn existing_objects_query(dialect: Dialect, schema: &str) -> String {
     )
 }
 
+/// A row of [`existing_objects_query`]: an object of the schema, whether the current
+/// database user owns it, and its comment (a view's [`DdlObject::marker`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingObject {
+    /// `schema`, `table`, `index` or `view`.
+    pub kind: String,
+    pub name: String,
+    pub owned: bool,
+    pub comment: Option<String>,
+}
+
 /// What to run at start-up, given the rows of [`existing_objects_query`]: every missing
 /// object is created; a view whose comment is not the current definition's
 /// [`DdlObject::marker`] is replaced if the loader owns it, and otherwise left as it is
 /// with a warning (replacing it needs its owner, and failing there would keep the loader
 /// from starting at all). A current view is not touched.
-pub fn plan(dialect: Dialect, schema: &str, existing: &[Vec<Option<String>>]) -> (Vec<String>, Vec<String>) {
-    struct Found<'a> {
-        owned: bool,
-        comment: Option<&'a str>,
-    }
-    let found = |kind: &str, name: &str| -> Option<Found<'_>> {
-        existing.iter().find_map(|row| match row.as_slice() {
-            [Some(k), Some(n), owned, comment @ ..] if k == kind && n == name => Some(Found {
-                owned: owned.as_deref().is_some_and(|o| o == "t" || o == "true"),
-                comment: comment.first().and_then(|c| c.as_deref()),
-            }),
-            _ => None,
-        })
+pub fn plan(dialect: Dialect, schema: &str, existing: &[ExistingObject]) -> (Vec<String>, Vec<String>) {
+    let found = |kind: &str, name: &str| -> Option<&ExistingObject> {
+        existing
+            .iter()
+            .find(|object| object.kind == kind && object.name == name)
     };
     let mut run = Vec::new();
     let mut warnings = Vec::new();
@@ -286,7 +289,7 @@ pub fn plan(dialect: Dialect, schema: &str, existing: &[Vec<Option<String>>]) ->
         };
         match (object.kind, found(kind, &object.name)) {
             (_, None) => run.extend(object.statements(schema)),
-            (ObjectKind::View, Some(view)) if view.comment != Some(object.marker().as_str()) => {
+            (ObjectKind::View, Some(view)) if view.comment.as_deref() != Some(object.marker().as_str()) => {
                 if view.owned {
                     run.extend(object.statements(schema));
                 } else {

@@ -8,6 +8,7 @@
 //! misread count must fail loudly rather than print 0.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use schemas::ddl::ExistingObject;
 
 use super::LoadError;
 
@@ -159,6 +160,16 @@ macro_rules! from_row {
     };
 }
 pub(crate) use from_row;
+
+from_row!(
+    "the warehouse's objects",
+    ExistingObject {
+        kind: get,
+        name: get,
+        owned: get,
+        comment: opt
+    }
+);
 
 /// `SELECT COUNT(*) …`.
 pub(crate) struct Count(pub i64);

@@ -26,13 +26,11 @@ fn stage_columns_match_the_parquet_schema_by_position() {
 
 #[test]
 fn start_up_creates_what_is_missing_and_replaces_only_stale_owned_views() {
-    let row = |kind: &str, name: &str, owned: &str, comment: Option<&str>| {
-        vec![
-            Some(kind.to_owned()),
-            Some(name.to_owned()),
-            Some(owned.to_owned()),
-            comment.map(str::to_owned),
-        ]
+    let row = |kind: &str, name: &str, owned: &str, comment: Option<&str>| ExistingObject {
+        kind: kind.to_owned(),
+        name: name.to_owned(),
+        owned: owned == "t",
+        comment: comment.map(str::to_owned),
     };
     let (run, warnings) = plan(Dialect::Postgres, "a", &[]);
     assert_eq!(
@@ -57,9 +55,8 @@ fn start_up_creates_what_is_missing_and_replaces_only_stale_owned_views() {
         row("index", "exposures_user_time", "t", None),
         row("table", "exposures_loads", "t", None),
     ];
-    let with_views = |views: [Vec<Option<String>>; 2]| -> Vec<Vec<Option<String>>> {
-        tables.iter().cloned().chain(views).collect()
-    };
+    let with_views =
+        |views: [ExistingObject; 2]| -> Vec<ExistingObject> { tables.iter().cloned().chain(views).collect() };
 
     let current = with_views([
         row("view", "exposures_growthbook", "f", Some(&growthbook)),

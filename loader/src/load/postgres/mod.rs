@@ -136,9 +136,10 @@ impl Postgres {
 
     /// Creates missing objects, then refuses an `exposures` table whose columns differ.
     pub async fn ensure_objects(&self) -> Result<(), LoadError> {
-        let existing = self
-            .query_text(&ddl::existing_objects_query(Dialect::Postgres, &self.schema))
-            .await?;
+        let existing: Vec<ddl::ExistingObject> = super::rows::decode(
+            self.query_text(&ddl::existing_objects_query(Dialect::Postgres, &self.schema))
+                .await?,
+        )?;
         let (run, warnings) = ddl::plan(Dialect::Postgres, &self.schema, &existing);
         for warning in warnings {
             tracing::warn!("{warning}");

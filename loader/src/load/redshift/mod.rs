@@ -158,10 +158,11 @@ impl Redshift {
 
     /// Creates missing objects, then refuses an `exposures` table whose columns differ.
     pub async fn ensure_objects(&self) -> Result<(), LoadError> {
-        let existing = self
-            .api
-            .query_text(&ddl::existing_objects_query(Dialect::Redshift, &self.schema))
-            .await?;
+        let existing: Vec<ddl::ExistingObject> = rows::decode(
+            self.api
+                .query_text(&ddl::existing_objects_query(Dialect::Redshift, &self.schema))
+                .await?,
+        )?;
         let (run, warnings) = ddl::plan(Dialect::Redshift, &self.schema, &existing);
         for warning in warnings {
             tracing::warn!("{warning}");
