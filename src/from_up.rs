@@ -65,15 +65,7 @@ pub fn fill_in_reconcile(config: &mut ReconcileConfig, given: &ArgMatches) -> Re
     match UpEndpoints::read(&config.data_dir) {
         Some(up) => {
             if defaulted("lake") && !up.lake.is_empty() {
-                config.lake = loader::lake::LakeArgs {
-                    url: up.lake,
-                    s3_endpoint: Some(up.s3_endpoint),
-                    s3_region: Some("us-east-1".into()),
-                    s3_static_credentials: Some((
-                        loader::lake::embedded::ACCESS_KEY.into(),
-                        loader::lake::embedded::SECRET_KEY.into(),
-                    )),
-                };
+                config.lake = loader::lake::embedded::lake_args(&up.lake, &up.s3_endpoint);
             }
             if defaulted("warehouse") && config.warehouse.warehouse.is_none() {
                 config.warehouse.warehouse = up.warehouse;

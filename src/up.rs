@@ -134,15 +134,7 @@ pub async fn run_up(args: UpArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot start the embedded S3 server on {}", args.s3_listen))?;
     let lake_url = format!("s3://{}", embedded::LAKE_BUCKET);
-    let embedded_lake = loader::lake::LakeArgs {
-        url: lake_url.clone(),
-        s3_endpoint: Some(lake_server.endpoint()),
-        s3_region: Some("us-east-1".into()),
-        s3_static_credentials: Some((
-            loader::lake::embedded::ACCESS_KEY.into(),
-            loader::lake::embedded::SECRET_KEY.into(),
-        )),
-    };
+    let embedded_lake = lake_server.lake_args(&lake_url);
 
     // Every stage starts from its own command's defaults; up sets only where things are.
     // The Kafka flags are replaced whole below: the embedded broker takes no

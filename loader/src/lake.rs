@@ -108,6 +108,13 @@ impl std::fmt::Debug for Lake {
     }
 }
 
+impl LakeArgs {
+    /// Opens the lake these flags name.
+    pub async fn open(&self) -> Result<Lake, LakeError> {
+        Lake::open(&self.url, &self.aws_options()).await
+    }
+}
+
 impl Lake {
     /// Opens the lake at `url`: `s3://bucket[/prefix]` or `file:///dir`.
     pub async fn open(url: &str, options: &AwsOptions) -> Result<Lake, LakeError> {

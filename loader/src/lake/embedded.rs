@@ -17,6 +17,8 @@ use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use super::LakeArgs;
+
 /// The credentials the embedded server accepts (it serves only this machine's loopback).
 pub const ACCESS_KEY: &str = "exposures";
 pub const SECRET_KEY: &str = "exposures-embedded";
@@ -32,6 +34,11 @@ impl EmbeddedS3 {
         format!("http://{}", self.address)
     }
 
+    /// The flags that reach the lake `url` on this server.
+    pub fn lake_args(&self, url: &str) -> LakeArgs {
+        lake_args(url, &self.endpoint())
+    }
+
     pub fn stop(self) {
         self.task.abort();
     }
@@ -40,6 +47,17 @@ impl EmbeddedS3 {
 impl Drop for EmbeddedS3 {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// The flags that reach the lake `url` on the server at `endpoint` (`http://ADDRESS`),
+/// with the credentials it accepts.
+pub fn lake_args(url: &str, endpoint: &str) -> LakeArgs {
+    LakeArgs {
+        url: url.to_owned(),
+        s3_endpoint: Some(endpoint.to_owned()),
+        s3_region: Some("us-east-1".into()),
+        s3_static_credentials: Some((ACCESS_KEY.into(), SECRET_KEY.into())),
     }
 }
 

@@ -52,7 +52,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use schemas::lake_layout::FileRecord;
 use stage::{Assignment, Backoff, ClientRole, KafkaArgs, KafkaSetupError, Retry, Shutdown};
 
-use crate::lake::{Lake, LakeArgs, LakeError};
+use crate::lake::{LakeArgs, LakeError};
 use crate::metrics as m;
 
 #[derive(Debug, Clone, Args)]
@@ -260,7 +260,7 @@ pub async fn run(config: LoadConfig, shutdown: Shutdown) -> Result<(), LoadError
         return Ok(());
     };
     stage::start_consuming(&consumer, &config.files_topic, config.assignment, &shutdown).await?;
-    let mut lakes = LoaderLake::new(Lake::open(&config.lake.url, &config.lake.aws_options()).await?);
+    let mut lakes = LoaderLake::new(config.lake.open().await?);
     let copy = redshift::CopyOptions {
         iam_role: config.iam_role.clone(),
         dedup_window: config.dedup_window,

@@ -250,7 +250,7 @@ async fn compare(
     now: DateTime<Utc>,
     report: &mut Report,
 ) -> Result<(), ReconcileError> {
-    let lake = Lake::open(&config.lake.url, &config.lake.aws_options()).await?;
+    let lake = config.lake.open().await?;
     let prefix = lake.key("");
     let base = lake.key(&lake_layout::data_dir());
     let file_key = |key: &str| FileKey::parse_data_key(key.strip_prefix(&prefix)?);

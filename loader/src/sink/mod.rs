@@ -106,7 +106,7 @@ const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Runs the sink until `shutdown` is cancelled; then closes (uploads, announces,
 /// commits) every open file and returns.
 pub async fn run(config: SinkConfig, shutdown: Shutdown) -> Result<(), SinkError> {
-    let lake = Lake::open(&config.lake.url, &config.lake.aws_options()).await?;
+    let lake = config.lake.open().await?;
     // Offsets move only when a file is durable (module doc).
     let consumer: Arc<SinkConsumer> = Arc::new(
         config

@@ -90,17 +90,11 @@ impl Lakeside {
 
     /// This side's lake and how to reach its S3 server.
     pub(crate) fn lake_args(&self) -> LakeArgs {
-        LakeArgs {
-            url: Self::LAKE.into(),
-            s3_endpoint: Some(self.s3_endpoint()),
-            s3_region: Some("us-east-1".into()),
-            s3_static_credentials: Some((embedded::ACCESS_KEY.into(), embedded::SECRET_KEY.into())),
-        }
+        embedded::lake_args(Self::LAKE, &self.s3_endpoint())
     }
 
     pub(crate) async fn lake(&self) -> Lake {
-        let lake = self.lake_args();
-        Lake::open(&lake.url, &lake.aws_options()).await.expect("lake")
+        self.lake_args().open().await.expect("lake")
     }
 }
 
