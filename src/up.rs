@@ -76,11 +76,7 @@ pub struct DevBrokerArgs {
 /// `EXPOSURES_*` variables) as the stage's own command, with `up`'s addresses given.
 #[cfg(feature = "embedded-broker")]
 fn config_from_flags<T: clap::Args + clap::FromArgMatches>(stage: &str, flags: &[String]) -> Result<T> {
-    let command = T::augment_args(clap::Command::new("exposures up").no_binary_name(true));
-    let matches = command
-        .try_get_matches_from(flags)
-        .with_context(|| format!("cannot configure the embedded {stage}"))?;
-    T::from_arg_matches(&matches).with_context(|| format!("cannot configure the embedded {stage}"))
+    stage::args_from_flags(flags).with_context(|| format!("cannot configure the embedded {stage}"))
 }
 
 /// `up`'s default for `--max-buffered-bytes`: 1,000,000 events through `up` peaked at

@@ -26,6 +26,18 @@ pub use dir_lock::{DirLock, DirLockError};
 pub use kafka::{start_consuming, Assignment, ClientRole, KafkaArgs, KafkaSetupError, RepeatedErrors};
 pub use retry::{kafka_code_retry, kafka_retry, Retry};
 
+/// A stage's configuration from command-line `flags` (without the command name), as clap
+/// builds it for the stage's own command: every flag not given takes that command's
+/// default (or its `EXPOSURES_*` variable). `exposures up` configures its stages this
+/// way, and so do the tests.
+pub fn args_from_flags<T: clap::Args + clap::FromArgMatches>(
+    flags: &[impl AsRef<str>],
+) -> Result<T, clap::Error> {
+    let command = T::augment_args(clap::Command::new("exposures").no_binary_name(true));
+    let matches = command.try_get_matches_from(flags.iter().map(AsRef::as_ref))?;
+    T::from_arg_matches(&matches)
+}
+
 /// Shutdown: cancelled once, observed everywhere (clones and child tokens share it).
 pub type Shutdown = tokio_util::sync::CancellationToken;
 

@@ -38,12 +38,10 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 /// A stage's configuration from `flags` (without the command name); every flag not
 /// given takes the command's default.
 pub fn flags<T: clap::Args + clap::FromArgMatches>(flags: &[impl AsRef<str>]) -> T {
-    let flags: Vec<&str> = flags.iter().map(AsRef::as_ref).collect();
-    let command = T::augment_args(clap::Command::new("test").no_binary_name(true));
-    let matches = command
-        .try_get_matches_from(&flags)
-        .unwrap_or_else(|error| panic!("{flags:?}: {error}"));
-    T::from_arg_matches(&matches).unwrap_or_else(|error| panic!("{flags:?}: {error}"))
+    stage::args_from_flags(flags).unwrap_or_else(|error| {
+        let flags: Vec<&str> = flags.iter().map(AsRef::as_ref).collect();
+        panic!("{flags:?}: {error}")
+    })
 }
 
 /// Logs of the code under test, shown for failing tests (filter with RUST_LOG), and the
