@@ -231,14 +231,11 @@ impl DataApi {
                 // The statement runs on regardless: keep asking until the deadline, unless
                 // asking itself is refused.
                 Err(error) => match api_error("DescribeStatement", error) {
-                    failure @ RunFailure::Api {
-                        retry: Retry::Permanent,
-                        ..
-                    } => return Err(failure),
-                    RunFailure::Api { message, .. }
-                    | RunFailure::Failed(StatementFailure { message, .. }) => {
-                        tracing::warn!(error = %message, "polling on")
-                    }
+                    RunFailure::Api {
+                        message,
+                        retry: Retry::Transient,
+                    } => tracing::warn!(error = %message, "polling on"),
+                    refused => return Err(refused),
                 },
             }
             if Instant::now() >= deadline {
