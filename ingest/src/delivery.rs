@@ -60,6 +60,13 @@ pub enum DeliveryError {
     SpoolRefused(#[from] SpoolError),
 }
 
+/// The tasks [`Delivery::start_background`] starts, for [`Delivery::shutdown`] to stop:
+/// the delivery reports' task apart, since it stops last.
+pub struct Background {
+    tasks: Vec<JoinHandle<()>>,
+    reports: JoinHandle<()>,
+}
+
 pub struct Delivery {
     /// Declared before `producer`, so dropped before it: it holds a reference to the
     /// producer's queue.
@@ -73,7 +80,6 @@ pub struct Delivery {
     /// Stops serving delivery reports: only after the background tasks have ended and
     /// the producer is flushed, since the replayer waits for reports until it ends.
     reports_stop: Shutdown,
-    reports_task: std::sync::Mutex<Option<JoinHandle<()>>>,
     ack_durations: acks::AckDurations,
 }
 
@@ -87,7 +93,6 @@ impl Delivery {
             broker_up: AtomicBool::new(false),
             stop,
             reports_stop: Shutdown::new(),
-            reports_task: std::sync::Mutex::new(None),
             ack_durations: acks::AckDurations::register(),
         })
     }
@@ -133,33 +138,27 @@ impl Delivery {
     }
 
     /// Starts the delivery reports' task, the spool replayer and the broker probe.
-    pub fn start_background(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
+    pub fn start_background(self: &Arc<Self>) -> Background {
         let this = self.clone();
-        let serving =
+        let reports =
             tokio::spawn(async move { this.reports.serve(&this.producer, &this.reports_stop).await });
-        if let Ok(mut task) = self.reports_task.lock() {
-            *task = Some(serving);
-        }
         let mut tasks = vec![tokio::spawn(self.clone().probe_broker())];
         if let Some(spool) = self.spool.clone() {
             tasks.push(tokio::spawn(self.clone().replay(spool)));
         }
-        tasks
+        Background { tasks, reports }
     }
 
     /// Stops background work and waits for the producer to deliver what it holds.
-    pub async fn shutdown(self: &Arc<Self>, tasks: Vec<JoinHandle<()>>, flush_timeout: Duration) {
+    pub async fn shutdown(self: &Arc<Self>, background: Background, flush_timeout: Duration) {
         self.stop.cancel();
-        for task in tasks {
+        for task in background.tasks {
             let _ = task.await;
         }
         let this = self.clone();
         let _ = tokio::task::spawn_blocking(move || this.producer.flush(flush_timeout)).await;
         self.reports_stop.cancel();
-        let serving = self.reports_task.lock().ok().and_then(|mut task| task.take());
-        if let Some(serving) = serving {
-            let _ = serving.await;
-        }
+        let _ = background.reports.await;
         if let Some(spool) = &self.spool {
             spool.clone().close();
         }
