@@ -6,287 +6,39 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use loader::load::{LoadConfig, RedshiftArgs};
-use loader::sink::file::{OpenFile, ParquetCodec};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
-use schemas::lake_layout::{FileKey, Hour};
+use loader::sink::file::ParquetCodec;
 
-use crate::harness::kafka::{read_exactly, record_count};
-use crate::harness::lake::{exposures, produce, start_sink, wait_committed, Lakeside};
-use crate::harness::postgres::{assert_warehouse_exact, Pg};
-use crate::harness::redshift_emulator::DataApi;
-use crate::harness::{flags as flags_of, metric_value, DEADLINE};
+use crate::harness::lake::exposures;
+use crate::harness::scenario::{count, on_both_warehouses, Kind, RunningLoader, Scenario};
+use crate::harness::{metric_value, DEADLINE};
 
-/// Where a test loads: PostgreSQL, or Redshift (the emulator over PostgreSQL). Either
-/// way the rows end up in `pg`, where the test reads them.
-struct Warehouse {
-    pg: Pg,
-    data_api: Option<DataApi>,
-}
+const QUARANTINED: &str = "SELECT count(*) FROM analytics.exposures_loads WHERE status = 'quarantined'";
+const LOADED_ROWS: &str =
+    "SELECT coalesce(sum(rows_loaded), 0)::bigint FROM analytics.exposures_loads WHERE status = 'loaded'";
 
-#[derive(Clone, Copy)]
-enum Kind {
-    Postgres,
-    Redshift,
-}
-
-impl Warehouse {
-    async fn start(kind: Kind, side: &Lakeside) -> Warehouse {
-        let pg = tokio::task::spawn_blocking(Pg::start).await.expect("postgres");
-        let data_api = match kind {
-            Kind::Postgres => None,
-            Kind::Redshift => Some(DataApi::start(pg.url(), lake_options(side)).await),
-        };
-        Warehouse { pg, data_api }
-    }
-}
-
-fn lake_options(side: &Lakeside) -> loader::lake::AwsOptions {
-    side.lake_args().aws_options()
-}
-
-/// The `--warehouse` flags of `warehouse`, Redshift's through the emulator.
-fn warehouse_flags(warehouse: &Warehouse) -> Vec<String> {
-    let mut flags = vec![
-        "--schema".to_owned(),
-        "analytics".to_owned(),
-        "--warehouse".to_owned(),
-    ];
-    match &warehouse.data_api {
-        Some(data_api) => flags.extend([
-            data_api.warehouse_url(),
-            "--redshift-endpoint".into(),
-            data_api.endpoint.clone(),
-            "--statement-timeout".into(),
-            "60s".into(),
-        ]),
-        None => flags.push(warehouse.pg.url()),
-    }
-    flags
-}
-
-/// The emulator's credentials, which no flag gives.
-fn with_test_credentials(redshift: &mut RedshiftArgs) {
-    redshift.redshift_static_credentials = Some(("test".into(), "test".into()));
-}
-
-fn load_config(side: &Lakeside, warehouse: &Warehouse, group: &str) -> LoadConfig {
-    let mut flags = vec![
-        "--brokers".to_owned(),
-        side.kafka.brokers(),
-        "--files-topic".into(),
-        side.files_topic.clone(),
-        "--group".into(),
-        group.to_owned(),
-        "--lake".into(),
-        Lakeside::LAKE.into(),
-        "--batch-files".into(),
-        "7".into(),
-        "--batch-interval".into(),
-        "300ms".into(),
-        "--iam-role".into(),
-        "arn:aws:iam::123456789012:role/exposures-copy".into(),
-    ];
-    flags.extend(warehouse_flags(warehouse));
-    let mut config: LoadConfig = flags_of(&flags);
-    config.lake = side.lake_args();
-    with_test_credentials(&mut config.redshift);
-    config
-}
-
-/// What `exposures status` is given for this side and warehouse.
-fn status_config(side: &Lakeside, warehouse: &Warehouse) -> loader::status::StatusConfig {
-    let mut flags = vec![
-        "--brokers".to_owned(),
-        side.kafka.brokers(),
-        "--topic".into(),
-        side.kafka.topic.clone(),
-        "--sink-group".into(),
-        "sink".into(),
-        "--files-topic".into(),
-        side.files_topic.clone(),
-        "--load-group".into(),
-        "load".into(),
-        "--data-dir".into(),
-        "./no-up-here".into(),
-    ];
-    flags.extend(warehouse_flags(warehouse));
-    let mut config: loader::status::StatusConfig = flags_of(&flags);
-    with_test_credentials(&mut config.redshift);
-    config
-}
-
-fn start_loader(
-    config: LoadConfig,
-) -> (
-    stage::Shutdown,
-    tokio::task::JoinHandle<Result<(), loader::load::LoadError>>,
-) {
-    let stop = stage::Shutdown::new();
-    let task = tokio::spawn(loader::load::run(config, stop.clone()));
-    (stop, task)
-}
-
-async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
-    client
-        .query_one(sql, &[])
-        .await
-        .map(|row| row.get::<_, i64>(0))
-        .unwrap_or(-1)
-}
-
-async fn wait_rows(pg: &Pg, expected: i64) {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let rows = match tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await {
-            Ok((client, connection)) => {
-                tokio::spawn(connection);
-                count(&client, "SELECT count(*) FROM analytics.exposures").await
-            }
-            Err(_) => -1,
-        };
-        if rows == expected {
-            return;
-        }
-        assert!(rows <= expected, "{rows} rows loaded, expected {expected}");
-        assert!(Instant::now() < deadline, "{rows} of {expected} rows loaded");
-        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
-    }
-}
-
-/// Waits until `sql` (a count) reaches `at_least`; `what` says what did not happen.
-async fn wait_count(client: &tokio_postgres::Client, sql: &str, at_least: i64, what: &str) {
-    let deadline = Instant::now() + DEADLINE;
-    while count(client, sql).await < at_least {
-        assert!(Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
-    }
-}
-
-/// Produces `payload` with `key` straight to the exposures topic, as a foreign producer.
-async fn produce_raw(side: &Lakeside, key: &str, payload: &[u8]) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", side.kafka.brokers())
-        .create()
-        .expect("producer");
-    producer
-        .send(
-            FutureRecord::to(&side.kafka.topic).key(key).payload(payload),
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("produced");
-}
-
-/// Sinks `events` into the lake and returns the file records announced for them.
-async fn sink_into_lake(side: &Lakeside, events: &[schemas::Exposure]) -> Vec<serde_json::Value> {
-    sink_with_foreign_records(side, events, 0).await
-}
-
-/// Sinks `events`, and `foreign` records already produced, into the lake.
-async fn sink_with_foreign_records(
-    side: &Lakeside,
-    events: &[schemas::Exposure],
-    foreign: i64,
-) -> Vec<serde_json::Value> {
-    produce(&side.kafka.brokers(), &side.kafka.topic, events).await;
-    let mut config = side.config("sink");
-    config.files.max_file_rows = 300;
-    let sink = start_sink(config);
-    wait_committed(side, "sink", events.len() as i64 + foreign).await;
-    sink.stop().await;
-    let files = record_count(&side.kafka.brokers(), &side.files_topic);
-    read_exactly(&side.kafka.brokers(), &side.files_topic, files as usize)
-        .await
-        .into_iter()
-        .map(|r| r.value)
-        .collect()
-}
-
-/// Writes `events` as one Parquet file of partition 0 starting at `first_offset`,
-/// compressed with `codec`, and announces it as the sink would.
-async fn place_file(side: &Lakeside, events: &[schemas::Exposure], first_offset: i64, codec: ParquetCodec) {
-    let hour = Hour::of_millis(events[0].received_at.timestamp_millis());
-    let mut file = OpenFile::new(0, hour, first_offset, &side.kafka.topic, codec);
-    for (offset, event) in (first_offset..).zip(events) {
-        file.append(&schemas::LakeRow::from_exposure(event), offset)
-            .expect("encoded");
-    }
-    let encoded = file.encode().expect("parquet");
-    let lake = side.lake().await;
-    let key = lake.key(
-        &FileKey {
-            hour,
-            partition: 0,
-            first_offset,
-        }
-        .data_key(),
-    );
-    let stored = lake.put(&key, encoded.bytes).await.expect("put");
-    let record = schemas::lake_layout::FileRecord {
-        lake: lake.describe(),
-        bucket: lake.bucket(),
-        key,
-        size: stored.size,
-        etag: stored.etag,
-        rows: events.len() as u64,
-        topic: side.kafka.topic.clone(),
-        partition: 0,
-        first_offset,
-        last_offset: first_offset + events.len() as i64 - 1,
-        hour: hour.label(),
-        written_at: chrono::Utc::now(),
-        rejected_key: None,
-        rejected_rows: 0,
-    };
-    announce(side, &serde_json::to_value(&record).expect("json")).await;
-}
-
-async fn announce(side: &Lakeside, record: &serde_json::Value) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", side.kafka.brokers())
-        .create()
-        .expect("producer");
-    let payload = record.to_string();
-    let key = record["key"].as_str().expect("key").to_owned();
-    producer
-        .send(
-            FutureRecord::to(&side.files_topic).key(&key).payload(&payload),
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("announced");
-}
-
-#[tokio::test]
-async fn postgres_loads_files_once_through_replays_and_quarantines_a_poison_file() {
-    replays_and_a_poison_file(Kind::Postgres).await;
-}
-
-#[tokio::test]
-async fn redshift_loads_files_once_through_replays_throttling_and_slow_statements_and_quarantines_a_poison_file(
-) {
-    replays_and_a_poison_file(Kind::Redshift).await;
-}
+on_both_warehouses!(
+    /// Files announced twice load once; a corrupt file is quarantined with the reason;
+    /// on Redshift, through throttling and slow statements too.
+    replays_and_a_poison_file =>
+        postgres_loads_files_once_through_replays_and_quarantines_a_poison_file,
+        redshift_loads_files_once_through_replays_throttling_and_slow_statements_and_quarantines_a_poison_file
+);
 
 async fn replays_and_a_poison_file(kind: Kind) {
-    let side = Lakeside::new().await;
-    let warehouse = Warehouse::start(kind, &side).await;
-    let pg = &warehouse.pg;
-    if let Some(data_api) = &warehouse.data_api {
+    let scenario = Scenario::start(kind).await;
+    if let Some(data_api) = &scenario.data_api {
         // Throttled calls are retried by the SDK; slow statements are polled.
         data_api.faults.throttle_next.store(4, Ordering::SeqCst);
         data_api.faults.statement_delay_ms.store(400, Ordering::SeqCst);
     }
     let events = exposures(4_000, "load");
-    produce_raw(&side, "one-user", b"not an exposure: {").await;
-    let files = sink_with_foreign_records(&side, &events, 1).await;
+    scenario.produce_raw("one-user", b"not an exposure: {").await;
+    let files = scenario.sink_after_foreign_records(&events, 1).await;
     assert!(files.len() > 7, "several batches");
 
     // The same file announced twice, and a corrupt object announced among good ones.
-    announce(&side, &files[0]).await;
-    let lake = side.lake().await;
+    scenario.announce(&files[0]).await;
+    let lake = scenario.side.lake().await;
     let mut poison = files[1].clone();
     let poison_key = poison["key"]
         .as_str()
@@ -302,23 +54,15 @@ async fn replays_and_a_poison_file(kind: Kind) {
     poison["key"] = poison_key.clone().into();
     poison["etag"] = stored.etag.into();
     poison["size"] = stored.size.into();
-    announce(&side, &poison).await;
+    scenario.announce(&poison).await;
 
-    let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
-    wait_rows(pg, events.len() as i64).await;
-    let client = pg.client().await;
-    wait_count(
-        &client,
-        "SELECT count(*) FROM analytics.exposures_loads WHERE status = 'quarantined'",
-        1,
-        "the corrupt file was not quarantined",
-    )
-    .await;
-    stop.cancel();
-    task.await.expect("loader task").expect("loader");
+    let loader = scenario.start_loader();
+    scenario.wait_rows(events.len() as i64).await;
+    scenario.wait_count(QUARANTINED, 1).await;
+    loader.stop().await;
 
     // What `exposures status` shows: nothing waiting, every row, the quarantined file.
-    let status = loader::status::gather(&status_config(&side, &warehouse)).await;
+    let status = loader::status::gather(&scenario.status_config()).await;
     let text = status.to_string();
     assert_eq!(status.sink.as_ref().map(|lag| lag.total()), Ok(0), "{text}");
     assert_eq!(status.load.as_ref().map(|lag| lag.total()), Ok(0), "{text}");
@@ -333,7 +77,8 @@ async fn replays_and_a_poison_file(kind: Kind) {
     assert!(text.contains("files quarantined: 1 (0 rows)"), "{text}");
     assert!(text.contains(&poison_key), "{text}");
 
-    assert_warehouse_exact(pg, &events).await;
+    scenario.assert_exact(&events).await;
+    let client = scenario.client().await;
     let quarantined = client
         .query_one(
             "SELECT object_key, reason FROM analytics.exposures_loads WHERE status = 'quarantined'",
@@ -344,7 +89,7 @@ async fn replays_and_a_poison_file(kind: Kind) {
     assert_eq!(quarantined.get::<_, String>(0), poison_key);
     let reason: String = quarantined.get(1);
     assert!(reason.contains("Parquet"), "{reason}");
-    if let Some(data_api) = &warehouse.data_api {
+    if let Some(data_api) = &scenario.data_api {
         assert!(
             reason.contains("sys_load_error_detail") && reason.contains(&format!("| s3://lake/{poison_key}")),
             "the reason carries SYS_LOAD_ERROR_DETAIL's row for the file: {reason}"
@@ -379,66 +124,47 @@ async fn replays_and_a_poison_file(kind: Kind) {
         files.len() as i64,
         "one ledger row per real file, the replay skipped"
     );
-    let ledger_rows = count(
-        &client,
-        "SELECT coalesce(sum(rows_loaded), 0)::bigint FROM analytics.exposures_loads WHERE status = 'loaded'",
-    )
-    .await;
-    assert_eq!(ledger_rows, events.len() as i64);
+    assert_eq!(count(&client, LOADED_ROWS).await, events.len() as i64);
 }
 
-#[tokio::test]
-async fn postgres_outage_and_a_killed_loader_still_load_exactly_once() {
-    outage_and_a_killed_loader(Kind::Postgres).await;
-}
-
-#[tokio::test]
-async fn redshift_outage_and_a_killed_loader_still_load_exactly_once() {
-    outage_and_a_killed_loader(Kind::Redshift).await;
-}
+on_both_warehouses!(
+    /// A loader killed mid-batch, then a warehouse outage: a new loader waits it out and
+    /// every row lands exactly once.
+    outage_and_a_killed_loader =>
+        postgres_outage_and_a_killed_loader_still_load_exactly_once,
+        redshift_outage_and_a_killed_loader_still_load_exactly_once
+);
 
 async fn outage_and_a_killed_loader(kind: Kind) {
-    let side = Lakeside::new().await;
-    let warehouse = Warehouse::start(kind, &side).await;
-    let pg = &warehouse.pg;
+    let scenario = Scenario::start(kind).await;
     let events = exposures(3_000, "outage");
-    sink_into_lake(&side, &events).await;
+    scenario.sink(&events).await;
 
-    // Killed mid-way: the task is dropped while it works; whatever transaction it had
-    // open is rolled back with its connection.
-    let (_stop, task) = start_loader(load_config(&side, &warehouse, "load"));
-    let client = pg.client().await;
-    let deadline = Instant::now() + DEADLINE;
-    while count(&client, "SELECT count(*) FROM analytics.exposures_loads").await < 1 {
-        assert!(Instant::now() < deadline, "the loader loaded nothing");
-        tokio::time::sleep(Duration::from_millis(20)).await; // polling a condition
-    }
-    task.abort();
-    let _ = task.await;
+    let loader = scenario.start_loader();
+    scenario
+        .wait_at_least(
+            "SELECT count(*) FROM analytics.exposures_loads",
+            1,
+            "the loader loaded nothing",
+        )
+        .await;
+    loader.kill().await;
 
     // The warehouse goes away; a new loader waits for it, then finishes the job.
-    drop(client);
-    pg.stop_server(); // blocks this test's thread for a moment, which is all it needs
+    scenario.pg.stop_server(); // blocks this test's thread for a moment, which is all it needs
     let failures_before = load_failures();
-    let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
+    let loader = scenario.start_loader();
     let deadline = Instant::now() + DEADLINE;
     while load_failures() <= failures_before {
         assert!(Instant::now() < deadline, "the loader never met the outage");
         tokio::time::sleep(Duration::from_millis(50)).await; // polling a condition
     }
-    pg.start_server();
-    wait_rows(pg, events.len() as i64).await;
-    stop.cancel();
-    task.await.expect("loader task").expect("loader");
-    assert_warehouse_exact(pg, &events).await;
-    let client = pg.client().await;
-    let ledger_rows = count(
-        &client,
-        "SELECT coalesce(sum(rows_loaded), 0)::bigint FROM analytics.exposures_loads WHERE status = 'loaded'",
-    )
-    .await;
+    scenario.pg.start_server();
+    scenario.wait_rows(events.len() as i64).await;
+    loader.stop().await;
+    scenario.assert_exact(&events).await;
     assert_eq!(
-        ledger_rows,
+        scenario.count(LOADED_ROWS).await,
         events.len() as i64,
         "the ledger agrees with the table"
     );
@@ -448,24 +174,19 @@ fn load_failures() -> f64 {
     metric_value("exposures_load_failures_total")
 }
 
-/// A record no warehouse can store (NUL in text) and one that is not an exposure at all,
-/// produced straight to the topic as another producer might, among 10,000 good rows of
-/// one partition: the good rows all load, the two alone are dead-lettered with their
-/// reasons, `status` lists them, the ledger's counts add up, and once fixed the poison
-/// row reloads exactly once.
-#[tokio::test]
-async fn a_poison_row_is_dead_lettered_alone_and_reloads_once_fixed() {
-    poison_rows(Kind::Postgres).await;
-}
-
-#[tokio::test]
-async fn redshift_dead_letters_poison_rows_alone() {
-    poison_rows(Kind::Redshift).await;
-}
+on_both_warehouses!(
+    /// A record no warehouse can store (NUL in text) and one that is not an exposure at all,
+    /// produced straight to the topic as another producer might, among 10,000 good rows of
+    /// one partition: the good rows all load, the two alone are dead-lettered with their
+    /// reasons, `status` lists them, the ledger's counts add up, and once fixed the poison
+    /// row reloads exactly once (`reload-rejected` is PostgreSQL's).
+    poison_rows =>
+        a_poison_row_is_dead_lettered_alone_and_reloads_once_fixed,
+        redshift_dead_letters_poison_rows_alone
+);
 
 async fn poison_rows(kind: Kind) {
-    let side = Lakeside::new().await;
-    let warehouse = Warehouse::start(kind, &side).await;
+    let scenario = Scenario::start(kind).await;
     let mut events = exposures(10_000, "poison");
     for event in &mut events {
         event.ds_user_id = Some("one-user".into()); // one partition
@@ -474,8 +195,8 @@ async fn poison_rows(kind: Kind) {
     poison.event_id = uuid::Uuid::now_v7().to_string();
     poison.experiment_id = "checkout\u{0}button".into();
     events.insert(5_000, poison.clone());
-    produce_raw(&side, "one-user", b"not an exposure: {").await;
-    let files = sink_with_foreign_records(&side, &events, 1).await;
+    scenario.produce_raw("one-user", b"not an exposure: {").await;
+    let files = scenario.sink_after_foreign_records(&events, 1).await;
     assert!(files.len() > 1, "{} files", files.len());
     let good: Vec<schemas::Exposure> = events
         .iter()
@@ -483,19 +204,14 @@ async fn poison_rows(kind: Kind) {
         .cloned()
         .collect();
 
-    let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
-    wait_rows(&warehouse.pg, good.len() as i64).await;
-    let client = warehouse.pg.client().await;
-    let rejected_count =
-        || async { count(&client, "SELECT count(*) FROM analytics.exposures_rejected").await };
-    let deadline = Instant::now() + DEADLINE;
-    while rejected_count().await < 2 {
-        assert!(Instant::now() < deadline, "the poison row was not dead-lettered");
-        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
-    }
-    stop.cancel();
-    task.await.expect("loader task").expect("loader");
-    assert_warehouse_exact(&warehouse.pg, &good).await;
+    let rejected_rows = "SELECT count(*) FROM analytics.exposures_rejected";
+    let loader = scenario.start_loader();
+    scenario.wait_rows(good.len() as i64).await;
+    scenario.wait_count(rejected_rows, 2).await;
+    loader.stop().await;
+    scenario.assert_exact(&good).await;
+
+    let client = scenario.client().await;
 
     let garbage = client
         .query_one(
@@ -541,12 +257,12 @@ async fn poison_rows(kind: Kind) {
         good.len() as i64
     );
 
-    let status_config = status_config(&side, &warehouse);
+    let status_config = scenario.status_config();
     let status = loader::status::gather(&status_config).await.to_string();
     assert!(status.contains("rejected rows: 2"), "{status}");
     assert!(status.contains(&poison.event_id), "{status}");
 
-    if matches!(kind, Kind::Redshift) {
+    if scenario.kind() == Kind::Redshift {
         return; // reload-rejected runs on PostgreSQL
     }
     // Reloading before a fix changes nothing; after one, the row loads once.
@@ -570,7 +286,7 @@ async fn poison_rows(kind: Kind) {
         .expect("reload");
     assert_eq!((after.reloaded, after.still_refused), (0, 1));
     assert_eq!(
-        rejected_count().await,
+        count(&client, rejected_rows).await,
         1,
         "only the record that is not an exposure is left"
     );
@@ -594,24 +310,18 @@ async fn poison_rows(kind: Kind) {
 /// is dead-lettered with PostgreSQL's reason.
 #[tokio::test]
 async fn a_file_postgres_refuses_loads_row_by_row() {
-    let side = Lakeside::new().await;
-    let warehouse = Warehouse::start(Kind::Postgres, &side).await;
+    let scenario = Scenario::start(Kind::Postgres).await;
     let mut events = exposures(50, "row-by-row");
     events[25].experiment_id = "null\u{0}byte".into();
-    place_file(&side, &events, 1_000, ParquetCodec::default()).await;
+    scenario.place_file(&events, 1_000, ParquetCodec::default()).await;
 
-    let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
-    wait_rows(&warehouse.pg, 49).await;
-    let client = warehouse.pg.client().await;
-    wait_count(
-        &client,
-        "SELECT count(*) FROM analytics.exposures_loads",
-        1,
-        "the file was not recorded in the ledger",
-    )
-    .await;
-    stop.cancel();
-    task.await.expect("loader task").expect("loader");
+    let loader = scenario.start_loader();
+    scenario.wait_rows(49).await;
+    scenario
+        .wait_count("SELECT count(*) FROM analytics.exposures_loads", 1)
+        .await;
+    loader.stop().await;
+    let client = scenario.client().await;
     let rejected = client
         .query_one(
             "SELECT event_id, kafka_offset, reason FROM analytics.exposures_rejected",
@@ -644,69 +354,62 @@ async fn a_file_postgres_refuses_loads_row_by_row() {
     );
 }
 
-/// A file record is data from a topic anyone with produce rights can write: one naming a
-/// key outside the lake is skipped and counted; one naming another bucket or prefix is
-/// quarantined with the reason, unread; the real files still load.
-#[tokio::test]
-async fn postgres_refuses_file_records_outside_its_lake() {
-    file_records_outside_the_lake(Kind::Postgres).await;
-}
-
-#[tokio::test]
-async fn redshift_refuses_file_records_outside_its_lake() {
-    file_records_outside_the_lake(Kind::Redshift).await;
-}
+on_both_warehouses!(
+    /// A file record is data from a topic anyone with produce rights can write: one naming
+    /// a key outside the lake is skipped and counted; one naming another bucket or prefix
+    /// is quarantined with the reason, unread; the real files still load.
+    file_records_outside_the_lake =>
+        postgres_refuses_file_records_outside_its_lake,
+        redshift_refuses_file_records_outside_its_lake
+);
 
 async fn file_records_outside_the_lake(kind: Kind) {
-    let side = Lakeside::new().await;
-    let warehouse = Warehouse::start(kind, &side).await;
+    let scenario = Scenario::start(kind).await;
     let events = exposures(200, "trust");
-    let files = sink_into_lake(&side, &events).await;
+    let files = scenario.sink(&events).await;
     let before = metric_value("exposures_load_invalid_records_total");
     let mut traversal = files[0].clone();
     traversal["key"] = "exposures/../../../../../../etc/passwd".into();
-    announce(&side, &traversal).await;
+    scenario.announce(&traversal).await;
     let mut other_bucket = files[0].clone();
     other_bucket["lake"] = "s3://someone-elses-bucket/tenant-a".into();
     other_bucket["bucket"] = "someone-elses-bucket".into();
-    announce(&side, &other_bucket).await;
+    scenario.announce(&other_bucket).await;
     let mut other_prefix = files[0].clone();
     other_prefix["key"] = other_prefix["key"]
         .as_str()
         .expect("key")
         .replace("tenant-a/", "tenant-b/")
         .into();
-    announce(&side, &other_prefix).await;
+    scenario.announce(&other_prefix).await;
 
-    let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
-    wait_rows(&warehouse.pg, events.len() as i64).await;
-    let client = warehouse.pg.client().await;
+    let loader = scenario.start_loader();
+    scenario.wait_rows(events.len() as i64).await;
     let refused = "SELECT count(*) FROM analytics.exposures_loads WHERE status = 'quarantined' \
                    AND reason LIKE '%not in this loader''s lake%'";
+    scenario.wait_count(refused, 2).await;
     let deadline = Instant::now() + DEADLINE;
-    while metric_value("exposures_load_invalid_records_total") < before + 1.0
-        || count(&client, refused).await < 2
-    {
-        assert!(Instant::now() < deadline, "the forged records were not refused");
+    while metric_value("exposures_load_invalid_records_total") < before + 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the record outside the lake was not counted"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
     }
-    stop.cancel();
-    task.await.expect("loader task").expect("loader");
+    loader.stop().await;
     assert_eq!(
-        count(
-            &client,
-            "SELECT count(*) FROM analytics.exposures_loads WHERE object_key LIKE '%passwd%'"
-        )
-        .await,
+        scenario
+            .count("SELECT count(*) FROM analytics.exposures_loads WHERE object_key LIKE '%passwd%'")
+            .await,
         0
     );
-    assert_warehouse_exact(&warehouse.pg, &events).await;
+    scenario.assert_exact(&events).await;
 }
 
 /// Makes the warehouse's objects as an administrator would (`exposures ddl`), then runs
 /// `roles` (the loader's role and its grants); returns the administrator's client.
-async fn made_by_an_administrator(warehouse: &Warehouse, roles: &str) -> tokio_postgres::Client {
-    let admin = warehouse.pg.client().await;
+async fn made_by_an_administrator(scenario: &Scenario, roles: &str) -> tokio_postgres::Client {
+    let admin = scenario.client().await;
     admin
         .batch_execute(&schemas::ddl::script(
             schemas::ddl::Dialect::Postgres,
@@ -723,24 +426,22 @@ async fn made_by_an_administrator(warehouse: &Warehouse, roles: &str) -> tokio_p
 /// tables, TEMP): it starts, leaves the views it does not own alone, and loads.
 #[tokio::test]
 async fn a_loader_that_owns_nothing_starts_and_loads() {
-    let side = Lakeside::new().await;
-    let warehouse = Warehouse::start(Kind::Postgres, &side).await;
+    let scenario = Scenario::start(Kind::Postgres).await;
     made_by_an_administrator(
-        &warehouse,
+        &scenario,
         "CREATE ROLE exposures_loader LOGIN; \
          GRANT USAGE, CREATE ON SCHEMA analytics TO exposures_loader; \
          GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA analytics TO exposures_loader;",
     )
     .await;
     let events = exposures(300, "grants");
-    sink_into_lake(&side, &events).await;
-    let mut config = load_config(&side, &warehouse, "load");
-    config.warehouse.warehouse = Some(warehouse.pg.url_as("exposures_loader"));
-    let (stop, task) = start_loader(config);
-    wait_rows(&warehouse.pg, events.len() as i64).await;
-    stop.cancel();
-    task.await.expect("loader task").expect("loader");
-    assert_warehouse_exact(&warehouse.pg, &events).await;
+    scenario.sink(&events).await;
+    let mut config = scenario.load_config("load");
+    config.warehouse.warehouse = Some(scenario.pg.url_as("exposures_loader"));
+    let loader = RunningLoader::start(config);
+    scenario.wait_rows(events.len() as i64).await;
+    loader.stop().await;
+    scenario.assert_exact(&events).await;
 }
 
 /// A refused login or privilege is not an outage: the loader ends with the reason at
@@ -748,25 +449,19 @@ async fn a_loader_that_owns_nothing_starts_and_loads() {
 /// (SQLSTATE 28000), and one that may read the tables but not write them (42501).
 #[tokio::test]
 async fn a_loader_refused_a_login_or_privilege_ends_instead_of_retrying() {
-    let side = Lakeside::new().await;
-    let warehouse = Warehouse::start(Kind::Postgres, &side).await;
+    let scenario = Scenario::start(Kind::Postgres).await;
     let admin = made_by_an_administrator(
-        &warehouse,
+        &scenario,
         "CREATE ROLE read_only LOGIN; \
          GRANT USAGE ON SCHEMA analytics TO read_only; \
          GRANT SELECT ON ALL TABLES IN SCHEMA analytics TO read_only;",
     )
     .await;
-    sink_into_lake(&side, &exposures(20, "refused")).await;
+    scenario.sink(&exposures(20, "refused")).await;
     for (role, sqlstate) in [("nobody", "28000"), ("read_only", "42501")] {
-        let mut config = load_config(&side, &warehouse, &format!("load-{role}"));
-        config.warehouse.warehouse = Some(warehouse.pg.url_as(role));
-        let (_stop, task) = start_loader(config);
-        let ended = tokio::time::timeout(DEADLINE, task)
-            .await
-            .expect("the loader ended instead of retrying")
-            .expect("loader task");
-        let error = ended.expect_err("a refusal, not a clean stop");
+        let mut config = scenario.load_config(&format!("load-{role}"));
+        config.warehouse.warehouse = Some(scenario.pg.url_as(role));
+        let error = RunningLoader::start(config).failure().await;
         let code = match &error {
             loader::load::LoadError::Warehouse(cause) => cause.code().map(|code| code.code().to_owned()),
             _ => None,
@@ -785,49 +480,37 @@ async fn a_loader_refused_a_login_or_privilege_ends_instead_of_retrying() {
 /// outage either: the loader ends with the reason instead of retrying forever.
 #[tokio::test]
 async fn a_redshift_loader_denied_access_ends_instead_of_retrying() {
-    let side = Lakeside::new().await;
-    let warehouse = Warehouse::start(Kind::Redshift, &side).await;
-    let data_api = warehouse.data_api.as_ref().expect("the Data API emulator");
-    data_api.faults.deny_all.store(true, Ordering::SeqCst);
-    let (_stop, task) = start_loader(load_config(&side, &warehouse, "load-denied"));
-    let ended = tokio::time::timeout(DEADLINE, task)
-        .await
-        .expect("the loader ended instead of retrying")
-        .expect("loader task");
-    let error = ended.expect_err("a refusal, not a clean stop");
+    let scenario = Scenario::start(Kind::Redshift).await;
+    scenario.data_api().faults.deny_all.store(true, Ordering::SeqCst);
+    let error = scenario.start_loader().failure().await;
     assert!(error.retry().is_permanent(), "{error}");
     assert!(error.to_string().contains("AccessDeniedException"), "{error}");
 }
 
-/// An announced object that is gone from the lake (deleted by a lifecycle rule, say)
-/// would fail its batch on every retry: it is quarantined with a clear reason instead,
-/// and the files beside it load.
-#[tokio::test]
-async fn postgres_quarantines_a_missing_object_and_loads_the_rest() {
-    missing_object(Kind::Postgres).await;
-}
-
-#[tokio::test]
-async fn redshift_quarantines_a_missing_object_and_loads_the_rest() {
-    missing_object(Kind::Redshift).await;
-}
+on_both_warehouses!(
+    /// An announced object that is gone from the lake (deleted by a lifecycle rule, say)
+    /// would fail its batch on every retry: it is quarantined with a clear reason instead,
+    /// and the files beside it load.
+    missing_object =>
+        postgres_quarantines_a_missing_object_and_loads_the_rest,
+        redshift_quarantines_a_missing_object_and_loads_the_rest
+);
 
 async fn missing_object(kind: Kind) {
-    let side = Lakeside::new().await;
-    let warehouse = Warehouse::start(kind, &side).await;
+    let scenario = Scenario::start(kind).await;
     let events = exposures(200, "missing");
-    let files = sink_into_lake(&side, &events).await;
+    let files = scenario.sink(&events).await;
     let mut gone = files[0].clone();
     let gone_key = gone["key"]
         .as_str()
         .expect("key")
         .replace(".parquet", "-deleted.parquet");
     gone["key"] = gone_key.clone().into();
-    announce(&side, &gone).await;
+    scenario.announce(&gone).await;
 
-    let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
-    wait_rows(&warehouse.pg, events.len() as i64).await;
-    let client = warehouse.pg.client().await;
+    let loader = scenario.start_loader();
+    scenario.wait_rows(events.len() as i64).await;
+    let client = scenario.client().await;
     let deadline = Instant::now() + DEADLINE;
     loop {
         let reason = client
@@ -848,7 +531,7 @@ async fn missing_object(kind: Kind) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
     }
-    let status = loader::status::gather(&status_config(&side, &warehouse)).await;
+    let status = loader::status::gather(&scenario.status_config()).await;
     let listed = |status: &loader::status::Report| match &status.warehouse {
         Some(Ok(w)) => w.quarantined.iter().any(|file| file.object_key == gone_key),
         other => panic!("warehouse section: {other:?}"),
@@ -857,46 +540,44 @@ async fn missing_object(kind: Kind) {
 
     // The object comes back and is announced again: it loads (its rows are already
     // there), and `status` no longer lists it as quarantined.
-    let lake = side.lake().await;
+    let lake = scenario.side.lake().await;
     let original = files[0]["key"].as_str().expect("key");
     let body = lake.get(original).await.expect("original object");
     lake.put(&gone_key, body).await.expect("restored");
-    announce(&side, &gone).await;
-    wait_count(
-        &client,
-        &format!("SELECT count(*) FROM analytics.exposures_loads WHERE object_key = '{gone_key}' AND status = 'loaded'"),
-        1,
-        "the restored object was not loaded",
-    )
-    .await;
-    let status = loader::status::gather(&status_config(&side, &warehouse)).await;
+    scenario.announce(&gone).await;
+    scenario
+        .wait_count(
+            &format!(
+                "SELECT count(*) FROM analytics.exposures_loads WHERE object_key = '{gone_key}' AND status = 'loaded'"
+            ),
+            1,
+        )
+        .await;
+    let status = loader::status::gather(&scenario.status_config()).await;
     assert!(
         !listed(&status),
         "a file loaded since is not listed as quarantined"
     );
-    stop.cancel();
-    task.await.expect("loader task").expect("loader");
-    assert_warehouse_exact(&warehouse.pg, &events).await;
+    loader.stop().await;
+    scenario.assert_exact(&events).await;
 }
 
 /// Every `--compression` the sink offers loads into PostgreSQL.
 #[tokio::test]
 async fn every_parquet_codec_loads_into_postgres() {
-    let side = Lakeside::new().await;
-    let warehouse = Warehouse::start(Kind::Postgres, &side).await;
+    let scenario = Scenario::start(Kind::Postgres).await;
     let events = exposures(90, "codecs");
     for (index, (codec, part)) in [ParquetCodec::Snappy, ParquetCodec::Zstd, ParquetCodec::Gzip]
         .into_iter()
         .zip(events.chunks(30))
         .enumerate()
     {
-        place_file(&side, part, 1_000 * index as i64, codec).await;
+        scenario.place_file(part, 1_000 * index as i64, codec).await;
     }
-    let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
-    wait_rows(&warehouse.pg, events.len() as i64).await;
-    stop.cancel();
-    task.await.expect("loader task").expect("loader");
-    assert_warehouse_exact(&warehouse.pg, &events).await;
+    let loader = scenario.start_loader();
+    scenario.wait_rows(events.len() as i64).await;
+    loader.stop().await;
+    scenario.assert_exact(&events).await;
 }
 
 /// Redshift (through the emulator, which refuses what Spectrum does not document) loads
@@ -905,26 +586,29 @@ async fn every_parquet_codec_loads_into_postgres() {
 /// of quarantining the rest.
 #[tokio::test]
 async fn redshift_loads_snappy_and_gzip_and_a_codec_it_cannot_read_trips_the_breaker() {
-    let side = Lakeside::new().await;
-    let warehouse = Warehouse::start(Kind::Redshift, &side).await;
+    let scenario = Scenario::start(Kind::Redshift).await;
     let readable = exposures(60, "readable");
-    place_file(&side, &readable[..30], 0, ParquetCodec::Snappy).await;
-    place_file(&side, &readable[30..], 1_000, ParquetCodec::Gzip).await;
-    let mut config = load_config(&side, &warehouse, "load");
-    let (stop, task) = start_loader(config.clone());
-    wait_rows(&warehouse.pg, readable.len() as i64).await;
-    stop.cancel();
-    task.await.expect("loader task").expect("loader");
-    assert_warehouse_exact(&warehouse.pg, &readable).await;
+    scenario
+        .place_file(&readable[..30], 0, ParquetCodec::Snappy)
+        .await;
+    scenario
+        .place_file(&readable[30..], 1_000, ParquetCodec::Gzip)
+        .await;
+    let loader = scenario.start_loader();
+    scenario.wait_rows(readable.len() as i64).await;
+    loader.stop().await;
+    scenario.assert_exact(&readable).await;
 
     let unreadable = exposures(60, "zstd");
     for (index, part) in unreadable.chunks(10).enumerate() {
-        place_file(&side, part, 10_000 + 1_000 * index as i64, ParquetCodec::Zstd).await;
+        scenario
+            .place_file(part, 10_000 + 1_000 * index as i64, ParquetCodec::Zstd)
+            .await;
     }
+    let mut config = scenario.load_config("load");
     config.batches.batch_files = 6;
     let failures = load_failures();
-    let (stop, task) = start_loader(config);
-    let client = warehouse.pg.client().await;
+    let loader = RunningLoader::start(config);
     let deadline = Instant::now() + DEADLINE;
     while load_failures() < failures + 2.0 || loader::load::health::check().is_ok() {
         assert!(Instant::now() < deadline, "the loader did not fail loudly");
@@ -937,13 +621,9 @@ async fn redshift_loads_snappy_and_gzip_and_a_codec_it_cannot_read_trips_the_bre
         unhealthy.contains("circuit breaker open") && unhealthy.contains("ZSTD"),
         "{unhealthy}"
     );
-    stop.cancel();
-    task.await.expect("loader task").expect("loader");
-    let quarantined = count(
-        &client,
-        "SELECT count(*) FROM analytics.exposures_loads WHERE status = 'quarantined'",
-    )
-    .await;
+    loader.stop().await;
+    let client = scenario.client().await;
+    let quarantined = count(&client, QUARANTINED).await;
     assert!(
         quarantined <= 3,
         "{quarantined} of 6 files quarantined: the breaker did not stop it"
@@ -969,16 +649,8 @@ async fn redshift_loads_snappy_and_gzip_and_a_codec_it_cannot_read_trips_the_bre
 /// is, a stale one is replaced.
 #[tokio::test]
 async fn a_view_is_replaced_only_when_its_definition_is_stale() {
-    let side = Lakeside::new().await;
-    let warehouse = Warehouse::start(Kind::Postgres, &side).await;
-    let admin = warehouse.pg.client().await;
-    admin
-        .batch_execute(&schemas::ddl::script(
-            schemas::ddl::Dialect::Postgres,
-            "analytics",
-        ))
-        .await
-        .expect("objects");
+    let scenario = Scenario::start(Kind::Postgres).await;
+    let admin = made_by_an_administrator(&scenario, "").await;
     let definition: String = admin
         .query_one(
             "SELECT pg_get_viewdef('analytics.exposures_growthbook'::regclass)",
@@ -995,13 +667,12 @@ async fn a_view_is_replaced_only_when_its_definition_is_stale() {
         .await
         .expect("narrowed by hand");
     let events = exposures(100, "views");
-    sink_into_lake(&side, &events).await;
+    scenario.sink(&events).await;
     let growthbook_rows = "SELECT count(*) FROM analytics.exposures_growthbook";
 
-    let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
-    wait_rows(&warehouse.pg, events.len() as i64).await;
-    stop.cancel();
-    task.await.expect("loader task").expect("loader");
+    let loader = scenario.start_loader();
+    scenario.wait_rows(events.len() as i64).await;
+    loader.stop().await;
     assert_eq!(
         count(&admin, growthbook_rows).await,
         0,
@@ -1014,16 +685,9 @@ async fn a_view_is_replaced_only_when_its_definition_is_stale() {
         )
         .await
         .expect("comment");
-    let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
-    wait_count(
-        &admin,
-        growthbook_rows,
-        events.len() as i64,
-        "the stale view was not replaced",
-    )
-    .await;
-    stop.cancel();
-    task.await.expect("loader task").expect("loader");
+    let loader = scenario.start_loader();
+    scenario.wait_count(growthbook_rows, events.len() as i64).await;
+    loader.stop().await;
 }
 
 /// Redshift's VARCHAR width counts bytes: a file holding a 200-character experiment_id of
@@ -1031,26 +695,21 @@ async fn a_view_is_replaced_only_when_its_definition_is_stale() {
 /// refused by COPY as Redshift words it, and quarantined alone.
 #[tokio::test]
 async fn redshift_counts_varchar_widths_in_bytes() {
-    let side = Lakeside::new().await;
-    let warehouse = Warehouse::start(Kind::Redshift, &side).await;
+    let scenario = Scenario::start(Kind::Redshift).await;
     let good = exposures(10, "bytes-good");
     let mut wide = exposures(1, "bytes-wide");
     wide[0].experiment_id = "é".repeat(200);
-    place_file(&side, &good, 0, ParquetCodec::default()).await;
-    place_file(&side, &wide, 1_000, ParquetCodec::default()).await;
-    let (stop, task) = start_loader(load_config(&side, &warehouse, "load"));
-    let client = warehouse.pg.client().await;
-    wait_count(
-        &client,
-        "SELECT count(*) FROM analytics.exposures_loads",
-        2,
-        "the files were not both recorded",
-    )
-    .await;
-    stop.cancel();
-    task.await.expect("loader task").expect("loader");
-    assert_warehouse_exact(&warehouse.pg, &good).await;
-    let reason: String = client
+    scenario.place_file(&good, 0, ParquetCodec::default()).await;
+    scenario.place_file(&wide, 1_000, ParquetCodec::default()).await;
+    let loader = scenario.start_loader();
+    scenario
+        .wait_count("SELECT count(*) FROM analytics.exposures_loads", 2)
+        .await;
+    loader.stop().await;
+    scenario.assert_exact(&good).await;
+    let reason: String = scenario
+        .client()
+        .await
         .query_one(
             "SELECT reason FROM analytics.exposures_loads WHERE status = 'quarantined'",
             &[],

@@ -1,127 +1,49 @@
-//! `exposures reconcile` against a running loader on PostgreSQL: a ledger row deleted
-//! and an object written to the lake but never announced are both found, `--repair`
-//! announces them again, the loader loads the new rows exactly once and re-records the
-//! other without duplicating its rows, and after that reconcile finds nothing and a
-//! second repair announces nothing.
+//! `exposures reconcile` against a running loader, on PostgreSQL and on Redshift through
+//! the Data API emulator: a ledger row deleted and an object written to the lake but
+//! never announced are both found, `--repair` announces them again, the loader loads the
+//! new rows exactly once and re-records the other without duplicating its rows, and after
+//! that reconcile finds nothing and a second repair announces nothing.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
 
-use loader::load::LoadConfig;
-use loader::reconcile::ReconcileConfig;
-use loader::sink::file::{OpenFile, ParquetCodec};
-use schemas::lake_layout::{FileKey, Hour};
+use loader::sink::file::ParquetCodec;
 
 use crate::harness::kafka::record_count;
-use crate::harness::lake::{exposures, produce, start_sink, wait_committed, Lakeside};
-use crate::harness::postgres::{assert_warehouse_exact, Pg};
-use crate::harness::{flags, DEADLINE};
-
-fn load_config(side: &Lakeside, pg: &Pg) -> LoadConfig {
-    let mut config: LoadConfig = flags(&[
-        "--brokers",
-        &side.kafka.brokers(),
-        "--files-topic",
-        &side.files_topic,
-        "--group",
-        "load",
-        "--lake",
-        Lakeside::LAKE,
-        "--warehouse",
-        &pg.url(),
-        "--schema",
-        "analytics",
-        "--batch-files",
-        "7",
-        "--batch-interval",
-        "300ms",
-    ]);
-    config.lake = side.lake_args();
-    config
-}
-
-fn reconcile_config(side: &Lakeside, pg: &Pg, repair: bool) -> ReconcileConfig {
-    let mut config: ReconcileConfig = flags(&[
-        "--brokers",
-        &side.kafka.brokers(),
-        "--files-topic",
-        &side.files_topic,
-        "--lake",
-        Lakeside::LAKE,
-        "--warehouse",
-        &pg.url(),
-        "--schema",
-        "analytics",
-        "--since",
-        "7d",
-        // The test's objects were all just written.
-        "--grace",
-        "0s",
-    ]);
-    config.lake = side.lake_args();
-    config.repair = repair;
-    config
-}
-
-async fn count(pg: &Pg, sql: &str) -> i64 {
-    match tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await {
-        Ok((client, connection)) => {
-            tokio::spawn(connection);
-            client
-                .query_one(sql, &[])
-                .await
-                .map(|row| row.get::<_, i64>(0))
-                .unwrap_or(-1)
-        }
-        Err(_) => -1,
-    }
-}
-
-/// Waits until `sql` counts `expected` (never more).
-async fn wait_count(pg: &Pg, sql: &str, expected: i64) {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let n = count(pg, sql).await;
-        if n == expected {
-            return;
-        }
-        assert!(n <= expected, "{sql}: {n}, expected {expected}");
-        assert!(Instant::now() < deadline, "{sql}: {n}, expected {expected}");
-        tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
-    }
-}
+use crate::harness::lake::exposures;
+use crate::harness::scenario::{on_both_warehouses, Kind, Scenario};
 
 const ROWS: &str = "SELECT count(*) FROM analytics.exposures";
 const LOADED: &str = "SELECT count(*) FROM analytics.exposures_loads WHERE status = 'loaded'";
 
-#[tokio::test]
-async fn reconcile_finds_a_deleted_ledger_row_and_an_unannounced_object_and_repair_loads_them_once() {
-    let side = Lakeside::new().await;
-    let pg = tokio::task::spawn_blocking(Pg::start).await.expect("postgres");
+on_both_warehouses!(
+    deleted_ledger_row_and_unannounced_object =>
+        reconcile_finds_a_deleted_ledger_row_and_an_unannounced_object_and_repair_loads_them_once,
+        reconcile_on_redshift_finds_and_repairs_the_same
+);
+
+async fn deleted_ledger_row_and_unannounced_object(kind: Kind) {
+    let scenario = Scenario::start(kind).await;
+    let side = &scenario.side;
+    let reconcile = |repair| {
+        let config = scenario.reconcile_config(repair);
+        async move { loader::reconcile::run(&config).await }
+    };
 
     // The pipeline: sink 900 events into the lake, load them.
     let events = exposures(900, "reconcile");
-    produce(&side.kafka.brokers(), &side.kafka.topic, &events).await;
-    let mut sink_config = side.config("sink");
-    sink_config.files.max_file_rows = 300;
-    let sink = start_sink(sink_config);
-    wait_committed(&side, "sink", events.len() as i64).await;
-    sink.stop().await;
-    let files = record_count(&side.kafka.brokers(), &side.files_topic);
+    let files = scenario.sink(&events).await.len() as i64;
     assert!(files >= 3, "{files} files");
-
-    let stop = stage::Shutdown::new();
-    let loader = tokio::spawn(loader::load::run(load_config(&side, &pg), stop.clone()));
-    wait_count(&pg, ROWS, events.len() as i64).await;
-    wait_count(&pg, LOADED, files).await;
+    let running = scenario.start_loader();
+    scenario.wait_count(ROWS, events.len() as i64).await;
+    scenario.wait_count(LOADED, files).await;
 
     // Consistent so far.
-    let clean = loader::reconcile::run(&reconcile_config(&side, &pg, false)).await;
+    let clean = reconcile(false).await;
     assert_eq!(clean.exit_code(), 0, "{clean}");
     assert_eq!(clean.objects as i64, files, "{clean}");
 
     // A ledger row deleted (its rows stay in the table) ...
-    let client = pg.client().await;
+    let client = scenario.client().await;
     let deleted: String = client
         .query_one(
             "DELETE FROM analytics.exposures_loads WHERE object_key = \
@@ -133,27 +55,13 @@ async fn reconcile_finds_a_deleted_ledger_row_and_an_unannounced_object_and_repa
         .get(0);
     // ... and an object the sink never announced (offsets beyond the topic's).
     let extra = exposures(40, "unannounced");
-    let hour = Hour::of_millis(extra[0].received_at.timestamp_millis());
-    let first_offset = 1_000_000;
-    let mut file = OpenFile::new(0, hour, first_offset, &side.kafka.topic, ParquetCodec::default());
-    for (offset, event) in (first_offset..).zip(&extra) {
-        file.append(&schemas::LakeRow::from_exposure(event), offset)
-            .expect("encoded");
-    }
-    let encoded = file.encode().expect("parquet");
-    let lake = side.lake().await;
-    let placed = lake.key(
-        &FileKey {
-            hour,
-            partition: 0,
-            first_offset,
-        }
-        .data_key(),
-    );
-    lake.put(&placed, encoded.bytes).await.expect("put");
+    let placed = scenario
+        .write_file(&extra, 1_000_000, ParquetCodec::default())
+        .await
+        .key;
 
     // Reconcile lists both, and nothing else.
-    let found = loader::reconcile::run(&reconcile_config(&side, &pg, false)).await;
+    let found = reconcile(false).await;
     let text = found.to_string();
     let not_loaded: HashSet<&str> = found.not_loaded.iter().map(|n| n.key.as_str()).collect();
     assert_eq!(
@@ -170,7 +78,7 @@ async fn reconcile_finds_a_deleted_ledger_row_and_an_unannounced_object_and_repa
     assert!(text.contains("not loaded (no ledger row): 2"), "{text}");
 
     // Repair announces both; the loader loads the new rows once, re-records the other.
-    let repaired = loader::reconcile::run(&reconcile_config(&side, &pg, true)).await;
+    let repaired = reconcile(true).await;
     let text = repaired.to_string();
     assert!(
         repaired
@@ -181,8 +89,10 @@ async fn reconcile_finds_a_deleted_ledger_row_and_an_unannounced_object_and_repa
     );
     assert_eq!(repaired.exit_code(), 0, "{text}");
     assert_eq!(record_count(&side.kafka.brokers(), &side.files_topic), files + 2);
-    wait_count(&pg, LOADED, files + 1).await;
-    wait_count(&pg, ROWS, (events.len() + extra.len()) as i64).await;
+    scenario.wait_count(LOADED, files + 1).await;
+    scenario
+        .wait_count(ROWS, (events.len() + extra.len()) as i64)
+        .await;
     let ledger = client
         .query_one(
             "SELECT rows_in_file, rows_loaded FROM analytics.exposures_loads WHERE object_key = $1",
@@ -204,14 +114,14 @@ async fn reconcile_finds_a_deleted_ledger_row_and_an_unannounced_object_and_repa
     );
     // Exactly the events, each once.
     let all: Vec<schemas::Exposure> = events.iter().chain(&extra).cloned().collect();
-    assert_warehouse_exact(&pg, &all).await;
+    scenario.assert_exact(&all).await;
 
     // Consistent again: nothing listed, and a second repair announces nothing.
-    let after = loader::reconcile::run(&reconcile_config(&side, &pg, false)).await;
+    let after = reconcile(false).await;
     assert_eq!(after.exit_code(), 0, "{after}");
     assert!(after.not_loaded.is_empty(), "{after}");
     assert!(after.to_string().contains("consistent"), "{after}");
-    let again = loader::reconcile::run(&reconcile_config(&side, &pg, true)).await;
+    let again = reconcile(true).await;
     assert_eq!(again.exit_code(), 0, "{again}");
     assert_eq!(
         record_count(&side.kafka.brokers(), &side.files_topic),
@@ -228,7 +138,7 @@ async fn reconcile_finds_a_deleted_ledger_row_and_an_unannounced_object_and_repa
         )
         .await
         .expect("tamper");
-    let tampered = loader::reconcile::run(&reconcile_config(&side, &pg, false)).await;
+    let tampered = reconcile(false).await;
     let text = tampered.to_string();
     assert_eq!(tampered.exit_code(), 1, "{text}");
     assert_eq!(tampered.mismatches.len(), 1, "{text}");
@@ -242,6 +152,5 @@ async fn reconcile_finds_a_deleted_ledger_row_and_an_unannounced_object_and_repa
     assert_eq!(tampered.rows_in_no_file[0].rows, 1, "{text}");
     assert_eq!(tampered.rows_in_no_file[0].min_offset, 6_000_001, "{text}");
 
-    stop.cancel();
-    loader.await.expect("loader task").expect("loader");
+    running.stop().await;
 }

@@ -14,6 +14,8 @@
 //! - `postgres`: a throwaway PostgreSQL cluster per test.
 //! - `disk`: a small tmpfs that really fills up (ENOSPC).
 //! - `redshift_emulator`: the Redshift Data API over that PostgreSQL, for the real SDK.
+//! - `scenario`: a lake side and a warehouse (PostgreSQL or Redshift) with the loader,
+//!   `status` and `reconcile` configured for them; one scenario run on both warehouses.
 //!
 //! Here, shared by all of them: the deadline every wait uses, test logging, reading this
 //! process's metrics, skipping tests whose external tools are missing, and [`flags`]: a
@@ -27,6 +29,7 @@ pub mod lake;
 pub mod postgres;
 pub mod process;
 pub mod redshift_emulator;
+pub mod scenario;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
