@@ -55,13 +55,15 @@ use parquet::file::metadata::ParquetMetaDataReader;
 use schemas::lake_layout::{self, FileKey, FileRange};
 use stage::KafkaArgs;
 
-use crate::lake::{Lake, LakeArgs, LakeError, ListedObject};
+use crate::lake::{Lake, LakeArgs, LakeError};
 use crate::load::{LoadError, RedshiftArgs, Warehouse, WarehouseArgs};
 
+mod compare;
 mod queries;
 mod repair;
 mod report;
 
+use compare::{LakeObject, Observed};
 use repair::{count_dead_letters, repair};
 pub use report::{Mismatch, MissingObject, NotLoaded, OrphanRows, Report, Unreadable};
 
@@ -211,25 +213,6 @@ async fn read_range(lake: &Lake, key: &str, size: u64) -> Result<Result<FileRang
     Ok(FileRange::from_metadata(|name| values.get(name).copied()).map_err(|e| e.to_string()))
 }
 
-/// A lake object compared.
-#[derive(Debug, Clone)]
-struct LakeObject {
-    listed: ListedObject,
-    parts: FileKey,
-    range: Result<FileRange, String>,
-    young: bool,
-}
-
-/// What the ledger holds of one object, by status.
-#[derive(Debug, Clone, Default)]
-struct LedgerEntry {
-    loaded: u64,
-    quarantined: u64,
-    rows_in_file: i64,
-    rows_loaded: i64,
-    rows_rejected: i64,
-}
-
 /// Compares, and with `--repair` announces what was not loaded.
 pub async fn run(config: &ReconcileConfig) -> Report {
     let now = Utc::now();
@@ -239,224 +222,120 @@ pub async fn run(config: &ReconcileConfig) -> Report {
         since,
         ..Report::default()
     };
-    if let Err(error) = compare(config, now, &mut report).await {
+    if let Err(error) = gather_and_compare(config, now, &mut report).await {
         report.errors.push(error.to_string());
     }
     report
 }
 
-async fn compare(
+async fn gather_and_compare(
     config: &ReconcileConfig,
     now: DateTime<Utc>,
     report: &mut Report,
 ) -> Result<(), ReconcileError> {
     let lake = config.lake.open().await?;
+    let warehouse = Warehouse::connect(&config.warehouse, &config.redshift).await?;
+    let observed = gather(config, now, report.since, &lake, &warehouse).await?;
+    report.objects = observed.objects.len();
+    report.in_grace = observed.objects.values().filter(|o| o.young).count();
+    report.ledger_rows = observed
+        .ledger
+        .values()
+        .map(|e| (e.loaded + e.quarantined) as usize)
+        .sum();
+
+    let findings = observed.compare();
+    report.not_loaded = findings.not_loaded;
+    report.unreadable = findings.unreadable;
+    report.missing_from_lake = findings.missing_from_lake;
+    report.mismatches = findings.mismatches;
+
+    // 4. Rows in no listed object's range: rows received from an hour after --since on.
+    let received_from = report
+        .since
+        .and_then(|d| d.and_hms_opt(1, 0, 0))
+        .map(|from| Utc.from_utc_datetime(&from));
+    let orphans = queries::orphans(
+        warehouse.dialect(),
+        &config.warehouse.schema,
+        received_from,
+        &observed.covered_spans(),
+    );
+    report.rows_in_no_file = warehouse.query::<OrphanRows>(&orphans).await?;
+
+    if config.repair {
+        report.repaired = true;
+        repair(config, &lake, &observed.objects, report).await?;
+    }
+    Ok(())
+}
+
+/// Reads what [`Observed::compare`] compares: the lake's objects in the window and their
+/// footers, the ledger of that window by object, the table's rows in each loaded
+/// object's range, and the dead letters of the objects whose counts need them.
+async fn gather(
+    config: &ReconcileConfig,
+    now: DateTime<Utc>,
+    since: Option<NaiveDate>,
+    lake: &Lake,
+    warehouse: &Warehouse,
+) -> Result<Observed, ReconcileError> {
     let prefix = lake.key("");
     let base = lake.key(&lake_layout::data_dir());
     let file_key = |key: &str| FileKey::parse_data_key(key.strip_prefix(&prefix)?);
-    let since = report.since;
+    let in_window = |parts: &FileKey| since.is_none_or(|since| parts.hour.date() >= since);
     let cutoff = now - chrono::Duration::from_std(config.grace).unwrap_or(chrono::Duration::MAX);
+    let mut observed = Observed::default();
 
-    // The lake: keys, then each object's footer.
-    let mut objects: BTreeMap<String, LakeObject> = BTreeMap::new();
     for listed in lake.list_objects(&base).await? {
-        let Some(parts) = file_key(&listed.key) else {
-            continue; // not a data file of this layout
+        let Some(parts) = file_key(&listed.key).filter(in_window) else {
+            continue; // not a data file of this layout, or before the window
         };
-        if since.is_some_and(|since| parts.hour.date() < since) {
-            continue;
-        }
         let young = match listed.last_modified {
             Some(modified) => modified > cutoff,
             None => parts.hour.end() > cutoff,
         };
-        let range = read_range(&lake, &listed.key, listed.size).await?;
-        objects.insert(
-            listed.key.clone(),
-            LakeObject {
-                listed,
-                parts,
-                range,
-                young,
-            },
-        );
+        let range = read_range(lake, &listed.key, listed.size).await?;
+        let object = LakeObject {
+            listed,
+            parts,
+            range,
+            young,
+        };
+        observed.objects.insert(object.listed.key.clone(), object);
     }
-    report.objects = objects.len();
-    report.in_grace = objects.values().filter(|o| o.young).count();
 
-    // The ledger, one row per (object, status).
-    let warehouse = Warehouse::connect(&config.warehouse, &config.redshift).await?;
-    let dialect = warehouse.dialect();
     let schema = &config.warehouse.schema;
-    let literal = |text: &str| schemas::ledger::literal(dialect, text);
-    let dt = format!("{base}dt=");
-    let mut filter = format!("object_key LIKE {}", literal(&format!("{dt}%")));
-    if let Some(since) = since {
-        filter.push_str(&format!(
-            " AND SUBSTRING(object_key, {}, 10) >= {}",
-            dt.chars().count() + 1,
-            literal(&since.format("%Y-%m-%d").to_string())
-        ));
-    }
-    let mut ledger: BTreeMap<String, LedgerEntry> = BTreeMap::new();
-    for group in warehouse
-        .query::<queries::LedgerGroup>(&queries::ledger_groups(schema, &filter))
-        .await?
-    {
-        match file_key(&group.object_key) {
-            Some(parts) if since.is_none_or(|since| parts.hour.date() >= since) => {}
-            _ => continue,
-        }
-        report.ledger_rows += group.ledger_rows as usize;
-        let entry = ledger.entry(group.object_key).or_default();
-        match group.status.as_str() {
-            "loaded" => {
-                entry.loaded += group.ledger_rows;
-                entry.rows_in_file += group.rows_in_file;
-                entry.rows_loaded += group.rows_loaded;
-                entry.rows_rejected += group.rows_rejected;
-            }
-            _ => entry.quarantined += group.ledger_rows,
+    let ledger_sql = queries::ledger_groups(warehouse.dialect(), schema, &base, since);
+    for group in warehouse.query::<queries::LedgerGroup>(&ledger_sql).await? {
+        if file_key(&group.object_key).is_some_and(|parts| in_window(&parts)) {
+            observed
+                .ledger
+                .entry(group.object_key.clone())
+                .or_default()
+                .add(&group);
         }
     }
 
-    // 1. Not loaded; unreadable objects.
-    for (key, object) in &objects {
-        let entry = ledger.get(key);
-        let loaded = entry.is_some_and(|e| e.loaded > 0);
-        let quarantined = entry.is_some_and(|e| e.quarantined > 0);
-        if let Err(why) = &object.range {
-            if !quarantined && !object.young {
-                report.unreadable.push(Unreadable {
-                    key: key.clone(),
-                    why: why.clone(),
-                });
-            }
-        }
-        if !loaded && !object.young {
-            report.not_loaded.push(NotLoaded {
-                key: key.clone(),
-                quarantined,
-                announced: None,
-            });
-        }
-    }
-
-    // 2. Ledger rows whose object is gone.
-    for (key, entry) in &ledger {
-        if !objects.contains_key(key) {
-            let status = if entry.loaded > 0 { "loaded" } else { "quarantined" };
-            report.missing_from_lake.push(MissingObject {
-                key: key.clone(),
-                status: status.into(),
-                rows_loaded: entry.rows_loaded,
-            });
-        }
-    }
-
-    // 3. Counts of loaded objects: ledger against the file, table against the ledger.
-    let loaded: Vec<(&String, &LakeObject, &LedgerEntry, &FileRange)> = objects
-        .iter()
-        .filter_map(|(key, object)| {
-            let entry = ledger.get(key).filter(|e| e.loaded > 0)?;
-            Some((key, object, entry, object.range.as_ref().ok()?))
-        })
-        .collect();
-    let mut table_rows: BTreeMap<(i32, i64), i64> = BTreeMap::new();
+    let mut table_rows = BTreeMap::new();
+    let loaded: Vec<&FileRange> = observed.loaded().map(|(_, _, _, range)| range).collect();
     for chunk in loaded.chunks(RANGES_PER_QUERY) {
-        let ranges: Vec<&FileRange> = chunk.iter().map(|(_, _, _, range)| *range).collect();
         for count in warehouse
-            .query::<queries::RangeCount>(&queries::range_counts(schema, &ranges))
+            .query::<queries::RangeCount>(&queries::range_counts(schema, chunk))
             .await?
         {
             table_rows.insert((count.partition, count.first_offset), count.rows);
         }
     }
-    for (key, object, entry, range) in loaded {
-        let mut dead_letters = 0;
-        let mut problems = Vec::new();
-        if entry.rows_in_file != (range.rows * entry.loaded) as i64 {
-            dead_letters = count_dead_letters(&lake, &object.parts).await?.unwrap_or(0);
-            let expected = ((range.rows + dead_letters) * entry.loaded) as i64;
-            if entry.rows_in_file != expected {
-                problems.push(format!(
-                    "the ledger says {} rows in the file, the file holds {} (+{} dead letters)",
-                    entry.rows_in_file, range.rows, dead_letters
-                ));
-            }
-        }
-        let in_table = table_rows.get(&(range.partition, range.first_offset)).copied();
-        match in_table {
-            Some(rows) if rows < entry.rows_loaded => problems.push(format!(
-                "{rows} rows of its offset range are in exposures, the ledger says {} were loaded (rows deleted?)",
-                entry.rows_loaded
-            )),
-            Some(rows) if rows > range.rows as i64 => problems.push(format!(
-                "{rows} rows of its offset range are in exposures, more than the {} the file holds",
-                range.rows
-            )),
-            Some(_) => {}
-            None => problems.push("its offset range was not counted".into()),
-        }
-        if !problems.is_empty() {
-            report.mismatches.push(Mismatch {
-                key: key.clone(),
-                partition: range.partition,
-                first_offset: range.first_offset,
-                last_offset: range.last_offset,
-                file_rows: range.rows,
-                dead_letters,
-                ledger_rows_in_file: entry.rows_in_file,
-                ledger_rows_loaded: entry.rows_loaded,
-                table_rows: in_table,
-                problem: problems.join("; "),
-            });
-        }
-    }
+    observed.table_rows = table_rows;
 
-    // 4. Rows in no listed object's range.
-    let mut ranges: BTreeMap<i32, Vec<(i64, i64)>> = BTreeMap::new();
-    for range in objects.values().filter_map(|o| o.range.as_ref().ok()) {
-        ranges
-            .entry(range.partition)
-            .or_default()
-            .push((range.first_offset, range.last_offset));
+    let mut dead_letters = BTreeMap::new();
+    for (key, object) in observed.wanting_dead_letters() {
+        let lines = count_dead_letters(lake, &object.parts).await?.unwrap_or(0);
+        dead_letters.insert(key.clone(), lines);
     }
-    let mut covered = Vec::new();
-    for (partition, mut spans) in ranges {
-        spans.sort_unstable();
-        let mut merged: Vec<(i64, i64)> = Vec::new();
-        for (first, last) in spans {
-            match merged.last_mut() {
-                Some(previous) if first <= previous.1.saturating_add(1) => previous.1 = previous.1.max(last),
-                _ => merged.push((first, last)),
-            }
-        }
-        covered.extend(merged.into_iter().map(|(first, last)| {
-            format!("(kafka_partition = {partition} AND kafka_offset BETWEEN {first} AND {last})")
-        }));
-    }
-    let covered = if covered.is_empty() {
-        "1 = 0".to_owned()
-    } else {
-        covered.join(" OR ")
-    };
-    let window = match since.and_then(|d| d.and_hms_opt(1, 0, 0)) {
-        Some(from) => format!(
-            "received_at >= {}",
-            crate::quality::timestamp(dialect, Utc.from_utc_datetime(&from))
-        ),
-        None => "1 = 1".to_owned(),
-    };
-    report.rows_in_no_file = warehouse
-        .query::<OrphanRows>(&queries::orphans(schema, &window, &covered))
-        .await?;
-
-    if config.repair {
-        report.repaired = true;
-        repair(config, &lake, &objects, report).await?;
-    }
-    Ok(())
+    observed.dead_letters = dead_letters;
+    Ok(observed)
 }
 
 #[cfg(test)]

@@ -1,8 +1,14 @@
 //! What `reconcile` asks the warehouse, and the typed rows it answers: the ledger by
 //! object, the table's rows within each loaded file's offset range, and rows within no
-//! file's range. A value that does not parse fails the run; it never counts as 0.
+//! file's range — the same SQL on both warehouses but for literals, snapshot-tested in
+//! both dialects below. A value that does not parse fails the run; it never counts as 0.
 
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use schemas::ddl::Dialect;
 use schemas::lake_layout::FileRange;
+use schemas::ledger::literal;
 
 use super::report::OrphanRows;
 use crate::load::from_row;
@@ -29,8 +35,18 @@ from_row!(
     }
 );
 
-/// The ledger rows whose object key matches `filter`, grouped by object and status.
-pub(super) fn ledger_groups(schema: &str, filter: &str) -> String {
+/// The ledger rows of the objects under `base` (the lake's data directory) in the
+/// `dt=` partitions on or after `since`, grouped by object and status.
+pub(super) fn ledger_groups(dialect: Dialect, schema: &str, base: &str, since: Option<NaiveDate>) -> String {
+    let dt = format!("{base}dt=");
+    let mut filter = format!("object_key LIKE {}", literal(dialect, &format!("{dt}%")));
+    if let Some(since) = since {
+        filter.push_str(&format!(
+            " AND SUBSTRING(object_key, {}, 10) >= {}",
+            dt.chars().count() + 1,
+            literal(dialect, &since.format("%Y-%m-%d").to_string())
+        ));
+    }
     format!(
         "SELECT object_key, status, COUNT(*), SUM(rows_in_file), SUM(rows_loaded), SUM(rows_rejected) \
          FROM {schema}.exposures_loads WHERE {filter} GROUP BY object_key, status"
@@ -90,10 +106,105 @@ from_row!(
     }
 );
 
-/// Rows received in `window` whose offsets are not `covered` by any file, by partition.
-pub(super) fn orphans(schema: &str, window: &str, covered: &str) -> String {
+/// Rows received from `received_from` on (all, if `None`) whose offsets are in none of
+/// the `covered` spans (merged, per partition), by partition.
+pub(super) fn orphans(
+    dialect: Dialect,
+    schema: &str,
+    received_from: Option<DateTime<Utc>>,
+    covered: &BTreeMap<i32, Vec<(i64, i64)>>,
+) -> String {
+    let window = match received_from {
+        Some(from) => format!("received_at >= {}", crate::quality::timestamp(dialect, from)),
+        None => "1 = 1".to_owned(),
+    };
+    let spans: Vec<String> = covered
+        .iter()
+        .flat_map(|(partition, spans)| {
+            spans.iter().map(move |(first, last)| {
+                format!("(kafka_partition = {partition} AND kafka_offset BETWEEN {first} AND {last})")
+            })
+        })
+        .collect();
+    let covered = if spans.is_empty() {
+        "1 = 0".to_owned()
+    } else {
+        spans.join(" OR ")
+    };
     format!(
         "SELECT kafka_partition, COUNT(*), MIN(kafka_offset), MAX(kafka_offset) FROM {schema}.exposures \
          WHERE {window} AND NOT ({covered}) GROUP BY kafka_partition ORDER BY kafka_partition"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn range(partition: i32, first_offset: i64, last_offset: i64) -> FileRange {
+        FileRange {
+            topic: "exposures".into(),
+            partition,
+            first_offset,
+            last_offset,
+            rows: (last_offset - first_offset + 1) as u64,
+        }
+    }
+
+    #[test]
+    fn ledger_groups_snapshot_in_both_dialects() {
+        let since = NaiveDate::from_ymd_opt(2026, 11, 28);
+        assert_eq!(
+            ledger_groups(
+                Dialect::Postgres,
+                "analytics",
+                "o'neil\\lake/exposures/v1/",
+                since
+            ),
+            "SELECT object_key, status, COUNT(*), SUM(rows_in_file), SUM(rows_loaded), SUM(rows_rejected) \
+             FROM analytics.exposures_loads WHERE object_key LIKE E'o''neil\\\\lake/exposures/v1/dt=%' \
+             AND SUBSTRING(object_key, 29, 10) >= '2026-11-28' GROUP BY object_key, status"
+        );
+        assert_eq!(
+            ledger_groups(Dialect::Redshift, "analytics", "lake/exposures/v1/", None),
+            "SELECT object_key, status, COUNT(*), SUM(rows_in_file), SUM(rows_loaded), SUM(rows_rejected) \
+             FROM analytics.exposures_loads WHERE object_key LIKE 'lake/exposures/v1/dt=%' \
+             GROUP BY object_key, status"
+        );
+    }
+
+    #[test]
+    fn range_counts_snapshot() {
+        assert_eq!(
+            range_counts("analytics", &[&range(0, 0, 299), &range(3, 300, 599)]),
+            "SELECT r.p, r.f, COUNT(e.kafka_offset) FROM (\
+             SELECT CAST(0 AS INTEGER) AS p, CAST(0 AS BIGINT) AS f, CAST(299 AS BIGINT) AS l \
+             UNION ALL SELECT 3, 300, 599) r \
+             LEFT JOIN analytics.exposures e ON e.kafka_partition = r.p AND e.kafka_offset BETWEEN r.f AND r.l \
+             GROUP BY r.p, r.f"
+        );
+    }
+
+    #[test]
+    fn orphans_snapshot_in_both_dialects() {
+        let from = Utc.with_ymd_and_hms(2026, 11, 28, 1, 0, 0).single();
+        let covered = BTreeMap::from([(0, vec![(0, 14), (100, 100)]), (2, vec![(5, 9)])]);
+        assert_eq!(
+            orphans(Dialect::Postgres, "analytics", from, &covered),
+            "SELECT kafka_partition, COUNT(*), MIN(kafka_offset), MAX(kafka_offset) FROM analytics.exposures \
+             WHERE received_at >= TIMESTAMPTZ '2026-11-28 01:00:00+00' AND NOT (\
+             (kafka_partition = 0 AND kafka_offset BETWEEN 0 AND 14) OR \
+             (kafka_partition = 0 AND kafka_offset BETWEEN 100 AND 100) OR \
+             (kafka_partition = 2 AND kafka_offset BETWEEN 5 AND 9)) \
+             GROUP BY kafka_partition ORDER BY kafka_partition"
+        );
+        assert_eq!(
+            orphans(Dialect::Redshift, "analytics", from, &BTreeMap::new()),
+            "SELECT kafka_partition, COUNT(*), MIN(kafka_offset), MAX(kafka_offset) FROM analytics.exposures \
+             WHERE received_at >= TIMESTAMP '2026-11-28 01:00:00' AND NOT (1 = 0) \
+             GROUP BY kafka_partition ORDER BY kafka_partition"
+        );
+    }
 }
