@@ -107,34 +107,11 @@ pub(super) async fn warehouse_status(status_config: &StatusConfig) -> Result<War
     let config = &status_config.warehouse;
     let warehouse = Warehouse::connect(config, &status_config.redshift).await?;
     let schema = &config.schema;
-    let totals: Totals = warehouse
-        .query_one(&format!(
-            "SELECT COUNT(*), MAX(exposed_at) FROM {schema}.exposures"
-        ))
-        .await?;
-    let ledger = warehouse
-        .query(&format!(
-            "SELECT status, COUNT(*), COALESCE(SUM(rows_loaded), 0), COALESCE(SUM(rows_rejected), 0) \
-             FROM {schema}.exposures_loads \
-             GROUP BY status ORDER BY status"
-        ))
-        .await?;
-    let Count(rejected_rows) = warehouse
-        .query_one(&format!("SELECT COUNT(*) FROM {schema}.exposures_rejected"))
-        .await?;
-    let rejected = warehouse
-        .query(&format!(
-            "SELECT event_id, object_key, kafka_partition, kafka_offset, rejected_at, reason \
-             FROM {schema}.exposures_rejected ORDER BY rejected_at DESC LIMIT {LISTED}"
-        ))
-        .await?;
-    let quarantined = warehouse
-        .query(&format!(
-            "SELECT object_key, loaded_at, reason FROM {schema}.exposures_loads WHERE status = 'quarantined' \
-             AND object_key NOT IN (SELECT object_key FROM {schema}.exposures_loads WHERE status = 'loaded') \
-             ORDER BY loaded_at DESC LIMIT {LISTED}"
-        ))
-        .await?;
+    let totals: Totals = warehouse.query_one(&sql::totals(schema)).await?;
+    let ledger = warehouse.query(&sql::ledger_by_status(schema)).await?;
+    let Count(rejected_rows) = warehouse.query_one(&sql::rejected_count(schema)).await?;
+    let rejected = warehouse.query(&sql::recent_rejections(schema)).await?;
+    let quarantined = warehouse.query(&sql::quarantined_files(schema)).await?;
     let since = Utc::now()
         - chrono::Duration::from_std(status_config.window).unwrap_or_else(|_| chrono::Duration::days(7));
     let dialect = warehouse.dialect();
@@ -154,4 +131,67 @@ pub(super) async fn warehouse_status(status_config: &StatusConfig) -> Result<War
         rejected,
         experiments: quality::evaluate(&per_variation, &multiple, &weights),
     })
+}
+
+/// The section's SQL, the same on both warehouses (the quality checks' is in
+/// [`crate::quality`]).
+mod sql {
+    use super::LISTED;
+
+    pub fn totals(schema: &str) -> String {
+        format!("SELECT COUNT(*), MAX(exposed_at) FROM {schema}.exposures")
+    }
+
+    pub fn ledger_by_status(schema: &str) -> String {
+        format!(
+            "SELECT status, COUNT(*), COALESCE(SUM(rows_loaded), 0), COALESCE(SUM(rows_rejected), 0) \
+             FROM {schema}.exposures_loads GROUP BY status ORDER BY status"
+        )
+    }
+
+    pub fn rejected_count(schema: &str) -> String {
+        format!("SELECT COUNT(*) FROM {schema}.exposures_rejected")
+    }
+
+    pub fn recent_rejections(schema: &str) -> String {
+        format!(
+            "SELECT event_id, object_key, kafka_partition, kafka_offset, rejected_at, reason \
+             FROM {schema}.exposures_rejected ORDER BY rejected_at DESC LIMIT {LISTED}"
+        )
+    }
+
+    /// Quarantined files not loaded since, newest first.
+    pub fn quarantined_files(schema: &str) -> String {
+        format!(
+            "SELECT object_key, loaded_at, reason FROM {schema}.exposures_loads WHERE status = 'quarantined' \
+             AND object_key NOT IN (SELECT object_key FROM {schema}.exposures_loads WHERE status = 'loaded') \
+             ORDER BY loaded_at DESC LIMIT {LISTED}"
+        )
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn status_sql_snapshot() {
+        let statements = [
+            totals("s"),
+            ledger_by_status("s"),
+            rejected_count("s"),
+            recent_rejections("s"),
+            quarantined_files("s"),
+        ];
+        assert_eq!(
+            statements,
+            [
+                "SELECT COUNT(*), MAX(exposed_at) FROM s.exposures",
+                "SELECT status, COUNT(*), COALESCE(SUM(rows_loaded), 0), COALESCE(SUM(rows_rejected), 0) \
+                 FROM s.exposures_loads GROUP BY status ORDER BY status",
+                "SELECT COUNT(*) FROM s.exposures_rejected",
+                "SELECT event_id, object_key, kafka_partition, kafka_offset, rejected_at, reason \
+                 FROM s.exposures_rejected ORDER BY rejected_at DESC LIMIT 20",
+                "SELECT object_key, loaded_at, reason FROM s.exposures_loads WHERE status = 'quarantined' \
+                 AND object_key NOT IN (SELECT object_key FROM s.exposures_loads WHERE status = 'loaded') \
+                 ORDER BY loaded_at DESC LIMIT 20",
+            ]
+        );
+    }
 }

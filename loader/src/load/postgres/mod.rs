@@ -33,6 +33,7 @@ use tokio_postgres::{Client, NoTls, SimpleQueryMessage, Transaction};
 
 mod reload;
 mod rows;
+mod sql;
 
 pub use reload::ReloadReport;
 use rows::{as_params, load_rows_one_by_one, BatchColumns};
@@ -152,11 +153,7 @@ impl Postgres {
         }
         let ledger_columns: Vec<String> = self
             .client
-            .query(
-                "SELECT column_name::text FROM information_schema.columns \
-                 WHERE table_schema = $1 AND table_name = 'exposures_loads'",
-                &[&self.schema],
-            )
+            .query(sql::LEDGER_COLUMNS, &[&self.schema])
             .await
             .map_err(LoadError::Warehouse)?
             .iter()
@@ -170,32 +167,14 @@ impl Postgres {
         }
         let rows = self
             .client
-            .query(
-                "SELECT column_name::text, data_type::text FROM information_schema.columns \
-                 WHERE table_schema = $1 AND table_name = 'exposures' ORDER BY ordinal_position",
-                &[&self.schema],
-            )
+            .query(sql::EXPOSURES_COLUMNS, &[&self.schema])
             .await
             .map_err(LoadError::Warehouse)?;
         let found: Vec<String> = rows
             .iter()
             .map(|r| format!("{} {}", r.get::<_, String>(0), r.get::<_, String>(1)))
             .collect();
-        let expected: Vec<String> = COLUMNS
-            .iter()
-            .map(|c| {
-                let data_type = match c.kind {
-                    ColumnType::Text(_) => "text",
-                    ColumnType::Json => "jsonb",
-                    ColumnType::Timestamp => "timestamp with time zone",
-                    ColumnType::Boolean => "boolean",
-                    ColumnType::Int32 => "integer",
-                    ColumnType::Int64 => "bigint",
-                };
-                format!("{} {data_type}", c.name)
-            })
-            .collect();
-        super::require_columns(&self.schema, found, expected)
+        super::require_columns(&self.schema, found, sql::expected_exposures_columns())
     }
 
     /// Runs a read-only query; every field as text.
@@ -240,7 +219,7 @@ impl Postgres {
         let schema = self.schema.clone();
         let mut transaction = self.client.transaction().await.map_err(LoadError::Warehouse)?;
         transaction
-            .batch_execute(&ddl::stage_table(Dialect::Postgres, "exposures_stage"))
+            .batch_execute(&sql::create_stage())
             .await
             .map_err(LoadError::Warehouse)?;
         let mut report = BatchReport::default();
@@ -361,7 +340,7 @@ impl Postgres {
             report.outcomes.push((file.key.clone(), outcome));
         }
         report.newest_exposed_at = transaction
-            .query_one(&format!("SELECT max(exposed_at) FROM {schema}.exposures"), &[])
+            .query_one(&sql::newest_exposed_at(&schema), &[])
             .await
             .map_err(LoadError::Warehouse)?
             .get::<_, Option<DateTime<Utc>>>(0);
@@ -390,15 +369,10 @@ async fn record_dead_letters(
 
 /// Stages one file's rows and inserts those whose `event_id` is new. Returns rows inserted.
 async fn load_file(client: &Transaction<'_>, schema: &str, body: Bytes) -> Result<u64, FileFailure> {
-    client.batch_execute("TRUNCATE exposures_stage").await?;
+    client.batch_execute(&sql::truncate_stage()).await?;
     let reader = parquet_rows(body)?;
     let types: Vec<Type> = COLUMNS.iter().map(|c| stage_type(c.kind)).collect();
-    let sink = client
-        .copy_in(&format!(
-            "COPY exposures_stage ({}) FROM STDIN (FORMAT binary)",
-            ledger::exposure_column_list()
-        ))
-        .await?;
+    let sink = client.copy_in(&sql::copy_into_stage()).await?;
     let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
     for batch in reader {
         let batch = batch.map_err(corrupt)?;
@@ -409,16 +383,7 @@ async fn load_file(client: &Transaction<'_>, schema: &str, body: Bytes) -> Resul
         }
     }
     writer.as_mut().finish().await?;
-    let inserted = client
-        .execute(
-            &format!(
-                "INSERT INTO {schema}.exposures ({}) SELECT {} FROM exposures_stage ON CONFLICT (event_id) DO NOTHING",
-                ledger::exposure_column_list(),
-                ledger::exposure_insert_values(Dialect::Postgres)
-            ),
-            &[],
-        )
-        .await?;
+    let inserted = client.execute(&sql::insert_from_stage(schema), &[]).await?;
     Ok(inserted)
 }
 

@@ -28,25 +28,14 @@ impl Postgres {
         let schema = self.schema.clone();
         let mut transaction = self.client.transaction().await.map_err(LoadError::Warehouse)?;
         let rows = transaction
-            .query(
-                &format!(
-                    "SELECT kafka_partition, kafka_offset, object_key, raw_row FROM {schema}.exposures_rejected \
-                     ORDER BY rejected_at, kafka_partition, kafka_offset"
-                ),
-                &[],
-            )
+            .query(&super::sql::rejected_rows(&schema), &[])
             .await
             .map_err(LoadError::Warehouse)?;
         let insert = prepare_row_insert(&transaction, &schema)
             .await
             .map_err(LoadError::Warehouse)?;
-        let forget = format!(
-            "DELETE FROM {schema}.exposures_rejected WHERE kafka_partition = $1 AND kafka_offset = $2 AND object_key = $3"
-        );
-        let remember = format!(
-            "UPDATE {schema}.exposures_rejected SET reason = $4, rejected_at = now() \
-             WHERE kafka_partition = $1 AND kafka_offset = $2 AND object_key = $3"
-        );
+        let forget = super::sql::forget_rejected(&schema);
+        let remember = super::sql::remember_rejected(&schema);
         let mut report = ReloadReport::default();
         for row in rows {
             let (partition, offset, key, raw): (i32, i64, Option<String>, Option<String>) =

@@ -7,8 +7,7 @@ use arrow_array::types::{Int32Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch};
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
-use schemas::ddl::Dialect;
-use schemas::ledger::{self, RejectedRow};
+use schemas::ledger::RejectedRow;
 use schemas::{ColumnType, COLUMNS};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Transaction;
@@ -21,24 +20,9 @@ pub(super) async fn prepare_row_insert(
     client: &Transaction<'_>,
     schema: &str,
 ) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
-    let placeholders: Vec<String> = COLUMNS
-        .iter()
-        .enumerate()
-        .map(|(index, column)| match column.kind {
-            ColumnType::Json => ledger::json_cast(Dialect::Postgres, &format!("${}", index + 1)),
-            _ => format!("${}", index + 1),
-        })
-        .collect();
     let types: Vec<Type> = COLUMNS.iter().map(|c| stage_type(c.kind)).collect();
     client
-        .prepare_typed(
-            &format!(
-                "INSERT INTO {schema}.exposures ({}) VALUES ({}) ON CONFLICT (event_id) DO NOTHING",
-                ledger::exposure_column_list(),
-                placeholders.join(", ")
-            ),
-            &types,
-        )
+        .prepare_typed(&super::sql::insert_row(schema), &types)
         .await
 }
 

@@ -1,0 +1,147 @@
+//! The SQL of PostgreSQL loading that is PostgreSQL's own, snapshot-tested below: the
+//! checks at start-up, how a file is staged and inserted (whole, or row by row), and what
+//! `reload-rejected` reads and writes. What both warehouses share — the ledger, the DDL,
+//! the JSON cast — comes from [`schemas::ledger`] and [`schemas::ddl`]; Redshift's own
+//! SQL is in `redshift/sql.rs`.
+
+use schemas::ddl::{self, Dialect};
+use schemas::ledger;
+use schemas::{ColumnType, COLUMNS};
+
+/// The batch transaction's temporary stage, one file's rows at a time.
+const STAGE: &str = "exposures_stage";
+
+/// The ledger's columns (`$1`: the schema), for [`ledger::ledger_migrations`].
+pub(super) const LEDGER_COLUMNS: &str = "SELECT column_name::text FROM information_schema.columns \
+     WHERE table_schema = $1 AND table_name = 'exposures_loads'";
+
+/// The `exposures` table's columns and types in order (`$1`: the schema), checked
+/// against [`expected_exposures_columns`].
+pub(super) const EXPOSURES_COLUMNS: &str =
+    "SELECT column_name::text, data_type::text FROM information_schema.columns \
+     WHERE table_schema = $1 AND table_name = 'exposures' ORDER BY ordinal_position";
+
+/// `name data_type` of each column of `exposures`, as `information_schema` words them.
+pub(super) fn expected_exposures_columns() -> Vec<String> {
+    COLUMNS
+        .iter()
+        .map(|column| {
+            let data_type = match column.kind {
+                ColumnType::Text(_) => "text",
+                ColumnType::Json => "jsonb",
+                ColumnType::Timestamp => "timestamp with time zone",
+                ColumnType::Boolean => "boolean",
+                ColumnType::Int32 => "integer",
+                ColumnType::Int64 => "bigint",
+            };
+            format!("{} {data_type}", column.name)
+        })
+        .collect()
+}
+
+/// Creates the stage for this transaction.
+pub(super) fn create_stage() -> String {
+    ddl::stage_table(Dialect::Postgres, STAGE)
+}
+
+/// Empties the stage before the next file.
+pub(super) fn truncate_stage() -> String {
+    format!("TRUNCATE {STAGE}")
+}
+
+/// Streams a file's rows into the stage (binary COPY, typed as the stage's columns).
+pub(super) fn copy_into_stage() -> String {
+    format!(
+        "COPY {STAGE} ({}) FROM STDIN (FORMAT binary)",
+        ledger::exposure_column_list()
+    )
+}
+
+/// Inserts the staged rows whose `event_id` is new.
+pub(super) fn insert_from_stage(schema: &str) -> String {
+    format!(
+        "INSERT INTO {schema}.exposures ({}) SELECT {} FROM {STAGE} ON CONFLICT (event_id) DO NOTHING",
+        ledger::exposure_column_list(),
+        ledger::exposure_insert_values(Dialect::Postgres)
+    )
+}
+
+/// Inserts one row bound as parameters `$1…` in column order, unless its `event_id` is
+/// already loaded.
+pub(super) fn insert_row(schema: &str) -> String {
+    let placeholders: Vec<String> = COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(index, column)| match column.kind {
+            ColumnType::Json => ledger::json_cast(Dialect::Postgres, &format!("${}", index + 1)),
+            _ => format!("${}", index + 1),
+        })
+        .collect();
+    format!(
+        "INSERT INTO {schema}.exposures ({}) VALUES ({}) ON CONFLICT (event_id) DO NOTHING",
+        ledger::exposure_column_list(),
+        placeholders.join(", ")
+    )
+}
+
+/// The newest `exposed_at` in the table, for the freshness gauge.
+pub(super) fn newest_exposed_at(schema: &str) -> String {
+    format!("SELECT max(exposed_at) FROM {schema}.exposures")
+}
+
+/// Every rejected row, oldest first, for `reload-rejected`.
+pub(super) fn rejected_rows(schema: &str) -> String {
+    format!(
+        "SELECT kafka_partition, kafka_offset, object_key, raw_row FROM {schema}.exposures_rejected \
+         ORDER BY rejected_at, kafka_partition, kafka_offset"
+    )
+}
+
+/// Removes a rejected row that loaded (`$1` partition, `$2` offset, `$3` object key).
+pub(super) fn forget_rejected(schema: &str) -> String {
+    format!(
+        "DELETE FROM {schema}.exposures_rejected WHERE kafka_partition = $1 AND kafka_offset = $2 AND object_key = $3"
+    )
+}
+
+/// Records the new reason of a row refused again (`$4`).
+pub(super) fn remember_rejected(schema: &str) -> String {
+    format!(
+        "UPDATE {schema}.exposures_rejected SET reason = $4, rejected_at = now() \
+         WHERE kafka_partition = $1 AND kafka_offset = $2 AND object_key = $3"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_load_sql_snapshot() {
+        let statements = [
+            LEDGER_COLUMNS.to_owned(),
+            EXPOSURES_COLUMNS.to_owned(),
+            expected_exposures_columns().join(", "),
+            create_stage(),
+            truncate_stage(),
+            copy_into_stage(),
+            insert_from_stage("analytics"),
+            insert_row("analytics"),
+            newest_exposed_at("analytics"),
+            rejected_rows("analytics"),
+            forget_rejected("analytics"),
+            remember_rejected("analytics"),
+        ];
+        let snapshot = statements.join("\n") + "\n";
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::write(
+                concat!(env!("CARGO_MANIFEST_DIR"), "/src/load/postgres/sql_snapshot.sql"),
+                &snapshot,
+            )
+            .expect("snapshot written");
+        }
+        // A change here is a change of what the loader sends PostgreSQL: review the diff of
+        // sql_snapshot.sql, then rewrite it with UPDATE_SNAPSHOTS=1.
+        assert_eq!(snapshot, include_str!("sql_snapshot.sql"));
+    }
+}
