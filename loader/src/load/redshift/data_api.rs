@@ -197,8 +197,7 @@ impl DataApi {
             .send()
             .await
             .map_err(|e| api_error("BatchExecuteStatement", e))?;
-        let id = output.id().unwrap_or_default().to_owned();
-        self.wait(&id).await.map(|description| (id, description))
+        self.run_to_end(output.id()).await
     }
 
     pub(super) async fn run_one(&self, sql: &str) -> Result<(String, DescribeStatementOutput), RunFailure> {
@@ -209,7 +208,12 @@ impl DataApi {
             .send()
             .await
             .map_err(|e| api_error("ExecuteStatement", e))?;
-        let id = output.id().unwrap_or_default().to_owned();
+        self.run_to_end(output.id()).await
+    }
+
+    /// Waits for the statement the Data API accepted as `id` to end.
+    async fn run_to_end(&self, id: Option<&str>) -> Result<(String, DescribeStatementOutput), RunFailure> {
+        let id = id.unwrap_or_default().to_owned();
         self.wait(&id).await.map(|description| (id, description))
     }
 
