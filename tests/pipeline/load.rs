@@ -170,6 +170,94 @@ async fn outage_and_a_killed_loader(kind: Kind) {
     );
 }
 
+on_both_warehouses!(
+    /// Two loaders at once on the same files — a second loader started by mistake, a
+    /// deploy that starts the new task before the old one stops — each in its own consumer
+    /// group, so both see every file: each file is loaded once (one `loaded` ledger row),
+    /// each row once. On Redshift through the emulator's SNAPSHOT-like isolation, where
+    /// both would commit without the ledger's lock.
+    two_loaders_at_once =>
+        two_postgres_loaders_at_once_load_every_file_once,
+        two_redshift_loaders_at_once_load_every_file_once
+);
+
+async fn two_loaders_at_once(kind: Kind) {
+    let scenario = Scenario::start(kind).await;
+    if let Some(data_api) = &scenario.data_api {
+        // Slow statements keep both loaders' transactions open at once.
+        data_api
+            .faults
+            .in_transaction_delay_ms
+            .store(100, Ordering::SeqCst);
+    }
+    let events = exposures(6_000, "racing");
+    let files = scenario.sink(&events).await.len() as i64;
+    let (first, second) = (
+        RunningLoader::start(scenario.load_config("load-a")),
+        RunningLoader::start(scenario.load_config("load-b")),
+    );
+    scenario.wait_loader_committed("load-a", files).await;
+    scenario.wait_loader_committed("load-b", files).await;
+    first.stop().await;
+    second.stop().await;
+    scenario.assert_exact(&events).await;
+    let loaded_twice = scenario
+        .count(
+            "SELECT count(*) FROM (SELECT object_key FROM analytics.exposures_loads \
+             WHERE status = 'loaded' GROUP BY object_key HAVING count(*) > 1) twice",
+        )
+        .await;
+    assert_eq!(loaded_twice, 0, "files with two `loaded` ledger rows");
+    assert_eq!(
+        scenario
+            .count("SELECT count(*) FROM analytics.exposures_loads WHERE status = 'loaded'")
+            .await,
+        files
+    );
+    assert_eq!(scenario.count(LOADED_ROWS).await, events.len() as i64);
+}
+
+/// Megabytes of dead letters beside one file (300 records of 8 KB that are not
+/// exposures, as another producer might write them): more than one Data API call holds
+/// (40 statements of at most 100 KB), and each is recorded once.
+#[tokio::test]
+async fn redshift_records_megabytes_of_dead_letters_once() {
+    let scenario = Scenario::start(Kind::Redshift).await;
+    let mut events = exposures(100, "beside");
+    for event in &mut events {
+        event.ds_user_id = Some("one-user".into()); // one partition, with the dead letters
+    }
+    let garbage = format!("not an exposure: {}", "'\\".repeat(4_000));
+    scenario
+        .produce_raw_repeated("one-user", garbage.as_bytes(), 300)
+        .await;
+    scenario.sink_after_foreign_records(&events, 300).await;
+
+    let loader = scenario.start_loader();
+    scenario.wait_rows(events.len() as i64).await;
+    scenario
+        .wait_count("SELECT count(*) FROM analytics.exposures_rejected", 300)
+        .await;
+    loader.stop().await;
+    scenario.assert_exact(&events).await;
+    assert_eq!(
+        scenario
+            .count(
+                "SELECT count(*) FROM (SELECT kafka_partition, kafka_offset FROM analytics.exposures_rejected \
+                 GROUP BY kafka_partition, kafka_offset HAVING count(*) > 1) twice"
+            )
+            .await,
+        0,
+        "a dead letter recorded twice"
+    );
+    assert_eq!(
+        scenario
+            .count("SELECT COALESCE(SUM(rows_rejected), 0)::bigint FROM analytics.exposures_loads")
+            .await,
+        300
+    );
+}
+
 fn load_failures() -> f64 {
     metric_value("exposures_load_failures_total")
 }

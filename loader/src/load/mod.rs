@@ -136,8 +136,6 @@ pub enum LoadError {
     /// The circuit breaker over single-file refusals tripped (see `redshift`).
     #[error("{0}")]
     CircuitOpen(String),
-    #[error("the ledger has no row for {0} after its batch")]
-    LedgerRowMissing(String),
     #[error("{0}")]
     Unsupported(&'static str),
     #[error("bad Redshift warehouse URL: {why}.\n  Use {help}")]
@@ -186,9 +184,6 @@ impl LoadError {
             // Failing loudly (the alert, /readyz) until someone fixes the cause; a
             // restart would only quarantine more files.
             LoadError::CircuitOpen(_) => Retry::Transient,
-            // The batch committed without its ledger rows showing: the retry reads the
-            // ledger again and finds the files loaded, or loads them (rows are unique).
-            LoadError::LedgerRowMissing(_) => Retry::Transient,
             LoadError::Lake(error) => error.retry(),
             LoadError::Kafka(error) => stage::kafka_retry(error),
             LoadError::BadPostgresUrl(_)

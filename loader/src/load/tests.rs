@@ -24,7 +24,6 @@ fn errors_say_whether_a_retry_can_help() {
     }
     for transient in [
         LoadError::CircuitOpen("3 files in a row".into()),
-        LoadError::LedgerRowMissing("k".into()),
         data_api(Retry::Transient),
     ] {
         assert_eq!(transient.retry(), Retry::Transient, "{transient}");

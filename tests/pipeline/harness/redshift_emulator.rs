@@ -51,6 +51,9 @@ pub struct Faults {
     pub deny_all: std::sync::atomic::AtomicBool,
     /// Every statement takes at least this long.
     pub statement_delay_ms: AtomicU64,
+    /// Each statement of a transaction waits this long before it runs, inside the
+    /// transaction: concurrent transactions overlap.
+    pub in_transaction_delay_ms: AtomicU64,
     pub describes: AtomicU32,
 }
 
@@ -87,8 +90,11 @@ impl DataApi {
             next_query_id: AtomicI64::new(1000),
             faults: faults.clone(),
         });
+        // No request size is documented for the Data API beyond its 40 statements of
+        // 100 KB each; axum's 2 MB default would refuse what the service may accept.
         let app = axum::Router::new()
             .route("/", axum::routing::post(handle))
+            .layer(axum::extract::DefaultBodyLimit::max(8 * 1024 * 1024))
             .with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let endpoint = format!("http://{}", listener.local_addr().expect("address"));
@@ -219,6 +225,17 @@ fn submit(emulator: Arc<Emulator>, operation: &str, input: &Value) -> Response {
     };
     if sqls.is_empty() {
         return error(StatusCode::BAD_REQUEST, "ValidationException", "no SQL");
+    }
+    // "Sqls … Array Members: Minimum number of 1 item. Maximum number of 40 items."
+    // (https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_BatchExecuteStatement.html),
+    // answered in the shape of AWS's constraint errors.
+    if sqls.len() > 40 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "1 validation error detected: Value at 'sqls' failed to satisfy constraint: \
+             Member must have length less than or equal to 40",
+        );
     }
     // "The maximum query statement size is 100 KB"
     // (https://docs.aws.amazon.com/redshift/latest/mgmt/data-api.html); the service's
@@ -392,7 +409,16 @@ struct Failure {
 
 type SubResult = (i64, Option<Vec<(String, Vec<Option<String>>)>>);
 
-/// One session, one transaction (ExecuteStatement autocommits its one statement).
+/// One session, one transaction (ExecuteStatement autocommits its one statement), at
+/// REPEATABLE READ: PostgreSQL's nearest to Redshift's SNAPSHOT isolation, "the default
+/// isolation level when creating provisioned clusters and serverless workgroups"
+/// ("Isolation levels in Amazon Redshift",
+/// https://docs.aws.amazon.com/redshift/latest/dg/c_serial_isolation.html): two
+/// transactions that each read, then insert, both commit. The same page: the snapshot
+/// "is created within a transaction on the first occurrence of most SELECT statements,
+/// DML commands … and [CREATE/ALTER/DROP/TRUNCATE TABLE]" — not at LOCK, so a LOCK
+/// first makes the transaction see what the lock's holder committed. PostgreSQL takes
+/// its snapshot the same way.
 async fn run_transaction(emulator: &Emulator, sqls: &[String]) -> Result<Vec<SubResult>, Failure> {
     let fail = |index, query_id, message: String| Failure {
         index,
@@ -406,12 +432,14 @@ async fn run_transaction(emulator: &Emulator, sqls: &[String]) -> Result<Vec<Sub
     client
         .batch_execute(
             "SET standard_conforming_strings = off; SET escape_string_warning = off; \
-             SET TimeZone = 'UTC'; BEGIN",
+             SET TimeZone = 'UTC'; BEGIN ISOLATION LEVEL REPEATABLE READ",
         )
         .await
         .map_err(|e| fail(0, 0, pg_message(&e)))?;
     let mut done = Vec::new();
+    let pause = Duration::from_millis(emulator.faults.in_transaction_delay_ms.load(Ordering::SeqCst));
     for (index, sql) in sqls.iter().enumerate() {
+        tokio::time::sleep(pause).await;
         let query_id = emulator.next_query_id.fetch_add(1, Ordering::SeqCst);
         let outcome = match parse_copy(sql) {
             Some((table, manifest)) => copy_parquet(emulator, &client, &table, &manifest, query_id)

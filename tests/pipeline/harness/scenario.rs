@@ -13,7 +13,7 @@ use rdkafka::ClientConfig;
 use schemas::lake_layout::{FileKey, FileRecord, Hour};
 
 use super::kafka::{read_exactly, record_count};
-use super::lake::{produce, start_sink, wait_committed, Lakeside};
+use super::lake::{committed, produce, start_sink, wait_committed, Lakeside};
 use super::postgres::{assert_warehouse_exact, Pg};
 use super::redshift_emulator::DataApi;
 use super::DEADLINE;
@@ -211,6 +211,28 @@ impl Scenario {
         }
     }
 
+    /// Waits until loader group `group` has committed `records` file records (the files
+    /// topic starts at offset 0): it has dealt with every one of them.
+    pub async fn wait_loader_committed(&self, group: &str, records: i64) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let (brokers, topic, group_name) = (
+                self.side.kafka.brokers(),
+                self.side.files_topic.clone(),
+                group.to_owned(),
+            );
+            let done = tokio::task::spawn_blocking(move || committed(&brokers, &topic, &group_name))
+                .await
+                .expect("committed");
+            if done == records {
+                return;
+            }
+            assert!(done < records, "{group} committed {done} > {records}");
+            assert!(Instant::now() < deadline, "{group} committed {done} of {records}");
+            tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
+        }
+    }
+
     /// Waits until `analytics.exposures` holds exactly `expected` rows.
     pub async fn wait_rows(&self, expected: i64) {
         self.wait_count("SELECT count(*) FROM analytics.exposures", expected)
@@ -252,8 +274,21 @@ impl Scenario {
     /// Produces `payload` with `key` straight to the exposures topic, as a foreign
     /// producer would.
     pub async fn produce_raw(&self, key: &str, payload: &[u8]) {
-        let topic = self.side.kafka.topic.clone();
-        self.send(&topic, key, payload).await;
+        self.produce_raw_repeated(key, payload, 1).await;
+    }
+
+    /// [`Scenario::produce_raw`], `times` times.
+    pub async fn produce_raw_repeated(&self, key: &str, payload: &[u8], times: usize) {
+        let producer = self.producer();
+        for _ in 0..times {
+            producer
+                .send(
+                    FutureRecord::to(&self.side.kafka.topic).key(key).payload(payload),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("produced");
+        }
     }
 
     /// Writes `events` as one Parquet file of partition 0 starting at `first_offset`,
@@ -313,12 +348,15 @@ impl Scenario {
         self.send(&topic, &key, record.to_string().as_bytes()).await;
     }
 
-    async fn send(&self, topic: &str, key: &str, payload: &[u8]) {
-        let producer: FutureProducer = ClientConfig::new()
+    fn producer(&self) -> FutureProducer {
+        ClientConfig::new()
             .set("bootstrap.servers", self.side.kafka.brokers())
             .create()
-            .expect("producer");
-        producer
+            .expect("producer")
+    }
+
+    async fn send(&self, topic: &str, key: &str, payload: &[u8]) {
+        self.producer()
             .send(
                 FutureRecord::to(topic).key(key).payload(payload),
                 Duration::from_secs(10),

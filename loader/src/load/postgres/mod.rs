@@ -219,6 +219,10 @@ impl Postgres {
         let schema = self.schema.clone();
         let mut transaction = self.client.transaction().await.map_err(LoadError::Warehouse)?;
         transaction
+            .batch_execute(&sql::lock_ledger(&schema))
+            .await
+            .map_err(LoadError::Warehouse)?;
+        transaction
             .batch_execute(&sql::create_stage())
             .await
             .map_err(LoadError::Warehouse)?;

@@ -39,6 +39,15 @@ pub(super) fn expected_exposures_columns() -> Vec<String> {
         .collect()
 }
 
+/// The first statement of a batch transaction: the ledger's lock, held to the commit,
+/// so that each file's "already loaded?" is answered after every other loader's commit
+/// (READ COMMITTED reads the latest committed rows) and a second loader waits for this
+/// one. SHARE ROW EXCLUSIVE conflicts with itself and with writes, not with reads:
+/// `status` and `reconcile` go on reading.
+pub(super) fn lock_ledger(schema: &str) -> String {
+    format!("LOCK TABLE {schema}.exposures_loads IN SHARE ROW EXCLUSIVE MODE")
+}
+
 /// Creates the stage for this transaction.
 pub(super) fn create_stage() -> String {
     ddl::stage_table(Dialect::Postgres, STAGE)
@@ -122,6 +131,7 @@ mod tests {
             LEDGER_COLUMNS.to_owned(),
             EXPOSURES_COLUMNS.to_owned(),
             expected_exposures_columns().join(", "),
+            lock_ledger("analytics"),
             create_stage(),
             truncate_stage(),
             copy_into_stage(),

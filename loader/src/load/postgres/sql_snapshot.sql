@@ -1,6 +1,7 @@
 SELECT column_name::text FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'exposures_loads'
 SELECT column_name::text, data_type::text FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'exposures' ORDER BY ordinal_position
 event_id text, ds_user_id text, anonymous_id text, experiment_id text, variation_id text, exposed_at timestamp with time zone, received_at timestamp with time zone, source text, attributes jsonb, ds_session_id text, geo_country_code text, geo_city text, currency_id text, locale text, platform text, is_kf_verified boolean, user_agent text, extra jsonb, kafka_partition integer, kafka_offset bigint
+LOCK TABLE analytics.exposures_loads IN SHARE ROW EXCLUSIVE MODE
 CREATE TEMP TABLE exposures_stage (event_id TEXT, ds_user_id TEXT, anonymous_id TEXT, experiment_id TEXT, variation_id TEXT, exposed_at TIMESTAMPTZ, received_at TIMESTAMPTZ, source TEXT, attributes TEXT, ds_session_id TEXT, geo_country_code TEXT, geo_city TEXT, currency_id TEXT, locale TEXT, platform TEXT, is_kf_verified BOOLEAN, user_agent TEXT, extra TEXT, kafka_partition INTEGER, kafka_offset BIGINT) ON COMMIT DROP
 TRUNCATE exposures_stage
 COPY exposures_stage (event_id, ds_user_id, anonymous_id, experiment_id, variation_id, exposed_at, received_at, source, attributes, ds_session_id, geo_country_code, geo_city, currency_id, locale, platform, is_kf_verified, user_agent, extra, kafka_partition, kafka_offset) FROM STDIN (FORMAT binary)

@@ -111,8 +111,9 @@ impl StatementFailure {
             "manifest",
             "content_length",
         ];
-        // Statements 1..=4 read the files: COPY, the dedup, the insert (JSON_PARSE).
-        let in_data_statement = self.failed_statement.is_none_or(|index| (1..=4).contains(&index));
+        let in_data_statement = self
+            .failed_statement
+            .is_none_or(|index| super::sql::READ_THE_FILES.contains(&index));
         let message = self.message.to_ascii_lowercase();
         in_data_statement
             && !NOT_DATA.iter().any(|pattern| message.contains(pattern))
@@ -322,27 +323,27 @@ mod tests {
         };
         assert!(failure(
             "Spectrum Scan Error: File 's3://l/x.parquet' has an invalid version number",
-            Some(1)
+            Some(2)
         )
         .is_about_data());
-        assert!(failure("JSON parsing error", Some(3)).is_about_data());
-        assert!(!failure("Spectrum Scan Error: S3ServiceException: Access Denied", Some(1)).is_about_data());
+        assert!(failure("JSON parsing error", Some(4)).is_about_data());
+        assert!(!failure("Spectrum Scan Error: S3ServiceException: Access Denied", Some(2)).is_about_data());
         assert!(
-            !failure("Load into table failed", Some(0)).is_about_data(),
+            !failure("Load into table failed", Some(1)).is_about_data(),
             "the stage DDL reads no file"
         );
-        assert!(!failure("connection to the cluster lost", Some(1)).is_about_data());
-        assert!(!failure("ERROR: 1023 Serializable isolation violation", Some(3)).is_about_data());
+        assert!(!failure("connection to the cluster lost", Some(2)).is_about_data());
+        assert!(!failure("ERROR: 1023 Serializable isolation violation", Some(4)).is_about_data());
         for transient in [
             "Spectrum Scan Error: S3 Query Exception (Fetch). Task failed due to an internal error. Retries exceeded",
             "Spectrum Scan Error: Access throttled: S3 SlowDown: Please reduce your request rate",
             "Spectrum Scan Error: Error communicating with KMS: ThrottlingException",
             "Spectrum Scan Error: Resource limit exceeded for the query",
         ] {
-            assert!(!failure(transient, Some(1)).is_about_data(), "{transient}");
-            assert_eq!(failure(transient, Some(1)).retry(), Retry::Transient, "{transient}");
+            assert!(!failure(transient, Some(2)).is_about_data(), "{transient}");
+            assert_eq!(failure(transient, Some(2)).retry(), Retry::Transient, "{transient}");
         }
-        let refused = failure("ERROR: permission denied for relation exposures", Some(3));
+        let refused = failure("ERROR: permission denied for relation exposures", Some(4));
         assert!(!refused.is_about_data());
         assert_eq!(refused.retry(), Retry::Permanent);
     }

@@ -50,10 +50,9 @@ use data_api::{DataApi, RunFailure, StatementFailure};
 use sql::{load_statements, manifest};
 use target::RedshiftTarget;
 
-/// The Data API refuses statements over about 100 KB: dead letters are written a few at
-/// a time, each cut to this many bytes of its raw row.
+/// The Data API refuses statements over 100 KB: each dead letter's raw row is cut to this
+/// many bytes, so that a few fit one statement.
 const MAX_RAW_ROW_BYTES: usize = 16 * 1024;
-const MAX_STATEMENT_ROW_BYTES: usize = 48 * 1024;
 
 /// How to reach the Data API besides the target.
 #[derive(Debug, Clone)]
@@ -285,17 +284,19 @@ impl Redshift {
                     report.newest_exposed_at = report.newest_exposed_at.max(result.newest_exposed_at);
                 }
                 for file in files {
-                    let rows = loaded
-                        .get(&file.key)
-                        .copied()
-                        .ok_or_else(|| LoadError::LedgerRowMissing(file.key.clone()))?;
-                    report.outcomes.push((
-                        file.key.clone(),
-                        FileOutcome::Loaded {
+                    // No ledger row of this batch: under the ledger's lock the file was
+                    // found loaded by another loader, which committed first.
+                    let outcome = match loaded.get(&file.key) {
+                        Some(&rows) => FileOutcome::Loaded {
                             rows,
                             rejected: file.rejected_rows,
                         },
-                    ));
+                        None => {
+                            tracing::info!(key = %file.key, "loaded meanwhile by another loader; skipped");
+                            FileOutcome::AlreadyLoaded
+                        }
+                    };
+                    report.outcomes.push((file.key.clone(), outcome));
                 }
                 Ok(())
             }
@@ -334,9 +335,9 @@ impl Redshift {
         })
     }
 
-    /// Puts the dead letters the sink kept beside `files` into `exposures_rejected`. Each
-    /// file's rows replace whatever an interrupted earlier attempt left (delete, then
-    /// insert, in one transaction), so a retried batch records them once.
+    /// Puts the dead letters the sink kept beside `files` into `exposures_rejected`, in
+    /// calls each idempotent by itself ([`sql::dead_letter_calls`]), so a retried batch
+    /// or a second loader records them once.
     async fn record_dead_letters(
         &self,
         files: &[&FileRecord],
@@ -347,37 +348,12 @@ impl Redshift {
             for row in &mut rows {
                 row.raw_row = ledger::truncate_utf8(&row.raw_row, MAX_RAW_ROW_BYTES).to_owned();
             }
-            let mut statements = vec![format!(
-                "DELETE FROM {}.exposures_rejected WHERE object_key = {}",
-                self.schema,
-                ledger::literal(Dialect::Redshift, &file.key)
-            )];
-            let mut chunk: Vec<ledger::RejectedRow> = Vec::new();
-            let mut chunk_bytes = 0;
-            for row in rows {
-                if chunk_bytes + row.raw_row.len() > MAX_STATEMENT_ROW_BYTES && !chunk.is_empty() {
-                    statements.push(ledger::insert_rejected_rows(
-                        Dialect::Redshift,
-                        &self.schema,
-                        &chunk,
-                    ));
-                    chunk.clear();
-                    chunk_bytes = 0;
-                }
-                chunk_bytes += row.raw_row.len() + row.reason.len();
-                chunk.push(row);
+            for statements in sql::dead_letter_calls(&self.schema, &file.key, &mut rows) {
+                self.api
+                    .run_batch(statements)
+                    .await
+                    .map_err(|failure| failure.into_error("recording dead letters"))?;
             }
-            if !chunk.is_empty() {
-                statements.push(ledger::insert_rejected_rows(
-                    Dialect::Redshift,
-                    &self.schema,
-                    &chunk,
-                ));
-            }
-            self.api
-                .run_batch(statements)
-                .await
-                .map_err(|failure| failure.into_error("recording dead letters"))?;
         }
         Ok(())
     }
@@ -388,16 +364,17 @@ impl Redshift {
             return Ok(HashSet::new());
         }
         let keys: Vec<&str> = files.iter().map(|f| f.key.as_str()).collect();
-        let (id, _) = self
-            .api
-            .run_one(&ledger::already_loaded(Dialect::Redshift, &self.schema, &keys))
-            .await
-            .map_err(|failure| failure.into_error("reading the ledger"))?;
-        let loaded: Vec<LoadedKey> = rows::decode(self.api.rows(&id).await?)?;
-        Ok(loaded
-            .into_iter()
-            .map(|file| (file.object_key, file.etag))
-            .collect())
+        let mut loaded = HashSet::new();
+        for query in sql::already_loaded(&self.schema, &keys) {
+            let (id, _) = self
+                .api
+                .run_one(&query)
+                .await
+                .map_err(|failure| failure.into_error("reading the ledger"))?;
+            let rows: Vec<LoadedKey> = rows::decode(self.api.rows(&id).await?)?;
+            loaded.extend(rows.into_iter().map(|file| (file.object_key, file.etag)));
+        }
+        Ok(loaded)
     }
 
     pub(super) async fn quarantine(

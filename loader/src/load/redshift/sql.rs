@@ -9,6 +9,8 @@ use schemas::lake_layout::FileRecord;
 use schemas::ledger;
 
 const STAGE: &str = "exposures_stage";
+/// The batch's files that the ledger does not hold as loaded, decided under its lock.
+const FILES: &str = "exposures_batch_files";
 const NEW_ROWS: &str = "exposures_new";
 
 fn literal(text: &str) -> String {
@@ -35,10 +37,14 @@ pub(super) fn manifest(files: &[&FileRecord]) -> String {
 /// reads "Cannot process query string larger than 100kB").
 pub const MAX_STATEMENT_BYTES: usize = 100 * 1024;
 
-/// What the ledger statement holds besides its file rows, with room to spare.
-const LEDGER_STATEMENT_OVERHEAD: usize = 4 * 1024;
+/// What the batch-files statement holds besides its file rows, with room to spare.
+const FILES_STATEMENT_OVERHEAD: usize = 4 * 1024;
 
-/// One file's row in the ledger statement (`SELECT … AS object_key, …`).
+/// At most this many statements in one `BatchExecuteStatement` ("Sqls … Maximum number
+/// of 40 items", BatchExecuteStatement in the Redshift Data API Reference).
+pub const MAX_BATCH_STATEMENTS: usize = 40;
+
+/// One file's row in the batch-files statement (`SELECT … AS object_key, …`).
 fn file_row(f: &FileRecord) -> String {
     format!(
         "SELECT {} AS object_key, {} AS etag, CAST({} AS BIGINT) AS size_bytes, CAST({} AS BIGINT) AS rows_in_file, \
@@ -56,29 +62,100 @@ fn file_row(f: &FileRecord) -> String {
 }
 
 /// Splits `files` into consecutive groups, one transaction each, whose statements all
-/// stay under [`MAX_STATEMENT_BYTES`]. The ledger statement is the one that grows with
-/// the files (a row per file, about 450 bytes plus the key); the result query lists only
-/// the keys, so it is always shorter.
+/// stay under [`MAX_STATEMENT_BYTES`]. The batch-files statement is the one that grows
+/// with the files (a row per file, about 450 bytes plus the key); the result query lists
+/// only the keys, so it is always shorter.
 pub(super) fn transactions<'a>(files: &'a [&'a FileRecord]) -> Vec<&'a [&'a FileRecord]> {
-    let budget = MAX_STATEMENT_BYTES - LEDGER_STATEMENT_OVERHEAD;
+    within_budget(files, MAX_STATEMENT_BYTES - FILES_STATEMENT_OVERHEAD, |file| {
+        file_row(file).len() + " UNION ALL ".len()
+    })
+}
+
+/// Splits `items` into consecutive groups whose `size`s add up to at most `budget` (an
+/// item larger than the budget alone in its group).
+fn within_budget<T>(items: &[T], budget: usize, size: impl Fn(&T) -> usize) -> Vec<&[T]> {
     let mut groups = Vec::new();
     let (mut start, mut used) = (0, 0);
-    for (index, file) in files.iter().enumerate() {
-        let size = file_row(file).len() + " UNION ALL ".len();
-        if index > start && used + size > budget {
-            groups.push(&files[start..index]);
+    for (index, item) in items.iter().enumerate() {
+        let item_size = size(item);
+        if index > start && used + item_size > budget {
+            groups.push(&items[start..index]);
             (start, used) = (index, 0);
         }
-        used += size;
+        used += item_size;
     }
-    if start < files.len() {
-        groups.push(&files[start..]);
+    if start < items.len() {
+        groups.push(&items[start..]);
     }
     groups
 }
 
+/// The already-loaded queries of `keys`, as many as keep each under the statement limit.
+pub(super) fn already_loaded(schema: &str, keys: &[&str]) -> Vec<String> {
+    within_budget(keys, MAX_STATEMENT_BYTES - 1024, |key| literal(key).len() + 2)
+        .into_iter()
+        .map(|chunk| ledger::already_loaded(Dialect::Redshift, schema, chunk))
+        .collect()
+}
+
+/// The `BatchExecuteStatement` calls that record one file's dead letters `rows` in
+/// `exposures_rejected`. Each chunk of rows replaces whatever rows
+/// the table holds for its own offsets — a DELETE of its offset range, then its INSERT —
+/// so every call is idempotent by itself and a file's dead letters end up there once,
+/// however many calls they take, calls retried or loaders racing. Each call takes the
+/// table's lock first (two DELETE-then-INSERTs on SNAPSHOT isolation would both insert)
+/// and holds at most [`MAX_BATCH_STATEMENTS`] statements, each under the size limit.
+pub(super) fn dead_letter_calls(
+    schema: &str,
+    object_key: &str,
+    rows: &mut [ledger::RejectedRow],
+) -> Vec<Vec<String>> {
+    rows.sort_by_key(|row| (row.kafka_partition, row.kafka_offset));
+    let budget = MAX_STATEMENT_BYTES - 1024;
+    let statement_size = |row: &ledger::RejectedRow| {
+        ledger::insert_rejected_rows(Dialect::Redshift, schema, std::slice::from_ref(row)).len()
+    };
+    let pairs: Vec<[String; 2]> = rows
+        .chunk_by(|a, b| a.kafka_partition == b.kafka_partition)
+        .flat_map(|partition| within_budget(partition, budget, statement_size))
+        .map(|chunk| {
+            let (first, last) = (&chunk[0], &chunk[chunk.len() - 1]);
+            [
+                format!(
+                    "DELETE FROM {schema}.exposures_rejected WHERE object_key = {} AND kafka_partition = {} \
+                     AND kafka_offset BETWEEN {} AND {}",
+                    literal(object_key),
+                    first.kafka_partition,
+                    first.kafka_offset,
+                    last.kafka_offset
+                ),
+                ledger::insert_rejected_rows(Dialect::Redshift, schema, chunk),
+            ]
+        })
+        .collect();
+    within_budget(&pairs, MAX_CALL_BYTES, |pair| pair[0].len() + pair[1].len())
+        .into_iter()
+        .flat_map(|pairs| pairs.chunks((MAX_BATCH_STATEMENTS - 1) / 2))
+        .map(|pairs| {
+            std::iter::once(format!("LOCK {schema}.exposures_rejected"))
+                .chain(pairs.iter().flatten().cloned())
+                .collect()
+        })
+        .collect()
+}
+
+/// Bytes of SQL in one call, our own bound: the Data API documents none for a whole
+/// request, and 40 statements of 100 KB would make a 4 MB one.
+const MAX_CALL_BYTES: usize = 1024 * 1024;
+
 /// The statements of one batch transaction (module doc); the last one's result is the
 /// ledger rows written, with the newest `exposed_at` inserted.
+///
+/// The first takes the ledger's lock, and which files to load is decided under it:
+/// whatever another loader committed before is seen and skipped, and a loader that comes
+/// later waits for this one to commit. Without it two loaders on SNAPSHOT isolation — the
+/// default of every Serverless workgroup and of new provisioned clusters ("Isolation
+/// levels in Amazon Redshift") — would both load the same files, and both commit.
 pub fn load_statements(
     schema: &str,
     manifest_url: &str,
@@ -99,14 +176,22 @@ pub fn load_statements(
     let keys: Vec<String> = files.iter().map(|f| literal(&f.key)).collect();
     let batch = literal(batch_id);
     vec![
+        lock_ledger(schema),
         ddl::stage_table(Dialect::Redshift, STAGE),
         format!(
             "COPY {STAGE} FROM {} IAM_ROLE {role} FORMAT AS PARQUET MANIFEST",
             literal(manifest_url)
         ),
         format!(
+            "CREATE TEMP TABLE {FILES} AS SELECT f.* FROM ({}) f WHERE NOT EXISTS (SELECT 1 FROM \
+             {schema}.exposures_loads l WHERE l.object_key = f.object_key AND l.etag = f.etag AND l.status = 'loaded')",
+            file_rows.join(" UNION ALL ")
+        ),
+        format!(
             "CREATE TEMP TABLE {NEW_ROWS} AS SELECT {} FROM (SELECT {column_list}, ROW_NUMBER() OVER \
-             (PARTITION BY event_id ORDER BY received_at, kafka_partition, kafka_offset) AS occurrence FROM {STAGE}) ranked \
+             (PARTITION BY event_id ORDER BY received_at, kafka_partition, kafka_offset) AS occurrence FROM {STAGE} s \
+             WHERE EXISTS (SELECT 1 FROM {FILES} f WHERE f.kafka_partition = s.kafka_partition \
+             AND s.kafka_offset BETWEEN f.first_offset AND f.last_offset)) ranked \
              LEFT JOIN (SELECT DISTINCT event_id FROM {schema}.exposures WHERE received_at BETWEEN \
              (SELECT MIN(received_at) FROM {STAGE}) - INTERVAL '{window} seconds' AND \
              (SELECT MAX(received_at) FROM {STAGE}) + INTERVAL '{window} seconds') loaded \
@@ -123,10 +208,9 @@ pub fn load_statements(
             &format!(
                 "SELECT f.object_key, f.etag, f.size_bytes, f.rows_in_file, COUNT(n.event_id) AS rows_loaded, \
                  {batch} AS batch_id, 'loaded' AS status, CAST(NULL AS VARCHAR(1024)) AS reason, f.rows_rejected \
-                 FROM ({}) f LEFT JOIN {NEW_ROWS} n ON n.kafka_partition = f.kafka_partition \
+                 FROM {FILES} f LEFT JOIN {NEW_ROWS} n ON n.kafka_partition = f.kafka_partition \
                  AND n.kafka_offset BETWEEN f.first_offset AND f.last_offset \
-                 GROUP BY f.object_key, f.etag, f.size_bytes, f.rows_in_file, f.rows_rejected",
-                file_rows.join(" UNION ALL ")
+                 GROUP BY f.object_key, f.etag, f.size_bytes, f.rows_in_file, f.rows_rejected"
             ),
         ),
         format!(
@@ -135,6 +219,17 @@ pub fn load_statements(
             keys.join(", ")
         ),
     ]
+}
+
+/// The statements of [`load_statements`] that read the files' rows — COPY, the dedup and
+/// the insert (`JSON_PARSE`) — so that only their failures can be the data's fault.
+pub const READ_THE_FILES: [usize; 3] = [2, 4, 5];
+
+/// `LOCK` on the ledger: the first statement of every transaction that decides from the
+/// ledger what to write. Redshift's LOCK takes ACCESS EXCLUSIVE until the transaction
+/// ends (the LOCK page of the Database Developer Guide).
+pub(super) fn lock_ledger(schema: &str) -> String {
+    format!("LOCK {schema}.exposures_loads")
 }
 
 #[cfg(test)]
@@ -192,6 +287,75 @@ mod tests {
         }
     }
 
+    fn dead_letter(partition: i32, offset: i64, raw_bytes: usize) -> ledger::RejectedRow {
+        ledger::RejectedRow {
+            event_id: None,
+            object_key: "k".into(),
+            kafka_partition: partition,
+            kafka_offset: offset,
+            raw_row: "'".repeat(raw_bytes), // doubled by quoting: the worst case
+            reason: "not an exposure".into(),
+        }
+    }
+
+    /// 3 MB of dead letters (as many as 40 statements of 48 KB would not hold): every call
+    /// within the Data API's limits, each starting with the lock, each chunk's DELETE
+    /// naming exactly its own offsets, every row written once.
+    #[test]
+    fn dead_letters_of_any_size_make_calls_within_the_data_api_limits() {
+        let mut rows: Vec<ledger::RejectedRow> = (0..400)
+            .rev()
+            .map(|offset| dead_letter(3, offset, 8_000))
+            .collect();
+        rows.push(dead_letter(4, 7, 10));
+        let calls = dead_letter_calls("analytics", "k", &mut rows);
+        assert!(calls.len() > 1, "{} calls", calls.len());
+        let mut inserted = 0;
+        for call in &calls {
+            assert!(call.len() <= MAX_BATCH_STATEMENTS, "{} statements", call.len());
+            assert!(call.iter().map(String::len).sum::<usize>() <= MAX_CALL_BYTES + MAX_STATEMENT_BYTES);
+            assert_eq!(call[0], "LOCK analytics.exposures_rejected");
+            assert!(call.iter().all(|sql| sql.len() <= MAX_STATEMENT_BYTES));
+            for pair in call[1..].chunks(2) {
+                let [delete, insert] = pair else {
+                    panic!("a DELETE without its INSERT: {pair:?}")
+                };
+                assert!(delete.starts_with("DELETE FROM analytics.exposures_rejected WHERE object_key = 'k'"));
+                let values = insert.matches("'not an exposure'").count();
+                inserted += values;
+                assert!(values > 0);
+            }
+        }
+        assert_eq!(inserted, 401);
+        let last_call = calls.last().expect("calls");
+        assert_eq!(
+            last_call[last_call.len() - 2],
+            "DELETE FROM analytics.exposures_rejected WHERE object_key = 'k' AND kafka_partition = 4 \
+             AND kafka_offset BETWEEN 7 AND 7",
+            "a chunk never spans partitions"
+        );
+    }
+
+    /// The already-loaded check of 2,000 files with long keys takes several queries,
+    /// each under the limit, naming every key once.
+    #[test]
+    fn the_already_loaded_check_of_any_batch_stays_under_the_statement_limit() {
+        let keys: Vec<String> = (0..2_000)
+            .map(|i| {
+                format!(
+                    "{}/exposures/v1/dt=2026-11-25/hour=10/p3-o{i:020}.parquet",
+                    "p".repeat(200)
+                )
+            })
+            .collect();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let queries = already_loaded("analytics", &refs);
+        assert!(queries.len() > 1);
+        assert!(queries.iter().all(|sql| sql.len() <= MAX_STATEMENT_BYTES));
+        let named: usize = queries.iter().map(|sql| sql.matches(".parquet'").count()).sum();
+        assert_eq!(named, keys.len());
+    }
+
     #[test]
     fn redshift_load_sql_snapshot() {
         let file = FileRecord {
@@ -221,39 +385,60 @@ mod tests {
         let cols = "event_id, ds_user_id, anonymous_id, experiment_id, variation_id, exposed_at, received_at, source, \
                     attributes, ds_session_id, geo_country_code, geo_city, currency_id, locale, platform, is_kf_verified, \
                     user_agent, extra, kafka_partition, kafka_offset";
-        assert_eq!(statements.len(), 6);
-        assert!(statements[0].starts_with("CREATE TEMP TABLE exposures_stage (event_id VARCHAR(128), "));
+        assert_eq!(statements.len(), 8);
+        assert_eq!(statements[0], "LOCK analytics.exposures_loads");
+        assert!(statements[1].starts_with("CREATE TEMP TABLE exposures_stage (event_id VARCHAR(128), "));
         assert_eq!(
-            statements[1],
+            statements[2],
             "COPY exposures_stage FROM 's3://lake/exposures/_manifests/b1-1.manifest' \
              IAM_ROLE 'arn:aws:iam::123456789012:role/exposures-copy' FORMAT AS PARQUET MANIFEST"
         );
-        assert!(statements[2].contains(&format!(
+        assert_eq!(
+            statements[3],
+            "CREATE TEMP TABLE exposures_batch_files AS SELECT f.* FROM (SELECT \
+             'exposures/v1/dt=2026-11-25/hour=10/p3-o100.parquet' AS object_key, '\"abc\"' AS etag, \
+             CAST(4096 AS BIGINT) AS size_bytes, CAST(50 AS BIGINT) AS rows_in_file, 3 AS kafka_partition, \
+             CAST(100 AS BIGINT) AS first_offset, CAST(149 AS BIGINT) AS last_offset, CAST(0 AS BIGINT) AS rows_rejected) f \
+             WHERE NOT EXISTS (SELECT 1 FROM analytics.exposures_loads l WHERE l.object_key = f.object_key \
+             AND l.etag = f.etag AND l.status = 'loaded')"
+        );
+        assert!(statements[4].contains(&format!(
             "FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY event_id "
         )));
-        assert!(statements[2].contains(
+        assert!(statements[4].contains(
+            "FROM exposures_stage s WHERE EXISTS (SELECT 1 FROM exposures_batch_files f WHERE \
+             f.kafka_partition = s.kafka_partition AND s.kafka_offset BETWEEN f.first_offset AND f.last_offset)) ranked"
+        ));
+        assert!(statements[4].contains(
             "LEFT JOIN (SELECT DISTINCT event_id FROM analytics.exposures WHERE received_at BETWEEN \
              (SELECT MIN(received_at) FROM exposures_stage) - INTERVAL '604800 seconds' AND \
              (SELECT MAX(received_at) FROM exposures_stage) + INTERVAL '604800 seconds') loaded"
         ));
         assert_eq!(
-            statements[3],
+            statements[5],
             format!(
                 "INSERT INTO analytics.exposures ({cols}) SELECT {} FROM exposures_new",
                 cols.replace("attributes,", "JSON_PARSE(attributes),")
                     .replace("extra,", "JSON_PARSE(extra),")
             )
         );
-        assert!(statements[4].contains(
-            "FROM (SELECT 'exposures/v1/dt=2026-11-25/hour=10/p3-o100.parquet' AS object_key, '\"abc\"' AS etag, \
-             CAST(4096 AS BIGINT) AS size_bytes, CAST(50 AS BIGINT) AS rows_in_file, 3 AS kafka_partition, \
-             CAST(100 AS BIGINT) AS first_offset, CAST(149 AS BIGINT) AS last_offset, CAST(0 AS BIGINT) AS rows_rejected) f"
+        assert!(statements[6].contains(
+            "FROM exposures_batch_files f LEFT JOIN exposures_new n ON n.kafka_partition = f.kafka_partition"
         ));
-        assert!(statements[5].ends_with(
+        assert!(statements[7].ends_with(
             "WHERE batch_id = 'b1' AND status = 'loaded' AND object_key IN ('exposures/v1/dt=2026-11-25/hour=10/p3-o100.parquet')"
         ));
+        for index in READ_THE_FILES {
+            let statement = &statements[index];
+            assert!(
+                statement.starts_with("COPY ")
+                    || statement.contains(" FROM exposures_stage")
+                    || statement.contains("FROM exposures_new"),
+                "statement {index} does not read the files: {statement}"
+            );
+        }
         let default_role = load_statements("a", "s3://m", "default", Duration::ZERO, "b", &[&file]);
-        assert!(default_role[1].contains("IAM_ROLE default FORMAT"));
+        assert!(default_role[2].contains("IAM_ROLE default FORMAT"));
         assert_eq!(
             manifest(&[&file]),
             r#"{"entries":[{"url":"s3://lake/exposures/v1/dt=2026-11-25/hour=10/p3-o100.parquet","mandatory":true,"meta":{"content_length":4096}}]}"#
