@@ -154,6 +154,26 @@ impl DdlObject {
         format!("exposures ddl {hex}")
     }
 
+    /// The statements that replace this view when its definition changed: DROP, then
+    /// create and mark it, then give `readers` back their SELECT. Redshift replaces a view
+    /// in place only with "the identical set of columns, using the same column names and
+    /// data types" (CREATE VIEW, Database Developer Guide), so the first release that adds
+    /// a column could not start; dropping it loses its grants, hence the GRANT. Run them
+    /// in one transaction: readers never see the view missing.
+    pub fn replacement(&self, schema: &str, readers: &[&str]) -> Vec<String> {
+        let mut statements = vec![format!("DROP VIEW {schema}.{}", self.name)];
+        statements.extend(self.statements(schema));
+        if !readers.is_empty() {
+            let readers: Vec<String> = readers.iter().map(|reader| quote_identifier(reader)).collect();
+            statements.push(format!(
+                "GRANT SELECT ON {schema}.{} TO {}",
+                self.name,
+                readers.join(", ")
+            ));
+        }
+        statements
+    }
+
     /// The statements that make this object: for a view, its statement and the comment
     /// that marks its definition.
     pub fn statements(&self, schema: &str) -> Vec<String> {
@@ -256,6 +276,32 @@ pub fn existing_objects_query(dialect: Dialect, schema: &str) -> String {
     )
 }
 
+/// The database users other than the current one (and superusers) who may read each
+/// view of `schema`: rows of (view_name, reader). `HAS_TABLE_PRIVILEGE` (documented on
+/// both warehouses) counts grants to the user, their groups and PUBLIC alike, so a view
+/// replaced by [`DdlObject::replacement`] is granted to each of them by name — the way
+/// dbt-redshift reads grants.
+pub fn view_readers_query(dialect: Dialect, schema: &str) -> String {
+    let schema = crate::ledger::literal(dialect, schema);
+    format!(
+        "SELECT v.viewname AS view_name, u.usename AS reader FROM pg_views v CROSS JOIN pg_user u \
+         WHERE v.schemaname = {schema} AND u.usename <> current_user AND NOT u.usesuper \
+         AND has_table_privilege(u.usename, quote_ident(v.schemaname) || '.' || quote_ident(v.viewname), 'select')"
+    )
+}
+
+/// A row of [`view_readers_query`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewReader {
+    pub view_name: String,
+    pub reader: String,
+}
+
+/// `name` as a double-quoted SQL identifier (Redshift's IAM users are `IAMR:role`).
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// A row of [`existing_objects_query`]: an object of the schema, whether the current
 /// database user owns it, and its comment (a view's [`DdlObject::marker`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,12 +313,18 @@ pub struct ExistingObject {
     pub comment: Option<String>,
 }
 
-/// What to run at start-up, given the rows of [`existing_objects_query`]: every missing
-/// object is created; a view whose comment is not the current definition's
-/// [`DdlObject::marker`] is replaced if the loader owns it, and otherwise left as it is
-/// with a warning (replacing it needs its owner, and failing there would keep the loader
-/// from starting at all). A current view is not touched.
-pub fn plan(dialect: Dialect, schema: &str, existing: &[ExistingObject]) -> (Vec<String>, Vec<String>) {
+/// What to run at start-up, in one transaction, given the rows of
+/// [`existing_objects_query`] and [`view_readers_query`]: every missing object is
+/// created; a view whose comment is not the current definition's [`DdlObject::marker`] is
+/// replaced ([`DdlObject::replacement`]) if the loader owns it, and otherwise left as it
+/// is with a warning (replacing it needs its owner, and failing there would keep the
+/// loader from starting at all). A current view is not touched.
+pub fn plan(
+    dialect: Dialect,
+    schema: &str,
+    existing: &[ExistingObject],
+    readers: &[ViewReader],
+) -> (Vec<String>, Vec<String>) {
     let found = |kind: &str, name: &str| -> Option<&ExistingObject> {
         existing
             .iter()
@@ -291,7 +343,12 @@ pub fn plan(dialect: Dialect, schema: &str, existing: &[ExistingObject]) -> (Vec
             (_, None) => run.extend(object.statements(schema)),
             (ObjectKind::View, Some(view)) if view.comment.as_deref() != Some(object.marker().as_str()) => {
                 if view.owned {
-                    run.extend(object.statements(schema));
+                    let readers: Vec<&str> = readers
+                        .iter()
+                        .filter(|reader| reader.view_name == object.name)
+                        .map(|reader| reader.reader.as_str())
+                        .collect();
+                    run.extend(object.replacement(schema, &readers));
                 } else {
                     warnings.push(format!(
                         "view {schema}.{} is not the current definition and belongs to another \

@@ -49,6 +49,16 @@ fn assert_per_user_order(records: &[Record]) {
     }
 }
 
+/// Kafka holds exactly the `answered` events, each once, each user's in order.
+async fn assert_delivered_once_in_order(kafka: &Kafka, answered: &[String]) {
+    let records = read_exactly(&kafka.brokers(), &kafka.topic, answered.len()).await;
+    assert_eq!(
+        event_ids(&records),
+        answered.iter().cloned().collect::<HashSet<_>>()
+    );
+    assert_per_user_order(&records);
+}
+
 fn event_ids(records: &[Record]) -> HashSet<String> {
     records
         .iter()
@@ -143,12 +153,7 @@ async fn spool_survives_restart_and_drains_on_the_next_run() {
 
     kafka.up();
     let server = Server::start(config).await;
-    let records = read_exactly(&kafka.brokers(), &kafka.topic, answered.len()).await;
-    assert_eq!(
-        event_ids(&records),
-        answered.iter().cloned().collect::<HashSet<_>>()
-    );
-    assert_per_user_order(&records);
+    assert_delivered_once_in_order(&kafka, &answered).await;
     server.stop().await;
 }
 
@@ -279,12 +284,7 @@ async fn a_full_disk_under_the_spool_answers_503_and_recovers_without_restart() 
         }
     }
 
-    let records = read_exactly(&kafka.brokers(), &kafka.topic, answered.len()).await;
-    assert_eq!(
-        event_ids(&records),
-        answered.iter().cloned().collect::<HashSet<_>>()
-    );
-    assert_per_user_order(&records);
+    assert_delivered_once_in_order(&kafka, &answered).await;
     server.stop().await;
 }
 

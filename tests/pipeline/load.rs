@@ -16,14 +16,12 @@ const QUARANTINED: &str = "SELECT count(*) FROM analytics.exposures_loads WHERE 
 const LOADED_ROWS: &str =
     "SELECT coalesce(sum(rows_loaded), 0)::bigint FROM analytics.exposures_loads WHERE status = 'loaded'";
 
-on_both_warehouses!(
-    /// Files announced twice load once; a corrupt file is quarantined with the reason;
-    /// on Redshift, through throttling and slow statements too.
-    replays_and_a_poison_file =>
-        postgres_loads_files_once_through_replays_and_quarantines_a_poison_file,
-        redshift_loads_files_once_through_replays_throttling_and_slow_statements_and_quarantines_a_poison_file
-);
+on_both_warehouses!(replays_and_a_poison_file =>
+    postgres_loads_files_once_through_replays_and_quarantines_a_poison_file,
+    redshift_loads_files_once_through_replays_throttling_and_slow_statements_and_quarantines_a_poison_file);
 
+/// Files announced twice load once; a corrupt file is quarantined with the reason;
+/// on Redshift, through throttling and slow statements too.
 async fn replays_and_a_poison_file(kind: Kind) {
     let scenario = Scenario::start(kind).await;
     if let Some(data_api) = &scenario.data_api {
@@ -127,14 +125,12 @@ async fn replays_and_a_poison_file(kind: Kind) {
     assert_eq!(count(&client, LOADED_ROWS).await, events.len() as i64);
 }
 
-on_both_warehouses!(
-    /// A loader killed mid-batch, then a warehouse outage: a new loader waits it out and
-    /// every row lands exactly once.
-    outage_and_a_killed_loader =>
-        postgres_outage_and_a_killed_loader_still_load_exactly_once,
-        redshift_outage_and_a_killed_loader_still_load_exactly_once
-);
+on_both_warehouses!(outage_and_a_killed_loader =>
+    postgres_outage_and_a_killed_loader_still_load_exactly_once,
+    redshift_outage_and_a_killed_loader_still_load_exactly_once);
 
+/// A loader killed mid-batch, then a warehouse outage: a new loader waits it out and
+/// every row lands exactly once.
 async fn outage_and_a_killed_loader(kind: Kind) {
     let scenario = Scenario::start(kind).await;
     let events = exposures(3_000, "outage");
@@ -170,17 +166,15 @@ async fn outage_and_a_killed_loader(kind: Kind) {
     );
 }
 
-on_both_warehouses!(
-    /// Two loaders at once on the same files — a second loader started by mistake, a
-    /// deploy that starts the new task before the old one stops — each in its own consumer
-    /// group, so both see every file: each file is loaded once (one `loaded` ledger row),
-    /// each row once. On Redshift through the emulator's SNAPSHOT-like isolation, where
-    /// both would commit without the ledger's lock.
-    two_loaders_at_once =>
-        two_postgres_loaders_at_once_load_every_file_once,
-        two_redshift_loaders_at_once_load_every_file_once
-);
+on_both_warehouses!(two_loaders_at_once =>
+    two_postgres_loaders_at_once_load_every_file_once,
+    two_redshift_loaders_at_once_load_every_file_once);
 
+/// Two loaders at once on the same files — a second loader started by mistake, a
+/// deploy that starts the new task before the old one stops — each in its own consumer
+/// group, so both see every file: each file is loaded once (one `loaded` ledger row),
+/// each row once. On Redshift through the emulator's SNAPSHOT-like isolation, where
+/// both would commit without the ledger's lock.
 async fn two_loaders_at_once(kind: Kind) {
     let scenario = Scenario::start(kind).await;
     if let Some(data_api) = &scenario.data_api {
@@ -262,17 +256,15 @@ fn load_failures() -> f64 {
     metric_value("exposures_load_failures_total")
 }
 
-on_both_warehouses!(
-    /// A record no warehouse can store (NUL in text) and one that is not an exposure at all,
-    /// produced straight to the topic as another producer might, among 10,000 good rows of
-    /// one partition: the good rows all load, the two alone are dead-lettered with their
-    /// reasons, `status` lists them, the ledger's counts add up, and once fixed the poison
-    /// row reloads exactly once (`reload-rejected` is PostgreSQL's).
-    poison_rows =>
-        a_poison_row_is_dead_lettered_alone_and_reloads_once_fixed,
-        redshift_dead_letters_poison_rows_alone
-);
+on_both_warehouses!(poison_rows =>
+    a_poison_row_is_dead_lettered_alone_and_reloads_once_fixed,
+    redshift_dead_letters_poison_rows_alone);
 
+/// A record no warehouse can store (NUL in text) and one that is not an exposure at all,
+/// produced straight to the topic as another producer might, among 10,000 good rows of
+/// one partition: the good rows all load, the two alone are dead-lettered with their
+/// reasons, `status` lists them, the ledger's counts add up, and once fixed the poison
+/// row reloads exactly once (`reload-rejected` is PostgreSQL's).
 async fn poison_rows(kind: Kind) {
     let scenario = Scenario::start(kind).await;
     let mut events = exposures(10_000, "poison");
@@ -442,15 +434,13 @@ async fn a_file_postgres_refuses_loads_row_by_row() {
     );
 }
 
-on_both_warehouses!(
-    /// A file record is data from a topic anyone with produce rights can write: one naming
-    /// a key outside the lake is skipped and counted; one naming another bucket or prefix
-    /// is quarantined with the reason, unread; the real files still load.
-    file_records_outside_the_lake =>
-        postgres_refuses_file_records_outside_its_lake,
-        redshift_refuses_file_records_outside_its_lake
-);
+on_both_warehouses!(file_records_outside_the_lake =>
+    postgres_refuses_file_records_outside_its_lake,
+    redshift_refuses_file_records_outside_its_lake);
 
+/// A file record is data from a topic anyone with produce rights can write: one naming
+/// a key outside the lake is skipped and counted; one naming another bucket or prefix
+/// is quarantined with the reason, unread; the real files still load.
 async fn file_records_outside_the_lake(kind: Kind) {
     let scenario = Scenario::start(kind).await;
     let events = exposures(200, "trust");
@@ -575,15 +565,13 @@ async fn a_redshift_loader_denied_access_ends_instead_of_retrying() {
     assert!(error.to_string().contains("AccessDeniedException"), "{error}");
 }
 
-on_both_warehouses!(
-    /// An announced object that is gone from the lake (deleted by a lifecycle rule, say)
-    /// would fail its batch on every retry: it is quarantined with a clear reason instead,
-    /// and the files beside it load.
-    missing_object =>
-        postgres_quarantines_a_missing_object_and_loads_the_rest,
-        redshift_quarantines_a_missing_object_and_loads_the_rest
-);
+on_both_warehouses!(missing_object =>
+    postgres_quarantines_a_missing_object_and_loads_the_rest,
+    redshift_quarantines_a_missing_object_and_loads_the_rest);
 
+/// An announced object that is gone from the lake (deleted by a lifecycle rule, say)
+/// would fail its batch on every retry: it is quarantined with a clear reason instead,
+/// and the files beside it load.
 async fn missing_object(kind: Kind) {
     let scenario = Scenario::start(kind).await;
     let events = exposures(200, "missing");
@@ -776,6 +764,76 @@ async fn a_view_is_replaced_only_when_its_definition_is_stale() {
     let loader = scenario.start_loader();
     scenario.wait_count(growthbook_rows, events.len() as i64).await;
     loader.stop().await;
+}
+
+on_both_warehouses!(view_gaining_columns =>
+    postgres_replaces_a_view_that_gains_columns_and_keeps_its_readers,
+    redshift_replaces_a_view_that_gains_columns_and_keeps_its_readers);
+
+/// An upgrade whose view has more columns than the one in the warehouse (made by an
+/// older release, read by GrowthBook's database user): Redshift cannot replace a view in
+/// place with other columns, so the loader drops and makes it again in one transaction,
+/// and the reader keeps its SELECT.
+async fn view_gaining_columns(kind: Kind) {
+    let scenario = Scenario::start(kind).await;
+    let view_columns = "SELECT count(*) FROM information_schema.columns \
+                        WHERE table_schema = 'analytics' AND table_name = 'exposures_growthbook'";
+    // A loader of this release makes the objects.
+    let loader = scenario.start_loader();
+    scenario
+        .wait_at_least(view_columns, 5, "the loader made no view")
+        .await;
+    loader.stop().await;
+    let current_columns = scenario.count(view_columns).await;
+
+    // The view as an older release made it, with fewer columns, and a reader's grant.
+    let admin = scenario.client().await;
+    admin
+        .batch_execute(
+            "CREATE ROLE growthbook_reader LOGIN; \
+             GRANT USAGE ON SCHEMA analytics TO growthbook_reader; \
+             DROP VIEW analytics.exposures_growthbook; \
+             CREATE VIEW analytics.exposures_growthbook AS SELECT ds_user_id AS user_id, \
+             exposed_at AS \"timestamp\", experiment_id, variation_id FROM analytics.exposures \
+             WHERE ds_user_id IS NOT NULL; \
+             COMMENT ON VIEW analytics.exposures_growthbook IS 'exposures ddl from an older release'; \
+             GRANT SELECT ON analytics.exposures_growthbook TO growthbook_reader",
+        )
+        .await
+        .expect("the older release's view");
+    assert_eq!(scenario.count(view_columns).await, 4);
+
+    let events = exposures(50, "after-upgrade");
+    scenario.sink(&events).await;
+    let loader = scenario.start_loader();
+    scenario.wait_rows(events.len() as i64).await;
+    loader.stop().await;
+    scenario.assert_exact(&events).await;
+    assert_eq!(scenario.count(view_columns).await, current_columns);
+    assert_eq!(
+        scenario
+            .count(
+                "SELECT count(*) FROM pg_user WHERE usename = 'growthbook_reader' \
+                 AND has_table_privilege(usename, 'analytics.exposures_growthbook', 'select')"
+            )
+            .await,
+        1,
+        "the reader lost its grant"
+    );
+    let marker = schemas::ddl::objects(schemas::ddl::Dialect::Postgres, "analytics")
+        .into_iter()
+        .find(|object| object.name == "exposures_growthbook")
+        .map(|object| object.marker())
+        .expect("the view's definition");
+    let comment: String = admin
+        .query_one(
+            "SELECT obj_description('analytics.exposures_growthbook'::regclass)",
+            &[],
+        )
+        .await
+        .expect("comment")
+        .get(0);
+    assert_eq!(comment, marker);
 }
 
 /// Redshift's VARCHAR width counts bytes: a file holding a 200-character experiment_id of

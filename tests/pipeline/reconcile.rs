@@ -15,11 +15,9 @@ use crate::harness::scenario::{on_both_warehouses, Kind, Scenario};
 const ROWS: &str = "SELECT count(*) FROM analytics.exposures";
 const LOADED: &str = "SELECT count(*) FROM analytics.exposures_loads WHERE status = 'loaded'";
 
-on_both_warehouses!(
-    deleted_ledger_row_and_unannounced_object =>
-        reconcile_finds_a_deleted_ledger_row_and_an_unannounced_object_and_repair_loads_them_once,
-        reconcile_on_redshift_finds_and_repairs_the_same
-);
+on_both_warehouses!(deleted_ledger_row_and_unannounced_object =>
+    reconcile_finds_a_deleted_ledger_row_and_an_unannounced_object_and_repair_loads_them_once,
+    reconcile_on_redshift_finds_and_repairs_the_same);
 
 async fn deleted_ledger_row_and_unannounced_object(kind: Kind) {
     let scenario = Scenario::start(kind).await;

@@ -8,7 +8,7 @@
 //! misread count must fail loudly rather than print 0.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use schemas::ddl::ExistingObject;
+use schemas::ddl::{ExistingObject, ViewReader};
 
 use super::LoadError;
 
@@ -168,6 +168,14 @@ from_row!(
         name: get,
         owned: get,
         comment: opt
+    }
+);
+
+from_row!(
+    "who reads the warehouse's views",
+    ViewReader {
+        view_name: get,
+        reader: get
     }
 );
 

@@ -32,7 +32,7 @@ fn start_up_creates_what_is_missing_and_replaces_only_stale_owned_views() {
         owned: owned == "t",
         comment: comment.map(str::to_owned),
     };
-    let (run, warnings) = plan(Dialect::Postgres, "a", &[]);
+    let (run, warnings) = plan(Dialect::Postgres, "a", &[], &[]);
     assert_eq!(
         run,
         statements(Dialect::Postgres, "a"),
@@ -62,7 +62,7 @@ fn start_up_creates_what_is_missing_and_replaces_only_stale_owned_views() {
         row("view", "exposures_growthbook", "f", Some(&growthbook)),
         row("view", "exposure_events", "t", Some(&events)),
     ]);
-    let (run, warnings) = plan(Dialect::Postgres, "a", &current);
+    let (run, warnings) = plan(Dialect::Postgres, "a", &current, &[]);
     assert_eq!(run.len(), 1, "only the missing table: {run:#?}");
     assert!(run[0].starts_with("CREATE TABLE IF NOT EXISTS a.exposures_rejected"));
     assert!(warnings.is_empty(), "current views are left alone, owned or not");
@@ -76,10 +76,29 @@ fn start_up_creates_what_is_missing_and_replaces_only_stale_owned_views() {
         ),
         row("view", "exposure_events", "t", None),
     ]);
-    let (run, warnings) = plan(Dialect::Postgres, "a", &stale);
-    assert_eq!(run.len(), 3, "{run:#?}");
-    assert!(run[1].starts_with("CREATE OR REPLACE VIEW a.exposure_events"));
-    assert_eq!(run[2], format!("COMMENT ON VIEW a.exposure_events IS '{events}'"));
+    let readers = [
+        ViewReader {
+            view_name: "exposure_events".into(),
+            reader: "IAMR:growthbook".into(),
+        },
+        ViewReader {
+            view_name: "exposure_events".into(),
+            reader: "analyst\"s".into(),
+        },
+        ViewReader {
+            view_name: "exposures_growthbook".into(),
+            reader: "someone".into(),
+        },
+    ];
+    let (run, warnings) = plan(Dialect::Postgres, "a", &stale, &readers);
+    assert_eq!(run.len(), 5, "{run:#?}");
+    assert_eq!(run[1], "DROP VIEW a.exposure_events");
+    assert!(run[2].starts_with("CREATE OR REPLACE VIEW a.exposure_events"));
+    assert_eq!(run[3], format!("COMMENT ON VIEW a.exposure_events IS '{events}'"));
+    assert_eq!(
+        run[4], "GRANT SELECT ON a.exposure_events TO \"IAMR:growthbook\", \"analyst\"\"s\"",
+        "its readers, and only its, get their grant back"
+    );
     assert_eq!(warnings.len(), 1);
     assert!(
         warnings[0].contains("a.exposures_growthbook is not the current definition and belongs to another")

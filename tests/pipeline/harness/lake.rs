@@ -189,18 +189,31 @@ pub(crate) fn committed(brokers: &str, topic: &str, group: &str) -> i64 {
         .sum()
 }
 
+/// Waits until `group` has committed `expected` records of the exposures topic.
 pub(crate) async fn wait_committed(side: &Lakeside, group: &str, expected: i64) {
+    wait_committed_on(&side.kafka.brokers(), &side.kafka.topic, group, expected).await;
+}
+
+/// Waits until `group` has committed `expected` records of `topic` (which starts at
+/// offset 0); committing more fails at once.
+pub(crate) async fn wait_committed_on(brokers: &str, topic: &str, group: &str, expected: i64) {
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let (brokers, topic, group_name) = (side.kafka.brokers(), side.kafka.topic.clone(), group.to_owned());
-        let done = tokio::task::spawn_blocking(move || committed(&brokers, &topic, &group_name))
+        let (brokers, topic_name, group_name) = (brokers.to_owned(), topic.to_owned(), group.to_owned());
+        let done = tokio::task::spawn_blocking(move || committed(&brokers, &topic_name, &group_name))
             .await
             .expect("committed");
         if done == expected {
             return;
         }
-        assert!(done < expected, "committed {done} > {expected}");
-        assert!(Instant::now() < deadline, "sink committed {done} of {expected}");
+        assert!(
+            done < expected,
+            "{group} committed {done} > {expected} of {topic}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "{group} committed {done} of {expected} of {topic}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
     }
 }

@@ -445,7 +445,13 @@ async fn run_transaction(emulator: &Emulator, sqls: &[String]) -> Result<Vec<Sub
             Some((table, manifest)) => copy_parquet(emulator, &client, &table, &manifest, query_id)
                 .await
                 .map(|()| None),
-            None => run_sql(&client, &translate(sql)).await,
+            None => {
+                let sql = translate(sql);
+                match refuse_changed_view_columns(&client, &sql).await {
+                    Ok(()) => run_sql(&client, &sql).await,
+                    Err(refusal) => Err(refusal),
+                }
+            }
         };
         match outcome {
             Ok(result) => done.push((query_id, result)),
@@ -460,6 +466,59 @@ async fn run_transaction(emulator: &Emulator, sqls: &[String]) -> Result<Vec<Sub
         .await
         .map_err(|e| fail(sqls.len() - 1, 0, pg_message(&e)))?;
     Ok(done)
+}
+
+/// Redshift replaces a view only with "a new query that generates the identical set of
+/// columns, using the same column names and data types" (CREATE VIEW,
+/// https://docs.aws.amazon.com/redshift/latest/dg/r_CREATE_VIEW.html); PostgreSQL also
+/// lets a replacement add columns at the end. The page gives no error text: these are
+/// PostgreSQL 8's, which Redshift descends from (a guess).
+async fn refuse_changed_view_columns(client: &Client, sql: &str) -> Result<(), String> {
+    let replace_view =
+        Regex::new(r"(?is)^\s*CREATE\s+OR\s+REPLACE\s+VIEW\s+([\w.]+)\s+AS\s+(.*)$").expect("pattern");
+    let Some(parts) = replace_view.captures(sql) else {
+        return Ok(());
+    };
+    let (view, query) = (&parts[1], &parts[2]);
+    let exists: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&view])
+        .await
+        .map_err(|e| pg_message(&e))?
+        .get(0);
+    if !exists {
+        return Ok(());
+    }
+    let columns = |statement: &tokio_postgres::Statement| -> Vec<(String, tokio_postgres::types::Type)> {
+        statement
+            .columns()
+            .iter()
+            .map(|column| (column.name().to_owned(), column.type_().clone()))
+            .collect()
+    };
+    let before = columns(
+        &client
+            .prepare(&format!("SELECT * FROM {view}"))
+            .await
+            .map_err(|e| pg_message(&e))?,
+    );
+    let after = columns(
+        &client
+            .prepare(query.trim_end_matches(';'))
+            .await
+            .map_err(|e| pg_message(&e))?,
+    );
+    if before.len() != after.len() {
+        return Err("ERROR: cannot change number of columns in view".into());
+    }
+    match before.iter().zip(&after).find(|(old, new)| old != new) {
+        Some(((old_name, _), (new_name, _))) if old_name != new_name => Err(format!(
+            "ERROR: cannot change name of view column \"{old_name}\" to \"{new_name}\""
+        )),
+        Some(((name, _), _)) => Err(format!(
+            "ERROR: cannot change data type of view column \"{name}\""
+        )),
+        None => Ok(()),
+    }
 }
 
 /// PostgreSQL's error as Redshift words it. A byte-length check (see [`translate`]) is

@@ -13,7 +13,7 @@ use rdkafka::ClientConfig;
 use schemas::lake_layout::{FileKey, FileRecord, Hour};
 
 use super::kafka::{read_exactly, record_count};
-use super::lake::{committed, produce, start_sink, wait_committed, Lakeside};
+use super::lake::{produce, start_sink, wait_committed, wait_committed_on, Lakeside};
 use super::postgres::{assert_warehouse_exact, Pg};
 use super::redshift_emulator::DataApi;
 use super::DEADLINE;
@@ -25,17 +25,15 @@ pub(crate) enum Kind {
     Redshift,
 }
 
-/// Runs `scenario(kind)` as two tests, `postgres_name` and `redshift_name`, with the
-/// doc comment given before the scenario's name.
+/// Runs `scenario(kind)` as two tests, `postgres_name` and `redshift_name` (the
+/// scenario's doc comment says what they prove).
 macro_rules! on_both_warehouses {
-    ($(#[$doc:meta])* $scenario:ident => $postgres:ident, $redshift:ident) => {
-        $(#[$doc])*
+    ($scenario:ident => $postgres:ident, $redshift:ident) => {
         #[tokio::test]
         async fn $postgres() {
             $scenario($crate::harness::scenario::Kind::Postgres).await;
         }
 
-        $(#[$doc])*
         #[tokio::test]
         async fn $redshift() {
             $scenario($crate::harness::scenario::Kind::Redshift).await;
@@ -214,23 +212,8 @@ impl Scenario {
     /// Waits until loader group `group` has committed `records` file records (the files
     /// topic starts at offset 0): it has dealt with every one of them.
     pub async fn wait_loader_committed(&self, group: &str, records: i64) {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let (brokers, topic, group_name) = (
-                self.side.kafka.brokers(),
-                self.side.files_topic.clone(),
-                group.to_owned(),
-            );
-            let done = tokio::task::spawn_blocking(move || committed(&brokers, &topic, &group_name))
-                .await
-                .expect("committed");
-            if done == records {
-                return;
-            }
-            assert!(done < records, "{group} committed {done} > {records}");
-            assert!(Instant::now() < deadline, "{group} committed {done} of {records}");
-            tokio::time::sleep(Duration::from_millis(100)).await; // polling a condition
-        }
+        let side = &self.side;
+        wait_committed_on(&side.kafka.brokers(), &side.files_topic, group, records).await;
     }
 
     /// Waits until `analytics.exposures` holds exactly `expected` rows.

@@ -141,13 +141,19 @@ impl Postgres {
             self.query_text(&ddl::existing_objects_query(Dialect::Postgres, &self.schema))
                 .await?,
         )?;
-        let (run, warnings) = ddl::plan(Dialect::Postgres, &self.schema, &existing);
+        let readers: Vec<ddl::ViewReader> = super::rows::decode(
+            self.query_text(&ddl::view_readers_query(Dialect::Postgres, &self.schema))
+                .await?,
+        )?;
+        let (run, warnings) = ddl::plan(Dialect::Postgres, &self.schema, &existing, &readers);
         for warning in warnings {
             tracing::warn!("{warning}");
         }
-        for statement in run {
+        if !run.is_empty() {
+            // One simple query of several statements runs as one transaction: a view
+            // replaced (dropped, made again, granted) is never seen missing.
             self.client
-                .batch_execute(&statement)
+                .batch_execute(&run.join(";\n"))
                 .await
                 .map_err(LoadError::Warehouse)?;
         }

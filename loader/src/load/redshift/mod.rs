@@ -162,7 +162,12 @@ impl Redshift {
                 .query_text(&ddl::existing_objects_query(Dialect::Redshift, &self.schema))
                 .await?,
         )?;
-        let (run, warnings) = ddl::plan(Dialect::Redshift, &self.schema, &existing);
+        let readers: Vec<ddl::ViewReader> = rows::decode(
+            self.api
+                .query_text(&ddl::view_readers_query(Dialect::Redshift, &self.schema))
+                .await?,
+        )?;
+        let (run, warnings) = ddl::plan(Dialect::Redshift, &self.schema, &existing, &readers);
         for warning in warnings {
             tracing::warn!("{warning}");
         }
