@@ -82,7 +82,10 @@ pub fn arrow_schema() -> SchemaRef {
         .map(|c| {
             let data_type = match c.kind {
                 ColumnType::Text(_) | ColumnType::Json => DataType::Utf8,
-                ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                // UTC wall-clock micros, no zone: Parquet INT64 TIMESTAMP(isAdjustedToUTC=false,
+                // MICROS) — what Redshift's TIMESTAMP (without time zone) is; see
+                // docs/design.md, "Timestamps in the lake".
+                ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
                 ColumnType::Boolean => DataType::Boolean,
                 ColumnType::Int32 => DataType::Int32,
                 ColumnType::Int64 => DataType::Int64,

@@ -210,10 +210,9 @@ pub fn lake_type(engine: Engine, data_type: &DataType, varchar_bytes: u32) -> Op
         (DataType::Boolean, _) => "boolean".to_owned(),
         (DataType::Int32, _) => "int".to_owned(),
         (DataType::Int64, _) => "bigint".to_owned(),
-        // INT64 TIMESTAMP(isAdjustedToUTC=true, MICROS): read as UTC by both engines.
-        (DataType::Timestamp(TimeUnit::Microsecond, Some(zone)), _) if zone.as_ref() == "UTC" => {
-            "timestamp".to_owned()
-        }
+        // INT64 TIMESTAMP(isAdjustedToUTC=false, MICROS), UTC wall-clock values: a
+        // `timestamp` to both engines, no zone applied.
+        (DataType::Timestamp(TimeUnit::Microsecond, None), _) => "timestamp".to_owned(),
         _ => return None,
     })
 }

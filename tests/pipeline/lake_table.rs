@@ -70,9 +70,7 @@ fn reads_as(engine: &str, arrow: &DataType, ddl: &str) -> bool {
         (DataType::Boolean, _) => ddl == "boolean",
         (DataType::Int32, _) => ddl == "int",
         (DataType::Int64, _) => ddl == "bigint",
-        (DataType::Timestamp(TimeUnit::Microsecond, Some(zone)), _) => {
-            zone.as_ref() == "UTC" && ddl == "timestamp"
-        }
+        (DataType::Timestamp(TimeUnit::Microsecond, None), _) => ddl == "timestamp",
         _ => false,
     }
 }

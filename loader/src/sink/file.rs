@@ -132,9 +132,8 @@ impl OpenFile {
 
     /// The writer: `codec` pages, dictionaries for low-cardinality columns, page
     /// statistics, and the row range known so far in the key-value metadata (the last
-    /// offset and row count are added at the end). Timestamps are INT64 microseconds
-    /// annotated `TIMESTAMP(isAdjustedToUTC=true, MICROS)`, which Redshift COPY loads into
-    /// `TIMESTAMP` columns as UTC.
+    /// offset and row count are added at the end). Timestamps are INT64 microseconds of
+    /// UTC annotated `TIMESTAMP(isAdjustedToUTC=false, MICROS)` ([`schemas::arrow_schema`]).
     fn create_writer(&self, batch: &arrow_array::RecordBatch) -> Result<ArrowWriter<Vec<u8>>, ParquetError> {
         let metadata = FileRange::opening_metadata(&self.topic, self.partition, self.first_offset)
             .into_iter()
