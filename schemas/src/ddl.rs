@@ -371,11 +371,23 @@ const REDSHIFT_STAGE_JSON: &str = "VARCHAR(65535)";
 /// Parquet order (Redshift's Parquet COPY maps columns by position and needs the same
 /// count), JSON as text.
 pub fn stage_table(dialect: Dialect, name: &str) -> String {
+    stage_table_of(dialect, name, false)
+}
+
+/// A Redshift stage that holds every row COPY can read, its text columns as wide as
+/// Redshift allows (`VARCHAR(65535)`): a value too long for its column in `exposures` is
+/// then checked row by row instead of refusing the whole file.
+pub fn wide_stage_table(name: &str) -> String {
+    stage_table_of(Dialect::Redshift, name, true)
+}
+
+fn stage_table_of(dialect: Dialect, name: &str, wide: bool) -> String {
     let columns: Vec<String> = COLUMNS
         .iter()
         .map(|c| {
             let kind = match (c.kind, dialect) {
                 (ColumnType::Json, Dialect::Redshift) => REDSHIFT_STAGE_JSON.to_owned(),
+                (ColumnType::Text(_), Dialect::Redshift) if wide => REDSHIFT_STAGE_JSON.to_owned(),
                 (ColumnType::Json, Dialect::Postgres) => "TEXT".to_owned(),
                 (kind, dialect) => sql_type(kind, dialect),
             };

@@ -836,32 +836,59 @@ async fn view_gaining_columns(kind: Kind) {
     assert_eq!(comment, marker);
 }
 
-/// Redshift's VARCHAR width counts bytes: a file holding a 200-character experiment_id of
-/// two-byte characters (400 bytes in a VARCHAR(256)), written past ingest's checks, is
-/// refused by COPY as Redshift words it, and quarantined alone.
+/// Redshift's VARCHAR width counts bytes, and Redshift refuses a whole file for one row:
+/// a file of 999 good rows and one whose 200-character experiment_id of two-byte
+/// characters (400 bytes in a VARCHAR(256)) was written past ingest's checks is refused
+/// by COPY as Redshift words it, then loaded row by row: the 999 rows load, the one goes
+/// to `exposures_rejected` with its reason and the row as JSON, and nothing is
+/// quarantined.
 #[tokio::test]
-async fn redshift_counts_varchar_widths_in_bytes() {
+async fn redshift_loads_a_refused_file_row_by_row() {
     let scenario = Scenario::start(Kind::Redshift).await;
-    let good = exposures(10, "bytes-good");
-    let mut wide = exposures(1, "bytes-wide");
-    wide[0].experiment_id = "é".repeat(200);
-    scenario.place_file(&good, 0, ParquetCodec::default()).await;
-    scenario.place_file(&wide, 1_000, ParquetCodec::default()).await;
+    let mut events = exposures(1_000, "bytes");
+    events[500].experiment_id = "é".repeat(200);
+    scenario.place_file(&events, 1_000, ParquetCodec::default()).await;
     let loader = scenario.start_loader();
     scenario
-        .wait_count("SELECT count(*) FROM analytics.exposures_loads", 2)
+        .wait_count("SELECT count(*) FROM analytics.exposures_loads", 1)
         .await;
     loader.stop().await;
-    scenario.assert_exact(&good).await;
-    let reason: String = scenario
-        .client()
-        .await
+    let wide = events.remove(500);
+    scenario.assert_exact(&events).await;
+    let client = scenario.client().await;
+    let ledger = client
         .query_one(
-            "SELECT reason FROM analytics.exposures_loads WHERE status = 'quarantined'",
+            "SELECT status, rows_in_file, rows_loaded, rows_rejected FROM analytics.exposures_loads",
             &[],
         )
         .await
-        .expect("one quarantined file")
-        .get(0);
-    assert!(reason.contains("String length exceeds DDL length"), "{reason}");
+        .expect("ledger");
+    assert_eq!(
+        (
+            ledger.get::<_, String>(0),
+            ledger.get::<_, i64>(1),
+            ledger.get::<_, i64>(2),
+            ledger.get::<_, i64>(3)
+        ),
+        ("loaded".to_owned(), 1_000, 999, 1)
+    );
+    let rejected = client
+        .query_one(
+            "SELECT event_id, kafka_offset, reason, raw_row FROM analytics.exposures_rejected",
+            &[],
+        )
+        .await
+        .expect("one rejected row");
+    let (event_id, offset, reason, raw_row): (String, i64, String, String) =
+        (rejected.get(0), rejected.get(1), rejected.get(2), rejected.get(3));
+    assert_eq!(event_id, wide.event_id);
+    assert_eq!(offset, 1_500);
+    assert!(
+        reason.contains("experiment_id is 400 bytes, more than the column's VARCHAR(256)"),
+        "{reason}"
+    );
+    let row: serde_json::Value = serde_json::from_str(&raw_row).expect("the row as JSON");
+    assert_eq!(row["experiment_id"], wide.experiment_id.as_str());
+    assert_eq!(row["kafka_offset"], 1_500);
+    assert_eq!(scenario.count(QUARANTINED).await, 0, "nothing quarantined");
 }

@@ -82,6 +82,17 @@ impl DataApi {
             )
             .await
             .expect("sys_load_error_detail");
+        // Redshift's CAN_JSON_PARSE and JSON_SERIALIZE, which PostgreSQL 15 lacks.
+        client
+            .batch_execute(
+                "CREATE OR REPLACE FUNCTION public.emulator_can_json_parse(text) RETURNS boolean \
+                 LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN PERFORM $1::jsonb; RETURN true; \
+                 EXCEPTION WHEN others THEN RETURN false; END $$; \
+                 CREATE OR REPLACE FUNCTION public.emulator_json_serialize(jsonb) RETURNS text \
+                 LANGUAGE sql IMMUTABLE AS $$ SELECT $1::text $$",
+            )
+            .await
+            .expect("Redshift's JSON functions");
         let faults = Arc::new(Faults::default());
         let state = Arc::new(Emulator {
             pg_url,
@@ -553,8 +564,10 @@ const VARCHAR_BYTES: &str = "__varchar_bytes_";
 /// PostgreSQL's counts characters.
 fn byte_length_varchar(sql: &str) -> String {
     let is_create_table = Regex::new(r"(?is)^\s*CREATE\s+(TEMP\s+|TEMPORARY\s+)?TABLE\b").expect("pattern");
-    if !is_create_table.is_match(sql) {
-        return sql.to_owned();
+    let is_create_table_as =
+        Regex::new(r"(?is)^\s*CREATE\s+(TEMP\s+|TEMPORARY\s+)?TABLE\s+[\w.]+\s+AS\b").expect("pattern");
+    if !is_create_table.is_match(sql) || is_create_table_as.is_match(sql) {
+        return sql.to_owned(); // CREATE TABLE … AS: columns come from the query
     }
     Regex::new(r"(?i)\b(\w+)\s+VARCHAR\s*\((\d+)\)")
         .expect("pattern")
@@ -598,8 +611,11 @@ fn translate(sql: &str) -> String {
         (r"(?i)\s*DISTKEY\s*\([^)]*\)", ""),
         (r"(?i)\s*SORTKEY\s*\([^)]*\)", ""),
         (r"(?i)\bSUPER\b", "JSONB"),
-        (r"(?i)JSON_PARSE\(([^()]*)\)", "($1)::jsonb"),
+        (r"(?i)\bJSON_PARSE\(([^()]*)\)", "($1)::jsonb"),
         (r"(?i)GETDATE\(\)", "(now() AT TIME ZONE 'UTC')"),
+        (r"(?i)\bCAN_JSON_PARSE\(", "public.emulator_can_json_parse("),
+        (r"(?i)\bJSON_SERIALIZE\(", "public.emulator_json_serialize("),
+        (r"(?i)\bOBJECT\(", "jsonb_build_object("),
     ];
     let mut sql = byte_length_varchar(sql);
     for (pattern, replacement) in rules {

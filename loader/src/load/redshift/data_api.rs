@@ -64,7 +64,8 @@ impl StatementFailure {
     /// Whether the warehouse refused the batch's data (then a file is to blame), rather
     /// than failing for reasons that retrying fixes. Access and connection problems are
     /// never data: quarantining files for a missing IAM permission would lose them.
-    pub(super) fn is_about_data(&self) -> bool {
+    /// `reading_files`: the indexes of the batch's statements that read the files' rows.
+    pub(super) fn is_about_data(&self, reading_files: &[usize]) -> bool {
         // Transient Spectrum/S3/KMS conditions come wrapped in "Spectrum Scan Error" like
         // bad files do, so they are named here and win: a throttled COPY must be retried,
         // not split down to single files that are then quarantined for good.
@@ -113,7 +114,7 @@ impl StatementFailure {
         ];
         let in_data_statement = self
             .failed_statement
-            .is_none_or(|index| super::sql::READ_THE_FILES.contains(&index));
+            .is_none_or(|index| reading_files.contains(&index));
         let message = self.message.to_ascii_lowercase();
         in_data_statement
             && !NOT_DATA.iter().any(|pattern| message.contains(pattern))
@@ -314,6 +315,8 @@ fn field_text(field: &Field) -> Option<String> {
 mod tests {
     use super::*;
 
+    const READS: [usize; 3] = crate::load::redshift::sql::READ_THE_FILES;
+
     #[test]
     fn data_failures_are_told_from_transient_ones() {
         let failure = |message: &str, index| StatementFailure {
@@ -325,26 +328,28 @@ mod tests {
             "Spectrum Scan Error: File 's3://l/x.parquet' has an invalid version number",
             Some(2)
         )
-        .is_about_data());
-        assert!(failure("JSON parsing error", Some(4)).is_about_data());
-        assert!(!failure("Spectrum Scan Error: S3ServiceException: Access Denied", Some(2)).is_about_data());
+        .is_about_data(&READS));
+        assert!(failure("JSON parsing error", Some(4)).is_about_data(&READS));
         assert!(
-            !failure("Load into table failed", Some(1)).is_about_data(),
+            !failure("Spectrum Scan Error: S3ServiceException: Access Denied", Some(2)).is_about_data(&READS)
+        );
+        assert!(
+            !failure("Load into table failed", Some(1)).is_about_data(&READS),
             "the stage DDL reads no file"
         );
-        assert!(!failure("connection to the cluster lost", Some(2)).is_about_data());
-        assert!(!failure("ERROR: 1023 Serializable isolation violation", Some(4)).is_about_data());
+        assert!(!failure("connection to the cluster lost", Some(2)).is_about_data(&READS));
+        assert!(!failure("ERROR: 1023 Serializable isolation violation", Some(4)).is_about_data(&READS));
         for transient in [
             "Spectrum Scan Error: S3 Query Exception (Fetch). Task failed due to an internal error. Retries exceeded",
             "Spectrum Scan Error: Access throttled: S3 SlowDown: Please reduce your request rate",
             "Spectrum Scan Error: Error communicating with KMS: ThrottlingException",
             "Spectrum Scan Error: Resource limit exceeded for the query",
         ] {
-            assert!(!failure(transient, Some(2)).is_about_data(), "{transient}");
+            assert!(!failure(transient, Some(2)).is_about_data(&READS), "{transient}");
             assert_eq!(failure(transient, Some(2)).retry(), Retry::Transient, "{transient}");
         }
         let refused = failure("ERROR: permission denied for relation exposures", Some(4));
-        assert!(!refused.is_about_data());
+        assert!(!refused.is_about_data(&READS));
         assert_eq!(refused.retry(), Retry::Permanent);
     }
 }

@@ -276,45 +276,13 @@ impl Redshift {
         );
         let result_statement = statements.len();
         match self.api.run_batch(statements).await {
-            Ok((id, _)) => {
-                if let Ok(mut breaker) = self.refusals.lock() {
-                    *breaker = Breaker::default();
-                }
-                super::health::circuit_closed();
-                let results: Vec<LoadedFile> =
-                    rows::decode(self.api.rows(&format!("{id}:{result_statement}")).await?)?;
-                let mut loaded: HashMap<String, u64> = HashMap::new();
-                for result in results {
-                    loaded.insert(result.object_key, result.rows_loaded);
-                    report.newest_exposed_at = report.newest_exposed_at.max(result.newest_exposed_at);
-                }
-                for file in files {
-                    // No ledger row of this batch: under the ledger's lock the file was
-                    // found loaded by another loader, which committed first.
-                    let outcome = match loaded.get(&file.key) {
-                        Some(&rows) => FileOutcome::Loaded {
-                            rows,
-                            rejected: file.rejected_rows,
-                        },
-                        None => {
-                            tracing::info!(key = %file.key, "loaded meanwhile by another loader; skipped");
-                            FileOutcome::AlreadyLoaded
-                        }
-                    };
-                    report.outcomes.push((file.key.clone(), outcome));
-                }
-                Ok(())
-            }
-            Err(RunFailure::Failed(failure)) if failure.is_about_data() => {
+            Ok((id, _)) => self.record_loaded(&id, result_statement, files, report).await,
+            Err(RunFailure::Failed(failure)) if failure.is_about_data(&sql::READ_THE_FILES) => {
                 metrics::counter!(m::LOAD_DATA_ERRORS).increment(1);
                 if let [file] = files {
-                    let reason = self.explain(&failure).await;
-                    self.trip_if_systematic(&failure.message)?;
-                    self.quarantine(file, batch_id, &reason).await?;
-                    report
-                        .outcomes
-                        .push((file.key.clone(), FileOutcome::Quarantined { reason }));
-                    return Ok(());
+                    return self
+                        .load_row_by_row(file, &manifest_url, batch_id, copy, &failure, report)
+                        .await;
                 }
                 tracing::warn!(files = files.len(), error = %failure.message, "batch refused for its data; splitting it to find the file");
                 let (left, right) = files.split_at(files.len() / 2);
@@ -322,6 +290,83 @@ impl Redshift {
                 Box::pin(self.load_group(right, lakes, batch_id, copy, part, report)).await
             }
             Err(failure) => Err(failure.into_error("loading a batch")),
+        }
+    }
+
+    /// After a batch committed: the ledger rows it wrote, read back by its last statement
+    /// (`result_statement`, 1-based), make the files' outcomes; the breaker closes.
+    async fn record_loaded(
+        &self,
+        id: &str,
+        result_statement: usize,
+        files: &[&FileRecord],
+        report: &mut BatchReport,
+    ) -> Result<(), LoadError> {
+        if let Ok(mut breaker) = self.refusals.lock() {
+            *breaker = Breaker::default();
+        }
+        super::health::circuit_closed();
+        let results: Vec<LoadedFile> =
+            rows::decode(self.api.rows(&format!("{id}:{result_statement}")).await?)?;
+        let mut loaded: HashMap<String, (u64, u64)> = HashMap::new();
+        for result in results {
+            loaded.insert(result.object_key, (result.rows_loaded, result.rows_rejected));
+            report.newest_exposed_at = report.newest_exposed_at.max(result.newest_exposed_at);
+        }
+        for file in files {
+            // No ledger row of this batch: under the ledger's lock the file was found
+            // loaded by another loader, which committed first.
+            let outcome = match loaded.get(&file.key) {
+                Some(&(rows, rejected)) => FileOutcome::Loaded { rows, rejected },
+                None => {
+                    tracing::info!(key = %file.key, "loaded meanwhile by another loader; skipped");
+                    FileOutcome::AlreadyLoaded
+                }
+            };
+            report.outcomes.push((file.key.clone(), outcome));
+        }
+        Ok(())
+    }
+
+    /// A file Redshift refused (`refused`) is loaded row by row
+    /// ([`sql::row_by_row_statements`]): the rows Redshift takes go in, the others to
+    /// `exposures_rejected`. Only when even that is refused (the file cannot be read at
+    /// all: a codec, a broken file) is it quarantined whole, with both reasons.
+    async fn load_row_by_row(
+        &self,
+        file: &FileRecord,
+        manifest_url: &str,
+        batch_id: &str,
+        copy: &CopyOptions,
+        refused: &StatementFailure,
+        report: &mut BatchReport,
+    ) -> Result<(), LoadError> {
+        tracing::warn!(key = %file.key, error = %refused.message, "file refused; loading it row by row");
+        let statements = sql::row_by_row_statements(
+            &self.schema,
+            manifest_url,
+            &copy.iam_role,
+            copy.dedup_window,
+            batch_id,
+            file,
+        );
+        let result_statement = statements.len();
+        match self.api.run_batch(statements).await {
+            Ok((id, _)) => self.record_loaded(&id, result_statement, &[file], report).await,
+            Err(RunFailure::Failed(failure)) if failure.is_about_data(&sql::ROW_BY_ROW_READ_THE_FILES) => {
+                let reason = format!(
+                    "{} | row by row: {}",
+                    self.explain(refused).await,
+                    failure.message
+                );
+                self.trip_if_systematic(&refused.message)?;
+                self.quarantine(file, batch_id, &reason).await?;
+                report
+                    .outcomes
+                    .push((file.key.clone(), FileOutcome::Quarantined { reason }));
+                Ok(())
+            }
+            Err(failure) => Err(failure.into_error("loading a file row by row")),
         }
     }
 
@@ -443,6 +488,7 @@ impl FromRow for ColumnName {
 struct LoadedFile {
     object_key: String,
     rows_loaded: u64,
+    rows_rejected: u64,
     newest_exposed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -451,6 +497,7 @@ from_row!(
     LoadedFile {
         object_key: get,
         rows_loaded: get,
+        rows_rejected: get,
         newest_exposed_at: opt
     }
 );

@@ -7,11 +7,15 @@ use std::time::Duration;
 use schemas::ddl::{self, Dialect};
 use schemas::lake_layout::FileRecord;
 use schemas::ledger;
+use schemas::{ColumnType, COLUMNS};
 
 const STAGE: &str = "exposures_stage";
 /// The batch's files that the ledger does not hold as loaded, decided under its lock.
 const FILES: &str = "exposures_batch_files";
 const NEW_ROWS: &str = "exposures_new";
+/// The staged rows of a file loaded row by row, each with why it cannot be loaded (NULL
+/// if it can).
+const CHECKED: &str = "exposures_checked";
 
 fn literal(text: &str) -> String {
     ledger::literal(Dialect::Redshift, text)
@@ -164,66 +168,206 @@ pub fn load_statements(
     batch_id: &str,
     files: &[&FileRecord],
 ) -> Vec<String> {
-    let column_list = ledger::exposure_column_list();
-    let ranked_columns: Vec<String> = column_list.split(", ").map(|c| format!("ranked.{c}")).collect();
-    let role = if iam_role == "default" {
-        "default".to_owned()
-    } else {
-        literal(iam_role)
-    };
-    let window = dedup_window.as_secs();
-    let file_rows: Vec<String> = files.iter().map(|f| file_row(f)).collect();
-    let keys: Vec<String> = files.iter().map(|f| literal(&f.key)).collect();
-    let batch = literal(batch_id);
-    vec![
-        lock_ledger(schema),
-        ddl::stage_table(Dialect::Redshift, STAGE),
-        format!(
-            "COPY {STAGE} FROM {} IAM_ROLE {role} FORMAT AS PARQUET MANIFEST",
-            literal(manifest_url)
-        ),
-        format!(
-            "CREATE TEMP TABLE {FILES} AS SELECT f.* FROM ({}) f WHERE NOT EXISTS (SELECT 1 FROM \
-             {schema}.exposures_loads l WHERE l.object_key = f.object_key AND l.etag = f.etag AND l.status = 'loaded')",
-            file_rows.join(" UNION ALL ")
-        ),
-        format!(
-            "CREATE TEMP TABLE {NEW_ROWS} AS SELECT {} FROM (SELECT {column_list}, ROW_NUMBER() OVER \
-             (PARTITION BY event_id ORDER BY received_at, kafka_partition, kafka_offset) AS occurrence FROM {STAGE} s \
-             WHERE EXISTS (SELECT 1 FROM {FILES} f WHERE f.kafka_partition = s.kafka_partition \
-             AND s.kafka_offset BETWEEN f.first_offset AND f.last_offset)) ranked \
-             LEFT JOIN (SELECT DISTINCT event_id FROM {schema}.exposures WHERE received_at BETWEEN \
-             (SELECT MIN(received_at) FROM {STAGE}) - INTERVAL '{window} seconds' AND \
-             (SELECT MAX(received_at) FROM {STAGE}) + INTERVAL '{window} seconds') loaded \
-             ON loaded.event_id = ranked.event_id WHERE ranked.occurrence = 1 AND loaded.event_id IS NULL",
-            ranked_columns.join(", ")
-        ),
-        format!(
-            "INSERT INTO {schema}.exposures ({column_list}) SELECT {} FROM {NEW_ROWS}",
-            ledger::exposure_insert_values(Dialect::Redshift)
-        ),
-        ledger::insert_ledger_rows_from(
-            Dialect::Redshift,
-            schema,
-            &format!(
-                "SELECT f.object_key, f.etag, f.size_bytes, f.rows_in_file, COUNT(n.event_id) AS rows_loaded, \
-                 {batch} AS batch_id, 'loaded' AS status, CAST(NULL AS VARCHAR(1024)) AS reason, f.rows_rejected \
-                 FROM {FILES} f LEFT JOIN {NEW_ROWS} n ON n.kafka_partition = f.kafka_partition \
-                 AND n.kafka_offset BETWEEN f.first_offset AND f.last_offset \
-                 GROUP BY f.object_key, f.etag, f.size_bytes, f.rows_in_file, f.rows_rejected"
+    Batch {
+        schema,
+        manifest_url,
+        iam_role,
+        dedup_window,
+        batch_id,
+        files,
+    }
+    .statements(false)
+}
+
+/// The statements that load one file Redshift refused, row by row: its rows go into a
+/// stage whose text columns are as wide as Redshift allows, each row is checked against
+/// what `exposures` takes (NOT NULL, VARCHAR widths in bytes, JSON that `JSON_PARSE`
+/// reads), the rows that pass are loaded as [`load_statements`] loads them, and each one
+/// that does not goes to `exposures_rejected` with its reason and the row as JSON — the
+/// same shape the PostgreSQL loader writes. The ledger's `rows_rejected` counts them with
+/// the file's dead letters.
+pub fn row_by_row_statements(
+    schema: &str,
+    manifest_url: &str,
+    iam_role: &str,
+    dedup_window: Duration,
+    batch_id: &str,
+    file: &FileRecord,
+) -> Vec<String> {
+    Batch {
+        schema,
+        manifest_url,
+        iam_role,
+        dedup_window,
+        batch_id,
+        files: &[file],
+    }
+    .statements(true)
+}
+
+/// What one batch transaction loads, and from where.
+struct Batch<'a> {
+    schema: &'a str,
+    manifest_url: &'a str,
+    iam_role: &'a str,
+    dedup_window: Duration,
+    batch_id: &'a str,
+    files: &'a [&'a FileRecord],
+}
+
+impl Batch<'_> {
+    /// The transaction's statements; `checked`: row by row ([`row_by_row_statements`]).
+    fn statements(&self, checked: bool) -> Vec<String> {
+        let schema = self.schema;
+        let column_list = ledger::exposure_column_list();
+        let ranked_columns: Vec<String> = column_list.split(", ").map(|c| format!("ranked.{c}")).collect();
+        let role = if self.iam_role == "default" {
+            "default".to_owned()
+        } else {
+            literal(self.iam_role)
+        };
+        let window = self.dedup_window.as_secs();
+        let file_rows: Vec<String> = self.files.iter().map(|f| file_row(f)).collect();
+        let keys: Vec<String> = self.files.iter().map(|f| literal(&f.key)).collect();
+        let batch = literal(self.batch_id);
+        let in_batch_files = format!(
+            "EXISTS (SELECT 1 FROM {FILES} f WHERE f.kafka_partition = s.kafka_partition \
+             AND s.kafka_offset BETWEEN f.first_offset AND f.last_offset)"
+        );
+        let (rows, loadable, refused) = if checked {
+            (
+                CHECKED,
+                "s.refusal IS NULL AND ",
+                format!("(SELECT COUNT(*) FROM {CHECKED} WHERE refusal IS NOT NULL)"),
+            )
+        } else {
+            (STAGE, "", "0".to_owned())
+        };
+        let mut statements = vec![
+            lock_ledger(schema),
+            if checked {
+                ddl::wide_stage_table(STAGE)
+            } else {
+                ddl::stage_table(Dialect::Redshift, STAGE)
+            },
+            format!(
+                "COPY {STAGE} FROM {} IAM_ROLE {role} FORMAT AS PARQUET MANIFEST",
+                literal(self.manifest_url)
             ),
-        ),
-        format!(
-            "SELECT object_key, rows_loaded, (SELECT MAX(exposed_at) FROM {NEW_ROWS}) AS newest_exposed_at \
-             FROM {schema}.exposures_loads WHERE batch_id = {batch} AND status = 'loaded' AND object_key IN ({})",
-            keys.join(", ")
-        ),
-    ]
+        ];
+        if checked {
+            statements.push(format!(
+                "CREATE TEMP TABLE {CHECKED} AS SELECT {column_list}, {} AS refusal FROM {STAGE}",
+                refusal()
+            ));
+        }
+        statements.extend([
+            format!(
+                "CREATE TEMP TABLE {FILES} AS SELECT f.* FROM ({}) f WHERE NOT EXISTS (SELECT 1 FROM \
+                 {schema}.exposures_loads l WHERE l.object_key = f.object_key AND l.etag = f.etag AND l.status = 'loaded')",
+                file_rows.join(" UNION ALL ")
+            ),
+            format!(
+                "CREATE TEMP TABLE {NEW_ROWS} AS SELECT {} FROM (SELECT {column_list}, ROW_NUMBER() OVER \
+                 (PARTITION BY event_id ORDER BY received_at, kafka_partition, kafka_offset) AS occurrence FROM {rows} s \
+                 WHERE {loadable}{in_batch_files}) ranked \
+                 LEFT JOIN (SELECT DISTINCT event_id FROM {schema}.exposures WHERE received_at BETWEEN \
+                 (SELECT MIN(received_at) FROM {rows}) - INTERVAL '{window} seconds' AND \
+                 (SELECT MAX(received_at) FROM {rows}) + INTERVAL '{window} seconds') loaded \
+                 ON loaded.event_id = ranked.event_id WHERE ranked.occurrence = 1 AND loaded.event_id IS NULL",
+                ranked_columns.join(", ")
+            ),
+            format!(
+                "INSERT INTO {schema}.exposures ({column_list}) SELECT {} FROM {NEW_ROWS}",
+                ledger::exposure_insert_values(Dialect::Redshift)
+            ),
+        ]);
+        if checked {
+            statements.push(format!(
+                "INSERT INTO {schema}.exposures_rejected (event_id, object_key, kafka_partition, kafka_offset, \
+                 raw_row, reason, rejected_at) SELECT LEFT(s.event_id, 256), f.object_key, s.kafka_partition, \
+                 s.kafka_offset, {}, s.refusal, GETDATE() FROM {CHECKED} s JOIN {FILES} f ON f.kafka_partition = \
+                 s.kafka_partition AND s.kafka_offset BETWEEN f.first_offset AND f.last_offset WHERE s.refusal IS NOT NULL",
+                row_as_json()
+            ));
+        }
+        statements.extend([
+            ledger::insert_ledger_rows_from(
+                Dialect::Redshift,
+                schema,
+                &format!(
+                    "SELECT f.object_key, f.etag, f.size_bytes, f.rows_in_file, COUNT(n.event_id) AS rows_loaded, \
+                     {batch} AS batch_id, 'loaded' AS status, CAST(NULL AS VARCHAR(1024)) AS reason, \
+                     f.rows_rejected + {refused} AS rows_rejected \
+                     FROM {FILES} f LEFT JOIN {NEW_ROWS} n ON n.kafka_partition = f.kafka_partition \
+                     AND n.kafka_offset BETWEEN f.first_offset AND f.last_offset \
+                     GROUP BY f.object_key, f.etag, f.size_bytes, f.rows_in_file, f.rows_rejected"
+                ),
+            ),
+            format!(
+                "SELECT object_key, rows_loaded, rows_rejected, (SELECT MAX(exposed_at) FROM {NEW_ROWS}) AS newest_exposed_at \
+                 FROM {schema}.exposures_loads WHERE batch_id = {batch} AND status = 'loaded' AND object_key IN ({})",
+                keys.join(", ")
+            ),
+        ]);
+        statements
+    }
+}
+
+/// Why a staged row cannot go into `exposures`, or NULL: the first of a missing required
+/// value, text longer in bytes than its `VARCHAR(n)` (Redshift measures bytes), JSON that
+/// `JSON_PARSE` cannot read.
+fn refusal() -> String {
+    let checks: Vec<String> = COLUMNS
+        .iter()
+        .flat_map(|column| {
+            let name = column.name;
+            let mut checks = Vec::new();
+            if !column.nullable {
+                checks.push(format!("WHEN {name} IS NULL THEN '{name} is missing'"));
+            }
+            match column.kind {
+                ColumnType::Text(width) => checks.push(format!(
+                    "WHEN OCTET_LENGTH({name}) > {width} THEN '{name} is ' || CAST(OCTET_LENGTH({name}) AS VARCHAR(12)) \
+                     || ' bytes, more than the column''s VARCHAR({width})'"
+                )),
+                ColumnType::Json => checks.push(format!(
+                    "WHEN {name} IS NOT NULL AND NOT CAN_JSON_PARSE({name}) THEN '{name} is not JSON Redshift can parse'"
+                )),
+                _ => {}
+            }
+            checks
+        })
+        .collect();
+    format!("CASE {} END", checks.join(" "))
+}
+
+/// A staged row as a JSON object, one key per column: text and JSON text as strings,
+/// timestamps as RFC 3339 UTC with microseconds — what `reload-rejected` reads back.
+fn row_as_json() -> String {
+    let pairs: Vec<String> = COLUMNS
+        .iter()
+        .map(|column| {
+            let value = match column.kind {
+                ColumnType::Timestamp => {
+                    format!("TO_CHAR(s.{}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')", column.name)
+                }
+                _ => format!("s.{}", column.name),
+            };
+            format!("'{}', {value}", column.name)
+        })
+        .collect();
+    // Cut as the dead letters are (16 KiB), within `raw_row`'s VARCHAR(65535) bytes.
+    format!("LEFT(JSON_SERIALIZE(OBJECT({})), 16000)", pairs.join(", "))
 }
 
 /// The statements of [`load_statements`] that read the files' rows — COPY, the dedup and
 /// the insert (`JSON_PARSE`) — so that only their failures can be the data's fault.
 pub const READ_THE_FILES: [usize; 3] = [2, 4, 5];
+
+/// The same for [`row_by_row_statements`]: COPY, the checks, the dedup, the insert and
+/// the rejected rows (which carry the row as JSON).
+pub const ROW_BY_ROW_READ_THE_FILES: [usize; 5] = [2, 3, 5, 6, 7];
 
 /// `LOCK` on the ledger: the first statement of every transaction that decides from the
 /// ledger what to write. Redshift's LOCK takes ACCESS EXCLUSIVE until the transaction
@@ -354,6 +498,60 @@ mod tests {
         assert!(queries.iter().all(|sql| sql.len() <= MAX_STATEMENT_BYTES));
         let named: usize = queries.iter().map(|sql| sql.matches(".parquet'").count()).sum();
         assert_eq!(named, keys.len());
+    }
+
+    /// The row-by-row transaction: a wide stage, every row checked against what
+    /// `exposures` takes, the rows that pass loaded, the others rejected with the row as
+    /// JSON, counted in the ledger.
+    #[test]
+    fn row_by_row_sql_checks_every_rule_of_the_table() {
+        let record = file(
+            "exposures/v1/dt=2026-11-25/hour=10/p003-00000000000000000100.parquet".into(),
+            100,
+        );
+        let statements =
+            row_by_row_statements("analytics", "s3://m", "default", Duration::ZERO, "b", &record);
+        assert_eq!(statements.len(), 10);
+        assert_eq!(statements[0], "LOCK analytics.exposures_loads");
+        assert!(
+            statements[1].contains("experiment_id VARCHAR(65535)"),
+            "{}",
+            statements[1]
+        );
+        let checked = &statements[3];
+        assert!(checked.starts_with("CREATE TEMP TABLE exposures_checked AS SELECT event_id, "));
+        for rule in [
+            "WHEN event_id IS NULL THEN 'event_id is missing'",
+            "WHEN OCTET_LENGTH(event_id) > 128 THEN 'event_id is ' || CAST(OCTET_LENGTH(event_id) AS VARCHAR(12))",
+            "WHEN OCTET_LENGTH(user_agent) > 1024",
+            "WHEN attributes IS NOT NULL AND NOT CAN_JSON_PARSE(attributes)",
+            "WHEN kafka_offset IS NULL THEN 'kafka_offset is missing'",
+        ] {
+            assert!(checked.contains(rule), "{rule}: {checked}");
+        }
+        assert!(
+            !checked.contains("WHEN ds_user_id IS NULL"),
+            "ds_user_id may be NULL"
+        );
+        assert!(statements[5].contains("FROM exposures_checked s WHERE s.refusal IS NULL AND EXISTS"));
+        let rejected = &statements[7];
+        assert!(rejected.starts_with("INSERT INTO analytics.exposures_rejected"));
+        assert!(rejected.contains("LEFT(JSON_SERIALIZE(OBJECT('event_id', s.event_id, "));
+        assert!(rejected.contains("'exposed_at', TO_CHAR(s.exposed_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"));
+        assert!(rejected.ends_with("WHERE s.refusal IS NOT NULL"));
+        assert!(statements[8].contains(
+            "f.rows_rejected + (SELECT COUNT(*) FROM exposures_checked WHERE refusal IS NOT NULL) AS rows_rejected"
+        ));
+        for index in ROW_BY_ROW_READ_THE_FILES {
+            let statement = &statements[index];
+            assert!(
+                statement.starts_with("COPY ")
+                    || statement.contains("exposures_stage")
+                    || statement.contains("exposures_checked")
+                    || statement.contains("FROM exposures_new"),
+                "statement {index} does not read the files: {statement}"
+            );
+        }
     }
 
     #[test]
