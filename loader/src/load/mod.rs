@@ -32,6 +32,8 @@ pub mod health;
 mod loader_lake;
 pub mod postgres;
 pub mod redshift;
+mod rejected;
+pub use rejected::ReloadReport;
 mod rows;
 mod warehouse;
 
@@ -376,7 +378,7 @@ fn batch_deadline(written_at: DateTime<Utc>, interval: Duration) -> tokio::time:
 pub async fn reload_rejected(
     warehouse: &WarehouseArgs,
     redshift: &RedshiftArgs,
-) -> Result<postgres::ReloadReport, LoadError> {
+) -> Result<ReloadReport, LoadError> {
     match Warehouse::connect(warehouse, redshift).await? {
         Warehouse::Postgres(mut postgres) => {
             postgres.ensure_objects().await?;

@@ -35,7 +35,6 @@ mod reload;
 mod rows;
 mod sql;
 
-pub use reload::ReloadReport;
 use rows::{as_params, load_rows_one_by_one, BatchColumns};
 
 use super::{BatchReport, FileOutcome, LoadError};

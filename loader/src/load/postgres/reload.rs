@@ -9,16 +9,7 @@ use tokio_postgres::types::ToSql;
 
 use super::rows::{as_params, prepare_row_insert, BatchColumns};
 use super::{FileFailure, Postgres};
-use crate::load::LoadError;
-
-/// What `exposures reload-rejected` did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ReloadReport {
-    /// Rows now in `exposures` (or already there: the event_id was loaded since).
-    pub reloaded: u64,
-    /// Rows refused again; their reason is updated.
-    pub still_refused: u64,
-}
+use crate::load::{LoadError, ReloadReport};
 
 impl Postgres {
     /// Tries every row of `exposures_rejected` again, in one transaction: a row that

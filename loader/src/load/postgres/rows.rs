@@ -71,49 +71,14 @@ pub(super) struct BatchColumns<'a> {
 
 impl<'a> BatchColumns<'a> {
     pub(super) fn new(batch: &'a RecordBatch) -> Result<BatchColumns<'a>, FileFailure> {
-        let columns = COLUMNS
-            .iter()
-            .map(|c| {
-                batch
-                    .column_by_name(c.name)
-                    .map(|array| (c.kind, array.as_ref()))
-                    .ok_or_else(|| FileFailure::Unreadable(format!("column {} is missing", c.name)))
-            })
-            .collect::<Result<_, _>>()?;
+        let columns = crate::load::rejected::typed_columns(batch).map_err(FileFailure::Unreadable)?;
         Ok(BatchColumns { columns })
     }
 
     /// Row `row` as refused: its id and Kafka position, and the whole row as JSON text
     /// (JSON columns as the text they hold, so a row that is not valid JSON is kept too).
     fn rejected(&self, row: usize, object_key: &str, reason: String) -> RejectedRow {
-        let mut fields = serde_json::Map::new();
-        for (column, (kind, array)) in COLUMNS.iter().zip(&self.columns) {
-            let value = if array.is_null(row) {
-                serde_json::Value::Null
-            } else {
-                match kind {
-                    ColumnType::Text(_) | ColumnType::Json => array
-                        .as_string_opt::<i32>()
-                        .map_or(serde_json::Value::Null, |values| values.value(row).into()),
-                    ColumnType::Timestamp => array
-                        .as_primitive_opt::<TimestampMicrosecondType>()
-                        .and_then(|values| Utc.timestamp_micros(values.value(row)).single())
-                        .map_or(serde_json::Value::Null, |at| {
-                            at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true).into()
-                        }),
-                    ColumnType::Boolean => array
-                        .as_boolean_opt()
-                        .map_or(serde_json::Value::Null, |values| values.value(row).into()),
-                    ColumnType::Int32 => array
-                        .as_primitive_opt::<Int32Type>()
-                        .map_or(serde_json::Value::Null, |values| values.value(row).into()),
-                    ColumnType::Int64 => array
-                        .as_primitive_opt::<Int64Type>()
-                        .map_or(serde_json::Value::Null, |values| values.value(row).into()),
-                }
-            };
-            fields.insert(column.name.to_owned(), value);
-        }
+        let fields = crate::load::rejected::row_json(&self.columns, row);
         let text = |name: &str| fields.get(name).and_then(|v| v.as_str()).map(str::to_owned);
         let number = |name: &str| fields.get(name).and_then(|v| v.as_i64()).unwrap_or(-1);
         RejectedRow {

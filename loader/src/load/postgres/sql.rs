@@ -2,7 +2,7 @@
 //! checks at start-up, how a file is staged and inserted (whole, or row by row), and what
 //! `reload-rejected` reads and writes. What both warehouses share — the ledger, the DDL,
 //! the JSON cast — comes from [`schemas::ledger`] and [`schemas::ddl`]; Redshift's own
-//! SQL is in `redshift/sql.rs`.
+//! SQL is in `redshift/sql/`.
 
 use schemas::ddl::{self, Dialect};
 use schemas::ledger;

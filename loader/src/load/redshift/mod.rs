@@ -30,6 +30,7 @@
 //! which the caller retries with backoff; nothing of it was committed, or what was is in
 //! the ledger and skipped next time.
 
+mod breaker;
 mod data_api;
 pub mod sql;
 pub mod target;
@@ -46,6 +47,7 @@ use super::rows::{self, from_row, FromRow, Row};
 use super::{BatchReport, FileOutcome, LoadError, LoaderLake};
 use crate::aws::AwsOptions;
 use crate::metrics as m;
+use breaker::Breaker;
 use data_api::{DataApi, RunFailure, StatementFailure};
 use sql::{load_statements, manifest};
 use target::RedshiftTarget;
@@ -75,54 +77,6 @@ pub struct Redshift {
     api: DataApi,
     schema: String,
     refusals: std::sync::Mutex<Breaker>,
-}
-
-/// The circuit breaker over single-file refusals: the signature of the last one and how
-/// many files in a row were refused with it.
-#[derive(Debug, Default)]
-struct Breaker {
-    signature: String,
-    in_a_row: u32,
-}
-
-impl Breaker {
-    /// Counts a refusal; `Err` once more than [`CIRCUIT_BREAKER_FILES`] files in a row
-    /// were refused with the same error.
-    fn observe(&mut self, message: &str) -> Result<(), String> {
-        let signature = signature(message);
-        if self.signature == signature {
-            self.in_a_row += 1;
-        } else {
-            *self = Breaker {
-                signature,
-                in_a_row: 1,
-            };
-        }
-        if self.in_a_row > CIRCUIT_BREAKER_FILES {
-            return Err(format!(
-                "{} files in a row refused with the same error, so it is not in the files: not \
-                 quarantining more until it is fixed: {message}",
-                self.in_a_row - 1
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Files in a row refused with the same error before the loader stops quarantining and
-/// fails loudly instead: an error every file hits (a codec or type Redshift cannot read,
-/// a setting) is not in the files.
-const CIRCUIT_BREAKER_FILES: u32 = 3;
-
-/// An error message without what names a particular file, row or query.
-fn signature(message: &str) -> String {
-    message
-        .split_whitespace()
-        .filter(|word| {
-            !word.contains("s3://") && !word.contains('/') && !word.chars().any(|c| c.is_ascii_digit())
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 impl Redshift {
@@ -370,7 +324,7 @@ impl Redshift {
         }
     }
 
-    /// Counts single-file refusals with the same error; at [`CIRCUIT_BREAKER_FILES`] in a
+    /// Counts single-file refusals with the same error; at three in a
     /// row it refuses to quarantine another, so the batch fails (and is retried, loudly:
     /// `exposures_load_failures_total`, the ExposuresLoadFailing alert) until someone
     /// fixes the cause. A load that succeeds resets it.
@@ -515,6 +469,3 @@ from_row!(
         etag: get
     }
 );
-
-#[cfg(test)]
-mod tests;

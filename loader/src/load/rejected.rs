@@ -1,0 +1,88 @@
+//! `exposures_rejected.raw_row` as both loaders write it and `reload-rejected` reads it
+//! back: a dead letter holds the Kafka record (an exposure as JSON); a row the warehouse
+//! refused holds the row as a JSON object, one key per column of [`COLUMNS`] — text and
+//! JSON columns as strings, timestamps as RFC 3339 UTC with microseconds, booleans and
+//! integers as themselves, NULL as null.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, RecordBatch};
+use chrono::{TimeZone, Utc};
+use schemas::{ColumnType, Exposure, ExposureBatchBuilder, LakeRow, COLUMNS};
+use serde_json::{Map, Value};
+
+/// A record batch's columns in [`COLUMNS`] order, each with its type; `Err` names the
+/// column the batch lacks.
+pub(crate) fn typed_columns(batch: &RecordBatch) -> Result<Vec<(ColumnType, &dyn Array)>, String> {
+    COLUMNS
+        .iter()
+        .map(|column| {
+            batch
+                .column_by_name(column.name)
+                .map(|array| (column.kind, array.as_ref()))
+                .ok_or_else(|| format!("column {} is missing", column.name))
+        })
+        .collect()
+}
+
+/// Row `row` of `columns` (from [`typed_columns`]) as the JSON object `raw_row` holds.
+pub(crate) fn row_json(columns: &[(ColumnType, &dyn Array)], row: usize) -> Map<String, Value> {
+    let mut fields = Map::new();
+    for (column, (kind, array)) in COLUMNS.iter().zip(columns) {
+        let value = if array.is_null(row) {
+            Value::Null
+        } else {
+            match kind {
+                ColumnType::Text(_) | ColumnType::Json => array
+                    .as_string_opt::<i32>()
+                    .map_or(Value::Null, |values| values.value(row).into()),
+                ColumnType::Timestamp => array
+                    .as_primitive_opt::<TimestampMicrosecondType>()
+                    .and_then(|values| Utc.timestamp_micros(values.value(row)).single())
+                    .map_or(Value::Null, |at| {
+                        at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true).into()
+                    }),
+                ColumnType::Boolean => array
+                    .as_boolean_opt()
+                    .map_or(Value::Null, |values| values.value(row).into()),
+                ColumnType::Int32 => array
+                    .as_primitive_opt::<Int32Type>()
+                    .map_or(Value::Null, |values| values.value(row).into()),
+                ColumnType::Int64 => array
+                    .as_primitive_opt::<Int64Type>()
+                    .map_or(Value::Null, |values| values.value(row).into()),
+            }
+        };
+        fields.insert(column.name.to_owned(), value);
+    }
+    fields
+}
+
+/// The row a `raw_row` stands for, at the Kafka position the table records: a dead letter
+/// made into its row as the sink would have made it, or a refused row as written.
+pub(crate) fn row_of_raw(raw: &str, partition: i32, offset: i64) -> Result<Map<String, Value>, String> {
+    let mut fields = match serde_json::from_str::<Exposure>(raw) {
+        Ok(exposure) => {
+            let mut builder = ExposureBatchBuilder::new();
+            builder.append(&LakeRow::from_exposure(&exposure), partition, offset);
+            let batch = builder
+                .finish()
+                .map_err(|error| format!("the record does not make a row: {error}"))?;
+            row_json(&typed_columns(&batch)?, 0)
+        }
+        Err(_) => serde_json::from_str::<Map<String, Value>>(raw)
+            .map_err(|error| format!("raw_row is neither an exposure nor a row: {error}"))?,
+    };
+    fields.insert("kafka_partition".into(), partition.into());
+    fields.insert("kafka_offset".into(), offset.into());
+    Ok(fields)
+}
+
+/// What `exposures reload-rejected` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Rows now in `exposures` (or already there: the event_id was loaded since).
+    pub reloaded: u64,
+    /// Rows refused again; their reason is updated.
+    pub still_refused: u64,
+}
