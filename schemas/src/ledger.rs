@@ -202,6 +202,15 @@ pub fn insert_rejected_rows(dialect: Dialect, schema: &str, rows: &[RejectedRow]
     )
 }
 
+/// Every row of `exposures_rejected`, oldest first: its place, and `raw_row`, for
+/// `reload-rejected`.
+pub fn rejected_rows_query(schema: &str) -> String {
+    format!(
+        "SELECT kafka_partition, kafka_offset, object_key, raw_row FROM {schema}.exposures_rejected \
+         ORDER BY rejected_at, kafka_partition, kafka_offset"
+    )
+}
+
 /// `text` with NUL (which no warehouse text type holds) shown as U+FFFD.
 pub fn storable(text: &str) -> String {
     text.replace('\0', "\u{fffd}")

@@ -264,7 +264,7 @@ on_both_warehouses!(poison_rows =>
 /// produced straight to the topic as another producer might, among 10,000 good rows of
 /// one partition: the good rows all load, the two alone are dead-lettered with their
 /// reasons, `status` lists them, the ledger's counts add up, and once fixed the poison
-/// row reloads exactly once (`reload-rejected` is PostgreSQL's).
+/// row reloads exactly once.
 async fn poison_rows(kind: Kind) {
     let scenario = Scenario::start(kind).await;
     let mut events = exposures(10_000, "poison");
@@ -342,9 +342,6 @@ async fn poison_rows(kind: Kind) {
     assert!(status.contains("rejected rows: 2"), "{status}");
     assert!(status.contains(&poison.event_id), "{status}");
 
-    if scenario.kind() == Kind::Redshift {
-        return; // reload-rejected runs on PostgreSQL
-    }
     // Reloading before a fix changes nothing; after one, the row loads once.
     let again = loader::load::reload_rejected(&status_config.warehouse, &status_config.redshift)
         .await
@@ -891,4 +888,35 @@ async fn redshift_loads_a_refused_file_row_by_row() {
     assert_eq!(row["experiment_id"], wide.experiment_id.as_str());
     assert_eq!(row["kafka_offset"], 1_500);
     assert_eq!(scenario.count(QUARANTINED).await, 0, "nothing quarantined");
+
+    // `reload-rejected` on Redshift: refused again until the row is fixed, then loaded
+    // once.
+    let status_config = scenario.status_config();
+    let reload = || loader::load::reload_rejected(&status_config.warehouse, &status_config.redshift);
+    let before_fix = reload().await.expect("reload");
+    assert_eq!((before_fix.reloaded, before_fix.still_refused), (0, 1));
+    client
+        .execute(
+            "UPDATE analytics.exposures_rejected SET raw_row = replace(raw_row, 'é', 'e')",
+            &[],
+        )
+        .await
+        .expect("fix");
+    let fixed = reload().await.expect("reload");
+    assert_eq!((fixed.reloaded, fixed.still_refused), (1, 0));
+    let again = reload().await.expect("reload");
+    assert_eq!((again.reloaded, again.still_refused), (0, 0));
+    let reloaded: String = client
+        .query_one(
+            "SELECT experiment_id FROM analytics.exposures WHERE event_id = $1",
+            &[&wide.event_id],
+        )
+        .await
+        .expect("the reloaded row, once")
+        .get(0);
+    assert_eq!(reloaded, "e".repeat(200));
+    assert_eq!(
+        scenario.count("SELECT count(*) FROM analytics.exposures").await,
+        1_000
+    );
 }

@@ -384,10 +384,10 @@ pub async fn reload_rejected(
             postgres.ensure_objects().await?;
             postgres.reload_rejected().await
         }
-        Warehouse::Redshift(_) => Err(LoadError::Unsupported(
-            "reload-rejected is built for PostgreSQL only so far: on Redshift, `exposures status` \
-             lists the rows of exposures_rejected; reload a fixed row with INSERT … SELECT yourself",
-        )),
+        Warehouse::Redshift(redshift) => {
+            redshift.ensure_objects().await?;
+            redshift.reload_rejected().await
+        }
     }
 }
 

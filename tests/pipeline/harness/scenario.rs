@@ -63,13 +63,6 @@ impl Scenario {
         Scenario { side, pg, data_api }
     }
 
-    pub fn kind(&self) -> Kind {
-        match self.data_api {
-            Some(_) => Kind::Redshift,
-            None => Kind::Postgres,
-        }
-    }
-
     /// The emulator of a Redshift scenario.
     pub fn data_api(&self) -> &DataApi {
         self.data_api.as_ref().expect("a Redshift scenario")

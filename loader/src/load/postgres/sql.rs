@@ -100,10 +100,7 @@ pub(super) fn newest_exposed_at(schema: &str) -> String {
 
 /// Every rejected row, oldest first, for `reload-rejected`.
 pub(super) fn rejected_rows(schema: &str) -> String {
-    format!(
-        "SELECT kafka_partition, kafka_offset, object_key, raw_row FROM {schema}.exposures_rejected \
-         ORDER BY rejected_at, kafka_partition, kafka_offset"
-    )
+    schemas::ledger::rejected_rows_query(schema)
 }
 
 /// Removes a rejected row that loaded (`$1` partition, `$2` offset, `$3` object key).

@@ -32,6 +32,7 @@
 
 mod breaker;
 mod data_api;
+mod reload;
 pub mod sql;
 pub mod target;
 

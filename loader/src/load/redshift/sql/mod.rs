@@ -77,7 +77,7 @@ pub(super) fn transactions<'a>(files: &'a [&'a FileRecord]) -> Vec<&'a [&'a File
 
 /// Splits `items` into consecutive groups whose `size`s add up to at most `budget` (an
 /// item larger than the budget alone in its group).
-fn within_budget<T>(items: &[T], budget: usize, size: impl Fn(&T) -> usize) -> Vec<&[T]> {
+pub(super) fn within_budget<T>(items: &[T], budget: usize, size: impl Fn(&T) -> usize) -> Vec<&[T]> {
     let mut groups = Vec::new();
     let (mut start, mut used) = (0, 0);
     for (index, item) in items.iter().enumerate() {
