@@ -252,6 +252,52 @@ async fn redshift_records_megabytes_of_dead_letters_once() {
     );
 }
 
+/// One batch of 2,000 files (`--batch-files 2000`) with long keys: the ledger check, the
+/// batch's statements and its calls all stay within the Data API's limits (100 KB a
+/// statement, 40 statements a call), which the emulator enforces; every file loads once.
+#[tokio::test]
+async fn redshift_loads_a_batch_of_two_thousand_files() {
+    let scenario = Scenario::start(Kind::Redshift).await;
+    let events = exposures(2_000, "two-thousand-files");
+    let mut records = Vec::with_capacity(events.len());
+    for (index, event) in events.iter().enumerate() {
+        let record = scenario
+            .write_file(
+                std::slice::from_ref(event),
+                index as i64 * 10,
+                ParquetCodec::default(),
+            )
+            .await;
+        records.push(record);
+    }
+    scenario.announce_all(&records).await;
+    let mut config = scenario.load_config("load");
+    config.batches.batch_files = 2_000;
+    config.batches.batch_interval = Some(Duration::from_secs(5));
+    let loader = RunningLoader::start(config);
+    scenario.wait_rows(events.len() as i64).await;
+    scenario
+        .wait_count(
+            "SELECT count(*) FROM analytics.exposures_loads WHERE status = 'loaded'",
+            records.len() as i64,
+        )
+        .await;
+    loader.stop().await;
+    scenario.assert_exact(&events).await;
+}
+
+/// (status, rows_in_file, rows_loaded, rows_rejected) of the ledger's only row.
+async fn only_ledger_row(client: &tokio_postgres::Client) -> (String, i64, i64, i64) {
+    let ledger = client
+        .query_one(
+            "SELECT status, rows_in_file, rows_loaded, rows_rejected FROM analytics.exposures_loads",
+            &[],
+        )
+        .await
+        .expect("one ledger row");
+    (ledger.get(0), ledger.get(1), ledger.get(2), ledger.get(3))
+}
+
 fn load_failures() -> f64 {
     metric_value("exposures_load_failures_total")
 }
@@ -413,22 +459,7 @@ async fn a_file_postgres_refuses_loads_row_by_row() {
         "{}",
         rejected.get::<_, String>(2)
     );
-    let ledger = client
-        .query_one(
-            "SELECT status, rows_in_file, rows_loaded, rows_rejected FROM analytics.exposures_loads",
-            &[],
-        )
-        .await
-        .expect("ledger");
-    assert_eq!(
-        (
-            ledger.get::<_, String>(0),
-            ledger.get::<_, i64>(1),
-            ledger.get::<_, i64>(2),
-            ledger.get::<_, i64>(3)
-        ),
-        ("loaded".to_owned(), 50, 49, 1)
-    );
+    assert_eq!(only_ledger_row(&client).await, ("loaded".to_owned(), 50, 49, 1));
 }
 
 on_both_warehouses!(file_records_outside_the_lake =>
@@ -853,20 +884,8 @@ async fn redshift_loads_a_refused_file_row_by_row() {
     let wide = events.remove(500);
     scenario.assert_exact(&events).await;
     let client = scenario.client().await;
-    let ledger = client
-        .query_one(
-            "SELECT status, rows_in_file, rows_loaded, rows_rejected FROM analytics.exposures_loads",
-            &[],
-        )
-        .await
-        .expect("ledger");
     assert_eq!(
-        (
-            ledger.get::<_, String>(0),
-            ledger.get::<_, i64>(1),
-            ledger.get::<_, i64>(2),
-            ledger.get::<_, i64>(3)
-        ),
+        only_ledger_row(&client).await,
         ("loaded".to_owned(), 1_000, 999, 1)
     );
     let rejected = client

@@ -391,6 +391,23 @@ pub async fn reload_rejected(
     }
 }
 
+/// What a warehouse runs at start-up ([`schemas::ddl::plan`]), from the rows of its
+/// existing-objects and view-readers queries; the plan's warnings are logged.
+fn objects_to_make(
+    dialect: schemas::ddl::Dialect,
+    schema: &str,
+    existing: Vec<Vec<Option<String>>>,
+    readers: Vec<Vec<Option<String>>>,
+) -> Result<Vec<String>, LoadError> {
+    let existing: Vec<schemas::ddl::ExistingObject> = rows::decode(existing)?;
+    let readers: Vec<schemas::ddl::ViewReader> = rows::decode(readers)?;
+    let (run, warnings) = schemas::ddl::plan(dialect, schema, &existing, &readers);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(run)
+}
+
 /// Connects and prepares the warehouse, waiting (with backoff) while it is unreachable;
 /// `None` if shutdown comes first. A permanent error (a table with the wrong columns, a
 /// refused login or privilege) is returned at once: waiting will not fix it.

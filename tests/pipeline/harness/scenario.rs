@@ -331,6 +331,23 @@ impl Scenario {
             .expect("producer")
     }
 
+    /// Announces `records` on the files topic through one producer.
+    pub async fn announce_all(&self, records: &[FileRecord]) {
+        let producer = self.producer();
+        for record in records {
+            let payload = serde_json::to_vec(record).expect("json");
+            producer
+                .send(
+                    FutureRecord::to(&self.side.files_topic)
+                        .key(&record.key)
+                        .payload(&payload),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("announced");
+        }
+    }
+
     async fn send(&self, topic: &str, key: &str, payload: &[u8]) {
         self.producer()
             .send(

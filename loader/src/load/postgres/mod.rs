@@ -136,18 +136,13 @@ impl Postgres {
 
     /// Creates missing objects, then refuses an `exposures` table whose columns differ.
     pub async fn ensure_objects(&self) -> Result<(), LoadError> {
-        let existing: Vec<ddl::ExistingObject> = super::rows::decode(
-            self.query_text(&ddl::existing_objects_query(Dialect::Postgres, &self.schema))
-                .await?,
-        )?;
-        let readers: Vec<ddl::ViewReader> = super::rows::decode(
-            self.query_text(&ddl::view_readers_query(Dialect::Postgres, &self.schema))
-                .await?,
-        )?;
-        let (run, warnings) = ddl::plan(Dialect::Postgres, &self.schema, &existing, &readers);
-        for warning in warnings {
-            tracing::warn!("{warning}");
-        }
+        let existing = self
+            .query_text(&ddl::existing_objects_query(Dialect::Postgres, &self.schema))
+            .await?;
+        let readers = self
+            .query_text(&ddl::view_readers_query(Dialect::Postgres, &self.schema))
+            .await?;
+        let run = super::objects_to_make(Dialect::Postgres, &self.schema, existing, readers)?;
         if !run.is_empty() {
             // One simple query of several statements runs as one transaction: a view
             // replaced (dropped, made again, granted) is never seen missing.

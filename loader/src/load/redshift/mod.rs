@@ -112,20 +112,15 @@ impl Redshift {
 
     /// Creates missing objects, then refuses an `exposures` table whose columns differ.
     pub async fn ensure_objects(&self) -> Result<(), LoadError> {
-        let existing: Vec<ddl::ExistingObject> = rows::decode(
-            self.api
-                .query_text(&ddl::existing_objects_query(Dialect::Redshift, &self.schema))
-                .await?,
-        )?;
-        let readers: Vec<ddl::ViewReader> = rows::decode(
-            self.api
-                .query_text(&ddl::view_readers_query(Dialect::Redshift, &self.schema))
-                .await?,
-        )?;
-        let (run, warnings) = ddl::plan(Dialect::Redshift, &self.schema, &existing, &readers);
-        for warning in warnings {
-            tracing::warn!("{warning}");
-        }
+        let existing = self
+            .api
+            .query_text(&ddl::existing_objects_query(Dialect::Redshift, &self.schema))
+            .await?;
+        let readers = self
+            .api
+            .query_text(&ddl::view_readers_query(Dialect::Redshift, &self.schema))
+            .await?;
+        let run = super::objects_to_make(Dialect::Redshift, &self.schema, existing, readers)?;
         if !run.is_empty() {
             self.api
                 .run_batch(run)
@@ -284,7 +279,7 @@ impl Redshift {
     }
 
     /// A file Redshift refused (`refused`) is loaded row by row
-    /// ([`sql::row_by_row_statements`]): the rows Redshift takes go in, the others to
+    /// ([`sql::Batch::statements`], checked): the rows Redshift takes go in, the others to
     /// `exposures_rejected`. Only when even that is refused (the file cannot be read at
     /// all: a codec, a broken file) is it quarantined whole, with both reasons.
     async fn load_row_by_row(
@@ -297,14 +292,15 @@ impl Redshift {
         report: &mut BatchReport,
     ) -> Result<(), LoadError> {
         tracing::warn!(key = %file.key, error = %refused.message, "file refused; loading it row by row");
-        let statements = sql::row_by_row_statements(
-            &self.schema,
+        let statements = sql::Batch {
+            schema: &self.schema,
             manifest_url,
-            &copy.iam_role,
-            copy.dedup_window,
+            iam_role: &copy.iam_role,
+            dedup_window: copy.dedup_window,
             batch_id,
-            file,
-        );
+            files: &[file],
+        }
+        .statements(true);
         let result_statement = statements.len();
         match self.api.run_batch(statements).await {
             Ok((id, _)) => self.record_loaded(&id, result_statement, &[file], report).await,

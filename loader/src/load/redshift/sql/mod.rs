@@ -179,45 +179,27 @@ pub fn load_statements(
     .statements(false)
 }
 
-/// The statements that load one file Redshift refused, row by row: its rows go into a
-/// stage whose text columns are as wide as Redshift allows, each row is checked against
-/// what `exposures` takes (NOT NULL, VARCHAR widths in bytes, JSON that `JSON_PARSE`
-/// reads), the rows that pass are loaded as [`load_statements`] loads them, and each one
-/// that does not goes to `exposures_rejected` with its reason and the row as JSON — the
-/// same shape the PostgreSQL loader writes. The ledger's `rows_rejected` counts them with
-/// the file's dead letters.
-pub fn row_by_row_statements(
-    schema: &str,
-    manifest_url: &str,
-    iam_role: &str,
-    dedup_window: Duration,
-    batch_id: &str,
-    file: &FileRecord,
-) -> Vec<String> {
-    Batch {
-        schema,
-        manifest_url,
-        iam_role,
-        dedup_window,
-        batch_id,
-        files: &[file],
-    }
-    .statements(true)
-}
-
 /// What one batch transaction loads, and from where.
-struct Batch<'a> {
-    schema: &'a str,
-    manifest_url: &'a str,
-    iam_role: &'a str,
-    dedup_window: Duration,
-    batch_id: &'a str,
-    files: &'a [&'a FileRecord],
+pub struct Batch<'a> {
+    pub schema: &'a str,
+    pub manifest_url: &'a str,
+    pub iam_role: &'a str,
+    pub dedup_window: Duration,
+    pub batch_id: &'a str,
+    pub files: &'a [&'a FileRecord],
 }
 
 impl Batch<'_> {
-    /// The transaction's statements; `checked`: row by row ([`row_by_row_statements`]).
-    fn statements(&self, checked: bool) -> Vec<String> {
+    /// The transaction's statements ([`load_statements`]).
+    ///
+    /// `checked`: the files (one, refused as a whole) are loaded row by row instead: its
+    /// rows go into a stage whose text columns are as wide as Redshift allows, each row
+    /// is checked against what `exposures` takes (NOT NULL, VARCHAR widths in bytes, JSON
+    /// that `JSON_PARSE` reads), the rows that pass are loaded as usual, and each one that
+    /// does not goes to `exposures_rejected` with its reason and the row as JSON — the
+    /// same shape the PostgreSQL loader writes. The ledger's `rows_rejected` counts them
+    /// with the file's dead letters.
+    pub fn statements(&self, checked: bool) -> Vec<String> {
         let schema = self.schema;
         let column_list = ledger::exposure_column_list();
         let ranked_columns: Vec<String> = column_list.split(", ").map(|c| format!("ranked.{c}")).collect();
@@ -365,7 +347,7 @@ fn row_as_json() -> String {
 /// the insert (`JSON_PARSE`) — so that only their failures can be the data's fault.
 pub const READ_THE_FILES: [usize; 3] = [2, 4, 5];
 
-/// The same for [`row_by_row_statements`]: COPY, the checks, the dedup, the insert and
+/// The same for [`Batch::statements`] row by row: COPY, the checks, the dedup, the insert and
 /// the rejected rows (which carry the row as JSON).
 pub const ROW_BY_ROW_READ_THE_FILES: [usize; 5] = [2, 3, 5, 6, 7];
 

@@ -128,7 +128,15 @@ fn row_by_row_sql_checks_every_rule_of_the_table() {
         "exposures/v1/dt=2026-11-25/hour=10/p003-00000000000000000100.parquet".into(),
         100,
     );
-    let statements = row_by_row_statements("analytics", "s3://m", "default", Duration::ZERO, "b", &record);
+    let statements = Batch {
+        schema: "analytics",
+        manifest_url: "s3://m",
+        iam_role: "default",
+        dedup_window: Duration::ZERO,
+        batch_id: "b",
+        files: &[&record],
+    }
+    .statements(true);
     assert_eq!(statements.len(), 10);
     assert_eq!(statements[0], "LOCK analytics.exposures_loads");
     assert!(
