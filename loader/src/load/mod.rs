@@ -265,7 +265,17 @@ pub async fn run(config: LoadConfig, shutdown: Shutdown) -> Result<(), LoadError
     tracing::info!(files_topic = %config.files_topic, schema = %config.warehouse.schema, "loader started");
     // The newest exposed_at loaded so far: freshness keeps growing while nothing loads
     // (nothing arrives, or every batch fails), so ExposuresWarehouseStale can fire.
-    let mut newest_loaded: Option<DateTime<Utc>> = None;
+    // Seeded once from the table (each batch then reports only what it inserted).
+    let mut newest_loaded: Option<DateTime<Utc>> = match warehouse
+        .newest_exposed_at(&config.warehouse.schema)
+        .await
+    {
+        Ok(newest) => newest,
+        Err(error) => {
+            tracing::warn!(%error, "newest exposed_at not read; the freshness gauge starts with the first load");
+            None
+        }
+    };
     let mut freshness_tick = tokio::time::interval(FRESHNESS_INTERVAL);
     let mut consumer_errors = stage::RepeatedErrors::default();
     loop {

@@ -5,11 +5,12 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use clap::Args;
 use schemas::lake_layout::FileRecord;
 
 use super::loader_lake::LoaderLake;
-use super::rows::{self, FromRow};
+use super::rows::{self, FromRow, Row};
 use super::{postgres, redshift, BatchReport, FileOutcome, LoadError};
 use crate::lake::AwsOptions;
 
@@ -85,6 +86,17 @@ pub struct RedshiftArgs {
     pub redshift_static_credentials: Option<(String, String)>,
 }
 
+/// `SELECT MAX(exposed_at) AS newest …`: NULL when the table is empty.
+struct Newest(Option<DateTime<Utc>>);
+
+impl FromRow for Newest {
+    const QUERY: &'static str = "the newest exposed_at";
+    const COLUMNS: &'static [&'static str] = &["newest"];
+    fn from_row(row: &Row<'_>) -> Result<Self, LoadError> {
+        Ok(Newest(row.opt("newest")?))
+    }
+}
+
 /// The warehouse a loader writes to, by URL scheme.
 pub(crate) enum Warehouse {
     Postgres(postgres::Postgres),
@@ -150,6 +162,17 @@ impl Warehouse {
             Warehouse::Postgres(warehouse) => warehouse.query_text(sql).await,
             Warehouse::Redshift(warehouse) => warehouse.query_text(sql).await,
         }
+    }
+
+    /// The newest `exposed_at` in `exposures` (one read at start, for the freshness
+    /// gauge).
+    pub(super) async fn newest_exposed_at(&self, schema: &str) -> Result<Option<DateTime<Utc>>, LoadError> {
+        let Newest(newest) = self
+            .query_one(&format!(
+                "SELECT MAX(exposed_at) AS newest FROM {schema}.exposures"
+            ))
+            .await?;
+        Ok(newest)
     }
 
     /// Whether the connection is gone and must be made again before the next batch.

@@ -268,8 +268,9 @@ impl Postgres {
                 .await
                 .map_err(LoadError::Warehouse)?;
             let outcome = match load_file(&savepoint, &schema, body.clone()).await {
-                Ok(rows) => {
+                Ok((rows, newest)) => {
                     savepoint.commit().await.map_err(LoadError::Warehouse)?;
+                    report.newest_exposed_at = report.newest_exposed_at.max(newest);
                     FileOutcome::Loaded { rows, rejected: 0 }
                 }
                 Err(FileFailure::Unreadable(reason)) => {
@@ -343,11 +344,6 @@ impl Postgres {
                 .map_err(LoadError::Warehouse)?;
             report.outcomes.push((file.key.clone(), outcome));
         }
-        report.newest_exposed_at = transaction
-            .query_one(&sql::newest_exposed_at(&schema), &[])
-            .await
-            .map_err(LoadError::Warehouse)?
-            .get::<_, Option<DateTime<Utc>>>(0);
         transaction.commit().await.map_err(LoadError::Warehouse)?;
         Ok(report)
     }
@@ -371,8 +367,13 @@ async fn record_dead_letters(
     Ok(dead_letters.len() as u64)
 }
 
-/// Stages one file's rows and inserts those whose `event_id` is new. Returns rows inserted.
-async fn load_file(client: &Transaction<'_>, schema: &str, body: Bytes) -> Result<u64, FileFailure> {
+/// Stages one file's rows and inserts those whose `event_id` is new. Returns rows
+/// inserted and the newest `exposed_at` among them.
+async fn load_file(
+    client: &Transaction<'_>,
+    schema: &str,
+    body: Bytes,
+) -> Result<(u64, Option<DateTime<Utc>>), FileFailure> {
     client.batch_execute(&sql::truncate_stage()).await?;
     let reader = parquet_rows(body)?;
     let types: Vec<Type> = COLUMNS.iter().map(|c| stage_type(c.kind)).collect();
@@ -387,8 +388,8 @@ async fn load_file(client: &Transaction<'_>, schema: &str, body: Bytes) -> Resul
         }
     }
     writer.as_mut().finish().await?;
-    let inserted = client.execute(&sql::insert_from_stage(schema), &[]).await?;
-    Ok(inserted)
+    let inserted = client.query_one(&sql::insert_from_stage(schema), &[]).await?;
+    Ok((inserted.get::<_, i64>(0) as u64, inserted.get(1)))
 }
 
 fn parquet_rows(body: Bytes) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader, FileFailure> {

@@ -66,10 +66,12 @@ pub(super) fn copy_into_stage() -> String {
     )
 }
 
-/// Inserts the staged rows whose `event_id` is new.
+/// Inserts the staged rows whose `event_id` is new; answers how many, and the newest
+/// `exposed_at` among them (the freshness gauge's, without reading the whole table).
 pub(super) fn insert_from_stage(schema: &str) -> String {
     format!(
-        "INSERT INTO {schema}.exposures ({}) SELECT {} FROM {STAGE} ON CONFLICT (event_id) DO NOTHING",
+        "WITH inserted AS (INSERT INTO {schema}.exposures ({}) SELECT {} FROM {STAGE} \
+         ON CONFLICT (event_id) DO NOTHING RETURNING exposed_at) SELECT COUNT(*), MAX(exposed_at) FROM inserted",
         ledger::exposure_column_list(),
         ledger::exposure_insert_values(Dialect::Postgres)
     )
@@ -91,11 +93,6 @@ pub(super) fn insert_row(schema: &str) -> String {
         ledger::exposure_column_list(),
         placeholders.join(", ")
     )
-}
-
-/// The newest `exposed_at` in the table, for the freshness gauge.
-pub(super) fn newest_exposed_at(schema: &str) -> String {
-    format!("SELECT max(exposed_at) FROM {schema}.exposures")
 }
 
 /// Every rejected row, oldest first, for `reload-rejected`.
@@ -134,7 +131,6 @@ mod tests {
             copy_into_stage(),
             insert_from_stage("analytics"),
             insert_row("analytics"),
-            newest_exposed_at("analytics"),
             rejected_rows("analytics"),
             forget_rejected("analytics"),
             remember_rejected("analytics"),
