@@ -52,10 +52,22 @@ impl Sent {
     }
 }
 
-/// Routes each delivery report to the publish its record belongs to.
-pub struct AckContext;
+/// Routes each delivery report to the publish its record belongs to; answers
+/// librdkafka's MSK IAM token requests (`--kafka-auth msk-iam`).
+pub struct AckContext {
+    pub oauth: Option<Arc<stage::kafka::msk_iam::MskIam>>,
+}
 
-impl ClientContext for AckContext {}
+impl ClientContext for AckContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _oauthbearer_config: Option<&str>,
+    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        stage::kafka::msk_iam::oauth_token(&self.oauth)
+    }
+}
 
 impl ProducerContext for AckContext {
     type DeliveryOpaque = Box<PendingAck>;

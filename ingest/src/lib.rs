@@ -77,7 +77,9 @@ pub async fn serve(
             // while earlier ones are in flight. A user's --kafka-property overrides it.
             &[("linger.ms", "0".to_owned())],
         )?
-        .create_with_context(AckContext)
+        .create_with_context(AckContext {
+            oauth: config.kafka.oauth()?,
+        })
         .map_err(|source| config.kafka.client_error(source))?;
     // One ingest per spool, held until this returns: two would write segments over each
     // other's.

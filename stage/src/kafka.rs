@@ -17,8 +17,7 @@ use std::time::Duration;
 
 use clap::Args;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::FromClientConfig;
+use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
@@ -48,12 +47,61 @@ pub struct KafkaArgs {
     )]
     pub properties: Vec<(String, String)>,
 
+    /// How the Kafka clients authenticate: `none` (plaintext, or whatever
+    /// --kafka-property sets: TLS, SASL/SCRAM), or `msk-iam` (Amazon MSK's IAM access
+    /// control: SASL_SSL + OAUTHBEARER with tokens signed by the AWS default credential
+    /// chain — task role, instance profile, SSO, environment).
+    #[arg(long, env = "EXPOSURES_KAFKA_AUTH", value_enum, default_value_t = KafkaAuth::None)]
+    pub kafka_auth: KafkaAuth,
+
+    /// AWS region of the MSK cluster, for --kafka-auth msk-iam (default: the AWS SDK's
+    /// region: AWS_REGION, the profile, instance metadata).
+    #[arg(long, env = "EXPOSURES_KAFKA_REGION", value_name = "REGION")]
+    pub kafka_region: Option<String>,
+
     /// Properties of this command's consumers only, set by the program rather than a
     /// flag: `exposures up` fits its consumers to the embedded broker with them. Applied
     /// after a stage's own tuning and before `--kafka-property`.
     #[arg(skip)]
     pub consumer_properties: Vec<(String, String)>,
 }
+
+/// How Kafka clients authenticate ([`KafkaArgs::kafka_auth`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KafkaAuth {
+    /// Nothing of our own: plaintext, or what --kafka-property sets.
+    None,
+    /// Amazon MSK IAM: SASL_SSL + OAUTHBEARER, tokens from the AWS credential chain.
+    MskIam,
+}
+
+/// The librdkafka settings `--kafka-auth msk-iam` makes, which a --kafka-property may
+/// repeat but not contradict.
+const MSK_IAM_SETTINGS: [(&str, &str); 2] = [
+    ("security.protocol", "SASL_SSL"),
+    ("sasl.mechanism", "OAUTHBEARER"),
+];
+
+/// The context of every client [`KafkaArgs::create`] makes: librdkafka's defaults, and
+/// with `--kafka-auth msk-iam` the token refresh. Contexts of their own (ingest's
+/// producer, the sink's consumer) carry the same [`KafkaArgs::oauth`] and answer with
+/// [`msk_iam::oauth_token`].
+pub struct StageContext {
+    oauth: Option<Arc<msk_iam::MskIam>>,
+}
+
+impl rdkafka::ClientContext for StageContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _oauthbearer_config: Option<&str>,
+    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        msk_iam::oauth_token(&self.oauth)
+    }
+}
+
+impl ConsumerContext for StageContext {}
 
 /// What a client is for; decides its fixed settings.
 #[derive(Debug, Clone, Copy)]
@@ -102,6 +150,17 @@ pub enum KafkaSetupError {
          remove it from --kafka-property / EXPOSURES_KAFKA_PROPERTIES"
     )]
     Protected { key: String, why: &'static str },
+    #[error(
+        "--kafka-property {key}={value} contradicts --kafka-auth msk-iam, which sets {key}={wanted}; \
+         remove it"
+    )]
+    ContradictsAuth {
+        key: String,
+        value: String,
+        wanted: &'static str,
+    },
+    #[error("--kafka-auth msk-iam: {0}")]
+    MskIam(#[from] msk_iam::MskIamError),
     #[error("cannot create a Kafka client for {brokers}: {source}")]
     Client { brokers: String, source: KafkaError },
     #[error("cannot create topic '{topic}' on {brokers}: {reason}")]
@@ -118,7 +177,10 @@ impl KafkaSetupError {
     /// fail for a broker that is still starting.
     pub fn retry(&self) -> Retry {
         match self {
-            KafkaSetupError::Protected { .. } | KafkaSetupError::Client { .. } => Retry::Permanent,
+            KafkaSetupError::Protected { .. }
+            | KafkaSetupError::ContradictsAuth { .. }
+            | KafkaSetupError::MskIam(_)
+            | KafkaSetupError::Client { .. } => Retry::Permanent,
             KafkaSetupError::CreateTopic { retry, .. } => *retry,
         }
     }
@@ -130,8 +192,32 @@ impl KafkaArgs {
         KafkaArgs {
             brokers: brokers.into(),
             properties: Vec::new(),
+            kafka_auth: KafkaAuth::None,
+            kafka_region: None,
             consumer_properties: Vec::new(),
         }
+    }
+
+    /// The MSK IAM signer of this process for `--kafka-auth msk-iam` (one per region,
+    /// started on first use), or `None`.
+    pub fn oauth(&self) -> Result<Option<Arc<msk_iam::MskIam>>, KafkaSetupError> {
+        if self.kafka_auth != KafkaAuth::MskIam {
+            return Ok(None);
+        }
+        static SIGNERS: std::sync::Mutex<Vec<(Option<String>, Arc<msk_iam::MskIam>)>> =
+            std::sync::Mutex::new(Vec::new());
+        let mut signers = SIGNERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, signer)) = signers.iter().find(|(region, _)| *region == self.kafka_region) {
+            return Ok(Some(signer.clone()));
+        }
+        let signer = msk_iam::MskIam::start(self.kafka_region.as_deref())?;
+        signers.push((self.kafka_region.clone(), signer.clone()));
+        Ok(Some(signer))
+    }
+
+    /// The context [`KafkaArgs::create`] gives its clients.
+    pub fn context(&self) -> Result<StageContext, KafkaSetupError> {
+        Ok(StageContext { oauth: self.oauth()? })
     }
 
     /// The librdkafka configuration of a client in `role`: the role's settings, then
@@ -169,6 +255,11 @@ impl KafkaArgs {
                     .set("auto.offset.reset", "earliest");
             }
         }
+        if self.kafka_auth == KafkaAuth::MskIam {
+            for (key, value) in MSK_IAM_SETTINGS {
+                config.set(key, value);
+            }
+        }
         for (key, value) in tuning {
             config.set(*key, value);
         }
@@ -197,19 +288,36 @@ impl KafkaArgs {
                     why,
                 });
             }
+            if self.kafka_auth == KafkaAuth::MskIam {
+                let name = if key == "sasl.mechanisms" {
+                    "sasl.mechanism"
+                } else {
+                    key.as_str()
+                };
+                if let Some((_, wanted)) = MSK_IAM_SETTINGS.iter().find(|(setting, _)| *setting == name) {
+                    if !value.eq_ignore_ascii_case(wanted) {
+                        return Err(KafkaSetupError::ContradictsAuth {
+                            key: key.clone(),
+                            value: value.clone(),
+                            wanted,
+                        });
+                    }
+                }
+            }
             config.set(key, value);
         }
         Ok(config)
     }
 
-    /// Creates a client of type `T` in `role` (see [`KafkaArgs::config`]).
-    pub fn create<T: FromClientConfig>(
+    /// Creates a client of type `T` in `role` (see [`KafkaArgs::config`]), with a
+    /// [`StageContext`].
+    pub fn create<T: FromClientConfigAndContext<StageContext>>(
         &self,
         role: ClientRole<'_>,
         tuning: &[(&str, String)],
     ) -> Result<T, KafkaSetupError> {
         self.config(role, tuning)?
-            .create()
+            .create_with_context(self.context()?)
             .map_err(|source| self.client_error(source))
     }
 
@@ -229,7 +337,7 @@ impl KafkaArgs {
         partitions: i32,
         timeout: Duration,
     ) -> Result<(), KafkaSetupError> {
-        let admin: AdminClient<DefaultClientContext> = self.create(
+        let admin: AdminClient<StageContext> = self.create(
             ClientRole::Admin {
                 group: "exposures-admin",
                 client_id: "exposures-admin",
@@ -409,6 +517,8 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
         _ => Err(format!("expected KEY=VALUE, got '{text}'")),
     }
 }
+
+pub mod msk_iam;
 
 #[cfg(test)]
 mod tests;

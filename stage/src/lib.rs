@@ -23,7 +23,10 @@ pub mod topology;
 
 pub use backoff::Backoff;
 pub use dir_lock::{DirLock, DirLockError};
-pub use kafka::{start_consuming, Assignment, ClientRole, KafkaArgs, KafkaSetupError, RepeatedErrors};
+pub use kafka::{
+    start_consuming, Assignment, ClientRole, KafkaArgs, KafkaAuth, KafkaSetupError, RepeatedErrors,
+    StageContext,
+};
 pub use retry::{kafka_code_retry, kafka_retry, Retry};
 
 /// A stage's configuration from command-line `flags` (without the command name), as clap

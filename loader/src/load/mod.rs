@@ -246,7 +246,7 @@ pub async fn run(config: LoadConfig, shutdown: Shutdown) -> Result<(), LoadError
     config.warehouse.url()?;
     // Created first, so a wrong Kafka setting fails at once rather than after the
     // warehouse is up; it joins the group only once the warehouse is ready.
-    let consumer: Arc<StreamConsumer> = Arc::new(config.kafka.create(
+    let consumer: Arc<StreamConsumer<stage::StageContext>> = Arc::new(config.kafka.create(
         ClientRole::Consumer {
             group: &config.group,
             client_id: "exposures-load",

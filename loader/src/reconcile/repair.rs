@@ -74,7 +74,7 @@ pub(super) async fn repair(
     if wanted.is_empty() {
         return Ok(());
     }
-    let producer: FutureProducer = config
+    let producer: FutureProducer<stage::StageContext> = config
         .kafka
         .create(
             ClientRole::Producer {

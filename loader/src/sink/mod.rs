@@ -49,7 +49,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use schemas::lake_layout::{FileKey, FileRecord, Hour};
 use schemas::LakeRow;
-use stage::{Backoff, ClientRole, KafkaSetupError, Shutdown};
+use stage::{Backoff, ClientRole, KafkaSetupError, Shutdown, StageContext};
 
 use crate::lake::{Lake, LakeError};
 use crate::metrics as m;
@@ -68,14 +68,23 @@ pub enum SinkError {
     InjectedFault(FaultPoint),
 }
 
-/// Consumer callbacks: remembers revoked partitions for the main loop, and turns
-/// librdkafka's statistics into lag gauges.
-#[derive(Default)]
+/// Consumer callbacks: remembers revoked partitions for the main loop, turns
+/// librdkafka's statistics into lag gauges, and answers MSK IAM token requests.
 struct SinkContext {
     revoked: Mutex<Vec<i32>>,
+    oauth: Option<Arc<stage::kafka::msk_iam::MskIam>>,
 }
 
 impl ClientContext for SinkContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _oauthbearer_config: Option<&str>,
+    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        stage::kafka::msk_iam::oauth_token(&self.oauth)
+    }
+
     fn stats(&self, statistics: Statistics) {
         for topic in statistics.topics.values() {
             for partition in topic.partitions.values() {
@@ -128,11 +137,14 @@ pub async fn run(config: SinkConfig, shutdown: Shutdown) -> Result<(), SinkError
                     ("fetch.min.bytes", "1048576".into()),
                 ],
             )?
-            .create_with_context(SinkContext::default())
+            .create_with_context(SinkContext {
+                revoked: Mutex::new(Vec::new()),
+                oauth: config.kafka.oauth()?,
+            })
             .map_err(|e| config.kafka.client_error(e))?,
     );
     stage::start_consuming(&consumer, &config.topic, config.assignment, &shutdown).await?;
-    let announcer: FutureProducer = config.kafka.create(
+    let announcer: FutureProducer<StageContext> = config.kafka.create(
         ClientRole::Producer {
             client_id: "exposures-sink-announcer",
             message_timeout: ANNOUNCE_TIMEOUT,
@@ -185,7 +197,7 @@ struct Sink {
     config: SinkConfig,
     lake: Lake,
     consumer: Arc<SinkConsumer>,
-    announcer: FutureProducer,
+    announcer: FutureProducer<StageContext>,
     files: HashMap<i32, file::OpenFile>,
     /// What the open files hold together (`approx_bytes`), kept as records are appended
     /// and files closed: summing the files on every record showed in the profile.

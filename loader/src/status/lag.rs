@@ -42,7 +42,7 @@ pub(super) fn group_lag(
     timeout: Duration,
 ) -> Result<GroupLag, String> {
     let brokers = &kafka.brokers;
-    let consumer: BaseConsumer = kafka
+    let consumer: BaseConsumer<stage::StageContext> = kafka
         .create(
             ClientRole::Admin {
                 group,

@@ -141,3 +141,60 @@ fn properties_parse_from_the_environment_form() {
     assert!(parse_key_value("novalue").is_err());
     assert!(parse_key_value("=x").is_err());
 }
+
+fn msk_iam(more: &[&str]) -> KafkaArgs {
+    let mut args = vec![
+        "test",
+        "--brokers",
+        "b-1.msk:9098",
+        "--kafka-auth",
+        "msk-iam",
+        "--kafka-region",
+        "eu-west-1",
+    ];
+    args.extend(more);
+    Cli::parse_from(args).kafka
+}
+
+/// Every client role made with `--kafka-auth msk-iam` speaks SASL_SSL + OAUTHBEARER and
+/// carries the token refresh (the context's signer, for its region).
+#[test]
+fn every_role_with_msk_iam_carries_sasl_ssl_oauthbearer_and_the_token_refresh() {
+    let kafka = msk_iam(&[]);
+    for role in ROLES {
+        let config = kafka.config(role, &[]).expect("valid");
+        assert_eq!(config.get("security.protocol"), Some("SASL_SSL"), "{role:?}");
+        assert_eq!(config.get("sasl.mechanism"), Some("OAUTHBEARER"), "{role:?}");
+    }
+    const { assert!(<StageContext as rdkafka::ClientContext>::ENABLE_REFRESH_OAUTH_TOKEN) };
+    let context = kafka.context().expect("a context");
+    let signer = context.oauth.as_ref().expect("a signer");
+    assert_eq!(signer.region(), "eu-west-1");
+    let again = kafka.oauth().expect("signer").expect("some");
+    assert!(Arc::ptr_eq(signer, &again), "one signer per process and region");
+    assert!(KafkaArgs::plaintext("k:9092")
+        .context()
+        .expect("context")
+        .oauth
+        .is_none());
+}
+
+/// What --kafka-auth msk-iam sets may be repeated in --kafka-property, not contradicted.
+#[test]
+fn a_property_contradicting_msk_iam_is_refused_with_the_reason() {
+    let repeated = msk_iam(&["--kafka-property", "security.protocol=sasl_ssl"]);
+    assert!(repeated.config(ROLES[0], &[]).is_ok());
+    for property in [
+        "sasl.mechanism=SCRAM-SHA-512",
+        "sasl.mechanisms=PLAIN",
+        "security.protocol=SSL",
+    ] {
+        let kafka = msk_iam(&["--kafka-property", property]);
+        let error = kafka.config(ROLES[1], &[]).expect_err(property);
+        assert!(
+            error.to_string().contains("contradicts --kafka-auth msk-iam"),
+            "{error}"
+        );
+        assert!(error.retry().is_permanent());
+    }
+}
