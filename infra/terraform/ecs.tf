@@ -179,10 +179,10 @@ resource "aws_vpc_security_group_egress_rule" "tasks_kafka" {
 resource "aws_vpc_security_group_egress_rule" "tasks_msk" {
   count                        = var.create_msk ? 1 : 0
   security_group_id            = aws_security_group.tasks.id
-  description                  = "MSK brokers (TLS, SASL/SCRAM listener)"
+  description                  = "MSK brokers (TLS, IAM or SASL/SCRAM listener)"
   ip_protocol                  = "tcp"
-  from_port                    = 9096
-  to_port                      = 9096
+  from_port                    = local.msk_port
+  to_port                      = local.msk_port
   referenced_security_group_id = aws_security_group.msk[0].id
 }
 

@@ -1,8 +1,10 @@
 # Roles, least privilege per stage:
 # - execution roles (one per stage): pull the image, write the stage's log group, read the
 #   stage's secrets;
-# - task roles: ingest none; sink writes data and dead letters into the lake; load reads the
-#   lake, writes COPY manifests and drives the Redshift Data API;
+# - task roles: sink writes data and dead letters into the lake; load reads the lake,
+#   writes COPY manifests and drives the Redshift Data API; with MSK IAM (msk_auth = "iam"),
+#   each stage may also connect to the cluster and use its own topics and group, nothing
+#   more;
 # - the role Redshift assumes for COPY: read the lake, nothing else.
 
 locals {
@@ -101,7 +103,7 @@ resource "aws_iam_role_policy" "execution" {
 # Task roles
 # ---------------------------------------------------------------------------------------
 
-# Ingest's has no policy: it talks to Kafka only.
+# Ingest's has no policy but MSK IAM's: it talks to Kafka only.
 resource "aws_iam_role" "task" {
   for_each           = local.stages
   name               = "${var.name}-${each.key}-task"
@@ -315,4 +317,59 @@ resource "aws_iam_role_policy" "redshift_copy" {
   name   = "${var.name}-redshift-copy-lake"
   role   = aws_iam_role.redshift_copy.id
   policy = data.aws_iam_policy_document.redshift_copy.json
+}
+
+# ---------------------------------------------------------------------------------------
+# MSK IAM (msk_auth = "iam"): what each stage's Kafka clients do, on the cluster's own
+# resources ("IAM access control", Amazon MSK Developer Guide; resource ARNs
+# arn:PARTITION:kafka:REGION:ACCOUNT:{cluster,topic,group}/CLUSTER-NAME/CLUSTER-UUID[/NAME]).
+# ---------------------------------------------------------------------------------------
+
+locals {
+  msk_resource = local.msk_iam ? "arn:${local.partition}:kafka:${local.region}:${local.account_id}:%s/${var.name}/${aws_msk_cluster.this[0].cluster_uuid}%s" : null
+  msk_cluster  = local.msk_iam ? aws_msk_cluster.this[0].arn : null
+  msk_topic    = { for name, topic in { exposures = var.topic, files = var.files_topic } : name => local.msk_iam ? format(local.msk_resource, "topic", "/${topic}") : null }
+  # The stages' consumer groups: their --group defaults (exposures sink/load --help).
+  msk_group = { for stage, group in { sink = "exposures-sink", load = "exposures-load" } : stage => local.msk_iam ? format(local.msk_resource, "group", "/${group}") : null }
+
+  # Per stage: [actions, resources] statements.
+  msk_grants = {
+    # The idempotent producer of exposures.
+    ingest = [
+      [["kafka-cluster:Connect", "kafka-cluster:DescribeCluster", "kafka-cluster:WriteDataIdempotently"], [local.msk_cluster]],
+      [["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"], [local.msk_topic["exposures"]]],
+    ]
+    # Consumes exposures in its group; announces files (an idempotent producer).
+    sink = [
+      [["kafka-cluster:Connect", "kafka-cluster:DescribeCluster", "kafka-cluster:WriteDataIdempotently"], [local.msk_cluster]],
+      [["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"], [local.msk_topic["exposures"]]],
+      [["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"], [local.msk_topic["files"]]],
+      [["kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"], [local.msk_group["sink"]]],
+    ]
+    # Consumes the file announcements in its group.
+    load = [
+      [["kafka-cluster:Connect", "kafka-cluster:DescribeCluster"], [local.msk_cluster]],
+      [["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"], [local.msk_topic["files"]]],
+      [["kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"], [local.msk_group["load"]]],
+    ]
+  }
+}
+
+data "aws_iam_policy_document" "msk" {
+  for_each = local.msk_iam ? local.stages : toset([])
+
+  dynamic "statement" {
+    for_each = local.msk_grants[each.key]
+    content {
+      actions   = statement.value[0]
+      resources = statement.value[1]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "msk" {
+  for_each = local.msk_iam ? local.stages : toset([])
+  name     = "${var.name}-${each.key}-msk-iam"
+  role     = aws_iam_role.task[each.key].id
+  policy   = data.aws_iam_policy_document.msk[each.key].json
 }

@@ -20,8 +20,15 @@ locals {
   key_prefix = var.lake_prefix == "" ? "" : "${var.lake_prefix}/"
   lake_url   = var.lake_prefix == "" ? "s3://${var.lake_bucket_name}" : "s3://${var.lake_bucket_name}/${var.lake_prefix}"
 
-  # MSK: its TLS + SASL/SCRAM bootstrap servers (port 9096).
-  brokers = var.create_msk ? aws_msk_cluster.this[0].bootstrap_brokers_sasl_scram : join(",", var.kafka_brokers)
+  # MSK: its bootstrap servers for IAM (port 9098) or SASL/SCRAM (port 9096).
+  msk_iam  = var.create_msk && var.msk_auth == "iam"
+  msk_port = var.msk_auth == "iam" ? 9098 : 9096
+  brokers = !var.create_msk ? join(",", var.kafka_brokers) : (
+    local.msk_iam ? aws_msk_cluster.this[0].bootstrap_brokers_sasl_iam : aws_msk_cluster.this[0].bootstrap_brokers_sasl_scram
+  )
+  # With MSK IAM, every stage signs its Kafka login with its task role.
+  kafka_auth   = local.msk_iam ? "msk-iam" : null
+  kafka_region = local.msk_iam ? local.region : null
 
   # The loader's --warehouse when no secret is given: the Data API, by workgroup or cluster.
   redshift_compute = var.redshift_workgroup_name != "" ? "workgroup=${var.redshift_workgroup_name}" : "cluster=${var.redshift_cluster_identifier}"
@@ -53,6 +60,8 @@ locals {
     ingest = {
       EXPOSURES_LISTEN          = "0.0.0.0:8080"
       EXPOSURES_BROKERS         = local.brokers
+      EXPOSURES_KAFKA_AUTH      = local.kafka_auth
+      EXPOSURES_KAFKA_REGION    = local.kafka_region
       EXPOSURES_TOPIC           = var.topic
       EXPOSURES_SPOOL_DIR       = "/var/lib/exposures/spool"
       EXPOSURES_NO_SPOOL        = var.ingest_spool ? null : "true"
@@ -66,6 +75,8 @@ locals {
     }
     sink = {
       EXPOSURES_BROKERS        = local.brokers
+      EXPOSURES_KAFKA_AUTH     = local.kafka_auth
+      EXPOSURES_KAFKA_REGION   = local.kafka_region
       EXPOSURES_TOPIC          = var.topic
       EXPOSURES_FILES_TOPIC    = var.files_topic
       EXPOSURES_LAKE           = local.lake_url
@@ -78,6 +89,8 @@ locals {
     }
     load = {
       EXPOSURES_BROKERS        = local.brokers
+      EXPOSURES_KAFKA_AUTH     = local.kafka_auth
+      EXPOSURES_KAFKA_REGION   = local.kafka_region
       EXPOSURES_FILES_TOPIC    = var.files_topic
       EXPOSURES_LAKE           = local.lake_url
       EXPOSURES_SCHEMA         = var.warehouse_schema
@@ -91,8 +104,9 @@ locals {
   }
 
   # Secret settings, from Secrets Manager (ECS `secrets`); null leaves the variable out.
-  # The Kafka properties secret: asked for, or needed for the stages' SCRAM login to MSK.
-  kafka_properties     = var.kafka_properties_secret || var.create_msk
+  # The Kafka properties secret: asked for, or needed for the stages' SCRAM login to MSK
+  # (with MSK IAM there is no Kafka secret at all).
+  kafka_properties     = var.kafka_properties_secret || (var.create_msk && var.msk_auth == "scram")
   kafka_properties_arn = local.kafka_properties ? aws_secretsmanager_secret.kafka_properties[0].arn : null
   warehouse_arn        = var.warehouse_secret_arn != "" ? var.warehouse_secret_arn : aws_secretsmanager_secret.warehouse[0].arn
   secrets = {

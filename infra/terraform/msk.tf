@@ -1,9 +1,12 @@
 # Optional: an MSK cluster for the pipeline (create_msk = true), otherwise bring your own
 # brokers (kafka_brokers).
 #
-# Clients connect over TLS and authenticate with SASL/SCRAM (port 9096), in private
-# subnets, reachable only from the tasks' security group; unauthenticated access is off.
-# The SCRAM user is the secret AmazonMSK_NAME (MSK wants that prefix and a customer-managed
+# Clients connect over TLS, in private subnets, reachable only from the tasks' security
+# group; unauthenticated access is off. They authenticate as msk_auth says:
+# - "iam" (default, port 9098): MSK's IAM access control. Each stage's task role is its
+#   identity (iam.tf grants it the cluster, its topics and its group, nothing more); the
+#   stages run with --kafka-auth msk-iam. No secret exists.
+# - "scram" (port 9096): the SCRAM user is the secret AmazonMSK_NAME (MSK wants that prefix and a customer-managed
 # KMS key, so it uses the module's key); its value, {"username":…,"password":…}, is put
 # outside Terraform, then msk_associate_scram_secret = true associates it with the
 # cluster. The stages log in with the same user through the NAME/kafka-properties secret
@@ -20,10 +23,10 @@ resource "aws_security_group" "msk" {
 resource "aws_vpc_security_group_ingress_rule" "msk_from_tasks" {
   count                        = var.create_msk ? 1 : 0
   security_group_id            = aws_security_group.msk[0].id
-  description                  = "Kafka (TLS, SASL/SCRAM listener) from the exposures tasks"
+  description                  = "Kafka (TLS, IAM or SASL/SCRAM listener) from the exposures tasks"
   ip_protocol                  = "tcp"
-  from_port                    = 9096
-  to_port                      = 9096
+  from_port                    = local.msk_port
+  to_port                      = local.msk_port
   referenced_security_group_id = aws_security_group.tasks.id
 }
 
@@ -82,7 +85,8 @@ resource "aws_msk_cluster" "this" {
     unauthenticated = false
 
     sasl {
-      scram = true
+      iam   = var.msk_auth == "iam"
+      scram = var.msk_auth == "scram"
     }
   }
 
@@ -110,7 +114,7 @@ resource "aws_msk_cluster" "this" {
 #   {"username": "exposures", "password": "…"}
 resource "aws_secretsmanager_secret" "msk_scram" {
   #checkov:skip=CKV2_AWS_57:The SCRAM password is repeated in NAME/kafka-properties, which the stages read; rotating it is a coordinated change of both secrets, not a rotation function.
-  count       = var.create_msk ? 1 : 0
+  count       = var.create_msk && var.msk_auth == "scram" ? 1 : 0
   name        = "AmazonMSK_${var.name}"
   description = "SASL/SCRAM user of the exposures stages on MSK: {\"username\": ..., \"password\": ...}. Same credentials as ${var.name}/kafka-properties."
   kms_key_id  = aws_kms_key.this.arn
@@ -119,7 +123,7 @@ resource "aws_secretsmanager_secret" "msk_scram" {
 # Associated once the secret has its value (msk_associate_scram_secret, a second apply).
 # MSK attaches a resource policy to the secret so the brokers can read it.
 resource "aws_msk_single_scram_secret_association" "this" {
-  count       = var.create_msk && var.msk_associate_scram_secret ? 1 : 0
+  count       = var.create_msk && var.msk_auth == "scram" && var.msk_associate_scram_secret ? 1 : 0
   cluster_arn = aws_msk_cluster.this[0].arn
   secret_arn  = aws_secretsmanager_secret.msk_scram[0].arn
 }

@@ -34,7 +34,7 @@ output "redshift_copy_role_arn" {
 }
 
 output "kafka_brokers" {
-  description = "Bootstrap servers the stages use (MSK: its SASL/SCRAM ones, port 9096)."
+  description = "Bootstrap servers the stages use (MSK: its IAM ones, port 9098, or SASL/SCRAM ones, port 9096, by msk_auth)."
   value       = local.brokers
 }
 

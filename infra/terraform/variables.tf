@@ -129,25 +129,36 @@ variable "kafka_cidr_blocks" {
 }
 
 variable "kafka_port" {
-  description = "Port of the existing Kafka brokers. Not used with create_msk (its TLS + SASL/SCRAM port, 9096)."
+  description = "Port of the existing Kafka brokers. Not used with create_msk (its IAM port 9098, or SASL/SCRAM port 9096)."
   type        = number
   default     = 9092
 }
 
 variable "kafka_properties_secret" {
-  description = "Whether to create a Secrets Manager secret whose value is passed to every stage as EXPOSURES_KAFKA_PROPERTIES (`;`-separated librdkafka properties, e.g. security.protocol=SASL_SSL and SASL credentials). Its value is put outside Terraform (see README). Always created with create_msk."
+  description = "Whether to create a Secrets Manager secret whose value is passed to every stage as EXPOSURES_KAFKA_PROPERTIES (`;`-separated librdkafka properties, e.g. security.protocol=SASL_SSL and SASL credentials). Its value is put outside Terraform (see README). Always created with create_msk and msk_auth = \"scram\"."
   type        = bool
   default     = false
 }
 
 variable "create_msk" {
-  description = "Create an MSK cluster in private_subnet_ids (TLS listener with SASL/SCRAM authentication, see README) instead of using kafka_brokers."
+  description = "Create an MSK cluster in private_subnet_ids (TLS, authenticated by IAM or SASL/SCRAM: msk_auth; see README) instead of using kafka_brokers."
   type        = bool
   default     = false
 }
 
+variable "msk_auth" {
+  description = "How the stages authenticate to the MSK cluster (create_msk): \"iam\" (IAM access control, port 9098: the task roles are the identities, no Kafka password anywhere; the stages run with --kafka-auth msk-iam) or \"scram\" (SASL/SCRAM, port 9096: a password in two secrets, see README)."
+  type        = string
+  default     = "iam"
+
+  validation {
+    condition     = contains(["iam", "scram"], var.msk_auth)
+    error_message = "msk_auth is \"iam\" or \"scram\"."
+  }
+}
+
 variable "msk_associate_scram_secret" {
-  description = "Associate the SCRAM secret AmazonMSK_NAME with the MSK cluster. Set it on a second apply, once that secret holds its {\"username\",\"password\"} value (see README); until then no client can log in."
+  description = "With msk_auth = \"scram\": associate the SCRAM secret AmazonMSK_NAME with the MSK cluster. Set it on a second apply, once that secret holds its {\"username\",\"password\"} value (see README); until then no client can log in."
   type        = bool
   default     = false
 }

@@ -763,3 +763,98 @@ fn dockerfile_exposes_the_default_ports_and_sets_no_unknown_variable() {
     }
     assert!(dockerfile.contains("ENTRYPOINT [\"exposures\"]"));
 }
+
+/// With `msk_auth = "iam"` each stage's task role may do on MSK exactly what its Kafka
+/// clients do, on the cluster, its own topics and its own consumer group: nothing
+/// broader (no `*`, no other action), and the group names are the stages' `--group`
+/// defaults as their `--help` shows them.
+#[test]
+fn msk_iam_grants_each_stage_only_its_cluster_topics_and_group() {
+    let files = terraform_files();
+    let Some(documents) = parsed(&files) else {
+        return;
+    };
+    let locals = terraform_locals(&documents);
+    let grants = locals["msk_grants"].as_object().expect("local.msk_grants");
+    let cluster = "${local.msk_cluster}";
+    let topic = |name: &str| format!("${{local.msk_topic[\"{name}\"]}}");
+    let group = |stage: &str| format!("${{local.msk_group[\"{stage}\"]}}");
+    let connect = ["kafka-cluster:Connect", "kafka-cluster:DescribeCluster"];
+    let idempotent = "kafka-cluster:WriteDataIdempotently";
+    let expected: BTreeMap<&str, Vec<(Vec<&str>, String)>> = BTreeMap::from([
+        (
+            "ingest",
+            vec![
+                ([connect.as_slice(), &[idempotent]].concat(), cluster.to_owned()),
+                (
+                    vec!["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"],
+                    topic("exposures"),
+                ),
+            ],
+        ),
+        (
+            "sink",
+            vec![
+                ([connect.as_slice(), &[idempotent]].concat(), cluster.to_owned()),
+                (
+                    vec!["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"],
+                    topic("exposures"),
+                ),
+                (
+                    vec!["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"],
+                    topic("files"),
+                ),
+                (
+                    vec!["kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"],
+                    group("sink"),
+                ),
+            ],
+        ),
+        (
+            "load",
+            vec![
+                (connect.to_vec(), cluster.to_owned()),
+                (
+                    vec!["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"],
+                    topic("files"),
+                ),
+                (
+                    vec!["kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"],
+                    group("load"),
+                ),
+            ],
+        ),
+    ]);
+    assert_eq!(grants.len(), expected.len(), "one entry per stage");
+    for (stage, statements) in expected {
+        let found: Vec<(Vec<String>, Vec<String>)> = grants[stage]
+            .as_array()
+            .expect("statements")
+            .iter()
+            .map(|statement| {
+                let strings = |value: &Value| -> Vec<String> {
+                    value.as_array().expect("a list").iter().map(text).collect()
+                };
+                (strings(&statement[0]), strings(&statement[1]))
+            })
+            .collect();
+        let wanted: Vec<(Vec<String>, Vec<String>)> = statements
+            .into_iter()
+            .map(|(actions, resource)| (actions.into_iter().map(String::from).collect(), vec![resource]))
+            .collect();
+        assert_eq!(found, wanted, "local.msk_grants.{stage}");
+    }
+    let groups = text(&locals["msk_group"]);
+    for stage in ["sink", "load"] {
+        let default = Help::of(stage)
+            .defaults
+            .get("group")
+            .cloned()
+            .expect("a --group default");
+        assert!(
+            groups.contains(&format!("{stage} = \"{default}\""))
+                || groups.contains(&format!("\"{default}\"")),
+            "local.msk_group does not name {stage}'s --group default {default}: {groups}"
+        );
+    }
+}
