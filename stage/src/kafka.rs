@@ -90,15 +90,25 @@ pub struct StageContext {
     oauth: Option<Arc<msk_iam::MskIam>>,
 }
 
-impl rdkafka::ClientContext for StageContext {
-    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+/// The items of a `ClientContext` impl that answer librdkafka's token requests from the
+/// context's `oauth: Option<Arc<MskIam>>` field ([`KafkaArgs::oauth`]), for every context
+/// of the pipeline alike.
+#[macro_export]
+macro_rules! answers_msk_iam_token_requests {
+    () => {
+        const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
 
-    fn generate_oauth_token(
-        &self,
-        _oauthbearer_config: Option<&str>,
-    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
-        msk_iam::oauth_token(&self.oauth)
-    }
+        fn generate_oauth_token(
+            &self,
+            _oauthbearer_config: Option<&str>,
+        ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+            $crate::kafka::msk_iam::oauth_token(&self.oauth)
+        }
+    };
+}
+
+impl rdkafka::ClientContext for StageContext {
+    crate::answers_msk_iam_token_requests!();
 }
 
 impl ConsumerContext for StageContext {}
@@ -159,8 +169,9 @@ pub enum KafkaSetupError {
         value: String,
         wanted: &'static str,
     },
+    /// Said in full here, not as a source: the message already names the cause.
     #[error("--kafka-auth msk-iam: {0}")]
-    MskIam(#[from] msk_iam::MskIamError),
+    MskIam(msk_iam::MskIamError),
     #[error("cannot create a Kafka client for {brokers}: {source}")]
     Client { brokers: String, source: KafkaError },
     #[error("cannot create topic '{topic}' on {brokers}: {reason}")]
@@ -210,7 +221,7 @@ impl KafkaArgs {
         if let Some((_, signer)) = signers.iter().find(|(region, _)| *region == self.kafka_region) {
             return Ok(Some(signer.clone()));
         }
-        let signer = msk_iam::MskIam::start(self.kafka_region.as_deref())?;
+        let signer = msk_iam::MskIam::start(self.kafka_region.as_deref()).map_err(KafkaSetupError::MskIam)?;
         signers.push((self.kafka_region.clone(), signer.clone()));
         Ok(Some(signer))
     }

@@ -76,14 +76,7 @@ struct SinkContext {
 }
 
 impl ClientContext for SinkContext {
-    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
-
-    fn generate_oauth_token(
-        &self,
-        _oauthbearer_config: Option<&str>,
-    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
-        stage::kafka::msk_iam::oauth_token(&self.oauth)
-    }
+    stage::answers_msk_iam_token_requests!();
 
     fn stats(&self, statistics: Statistics) {
         for topic in statistics.topics.values() {
