@@ -286,6 +286,71 @@ async fn redshift_loads_a_batch_of_two_thousand_files() {
     scenario.assert_exact(&events).await;
 }
 
+/// A file whose `kafka_offset` column another writer stored as strings: Redshift reads
+/// Parquet by position and type and does not convert ("incompatible Parquet schema"),
+/// which the emulator now refuses as documented; row by row cannot read it either, so it
+/// is quarantined with that reason, and the good file beside it loads.
+#[tokio::test]
+async fn redshift_refuses_a_parquet_column_of_another_type() {
+    use std::sync::Arc;
+
+    let scenario = Scenario::start(Kind::Redshift).await;
+    let good = exposures(10, "typed");
+    scenario.place_file(&good, 0, ParquetCodec::default()).await;
+
+    let odd = exposures(10, "offset-as-text");
+    let mut record = scenario.write_file(&odd, 1_000, ParquetCodec::default()).await;
+    let mut builder = schemas::ExposureBatchBuilder::new();
+    for (offset, event) in (1_000..).zip(&odd) {
+        builder.append(&schemas::LakeRow::from_exposure(event), 0, offset);
+    }
+    let batch = builder.finish().expect("batch");
+    let index = batch.schema().index_of("kafka_offset").expect("kafka_offset");
+    let mut fields: Vec<arrow_schema::Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields[index] = arrow_schema::Field::new("kafka_offset", arrow_schema::DataType::Utf8, false);
+    let mut columns = batch.columns().to_vec();
+    let offsets: Vec<String> = (1_000..1_010).map(|offset: i64| offset.to_string()).collect();
+    columns[index] = Arc::new(arrow_array::StringArray::from(offsets));
+    let odd_batch = arrow_array::RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns)
+        .expect("batch with text offsets");
+    let mut body = Vec::new();
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(&mut body, odd_batch.schema(), None).expect("writer");
+    writer.write(&odd_batch).expect("written");
+    writer.close().expect("closed");
+    let lake = scenario.side.lake().await;
+    let stored = lake.put(&record.key, body.into()).await.expect("put");
+    (record.size, record.etag) = (stored.size, stored.etag);
+    scenario
+        .announce(&serde_json::to_value(&record).expect("json"))
+        .await;
+
+    let loader = scenario.start_loader();
+    scenario.wait_rows(good.len() as i64).await;
+    scenario.wait_count(QUARANTINED, 1).await;
+    loader.stop().await;
+    scenario.assert_exact(&good).await;
+    let reason: String = scenario
+        .client()
+        .await
+        .query_one(
+            "SELECT reason FROM analytics.exposures_loads WHERE status = 'quarantined'",
+            &[],
+        )
+        .await
+        .expect("one quarantined file")
+        .get(0);
+    assert!(
+        reason.contains("incompatible Parquet schema for column 'kafka_offset'"),
+        "{reason}"
+    );
+}
+
 /// (status, rows_in_file, rows_loaded, rows_rejected) of the ledger's only row.
 async fn only_ledger_row(client: &tokio_postgres::Client) -> (String, i64, i64, i64) {
     let ledger = client

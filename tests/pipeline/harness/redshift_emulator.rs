@@ -663,15 +663,16 @@ async fn copy_parquet(
         .map_err(|e| format!("Problem reading manifest file - {e}"))?;
     let manifest: Value =
         serde_json::from_slice(&manifest).map_err(|e| format!("Manifest is not JSON: {e}"))?;
-    let columns: Vec<String> = client
+    let columns: Vec<(String, String)> = client
         .query(
-            "SELECT column_name::text FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position",
+            "SELECT column_name::text, data_type::text FROM information_schema.columns WHERE table_name = $1 \
+             ORDER BY ordinal_position",
             &[&table],
         )
         .await
         .map_err(|e| pg_message(&e))?
         .iter()
-        .map(|row| row.get(0))
+        .map(|row| (row.get(0), row.get(1)))
         .collect();
     for entry in manifest["entries"].as_array().cloned().unwrap_or_default() {
         let url = entry["url"].as_str().unwrap_or_default().to_owned();
@@ -688,7 +689,7 @@ async fn copy_parquet(
                     body.len()
                 ));
             }
-            let rows = parquet_rows(body, columns.len())?;
+            let rows = parquet_rows(body, &columns)?;
             let sink = client
                 .copy_in(&format!("COPY {table} FROM STDIN"))
                 .await
@@ -727,7 +728,23 @@ async fn record_load_error(emulator: &Emulator, query_id: i64, file: &str, messa
 }
 
 /// A Parquet object as PostgreSQL COPY text, columns by position.
-fn parquet_rows(body: Bytes, table_columns: usize) -> Result<String, String> {
+/// Whether a Parquet column of Arrow type `file` may fill a table column of PostgreSQL
+/// `data_type` (the emulator's translation of the Redshift type): as Spectrum reads them,
+/// strings into VARCHAR, INT32 into INTEGER, INT64 into BIGINT, BOOLEAN, INT64
+/// timestamps into TIMESTAMP — nothing converted ("the column type is embedded with the
+/// data … must match": Troubleshooting queries in Amazon Redshift Spectrum).
+fn fills(file: &DataType, data_type: &str) -> bool {
+    match file {
+        DataType::Utf8 => data_type == "text",
+        DataType::Int32 => data_type == "integer",
+        DataType::Int64 => data_type == "bigint",
+        DataType::Boolean => data_type == "boolean",
+        DataType::Timestamp(_, _) => data_type.starts_with("timestamp"),
+        _ => false,
+    }
+}
+
+fn parquet_rows(body: Bytes, table_columns: &[(String, String)]) -> Result<String, String> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(body)
         .map_err(|e| format!("not a valid Parquet file ({e})"))?;
     // COPY reads Parquet through Spectrum, whose documented codecs are gzip, Snappy and
@@ -748,10 +765,21 @@ fn parquet_rows(body: Bytes, table_columns: usize) -> Result<String, String> {
         }
     }
     let file_columns = reader.schema().fields().len();
-    if file_columns != table_columns {
+    if file_columns != table_columns.len() {
         return Err(format!(
-            "incompatible Parquet schema: {file_columns} columns in the file, {table_columns} in the table"
+            "incompatible Parquet schema: {file_columns} columns in the file, {} in the table",
+            table_columns.len()
         ));
+    }
+    // Columns map by position; the types must match, in the documented error's words
+    // ("… has an incompatible Parquet schema for column …").
+    for (field, (name, data_type)) in reader.schema().fields().iter().zip(table_columns) {
+        if !fills(field.data_type(), data_type) {
+            return Err(format!(
+                "has an incompatible Parquet schema for column '{name}'. Column type: {data_type}, Parquet schema: {}",
+                field.data_type()
+            ));
+        }
     }
     let mut text = String::new();
     for batch in reader
