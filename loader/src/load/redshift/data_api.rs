@@ -112,13 +112,19 @@ impl StatementFailure {
             "manifest",
             "content_length",
         ];
+        // What the documentation names as a file's own fault wins over the transient words
+        // around it: the knowledge-center article "How do I resolve data incompatibility
+        // errors in Redshift Spectrum?" shows "S3 Query Exception (Fetch). Task failed due
+        // to an internal error. File '…' has an incompatible Parquet schema for column …".
+        const THE_FILE: [&str; 2] = ["incompatible parquet schema", "invalid version number"];
         let in_data_statement = self
             .failed_statement
             .is_none_or(|index| reading_files.contains(&index));
         let message = self.message.to_ascii_lowercase();
         in_data_statement
-            && !NOT_DATA.iter().any(|pattern| message.contains(pattern))
-            && DATA.iter().any(|pattern| message.contains(pattern))
+            && (THE_FILE.iter().any(|pattern| message.contains(pattern))
+                || (!NOT_DATA.iter().any(|pattern| message.contains(pattern))
+                    && DATA.iter().any(|pattern| message.contains(pattern))))
     }
 
     /// A failure that is not about the data: permanent when Redshift refused the
@@ -316,6 +322,39 @@ mod tests {
     use super::*;
 
     const READS: [usize; 3] = crate::load::redshift::sql::READ_THE_FILES;
+
+    /// The texts AWS documents, each as the Data API would carry it. Unknown texts are
+    /// never data: they are retried (loudly: failures counted, the alert), not quarantined.
+    #[test]
+    fn documented_texts_are_classified_as_their_pages_say() {
+        let failure = |message: &str| StatementFailure {
+            message: message.into(),
+            failed_statement: Some(2),
+            query_id: None,
+        };
+        // "How do I resolve data incompatibility errors in Redshift Spectrum?" (AWS
+        // knowledge center): a file's schema, even wrapped in "internal error".
+        for data in [
+            "Spectrum Scan Error: File 'https://s3bucket/location/file has an incompatible Parquet schema for column \
+             's3://s3bucket/location.col1'. Column type: VARCHAR, Parquet schema:",
+            "S3 Query Exception (Fetch). Task failed due to an internal error. File 'https://s3.amazonaws.com/b/f.parquet' \
+             has an incompatible Parquet schema for column 'c' column 'c' has an invalid type length",
+        ] {
+            assert!(failure(data).is_about_data(&READS), "{data}");
+        }
+        // "Query troubleshooting in Amazon Redshift Spectrum": retried, never poison.
+        for transient in [
+            "error:  Spectrum Scan Error: Retries exceeded",
+            "error:  Spectrum Scan Error: Access throttled",
+        ] {
+            assert!(!failure(transient).is_about_data(&READS), "{transient}");
+            assert_eq!(failure(transient).retry(), Retry::Transient, "{transient}");
+        }
+        // Nothing we know: retried.
+        let unknown = failure("ERROR: something new went wrong on node 3");
+        assert!(!unknown.is_about_data(&READS));
+        assert_eq!(unknown.retry(), Retry::Transient);
+    }
 
     #[test]
     fn data_failures_are_told_from_transient_ones() {
