@@ -8,27 +8,31 @@
 //!
 //! **A batch** is one `BatchExecuteStatement`, which Redshift runs as one transaction,
 //! polled with `DescribeStatement` (backoff 50 ms → 2 s) until FINISHED, FAILED or
-//! ABORTED:
-//! 1. (before) files whose (key, etag) the ledger holds as loaded are skipped, and a COPY
-//!    manifest naming the others — with `meta.content_length`, which COPY requires for
-//!    Parquet — is written to the lake next to the data (`<prefix>/_manifests/`);
-//! 2. a temp stage with the columns of the Parquet files in their order (COPY maps
-//!    Parquet columns by position), JSON as text;
-//! 3. `COPY … FORMAT AS PARQUET MANIFEST` with the IAM role;
-//! 4. the rows to insert: the first of each `event_id` in the stage, and none whose
-//!    `event_id` is already in `exposures` with a `received_at` within the dedup window of
-//!    the stage's (Redshift has no unique constraints; the window bounds the scan);
-//! 5. insert, JSON through `JSON_PARSE` into SUPER; 6. ledger rows with rows per file;
-//! 7. a SELECT of those ledger rows, read with `GetStatementResult`.
+//! ABORTED ([`sql::Batch::statements`]):
+//! 1. (before) files whose (key, etag) the ledger holds as loaded are skipped, their
+//!    dead letters recorded (idempotent calls), and a COPY manifest naming the others —
+//!    with `meta.content_length`, which COPY requires for Parquet — is written to the lake
+//!    next to the data (`<prefix>/_manifests/`);
+//! 2. `LOCK` on the ledger, so that what follows is decided after every other loader's
+//!    commit (the snapshot is taken at the next statement, not at LOCK);
+//! 3. a temp stage with the columns of the Parquet files in their order (COPY maps
+//!    Parquet columns by position), JSON as text; `COPY … FORMAT AS PARQUET MANIFEST`;
+//! 4. the batch's files the ledger does not hold as loaded, decided under the lock;
+//! 5. the rows to insert: those of the files of 4, the first of each `event_id`, none
+//!    whose `event_id` is already in `exposures` within the dedup window (Redshift has no
+//!    unique constraints; the window bounds the scan); insert, JSON through `JSON_PARSE`;
+//! 6. ledger rows with rows per file; a SELECT of them (`GetStatementResult`): a file
+//!    without one was loaded meanwhile by another loader.
 //!
 //! **Failures.** The Data API has no savepoints, so a batch the warehouse refuses for
 //! its data (COPY rejects a file, JSON does not parse) is split in halves, recursively,
-//! until the poison file is alone; it is quarantined with the reason — the statement
-//! error and its `SYS_LOAD_ERROR_DETAIL` rows (`STL_LOAD_ERRORS` does not exist on
-//! Serverless) — and the others load. Every other failure (throttling after the SDK's
-//! retries, connections, S3 access of the IAM role, a timeout) fails the whole batch,
-//! which the caller retries with backoff; nothing of it was committed, or what was is in
-//! the ledger and skipped next time.
+//! until the refused file is alone; it is then loaded row by row (each row checked, the
+//! refused ones into `exposures_rejected`), and only a file that cannot be read at all is
+//! quarantined, with the statement errors and their `SYS_LOAD_ERROR_DETAIL` rows
+//! (`STL_LOAD_ERRORS` does not exist on Serverless). Every other failure (throttling
+//! after the SDK's retries, connections, S3 access of the IAM role, a timeout) fails the
+//! whole batch, which the caller retries with backoff; nothing of it was committed, or
+//! what was is in the ledger and skipped next time.
 
 mod breaker;
 mod data_api;

@@ -40,6 +40,7 @@ from_row!(
 /// of literals named by column.
 struct Loadable {
     place: String,
+    event_id: String,
     values: String,
 }
 
@@ -137,10 +138,18 @@ impl Redshift {
                 .as_deref()
                 .ok_or_else(|| "the row has no raw_row".to_owned())
                 .and_then(|raw| row_of_raw(raw, record.kafka_partition, record.kafka_offset))
-                .and_then(|fields| values_of(&fields));
+                .and_then(|fields| {
+                    let event_id = fields
+                        .get("event_id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
+                    values_of(&fields).map(|values| (event_id, values))
+                });
             match row {
-                Ok(values) => loadable.push(Loadable {
+                Ok((event_id, values)) => loadable.push(Loadable {
                     place: place_of(record),
+                    event_id,
                     values,
                 }),
                 Err(reason) => refused.push((place_of(record), reason)),
@@ -204,7 +213,15 @@ impl Redshift {
     /// rows gone from `exposures_rejected` — idempotent by itself.
     fn reload_statements(&self, rows: &[Loadable]) -> Vec<String> {
         let schema = &self.schema;
-        let selects: Vec<String> = rows.iter().map(|row| format!("SELECT {}", row.values)).collect();
+        // One row per event_id: Redshift has no unique index to keep a second copy out
+        // (the NOT EXISTS below sees only what earlier calls committed); every copy
+        // leaves exposures_rejected.
+        let mut seen = std::collections::HashSet::new();
+        let selects: Vec<String> = rows
+            .iter()
+            .filter(|row| seen.insert(row.event_id.as_str()))
+            .map(|row| format!("SELECT {}", row.values))
+            .collect();
         let places: Vec<&str> = rows.iter().map(|row| row.place.as_str()).collect();
         vec![
             format!("LOCK {schema}.exposures_rejected"),

@@ -123,15 +123,16 @@ pub(super) fn dead_letter_calls(
         .chunk_by(|a, b| a.kafka_partition == b.kafka_partition)
         .flat_map(|partition| within_budget(partition, budget, statement_size))
         .map(|chunk| {
-            let (first, last) = (&chunk[0], &chunk[chunk.len() - 1]);
+            // Exactly the chunk's offsets: rows the row-by-row load refused for the same
+            // file sit between them and are not this chunk's to replace.
+            let offsets: Vec<String> = chunk.iter().map(|row| row.kafka_offset.to_string()).collect();
             [
                 format!(
                     "DELETE FROM {schema}.exposures_rejected WHERE object_key = {} AND kafka_partition = {} \
-                     AND kafka_offset BETWEEN {} AND {}",
+                     AND kafka_offset IN ({})",
                     literal(object_key),
-                    first.kafka_partition,
-                    first.kafka_offset,
-                    last.kafka_offset
+                    chunk[0].kafka_partition,
+                    offsets.join(", ")
                 ),
                 ledger::insert_rejected_rows(Dialect::Redshift, schema, chunk),
             ]
@@ -330,10 +331,15 @@ fn row_as_json() -> String {
     let pairs: Vec<String> = COLUMNS
         .iter()
         .map(|column| {
+            // Each value cut (in characters, up to 4 bytes each) so the whole object stays
+            // under the 64 KB JSON_SERIALIZE can return: the refused value itself may be
+            // 65,535 bytes in the wide stage.
             let value = match column.kind {
                 ColumnType::Timestamp => {
                     format!("TO_CHAR(s.{}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')", column.name)
                 }
+                ColumnType::Text(_) => format!("LEFT(s.{}, 500)", column.name),
+                ColumnType::Json => format!("LEFT(s.{}, 3000)", column.name),
                 _ => format!("s.{}", column.name),
             };
             format!("'{}', {value}", column.name)
