@@ -26,6 +26,28 @@ use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SignatureLoca
 use aws_sigv4::sign::v4;
 use rdkafka::client::OAuthToken;
 
+/// The librdkafka settings `--kafka-auth msk-iam` makes, which a --kafka-property may
+/// repeat but not contradict.
+pub(super) const SETTINGS: [(&str, &str); 2] = [
+    ("security.protocol", "SASL_SSL"),
+    ("sasl.mechanism", "OAUTHBEARER"),
+];
+
+/// The value of [`SETTINGS`] that the property `key=value` contradicts, if any
+/// (`sasl.mechanisms` is librdkafka's alias of `sasl.mechanism`; values ignore case).
+pub(super) fn contradicted(key: &str, value: &str) -> Option<&'static str> {
+    let key = if key == "sasl.mechanisms" {
+        "sasl.mechanism"
+    } else {
+        key
+    };
+    SETTINGS
+        .iter()
+        .find(|(setting, _)| *setting == key)
+        .map(|(_, wanted)| *wanted)
+        .filter(|wanted| !value.eq_ignore_ascii_case(wanted))
+}
+
 /// How long a token is valid, as AWS's signers make it.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(900);
 /// How long a token request waits for credentials before librdkafka is told to retry.
@@ -146,9 +168,22 @@ pub struct MskIam {
 }
 
 impl MskIam {
+    /// The process's signer for `region` (`None`: the SDK's region chain), started on
+    /// first use: every client of the process shares one credentials thread per region.
+    pub fn of_region(region: Option<&str>) -> Result<Arc<MskIam>, MskIamError> {
+        static SIGNERS: Mutex<Vec<(Option<String>, Arc<MskIam>)>> = Mutex::new(Vec::new());
+        let mut signers = SIGNERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, signer)) = signers.iter().find(|(known, _)| known.as_deref() == region) {
+            return Ok(signer.clone());
+        }
+        let signer = MskIam::start(region)?;
+        signers.push((region.map(str::to_owned), signer.clone()));
+        Ok(signer)
+    }
+
     /// Starts the credentials thread, resolving the region (`region`, or the AWS SDK's
     /// chain: `AWS_REGION`, the profile, instance metadata).
-    pub fn start(region: Option<&str>) -> Result<Arc<MskIam>, MskIamError> {
+    fn start(region: Option<&str>) -> Result<Arc<MskIam>, MskIamError> {
         let (requests, incoming) = mpsc::channel::<mpsc::Sender<Result<Credentials, String>>>();
         let (resolved, resolution) = mpsc::channel::<Option<String>>();
         let given = region.map(str::to_owned);
