@@ -71,7 +71,7 @@ pub(crate) fn row_of_raw(raw: &str, partition: i32, offset: i64) -> Result<Map<S
             row_json(&typed_columns(&batch)?, 0)
         }
         Err(_) => serde_json::from_str::<Map<String, Value>>(raw)
-            .map_err(|error| format!("raw_row is neither an exposure nor a row: {error}"))?,
+            .map_err(|error| format!("raw_row is not a JSON object: {error}"))?,
     };
     fields.insert("kafka_partition".into(), partition.into());
     fields.insert("kafka_offset".into(), offset.into());

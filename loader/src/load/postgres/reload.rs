@@ -4,11 +4,13 @@
 
 use chrono::{DateTime, Utc};
 use schemas::ledger;
-use schemas::{ColumnType, Exposure, ExposureBatchBuilder, LakeRow, COLUMNS};
+use schemas::{ColumnType, COLUMNS};
+use serde_json::{Map, Value};
 use tokio_postgres::types::ToSql;
 
-use super::rows::{as_params, prepare_row_insert, BatchColumns};
+use super::rows::{as_params, prepare_row_insert};
 use super::{FileFailure, Postgres};
+use crate::load::rejected::row_of_raw;
 use crate::load::{LoadError, ReloadReport};
 
 impl Postgres {
@@ -31,26 +33,13 @@ impl Postgres {
         for row in rows {
             let (partition, offset, key, raw): (i32, i64, Option<String>, Option<String>) =
                 (row.get(0), row.get(1), row.get(2), row.get(3));
-            // A dead letter holds the Kafka record (an exposure as JSON); a row refused by
-            // the database holds the row. Either way the position is the table's.
-            let record = raw
+            // A dead letter holds the Kafka record, a row refused by the database the row
+            // (`row_of_raw` makes either into the row); the position is the table's.
+            let values = raw
                 .as_deref()
-                .and_then(|raw| serde_json::from_str::<Exposure>(raw).ok());
-            let as_batch = record.map(|exposure| {
-                let mut builder = ExposureBatchBuilder::new();
-                builder.append(&LakeRow::from_exposure(&exposure), partition, offset);
-                builder.finish()
-            });
-            let values = match &as_batch {
-                Some(Ok(batch)) => BatchColumns::new(batch)
-                    .map(|columns| columns.row(0))
-                    .map_err(|_| "the record does not make a row".to_owned()),
-                Some(Err(error)) => Err(format!("the record does not make a row: {error}")),
-                None => raw
-                    .as_deref()
-                    .ok_or_else(|| "the row has no raw_row".to_owned())
-                    .and_then(|raw| values_from_json(raw, partition, offset)),
-            };
+                .ok_or_else(|| "the row has no raw_row".to_owned())
+                .and_then(|raw| row_of_raw(raw, partition, offset))
+                .and_then(|fields| values_of(&fields));
             let savepoint = transaction.savepoint("row").await.map_err(LoadError::Warehouse)?;
             let outcome = match &values {
                 Ok(values) => savepoint
@@ -88,21 +77,12 @@ impl Postgres {
     }
 }
 
-/// A refused row's JSON text (as [`BatchColumns::rejected`] wrote it) → its values, at
-/// the Kafka position the table records.
-fn values_from_json(
-    raw: &str,
-    partition: i32,
-    offset: i64,
-) -> Result<Vec<Box<dyn ToSql + Sync + Send>>, String> {
-    let mut fields: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(raw).map_err(|e| format!("raw_row is not a JSON object: {e}"))?;
-    fields.insert("kafka_partition".into(), partition.into());
-    fields.insert("kafka_offset".into(), offset.into());
+/// A row (as [`row_of_raw`] makes it) → its values, typed as the insert binds them.
+fn values_of(fields: &Map<String, Value>) -> Result<Vec<Box<dyn ToSql + Sync + Send>>, String> {
     COLUMNS
         .iter()
         .map(|column| -> Result<Box<dyn ToSql + Sync + Send>, String> {
-            let value = fields.get(column.name).unwrap_or(&serde_json::Value::Null);
+            let value = fields.get(column.name).unwrap_or(&Value::Null);
             let wrong = || format!("raw_row: {} is not a {:?}", column.name, column.kind);
             if value.is_null() {
                 return Ok(match column.kind {
