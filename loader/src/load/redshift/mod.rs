@@ -101,8 +101,8 @@ impl Redshift {
                 .query_text(&format!(
                     "SELECT column_name FROM information_schema.columns WHERE table_schema = {} \
                      AND table_name = {} ORDER BY ordinal_position",
-                    ledger::literal(Dialect::Redshift, &self.schema),
-                    ledger::literal(Dialect::Redshift, table)
+                    sql::literal(&self.schema),
+                    sql::literal(table)
                 ))
                 .await?,
         )?;

@@ -12,7 +12,7 @@ use schemas::{ColumnType, COLUMNS};
 use serde_json::{Map, Value};
 
 use super::data_api::RunFailure;
-use super::sql::{within_budget, MAX_BATCH_STATEMENTS, MAX_STATEMENT_BYTES};
+use super::sql::{literal, within_budget, MAX_BATCH_STATEMENTS, MAX_STATEMENT_BYTES};
 use super::Redshift;
 use crate::load::rejected::row_of_raw;
 use crate::load::rows::{self, from_row};
@@ -42,10 +42,6 @@ struct Loadable {
     place: String,
     event_id: String,
     values: String,
-}
-
-fn literal(text: &str) -> String {
-    ledger::literal(Dialect::Redshift, text)
 }
 
 /// The row's key in `exposures_rejected`, as a condition.

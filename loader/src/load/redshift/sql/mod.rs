@@ -17,7 +17,8 @@ const NEW_ROWS: &str = "exposures_new";
 /// if it can).
 const CHECKED: &str = "exposures_checked";
 
-fn literal(text: &str) -> String {
+/// `text` as a Redshift string literal.
+pub(super) fn literal(text: &str) -> String {
     ledger::literal(Dialect::Redshift, text)
 }
 
