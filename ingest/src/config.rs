@@ -93,6 +93,20 @@ pub struct HttpConfig {
     )]
     pub write_keys: Vec<String>,
 
+    /// Comma-separated `CLIENT_KEY=ENVIRONMENT` pairs: the GrowthBook SDK client keys
+    /// `POST /track` accepts, and the environment stored with each one's events. Without
+    /// it, `/track` takes any client key (and stores no environment). A client key ships
+    /// to every browser, so this is an allow-list against stray traffic, not
+    /// authentication. When --write-keys is set, `/track` (whose plugin cannot send a
+    /// write key) is open only to the keys listed here.
+    #[arg(
+        long,
+        env = "EXPOSURES_CLIENT_KEYS",
+        value_delimiter = ',',
+        value_parser = parse_client_key
+    )]
+    pub client_keys: Vec<ClientKey>,
+
     /// Requests per second allowed per client (its write key, else its IP address);
     /// beyond it: 429 with Retry-After. 0 turns the limit off (the default).
     #[arg(long, env = "EXPOSURES_RATE_LIMIT", default_value_t = 0)]
@@ -223,6 +237,34 @@ pub struct IngestConfig {
 
     #[command(flatten)]
     pub delivery: DeliveryConfig,
+}
+
+/// One `--client-keys` entry: a GrowthBook SDK client key and its environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientKey {
+    pub key: String,
+    pub environment: String,
+}
+
+fn parse_client_key(text: &str) -> Result<ClientKey, String> {
+    let usage = "expected CLIENT_KEY=ENVIRONMENT, e.g. sdk-abc123=production";
+    let (key, environment) = text
+        .trim()
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}': {usage}"))?;
+    let (key, environment) = (key.trim(), environment.trim());
+    if key.is_empty() || environment.is_empty() {
+        return Err(format!("'{text}': {usage}"));
+    }
+    if environment.len() > 128 || environment.contains('\0') {
+        return Err(format!(
+            "'{text}': the environment must be at most 128 bytes, without NUL"
+        ));
+    }
+    Ok(ClientKey {
+        key: key.to_owned(),
+        environment: environment.to_owned(),
+    })
 }
 
 fn parse_cidr(text: &str) -> Result<IpNet, String> {

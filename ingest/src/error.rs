@@ -41,11 +41,21 @@ pub enum ApiError {
     CorruptGzip(String),
     #[error("missing or unknown write key: send 'Authorization: Bearer KEY' or '?key=KEY'")]
     Unauthorized,
+    #[error(
+        "client_key is missing or not on this server's allow-list (--client-keys): set the \
+         GrowthBook SDK's clientKey to one of the listed keys"
+    )]
+    ClientKeyRefused,
+    #[error(
+        "this server requires write keys (--write-keys), which GrowthBook's tracking plugin \
+         cannot send: list the SDK client keys in --client-keys to open /track to them"
+    )]
+    TrackNeedsClientKeys,
     #[error("too many requests from this client; retry after the Retry-After delay")]
     RateLimited,
     #[error("method not allowed on this path")]
     MethodNotAllowed,
-    #[error("no such endpoint: POST /exposure or /v1/exposures; GET /healthz, /readyz or /metrics")]
+    #[error("no such endpoint: POST /exposure, /v1/exposures or /track; GET /healthz, /readyz or /metrics")]
     NotFound,
     #[error("events cannot be made durable right now: {0}. Retry later.")]
     Unavailable(#[from] DeliveryError),
@@ -63,7 +73,8 @@ impl ApiError {
             | ApiError::InvalidBatch(_)
             | ApiError::EmptyBatch
             | ApiError::CorruptGzip(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::TrackNeedsClientKeys => StatusCode::UNAUTHORIZED,
+            ApiError::ClientKeyRefused => StatusCode::FORBIDDEN,
             ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -88,7 +99,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::UnsupportedEncoding(_) => "unsupported_encoding",
             ApiError::CorruptGzip(_) => "corrupt_gzip",
-            ApiError::Unauthorized => "unauthorized",
+            ApiError::Unauthorized | ApiError::TrackNeedsClientKeys => "unauthorized",
+            ApiError::ClientKeyRefused => "client_key_refused",
             ApiError::RateLimited => "rate_limited",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::NotFound => "not_found",

@@ -21,13 +21,14 @@ mod payload;
 mod routes;
 mod server;
 mod spool;
+mod tracking;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::acks::{AckContext, AckProducer};
-pub use config::{DeliveryConfig, HttpConfig, IngestConfig};
+pub use config::{ClientKey, DeliveryConfig, HttpConfig, IngestConfig};
 pub use metrics::RenderMetrics;
 pub use routes::Endpoint;
 use stage::{ClientRole, Shutdown};

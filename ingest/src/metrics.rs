@@ -10,6 +10,10 @@ pub const REQUEST_DURATION: &str = "exposures_ingest_request_duration_seconds";
 pub const EVENTS_ACCEPTED: &str = "exposures_ingest_events_accepted_total";
 /// Counter of events refused; label `reason` (validation code, or `unavailable`).
 pub const EVENTS_REJECTED: &str = "exposures_ingest_events_rejected_total";
+/// Counter of the events `POST /track` judged (GrowthBook's tracking plugin); labels
+/// `kind` = `exposure` | `feature` | `custom` | `unknown` (not even an object with a name),
+/// `outcome` = `accepted` | `rejected`.
+pub const TRACK_EVENTS: &str = "exposures_ingest_track_events_total";
 /// Histogram of produce-to-acknowledgement time, failures included so the tail is honest;
 /// label `outcome` = `acked` | `failed`.
 pub const KAFKA_ACK_DURATION: &str = "exposures_ingest_kafka_ack_duration_seconds";
@@ -29,7 +33,8 @@ pub const SPOOL_DEAD_LETTERED: &str = "exposures_ingest_spool_dead_lettered_tota
 pub const SPOOL_REPLAYED: &str = "exposures_ingest_spool_replayed_total";
 
 /// Every metric this crate exports (checked against `infra/` by the tests).
-pub const ALL: [&str; 12] = [
+pub const ALL: [&str; 13] = [
+    TRACK_EVENTS,
     SPOOL_CORRUPT_BYTES,
     SPOOL_DEAD_LETTERED,
     REQUESTS,

@@ -38,6 +38,9 @@ use crate::payload::{self, Budget};
 use crate::spool::SpoolRecord;
 
 mod admission;
+mod track;
+
+use admission::KeyCheck;
 
 /// Wrong write keys a client may present before it is refused for a while.
 pub const AUTH_FAILURE_BURST: u32 = 10;
@@ -116,6 +119,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/exposure", post(post_exposure))
         .route("/v1/exposures", post(post_batch))
+        .route("/track", post(track::post_track))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -200,9 +204,10 @@ async fn drain_refused_body(request: Request, next: Next) -> Response {
 /// The route label, borrowed from a 'static string for the router's paths, so the usual
 /// request allocates no label (measured on the ingest profile).
 fn route_label(matched: Option<&str>) -> metrics::SharedString {
-    const ROUTES: [&str; 6] = [
+    const ROUTES: [&str; 7] = [
         "/exposure",
         "/v1/exposures",
+        "/track",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -224,6 +229,7 @@ fn status_label(status: StatusCode) -> metrics::SharedString {
         204 => "204",
         400 => "400",
         401 => "401",
+        403 => "403",
         404 => "404",
         405 => "405",
         408 => "408",
@@ -306,7 +312,7 @@ async fn accept(
     request: Request,
     endpoint: Endpoint,
 ) -> Result<Vec<String>, ApiError> {
-    state.admit(&request, peer)?;
+    state.admit(&request, peer, KeyCheck::WriteKey)?;
     let limit = match endpoint {
         Endpoint::Single => state.http.max_event_bytes,
         Endpoint::Batch => state.http.max_batch_bytes,

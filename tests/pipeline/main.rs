@@ -15,5 +15,6 @@ mod load;
 mod reconcile;
 mod sdk_callers;
 mod sink;
+mod track;
 mod up_process;
 mod verbatim;

@@ -15,14 +15,29 @@ use super::AppState;
 use crate::error::ApiError;
 use crate::metrics as m;
 
+/// Whether a route takes write keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum KeyCheck {
+    /// `/exposure`, `/v1/exposures`: a write key when `--write-keys` is set.
+    WriteKey,
+    /// `/track`: GrowthBook's plugin cannot send one; `--client-keys` decides instead.
+    ClientKey,
+}
+
 impl AppState {
-    /// Checks the write key (when keys are configured) and the client's rate limit.
-    pub(super) fn admit(&self, request: &Request, peer: SocketAddr) -> Result<(), ApiError> {
-        if self.write_key_digests.is_empty() && self.limiter.is_none() {
+    /// Checks the write key (when keys are configured and `keys` asks for it) and the
+    /// client's rate limit.
+    pub(super) fn admit(&self, request: &Request, peer: SocketAddr, keys: KeyCheck) -> Result<(), ApiError> {
+        let check_write_key = keys == KeyCheck::WriteKey && !self.write_key_digests.is_empty();
+        if !check_write_key && self.limiter.is_none() {
             return Ok(()); // nothing to check: no need to know who the client is
         }
         let client = client_key(client_address(peer, request, &self.http.trusted_proxies));
-        let key = self.authorize(request, &client)?;
+        let key = if check_write_key {
+            self.authorize(request, &client)?
+        } else {
+            None
+        };
         if let Some(limiter) = &self.limiter {
             let client = key.map_or(client, |digest| format!("key:{}", hex(&digest[..8])));
             if limiter.check_key(&client).is_err() {

@@ -1,0 +1,224 @@
+//! `POST /track`, the endpoint GrowthBook's tracking plugin posts to, over real sockets
+//! against a real Kafka-protocol broker: both SDK dialects, per-event judgement, the
+//! client-key allow-list. The real plugins drive it in `sdk_callers.rs`.
+
+use serde_json::{json, Value};
+
+use crate::harness::api::{self, http, Server};
+use crate::harness::kafka::{read_exactly, Kafka};
+
+/// An experiment view as JS 1.8's plugin posts it.
+fn js_exposure(user: &str, variation: &str) -> Value {
+    json!({
+        "event_name": "Experiment Viewed",
+        "properties_json": {"experimentId": "checkout-button-color", "variationId": variation,
+                            "hashAttribute": "user_id", "hashValue": user},
+        "user_id": user, "device_id": format!("device-{user}"), "page_id": "p-1",
+        "session_id": null, "utm_campaign": "winter",
+        "sdk_language": "js", "sdk_version": "1.8.0", "url": "https://shop.example/cart",
+        "context_json": {"country": "DE", "is_kf_verified": true}
+    })
+}
+
+/// An experiment view as Python 4.0's plugin posts it.
+fn python_exposure(user: &str, index: u32, key: &str) -> Value {
+    json!({
+        "event_name": "$$experiment_viewed",
+        "properties_json": {"experiment_id": "checkout-button-color", "variation_id": index,
+                            "variation_key": key, "in_experiment": true, "hash_used": true,
+                            "hash_attribute": "user_id", "hash_value": user},
+        "sdk_language": "python", "sdk_version": "4.0.0", "url": "",
+        "context_json": {"country": "US"},
+        "user_id": user, "device_id": null, "page_id": null, "session_id": null
+    })
+}
+
+/// Posts `events` to `/track` the way the plugins do: a JSON array as `text/plain`.
+async fn track(client: &reqwest::Client, server: &Server, query: &str, events: &Value) -> (u16, Value) {
+    let response = client
+        .post(format!("{}/track{query}", server.url))
+        .header("content-type", "text/plain")
+        .header("origin", "https://shop.example")
+        .body(events.to_string())
+        .send()
+        .await
+        .expect("POST /track");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn both_dialects_land_as_exposures_with_the_variation_key_and_a_bad_event_costs_only_itself() {
+    let kafka = Kafka::new(2);
+    let mut config = api::config(&kafka.brokers(), &kafka.topic);
+    config.http.client_keys = crate::harness::flags::<ingest::HttpConfig>(&[
+        "--client-keys",
+        "sdk-live=production,sdk-dev=staging",
+    ])
+    .client_keys;
+    let server = Server::start(config).await;
+    let client = http();
+
+    let events = json!([
+        js_exposure("u-js", "green"),
+        {"event_name": "Experiment Viewed", "properties_json": {"variationId": "red"}, "user_id": "u-bad"},
+        python_exposure("u-py", 2, "red"),
+        {"event_name": "Feature Evaluated", "properties_json": {"feature": "free_shipping", "value": true}},
+        "not an object",
+    ]);
+    let (status, answer) = track(&client, &server, "?client_key=sdk-live", &events).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 2, "{answer}");
+    assert_eq!(answer["rejected"], 3, "{answer}");
+    let failures: Vec<(u64, &str)> = answer["failures"]
+        .as_array()
+        .expect("failures")
+        .iter()
+        .map(|f| {
+            (
+                f["index"].as_u64().expect("index"),
+                f["code"].as_str().expect("code"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        failures,
+        [(1, "missing_field"), (3, "not_stored"), (4, "not_an_object")]
+    );
+    assert_eq!(answer["failures"][0]["field"], "properties_json.experimentId");
+
+    let records = read_exactly(&kafka.brokers(), &kafka.topic, 2).await;
+    let record = |user: &str| {
+        records
+            .iter()
+            .find(|r| r.key == user)
+            .unwrap_or_else(|| panic!("{user} not in Kafka: {records:?}"))
+            .value
+            .clone()
+    };
+    let js = record("u-js");
+    assert_eq!(js["ds_user_id"], "u-js");
+    assert_eq!(js["anonymous_id"], "device-u-js");
+    assert_eq!(js["experiment_id"], "checkout-button-color");
+    assert_eq!(js["variation_id"], "green");
+    assert_eq!(js["source"], "growthbook-js");
+    assert_eq!(
+        js["attributes"],
+        json!({"country": "DE", "is_kf_verified": true, "user_id": "u-js",
+               "device_id": "device-u-js", "page_id": "p-1", "utm_campaign": "winter"})
+    );
+    assert_eq!(js["extra"]["environment"], "production");
+    assert_eq!(js["extra"]["hash_attribute"], "user_id");
+    assert_eq!(js["extra"]["sdk_version"], "1.8.0");
+    assert_eq!(js["extra"]["url"], "https://shop.example/cart");
+    assert!(js["event_id"].as_str().is_some_and(|id| id.len() == 36), "{js}");
+
+    let python = record("u-py");
+    assert_eq!(python["variation_id"], "red", "the key, never the index");
+    assert_eq!(python["extra"]["variation_index"], 2);
+    assert_eq!(python["source"], "growthbook-python");
+    assert_eq!(python["extra"]["in_experiment"], true);
+
+    let metrics = client
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for series in [
+        r#"exposures_ingest_track_events_total{kind="exposure",outcome="accepted"}"#,
+        r#"exposures_ingest_track_events_total{kind="exposure",outcome="rejected"}"#,
+        r#"exposures_ingest_track_events_total{kind="feature",outcome="rejected"}"#,
+        r#"exposures_ingest_track_events_total{kind="unknown",outcome="rejected"}"#,
+        r#"exposures_ingest_events_rejected_total{reason="not_stored"}"#,
+    ] {
+        assert!(metrics.contains(series), "/metrics lacks {series}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_client_key_allow_list_decides_who_may_track() {
+    let kafka = Kafka::new(1);
+    let mut config = api::config(&kafka.brokers(), &kafka.topic);
+    config.http.client_keys =
+        crate::harness::flags::<ingest::HttpConfig>(&["--client-keys", "sdk-live=production"]).client_keys;
+    let listed = Server::start(config).await;
+    let client = http();
+    let events = json!([js_exposure("u-1", "green")]);
+    for query in ["?client_key=sdk-other", "", "?client_key="] {
+        let (status, answer) = track(&client, &listed, query, &events).await;
+        assert_eq!(status, 403, "{query}: {answer}");
+        assert_eq!(answer["error"]["code"], "client_key_refused");
+    }
+    let (status, answer) = track(&client, &listed, "?client_key=sdk-live", &events).await;
+    assert_eq!((status, &answer["accepted"]), (200, &json!(1)), "{answer}");
+    listed.stop().await;
+
+    // No allow-list: any key, no environment.
+    let open = Server::start(api::config(&kafka.brokers(), &kafka.topic)).await;
+    let (status, answer) = track(&client, &open, "?client_key=anything", &events).await;
+    assert_eq!(status, 200, "{answer}");
+    let records = read_exactly(&kafka.brokers(), &kafka.topic, 2).await;
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.value["extra"]["environment"] == "production")
+            .count(),
+        1
+    );
+    open.stop().await;
+
+    // Write keys without client keys: /track cannot be reached by the plugin, and says why.
+    let mut keyed = api::config(&kafka.brokers(), &kafka.topic);
+    keyed.http.write_keys = vec!["k-123".into()];
+    let keyed = Server::start(keyed).await;
+    let (status, answer) = track(&client, &keyed, "?client_key=sdk-live", &events).await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("--client-keys")),
+        "{answer}"
+    );
+    keyed.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_an_array_of_events_is_refused_whole() {
+    let kafka = Kafka::new(1);
+    let server = Server::start(api::config(&kafka.brokers(), &kafka.topic)).await;
+    let client = http();
+    let url = format!("{}/track?client_key=k", server.url);
+    for (body, status, code) in [
+        ("[", 400, "malformed_json"),
+        ("[]", 400, "empty_batch"),
+        ("", 400, "empty_batch"),
+    ] {
+        let response = client
+            .post(&url)
+            .header("content-type", "text/plain")
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(response.status().as_u16(), status, "{body:?}");
+        let answer: Value = response.json().await.expect("json");
+        assert_eq!(answer["error"]["code"], code, "{body:?}");
+    }
+    // The browser plugin's beacon: text/plain from another origin, no preflight.
+    let response = client
+        .post(&url)
+        .header("content-type", "text/plain;charset=UTF-8")
+        .header("origin", "https://shop.example")
+        .body(json!([js_exposure("beacon", "green")]).to_string())
+        .send()
+        .await
+        .expect("beacon");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["access-control-allow-origin"], "*");
+    read_exactly(&kafka.brokers(), &kafka.topic, 1).await;
+    server.stop().await;
+}
