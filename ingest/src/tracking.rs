@@ -57,10 +57,12 @@ const DESCRIPTIVE_FIELDS: [&str; 3] = ["sdk_language", "sdk_version", "url"];
 pub enum Tracked {
     /// An experiment exposure, as the JSON object `POST /exposure` takes.
     Exposure(Map<String, Value>),
-    /// A feature evaluation (`Feature Evaluated` / `$$feature_evaluated`).
-    FeatureEvaluation,
-    /// A custom event (`logEvent` / `log_event`), with its name.
-    Custom(String),
+    /// A feature evaluation (`Feature Evaluated` / `$$feature_evaluated`): the columns of
+    /// its `feature_usage` row but the event id and time.
+    FeatureEvaluation(Map<String, Value>),
+    /// A custom event (`logEvent` / `log_event`): the columns of its `events` row but the
+    /// event id and time.
+    Custom(Map<String, Value>),
 }
 
 /// What an event claims to be, by its name, whether or not it is kept: the `kind`
@@ -111,9 +113,151 @@ pub fn judge(event: &str, origin: Origin<'_>) -> (Kind, Result<Tracked, FieldErr
             Kind::Exposure,
             exposure_object(event, origin).map(Tracked::Exposure),
         ),
-        "Feature Evaluated" | "$$feature_evaluated" => (Kind::Feature, Ok(Tracked::FeatureEvaluation)),
-        name => (Kind::Custom, Ok(Tracked::Custom(name.to_owned()))),
+        "Feature Evaluated" | "$$feature_evaluated" => (
+            Kind::Feature,
+            feature_usage_row(event, origin).map(Tracked::FeatureEvaluation),
+        ),
+        _ => (Kind::Custom, custom_event_row(event, origin).map(Tracked::Custom)),
     }
+}
+
+/// The parts every plugin event has, taken apart.
+struct Common {
+    properties: Map<String, Value>,
+    context: Map<String, Value>,
+    sdk: Sdk,
+}
+
+impl Common {
+    /// Takes `properties_json` and `context_json` out of `event`.
+    fn take(event: &mut Map<String, Value>) -> Result<Common, FieldError> {
+        let properties = take_object(event, "properties_json")?;
+        let context = take_object(event, "context_json")?;
+        let sdk = Sdk::of(event);
+        Ok(Common {
+            properties,
+            context,
+            sdk,
+        })
+    }
+}
+
+fn take_object(event: &mut Map<String, Value>, field: &str) -> Result<Map<String, Value>, FieldError> {
+    match event.remove(field) {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(object)) => Ok(object),
+        Some(_) => Err(wrong_type(field, "an object")),
+    }
+}
+
+/// Moves `from[name]` to `to[as_name]` when it is there and not null.
+fn carry(from: &mut Map<String, Value>, name: &str, to: &mut Map<String, Value>, as_name: &str) {
+    if let Some(value) = from.remove(name).filter(|value| !value.is_null()) {
+        to.insert(as_name.to_owned(), value);
+    }
+}
+
+/// The columns every tracked row has from the event itself: the environment, the user
+/// and device ids, the url and the SDK; then what is left of `event` goes to `extra`.
+fn common_columns(row: &mut Map<String, Value>, event: &mut Map<String, Value>, origin: Origin<'_>) {
+    if let Some(environment) = origin.environment {
+        row.insert("environment".into(), Value::String(environment.to_owned()));
+    }
+    for name in ["user_id", "device_id", "url", "sdk_language", "sdk_version"] {
+        carry(event, name, row, name);
+    }
+    // An empty url (Python's server-side default) says nothing.
+    if row.get("url").and_then(Value::as_str) == Some("") {
+        row.remove("url");
+    }
+}
+
+/// Whatever no column took, kept in `extra` rather than dropped.
+fn rest_in_extra(
+    row: &mut Map<String, Value>,
+    mut extra: Map<String, Value>,
+    event: Map<String, Value>,
+    properties: Map<String, Value>,
+) {
+    extra.extend(event);
+    if !properties.is_empty() {
+        extra.insert("properties_json".into(), Value::Object(properties));
+    }
+    if !extra.is_empty() {
+        row.insert("extra".into(), Value::Object(extra));
+    }
+}
+
+/// A feature evaluation → its `feature_usage` columns.
+fn feature_usage_row(
+    mut event: Map<String, Value>,
+    origin: Origin<'_>,
+) -> Result<Map<String, Value>, FieldError> {
+    let Common {
+        mut properties,
+        mut context,
+        sdk,
+    } = Common::take(&mut event)?;
+    let mut row = Map::new();
+    let mut extra = Map::new();
+    event.remove("event_name");
+    let (key_field, value_field, rule_field) = match sdk {
+        Sdk::Js => ("feature", "value", "ruleId"),
+        Sdk::Python => ("feature_key", "feature_value", "rule_id"),
+    };
+    row.insert(
+        "feature_key".into(),
+        Value::String(take_string(&mut properties, key_field)?),
+    );
+    carry(&mut properties, value_field, &mut row, "value");
+    carry(&mut properties, "source", &mut row, "source");
+    carry(&mut properties, rule_field, &mut row, "rule_id");
+    carry(&mut properties, "experiment_id", &mut row, "experiment_id");
+    match sdk {
+        // JS sends the variation's key, "" when no experiment decided the value.
+        Sdk::Js => carry(&mut properties, "variationId", &mut row, "variation_id"),
+        // Python sends only its index: kept, but never as the key.
+        Sdk::Python => carry(&mut properties, "variation_id", &mut extra, "variation_index"),
+    }
+    carry(&mut properties, "in_experiment", &mut row, "in_experiment");
+    for name in ["rule_id", "variation_id"] {
+        if row.get(name).and_then(Value::as_str) == Some("") {
+            row.remove(name);
+        }
+    }
+    common_columns(&mut row, &mut event, origin);
+    for name in PROMOTED_FIELDS.iter().skip(2) {
+        carry(&mut event, name, &mut context, name);
+    }
+    if !context.is_empty() {
+        row.insert("attributes".into(), Value::Object(context));
+    }
+    rest_in_extra(&mut row, extra, event, properties);
+    Ok(row)
+}
+
+/// A custom event → its `events` columns.
+fn custom_event_row(
+    mut event: Map<String, Value>,
+    origin: Origin<'_>,
+) -> Result<Map<String, Value>, FieldError> {
+    let Common {
+        properties, context, ..
+    } = Common::take(&mut event)?;
+    let mut row = Map::new();
+    carry(&mut event, "event_name", &mut row, "event_name");
+    if !properties.is_empty() {
+        row.insert("properties".into(), Value::Object(properties));
+    }
+    common_columns(&mut row, &mut event, origin);
+    for name in PROMOTED_FIELDS.iter().skip(2) {
+        carry(&mut event, name, &mut row, name);
+    }
+    if !context.is_empty() {
+        row.insert("attributes".into(), Value::Object(context));
+    }
+    rest_in_extra(&mut row, Map::new(), event, Map::new());
+    Ok(row)
 }
 
 /// The exposure the plugin reported, as the object `POST /exposure` takes.
@@ -121,17 +265,11 @@ pub fn exposure_object(
     mut event: Map<String, Value>,
     origin: Origin<'_>,
 ) -> Result<Map<String, Value>, FieldError> {
-    let mut properties = match event.remove("properties_json") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(properties)) => properties,
-        Some(_) => return Err(wrong_type("properties_json", "an object")),
-    };
-    let context = match event.remove("context_json") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(context)) => context,
-        Some(_) => return Err(wrong_type("context_json", "an object")),
-    };
-    let sdk = Sdk::of(&event)?;
+    let Common {
+        mut properties,
+        context,
+        sdk,
+    } = Common::take(&mut event)?;
     // JS names the fields in camelCase and sends the variation's key; Python in
     // snake_case, with `variation_id` the index and `variation_key` the key.
     let (experiment_field, variation_field, attribute_field, value_field) = match sdk {
@@ -251,13 +389,14 @@ enum Sdk {
 }
 
 impl Sdk {
-    fn of(event: &Map<String, Value>) -> Result<Sdk, FieldError> {
+    fn of(event: &Map<String, Value>) -> Sdk {
         match event.get("sdk_language").and_then(Value::as_str) {
-            Some("python") => Ok(Sdk::Python),
-            Some("js") => Ok(Sdk::Js),
+            Some("python") => Sdk::Python,
+            Some("js") => Sdk::Js,
+            // Python's plugin names its own events `$$…`.
             _ => match event.get("event_name").and_then(Value::as_str) {
-                Some("$$experiment_viewed") => Ok(Sdk::Python),
-                _ => Ok(Sdk::Js),
+                Some(name) if name.starts_with("$$") => Sdk::Python,
+                _ => Sdk::Js,
             },
         }
     }

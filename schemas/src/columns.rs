@@ -25,7 +25,7 @@ pub enum ColumnType {
     Int64,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Column {
     pub name: &'static str,
     pub kind: ColumnType,
@@ -75,9 +75,64 @@ pub const COLUMNS: [Column; 20] = [
     column("kafka_offset", ColumnType::Int64, false),
 ];
 
-/// The Arrow schema of the lake's Parquet files.
+/// A warehouse table of the pipeline: its name (also its directory in the lake) and its
+/// columns, in order (Redshift's `COPY … FORMAT AS PARQUET` maps columns by position).
+#[derive(Debug, PartialEq, Eq)]
+pub struct TableDef {
+    pub name: &'static str,
+    pub columns: &'static [Column],
+    /// The column the user is joined on (Redshift `DISTKEY`).
+    pub user_column: &'static str,
+    /// The row's time (Redshift `SORTKEY`, the dedup window).
+    pub time_column: &'static str,
+}
+
+impl TableDef {
+    /// The Arrow schema of the table's Parquet files.
+    pub fn arrow_schema(&self) -> SchemaRef {
+        schema_of(self.columns)
+    }
+
+    /// The declared byte limit of a text column (`usize::MAX` for other columns).
+    pub fn max_bytes(&self, name: &str) -> usize {
+        self.columns
+            .iter()
+            .find(|column| column.name == name)
+            .map_or(usize::MAX, |column| match column.kind {
+                ColumnType::Text(max) => max as usize,
+                _ => usize::MAX,
+            })
+    }
+
+    /// The columns a row carries: all but the Kafka position, which the sink adds.
+    pub(crate) fn row_columns(&self) -> &'static [Column] {
+        &self.columns[..self.columns.len() - 2]
+    }
+}
+
+/// `exposures`, as a [`TableDef`].
+pub const EXPOSURES: TableDef = TableDef {
+    name: "exposures",
+    columns: &COLUMNS,
+    user_column: "ds_user_id",
+    time_column: "exposed_at",
+};
+
+/// Every table the pipeline loads, `exposures` first.
+pub const TABLES: [&TableDef; 3] = [
+    &EXPOSURES,
+    &crate::tracked::FEATURE_USAGE,
+    &crate::tracked::EVENTS,
+];
+
+/// The Arrow schema of the lake's Parquet files of `exposures`.
 pub fn arrow_schema() -> SchemaRef {
-    let fields: Vec<Field> = COLUMNS
+    schema_of(&COLUMNS)
+}
+
+/// The Arrow schema of Parquet files holding `columns`.
+pub(crate) fn schema_of(columns: &[Column]) -> SchemaRef {
+    let fields: Vec<Field> = columns
         .iter()
         .map(|c| {
             let data_type = match c.kind {

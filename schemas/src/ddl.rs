@@ -1,10 +1,12 @@
-//! Warehouse DDL per dialect, generated from [`COLUMNS`] so the table, the Parquet files
+//! Warehouse DDL per dialect, generated from [`COLUMNS`](crate::COLUMNS) so the table, the Parquet files
 //! and (with the loader) the stage table agree column for column.
 //!
 //! Objects, all in one schema:
 //! - `exposures`: one row per exposure; Redshift `DISTKEY(ds_user_id)` and
 //!   `SORTKEY(exposed_at)` so joins with fact tables on the user are co-located and time
 //!   ranges are zone-map pruned.
+//! - `feature_usage`, `events`: the rows of GrowthBook's tracking plugin besides its
+//!   exposures ([`crate::tracked`]), distributed and sorted the same way.
 //! - `exposures_loads`: the loader's ledger, one row per lake object.
 //! - `exposures_growthbook`: GrowthBook's experiment assignment query, paste-ready:
 //!   `user_id, timestamp, experiment_id, variation_id` + dimension columns.
@@ -13,7 +15,8 @@
 
 use std::fmt::Write;
 
-use crate::columns::{ColumnType, COLUMNS};
+use crate::columns::{ColumnType, TableDef, EXPOSURES};
+use crate::tracked::TRACKED_TABLES;
 
 pub use crate::dialect::Dialect;
 
@@ -46,8 +49,16 @@ pub fn sql_type(kind: ColumnType, dialect: Dialect) -> String {
 
 /// `CREATE TABLE IF NOT EXISTS {schema}.exposures (…)`.
 pub fn exposures_table(dialect: Dialect, schema: &str) -> String {
-    let mut sql = format!("CREATE TABLE IF NOT EXISTS {schema}.exposures (\n");
-    let columns: Vec<String> = COLUMNS
+    data_table(dialect, schema, &EXPOSURES)
+}
+
+/// `CREATE TABLE IF NOT EXISTS {schema}.{table} (…)` for a table the pipeline loads;
+/// on Redshift distributed on its user and sorted by its time, so joins with fact tables
+/// on the user are co-located and time ranges are zone-map pruned.
+pub fn data_table(dialect: Dialect, schema: &str, table: &TableDef) -> String {
+    let mut sql = format!("CREATE TABLE IF NOT EXISTS {schema}.{} (\n", table.name);
+    let columns: Vec<String> = table
+        .columns
         .iter()
         .map(|c| {
             let null = if c.nullable { "" } else { " NOT NULL" };
@@ -57,7 +68,11 @@ pub fn exposures_table(dialect: Dialect, schema: &str) -> String {
     sql.push_str(&columns.join(",\n"));
     match dialect {
         Dialect::Redshift => {
-            sql.push_str("\n)\nDISTSTYLE KEY\nDISTKEY (ds_user_id)\nSORTKEY (exposed_at);\n")
+            let _ = write!(
+                sql,
+                "\n)\nDISTSTYLE KEY\nDISTKEY ({})\nSORTKEY ({});\n",
+                table.user_column, table.time_column
+            );
         }
         Dialect::Postgres => sql.push_str("\n);\n"),
     }
@@ -214,6 +229,27 @@ pub fn objects(dialect: Dialect, schema: &str) -> Vec<DdlObject> {
             format!("CREATE INDEX IF NOT EXISTS exposures_user_time ON {schema}.exposures (ds_user_id, exposed_at)"),
         ));
     }
+    // The tables of GrowthBook's tracking plugin (`crate::tracked`).
+    for table in TRACKED_TABLES {
+        objects.push(object(
+            ObjectKind::Table,
+            table.name,
+            data_table(dialect, schema, table),
+        ));
+        if dialect == Dialect::Postgres {
+            let (name, user, time) = (table.name, table.user_column, table.time_column);
+            objects.push(object(
+                ObjectKind::Index,
+                &format!("{name}_event_id"),
+                format!("CREATE UNIQUE INDEX IF NOT EXISTS {name}_event_id ON {schema}.{name} (event_id)"),
+            ));
+            objects.push(object(
+                ObjectKind::Index,
+                &format!("{name}_user_time"),
+                format!("CREATE INDEX IF NOT EXISTS {name}_user_time ON {schema}.{name} ({user}, {time})"),
+            ));
+        }
+    }
     objects.push(object(
         ObjectKind::Table,
         "exposures_loads",
@@ -367,22 +403,28 @@ pub fn plan(
 /// string, so JSON lands as text and `JSON_PARSE` turns it into SUPER on insert.
 const REDSHIFT_STAGE_JSON: &str = "VARCHAR(65535)";
 
-/// The session-scoped table a load stages one batch in: every column of [`COLUMNS`] in
+/// The session-scoped table a load stages one batch in: every column of [`COLUMNS`](crate::COLUMNS) in
 /// Parquet order (Redshift's Parquet COPY maps columns by position and needs the same
 /// count), JSON as text.
 pub fn stage_table(dialect: Dialect, name: &str) -> String {
-    stage_table_of(dialect, name, false)
+    stage_table_of(dialect, name, &EXPOSURES, false)
+}
+
+/// [`stage_table`] for any table the pipeline loads.
+pub fn stage_table_for(dialect: Dialect, name: &str, table: &TableDef) -> String {
+    stage_table_of(dialect, name, table, false)
 }
 
 /// A Redshift stage that holds every row COPY can read, its text columns as wide as
 /// Redshift allows (`VARCHAR(65535)`): a value too long for its column in `exposures` is
 /// then checked row by row instead of refusing the whole file.
 pub fn wide_stage_table(name: &str) -> String {
-    stage_table_of(Dialect::Redshift, name, true)
+    stage_table_of(Dialect::Redshift, name, &EXPOSURES, true)
 }
 
-fn stage_table_of(dialect: Dialect, name: &str, wide: bool) -> String {
-    let columns: Vec<String> = COLUMNS
+fn stage_table_of(dialect: Dialect, name: &str, table: &TableDef, wide: bool) -> String {
+    let columns: Vec<String> = table
+        .columns
         .iter()
         .map(|c| {
             let kind = match (c.kind, dialect) {

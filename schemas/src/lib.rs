@@ -51,10 +51,11 @@ mod record;
 #[cfg(test)]
 mod test_values;
 mod timestamp;
+pub mod tracked;
 
 pub use columns::{
-    arrow_schema, Column, ColumnType, COLUMNS, LAKE_SCHEMA_VERSION, PROMOTED_BOOLEAN_ATTRIBUTE,
-    PROMOTED_TEXT_ATTRIBUTES,
+    arrow_schema, Column, ColumnType, TableDef, COLUMNS, EXPOSURES, LAKE_SCHEMA_VERSION,
+    PROMOTED_BOOLEAN_ATTRIBUTE, PROMOTED_TEXT_ATTRIBUTES, TABLES,
 };
 pub use error::{ErrorCode, FieldError};
 pub use lake_batch::ExposureBatchBuilder;

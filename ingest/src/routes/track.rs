@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::Json;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use schemas::tracked::{EVENTS, FEATURE_USAGE};
 use schemas::{EncodeError, FieldError};
 use serde_json::value::RawValue;
 
@@ -22,6 +23,7 @@ use super::{into_spool_record, AppState};
 use crate::error::ApiError;
 use crate::metrics as m;
 use crate::payload;
+use crate::spool::SpoolRecord;
 use crate::tracking::{self, Origin, Tracked};
 
 /// The answer to a `/track` batch: how many events were kept, and why the others were not.
@@ -50,16 +52,6 @@ impl From<FieldError> for TrackFailure {
             field: error.field,
             message: error.message,
         }
-    }
-}
-
-/// An event of a kind this release does not store.
-fn not_stored(message: String) -> TrackFailure {
-    TrackFailure {
-        index: 0,
-        code: "not_stored",
-        field: Some("event_name".to_owned()),
-        message,
     }
 }
 
@@ -110,7 +102,6 @@ pub(super) async fn post_track(
     .await?;
     let accepted = records.len();
     if accepted > 0 {
-        let (_event_ids, records): (Vec<_>, Vec<_>) = records.into_iter().map(into_spool_record).unzip();
         state.publish(records).await?;
     }
     drop(body); // the budget is held until the events are durable
@@ -150,16 +141,12 @@ impl AppState {
     }
 
     /// A judged event → its Kafka record, or why it is not kept.
-    fn keep(
-        &self,
-        tracked: Tracked,
-        received_at: chrono::DateTime<Utc>,
-    ) -> Result<schemas::EncodedExposure, TrackFailure> {
-        match tracked {
+    fn keep(&self, tracked: Tracked, received_at: DateTime<Utc>) -> Result<SpoolRecord, TrackFailure> {
+        let row = match tracked {
             Tracked::Exposure(exposure) => {
                 let text = serde_json::Value::Object(exposure).to_string();
-                match self.normalizer.encode(&text, received_at) {
-                    Ok(encoded) => Ok(encoded),
+                return match self.normalizer.encode(&text, received_at) {
+                    Ok(encoded) => Ok(into_spool_record(encoded).1),
                     Err(EncodeError::Invalid(error)) => Err(error.into()),
                     // The text was serialised just above: it is JSON.
                     Err(EncodeError::Malformed(error)) => Err(FieldError::without_field(
@@ -167,18 +154,18 @@ impl AppState {
                         error.to_string(),
                     )
                     .into()),
-                }
+                };
             }
-            Tracked::FeatureEvaluation => Err(not_stored(
-                "feature evaluations are not stored by this release: turn them off in the \
-                 plugin (JS `enableFeatureUsageEvents: false`, Python \
-                 `track_feature_evaluated=False`)"
-                    .to_owned(),
-            )),
-            Tracked::Custom(name) => Err(not_stored(format!(
-                "custom events ('{}') are not stored by this release",
-                name.chars().take(64).collect::<String>()
-            ))),
-        }
+            Tracked::FeatureEvaluation(columns) => {
+                self.normalizer
+                    .tracked_row(&FEATURE_USAGE, columns, received_at)?
+            }
+            Tracked::Custom(columns) => self.normalizer.tracked_row(&EVENTS, columns, received_at)?,
+        };
+        Ok(SpoolRecord {
+            key: row.partition_key().as_bytes().to_vec(),
+            timestamp_ms: received_at.timestamp_millis(),
+            value: row.to_kafka_value(),
+        })
     }
 }

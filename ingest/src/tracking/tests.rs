@@ -131,14 +131,99 @@ fn fields_a_later_plugin_adds_are_kept_apart_from_the_exposure_fields() {
     );
 }
 
+fn columns(event: Value) -> Value {
+    match judged(event, Some("staging")) {
+        Ok(Tracked::FeatureEvaluation(row) | Tracked::Custom(row)) => Value::Object(row),
+        other => panic!("not a tracked row: {other:?}"),
+    }
+}
+
 #[test]
-fn feature_evaluations_and_custom_events_are_told_apart() {
-    let js_feature = json!({"event_name": "Feature Evaluated", "properties_json": {"feature": "f"}});
-    let python_feature = json!({"event_name": "$$feature_evaluated", "properties_json": {}});
-    let custom = json!({"event_name": "Purchase", "properties_json": {"amount": 12.5}});
-    assert_eq!(judged(js_feature, None), Ok(Tracked::FeatureEvaluation));
-    assert_eq!(judged(python_feature, None), Ok(Tracked::FeatureEvaluation));
-    assert_eq!(judged(custom, None), Ok(Tracked::Custom("Purchase".to_owned())));
+fn a_js_feature_evaluation_becomes_its_feature_usage_columns() {
+    let row = columns(json!({
+        "event_name": "Feature Evaluated",
+        "properties_json": {"feature": "checkout_button", "source": "experiment",
+                            "value": {"color": "green"}, "ruleId": "fr_1", "variationId": "green"},
+        "user_id": "u-1", "device_id": "d-1", "page_id": "p-1", "session_id": null,
+        "sdk_language": "js", "sdk_version": "1.8.0", "url": "https://shop.example/",
+        "context_json": {"country": "DE"}
+    }));
+    assert_eq!(
+        row,
+        json!({
+            "feature_key": "checkout_button", "value": {"color": "green"}, "source": "experiment",
+            "rule_id": "fr_1", "variation_id": "green", "environment": "staging",
+            "user_id": "u-1", "device_id": "d-1", "url": "https://shop.example/",
+            "sdk_language": "js", "sdk_version": "1.8.0",
+            "attributes": {"country": "DE", "page_id": "p-1"}
+        })
+    );
+    // The default value: no rule, no variation (JS sends "" for both).
+    let default = columns(json!({
+        "event_name": "Feature Evaluated",
+        "properties_json": {"feature": "f", "source": "defaultValue", "value": false,
+                            "ruleId": "", "variationId": ""},
+        "sdk_language": "js"
+    }));
+    assert_eq!(
+        default,
+        json!({"feature_key": "f", "value": false, "source": "defaultValue",
+               "environment": "staging", "sdk_language": "js"})
+    );
+}
+
+#[test]
+fn a_python_feature_evaluation_keeps_the_variation_index_apart_from_the_key() {
+    let row = columns(json!({
+        "event_name": "$$feature_evaluated",
+        "properties_json": {"feature_key": "checkout_button", "feature_value": "green",
+                            "source": "experiment", "rule_id": "fr_1",
+                            "experiment_id": "checkout-button-color", "variation_id": 1,
+                            "in_experiment": true},
+        "sdk_language": "python", "sdk_version": "4.0.0", "url": "",
+        "context_json": {}, "user_id": "u-1", "device_id": null, "page_id": null, "session_id": null
+    }));
+    assert_eq!(
+        row,
+        json!({
+            "feature_key": "checkout_button", "value": "green", "source": "experiment",
+            "rule_id": "fr_1", "experiment_id": "checkout-button-color", "in_experiment": true,
+            "environment": "staging", "user_id": "u-1",
+            "sdk_language": "python", "sdk_version": "4.0.0",
+            "extra": {"variation_index": 1}
+        })
+    );
+}
+
+#[test]
+fn a_custom_event_keeps_its_properties_and_page_fields() {
+    let row = columns(json!({
+        "event_name": "Purchase",
+        "properties_json": {"amount": 12.5, "items": [{"sku": "ü-1"}]},
+        "user_id": "u-1", "device_id": "d-1", "page_id": "p-1", "session_id": "s-1",
+        "page_title": "Cart", "utm_source": "newsletter", "utm_term": "boots",
+        "sdk_language": "js", "sdk_version": "1.8.0", "url": "https://shop.example/cart",
+        "context_json": {"country": "DE"}, "from_a_later_plugin": 1
+    }));
+    assert_eq!(
+        row,
+        json!({
+            "event_name": "Purchase", "properties": {"amount": 12.5, "items": [{"sku": "ü-1"}]},
+            "environment": "staging", "user_id": "u-1", "device_id": "d-1",
+            "url": "https://shop.example/cart", "sdk_language": "js", "sdk_version": "1.8.0",
+            "page_id": "p-1", "session_id": "s-1", "page_title": "Cart",
+            "utm_source": "newsletter", "utm_term": "boots",
+            "attributes": {"country": "DE"}, "extra": {"from_a_later_plugin": 1}
+        })
+    );
+    assert_eq!(
+        judged(json!({"event_name": "$$feature_evaluated"}), None)
+            .map(|_| ())
+            .unwrap_err()
+            .field
+            .as_deref(),
+        Some("properties_json.feature_key")
+    );
 }
 
 #[test]

@@ -53,6 +53,12 @@ fn start_up_creates_what_is_missing_and_replaces_only_stale_owned_views() {
         row("table", "exposures", "t", None),
         row("index", "exposures_event_id", "t", None),
         row("index", "exposures_user_time", "t", None),
+        row("table", "feature_usage", "t", None),
+        row("index", "feature_usage_event_id", "t", None),
+        row("index", "feature_usage_user_time", "t", None),
+        row("table", "events", "t", None),
+        row("index", "events_event_id", "t", None),
+        row("index", "events_user_time", "t", None),
         row("table", "exposures_loads", "t", None),
     ];
     let with_views =
@@ -66,6 +72,31 @@ fn start_up_creates_what_is_missing_and_replaces_only_stale_owned_views() {
     assert_eq!(run.len(), 1, "only the missing table: {run:#?}");
     assert!(run[0].starts_with("CREATE TABLE IF NOT EXISTS a.exposures_rejected"));
     assert!(warnings.is_empty(), "current views are left alone, owned or not");
+
+    // A warehouse made before the tracking plugin's tables: they (and their indexes) are
+    // made on the next start, nothing else is touched.
+    let before_tracking: Vec<ExistingObject> = current
+        .iter()
+        .filter(|object| !object.name.starts_with("feature_usage") && !object.name.starts_with("events"))
+        .cloned()
+        .collect();
+    let (run, _) = plan(Dialect::Postgres, "a", &before_tracking, &[]);
+    let made: Vec<&str> = run
+        .iter()
+        .map(|statement| statement.split(" (").next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        made,
+        [
+            "CREATE TABLE IF NOT EXISTS a.feature_usage",
+            "CREATE UNIQUE INDEX IF NOT EXISTS feature_usage_event_id ON a.feature_usage",
+            "CREATE INDEX IF NOT EXISTS feature_usage_user_time ON a.feature_usage",
+            "CREATE TABLE IF NOT EXISTS a.events",
+            "CREATE UNIQUE INDEX IF NOT EXISTS events_event_id ON a.events",
+            "CREATE INDEX IF NOT EXISTS events_user_time ON a.events",
+            "CREATE TABLE IF NOT EXISTS a.exposures_rejected",
+        ]
+    );
 
     let stale = with_views([
         row(
@@ -108,7 +139,7 @@ fn start_up_creates_what_is_missing_and_replaces_only_stale_owned_views() {
 #[test]
 fn statements_split_the_script_without_comments() {
     let statements = statements(Dialect::Redshift, "analytics");
-    assert_eq!(statements.len(), 8, "{statements:#?}");
+    assert_eq!(statements.len(), 10, "{statements:#?}");
     assert_eq!(statements[0], "CREATE SCHEMA IF NOT EXISTS analytics");
     assert!(statements[1].ends_with("SORTKEY (exposed_at)"));
     assert!(statements

@@ -377,7 +377,7 @@ fn parse_timestamp(raw: &Value) -> Result<DateTime<Utc>, FieldError> {
     Ok(truncate_to_micros(parsed))
 }
 
-fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     Utc.timestamp_micros(t.timestamp_micros()).single().unwrap_or(t)
 }
 
