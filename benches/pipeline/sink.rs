@@ -56,7 +56,7 @@ impl OpenFiles {
             .entry(partition)
             .or_insert_with(|| {
                 let hour = Hour::of_millis(Utc::now().timestamp_millis());
-                OpenFile::new(partition, hour, offset, "bench", self.1)
+                OpenFile::new(&schemas::EXPOSURES, partition, hour, offset, "bench", self.1)
             })
             .append(&row, offset)
             .expect("encoded");

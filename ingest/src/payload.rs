@@ -410,6 +410,48 @@ pub fn parse_batch<'a, T: Deserialize<'a>>(body: &'a [u8], max_events: usize) ->
     Ok(events)
 }
 
+/// The elements of a JSON array, as their texts, found by bracket and string structure
+/// alone: for a body the full parse refused, so that the events in it can still be judged
+/// one by one (`/track`: one event nested past the parser's depth limit, or broken inside,
+/// costs only itself). `None` when the text is not an array of that shape at all —
+/// unbalanced, unterminated, an empty element — which is the body's fault, not an event's.
+pub fn split_array(body: &[u8]) -> Option<Vec<&str>> {
+    let is_space = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r');
+    let text = std::str::from_utf8(body).ok()?.trim_matches(is_space);
+    let inner = text.strip_prefix('[')?.strip_suffix(']')?;
+    let mut elements = Vec::new();
+    let (mut depth, mut in_string, mut escaped, mut start) = (0usize, false, false, 0);
+    for (at, byte) in inner.bytes().enumerate() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => depth = depth.checked_sub(1)?,
+            b',' if depth == 0 => {
+                elements.push(inner[start..at].trim_matches(is_space));
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    if in_string || depth != 0 {
+        return None;
+    }
+    let last = inner[start..].trim_matches(is_space);
+    if !last.is_empty() || !elements.is_empty() {
+        elements.push(last);
+    }
+    (!elements.iter().any(|element| element.is_empty())).then_some(elements)
+}
+
 /// The marker of the visitor's "too many events" error.
 const TOO_MANY_EVENTS: &str = "too many events";
 

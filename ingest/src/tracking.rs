@@ -97,12 +97,20 @@ pub struct Origin<'a> {
 /// One event of a `/track` body → what it claims to be, and what it is or why it
 /// cannot be kept.
 pub fn judge(event: &str, origin: Origin<'_>) -> (Kind, Result<Tracked, FieldError>) {
-    let Ok(Value::Object(event)) = serde_json::from_str::<Value>(event) else {
-        let error = FieldError::without_field(
-            ErrorCode::NotAnObject,
-            "each event of a /track body must be a JSON object",
-        );
-        return (Kind::Unknown, Err(error));
+    let event = match serde_json::from_str::<Value>(event) {
+        Ok(Value::Object(event)) => event,
+        Ok(_) => {
+            let error = FieldError::without_field(
+                ErrorCode::NotAnObject,
+                "each event of a /track body must be a JSON object",
+            );
+            return (Kind::Unknown, Err(error));
+        }
+        Err(error) => {
+            let error =
+                FieldError::without_field(ErrorCode::NotAnObject, format!("the event is not JSON: {error}"));
+            return (Kind::Unknown, Err(error));
+        }
     };
     let event_name = match required_string(&event, "event_name") {
         Ok(name) => name,

@@ -422,6 +422,11 @@ pub fn wide_stage_table(name: &str) -> String {
     stage_table_of(Dialect::Redshift, name, &EXPOSURES, true)
 }
 
+/// [`wide_stage_table`] for any table the pipeline loads.
+pub fn wide_stage_table_for(name: &str, table: &TableDef) -> String {
+    stage_table_of(Dialect::Redshift, name, table, true)
+}
+
 fn stage_table_of(dialect: Dialect, name: &str, table: &TableDef, wide: bool) -> String {
     let columns: Vec<String> = table
         .columns

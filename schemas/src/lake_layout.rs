@@ -20,12 +20,18 @@
 use chrono::{DateTime, NaiveDate, TimeZone, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::columns::LAKE_SCHEMA_VERSION;
+use crate::columns::{TableDef, EXPOSURES, LAKE_SCHEMA_VERSION, TABLES};
 use crate::ledger::LedgerRow;
 
-/// The directory of every data file, relative to the lake's prefix: `exposures/v1/`.
+/// The directory of every data file of `exposures`, relative to the lake's prefix:
+/// `exposures/v1/`.
 pub fn data_dir() -> String {
-    format!("exposures/{LAKE_SCHEMA_VERSION}/")
+    data_dir_of(&EXPOSURES)
+}
+
+/// The directory of every data file of `table`: `{table}/v1/` (`feature_usage/v1/`…).
+pub fn data_dir_of(table: &TableDef) -> String {
+    format!("{}/{LAKE_SCHEMA_VERSION}/", table.name)
 }
 
 /// The directory of every dead-letter file, relative to the lake's prefix: `_rejected/v1/`.
@@ -93,10 +99,11 @@ impl Hour {
     }
 }
 
-/// What names a data file and its dead letters: the hour, the Kafka partition and the
-/// first offset of the contiguous offset range the file holds.
+/// What names a data file and its dead letters: its table, the hour, the Kafka
+/// partition and the first offset of the contiguous offset range the file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileKey {
+    pub table: &'static TableDef,
     pub hour: Hour,
     pub partition: i32,
     pub first_offset: i64,
@@ -105,7 +112,7 @@ pub struct FileKey {
 impl FileKey {
     /// The data file's key, relative to the lake's prefix.
     pub fn data_key(&self) -> String {
-        format!("{}{}.parquet", data_dir(), self.name())
+        format!("{}{}.parquet", data_dir_of(self.table), self.name())
     }
 
     /// The key of the file's dead letters, relative to the lake's prefix.
@@ -126,7 +133,9 @@ impl FileKey {
     /// The file key of a data file's key (relative to the lake's prefix); `None` for any
     /// other object (a temporary upload, a file of another layout, a dead letter).
     pub fn parse_data_key(relative: &str) -> Option<FileKey> {
-        let rest = relative.strip_prefix(&data_dir())?;
+        let (table, rest) = TABLES
+            .into_iter()
+            .find_map(|table| Some((table, relative.strip_prefix(&data_dir_of(table))?)))?;
         let mut segments = rest.split('/');
         let date = NaiveDate::parse_from_str(segments.next()?.strip_prefix("dt=")?, "%Y-%m-%d").ok()?;
         let hour_of_day = segments.next()?.strip_prefix("hour=")?;
@@ -136,6 +145,7 @@ impl FileKey {
             return None;
         }
         let key = FileKey {
+            table,
             hour: Hour::of_day(date, hour_of_day.parse().ok()?)?,
             partition: digits(partition)?,
             first_offset: digits(offset)?,
@@ -301,9 +311,22 @@ pub struct FileRecord {
     /// How many records that object holds.
     #[serde(default)]
     pub rejected_rows: u64,
+    /// The table the object's rows belong to (`exposures` in records of earlier
+    /// releases, which had no other).
+    #[serde(default = "exposures_table_name")]
+    pub table: String,
+}
+
+fn exposures_table_name() -> String {
+    EXPOSURES.name.to_owned()
 }
 
 impl FileRecord {
+    /// The table the file's rows go to; `None` for a table this release does not know.
+    pub fn table_def(&self) -> Option<&'static TableDef> {
+        TABLES.into_iter().find(|table| table.name == self.table)
+    }
+
     /// The ledger row of this file quarantined for `reason` in batch `batch_id`: none of
     /// its rows loaded; its dead letters, if any, recorded.
     pub fn quarantined<'a>(&'a self, batch_id: &'a str, reason: &'a str) -> LedgerRow<'a> {
@@ -342,11 +365,14 @@ mod tests {
     }
 
     fn any_file_key() -> impl Strategy<Value = FileKey> {
-        (any_hour(), 0..=i32::MAX, 0..=i64::MAX).prop_map(|(hour, partition, first_offset)| FileKey {
-            hour,
-            partition,
-            first_offset,
-        })
+        (any_hour(), 0..=i32::MAX, 0..=i64::MAX, 0..TABLES.len()).prop_map(
+            |(hour, partition, first_offset, table)| FileKey {
+                table: TABLES[table],
+                hour,
+                partition,
+                first_offset,
+            },
+        )
     }
 
     proptest! {
@@ -398,6 +424,7 @@ mod tests {
     #[test]
     fn keys_are_those_of_design_section_4() {
         let key = FileKey {
+            table: &EXPOSURES,
             hour: Hour::of_millis(1_764_054_000_000 + 1_234), // 2025-11-25T07:00:01.234Z
             partition: 3,
             first_offset: 120,
@@ -411,6 +438,18 @@ mod tests {
             "_rejected/v1/dt=2025-11-25/hour=07/p003-00000000000000000120.ndjson"
         );
         assert_eq!(key.hour.label(), "2025-11-25T07");
+        let feature_usage = FileKey {
+            table: &crate::tracked::FEATURE_USAGE,
+            ..key
+        };
+        assert_eq!(
+            feature_usage.data_key(),
+            "feature_usage/v1/dt=2025-11-25/hour=07/p003-00000000000000000120.parquet"
+        );
+        assert_eq!(
+            FileKey::parse_data_key(&feature_usage.data_key()),
+            Some(feature_usage)
+        );
         // The last millisecond of an hour is in it; the next one is not.
         assert_eq!(Hour::of_millis(1_764_054_000_000 + 3_599_999), key.hour);
         assert_eq!(

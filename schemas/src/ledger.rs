@@ -3,7 +3,7 @@
 //! turns staged text into SUPER / jsonb, the insert list of `exposures`, and string
 //! literals. One place, so PostgreSQL and Redshift cannot drift apart.
 
-use crate::columns::{ColumnType, COLUMNS};
+use crate::columns::{ColumnType, TableDef, EXPOSURES};
 use crate::dialect::Dialect;
 
 /// The ledger `exposures_loads`, in column order, as `(name, type per dialect)`:
@@ -233,15 +233,32 @@ pub fn json_cast(dialect: Dialect, expression: &str) -> String {
     }
 }
 
-/// Every column of `exposures`, comma-separated, in [`COLUMNS`] order.
+/// Every column of `exposures`, comma-separated, in [`COLUMNS`](crate::COLUMNS) order.
 pub fn exposure_column_list() -> String {
-    COLUMNS.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
+    column_list(&EXPOSURES)
+}
+
+/// Every column of `table`, comma-separated, in order.
+pub fn column_list(table: &TableDef) -> String {
+    table
+        .columns
+        .iter()
+        .map(|c| c.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The select list that inserts staged rows into `exposures`: every column of
-/// [`COLUMNS`] in order, JSON columns cast with [`json_cast`].
+/// [`COLUMNS`](crate::COLUMNS) in order, JSON columns cast with [`json_cast`].
 pub fn exposure_insert_values(dialect: Dialect) -> String {
-    COLUMNS
+    insert_values(&EXPOSURES, dialect)
+}
+
+/// The select list that inserts staged rows into `table`: every column in order, JSON
+/// columns cast with [`json_cast`].
+pub fn insert_values(table: &TableDef, dialect: Dialect) -> String {
+    table
+        .columns
         .iter()
         .map(|c| match c.kind {
             ColumnType::Json => json_cast(dialect, c.name),

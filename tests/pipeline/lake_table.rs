@@ -21,7 +21,14 @@ const LAKE: &str = "s3://lake-bucket/some/prefix";
 fn sink_file() -> (Vec<(String, DataType)>, String) {
     let events = exposures(10, "lake-table");
     let hour = Hour::of_millis(events[0].received_at.timestamp_millis());
-    let mut file = OpenFile::new(3, hour, 42, "exposures", ParquetCodec::default());
+    let mut file = OpenFile::new(
+        &schemas::EXPOSURES,
+        3,
+        hour,
+        42,
+        "exposures",
+        ParquetCodec::default(),
+    );
     for (offset, event) in (42..).zip(&events) {
         file.append(&schemas::LakeRow::from_exposure(event), offset)
             .expect("encoded");
@@ -49,6 +56,7 @@ fn sink_file() -> (Vec<(String, DataType)>, String) {
     (
         schema,
         FileKey {
+            table: &schemas::EXPOSURES,
             hour,
             partition: 3,
             first_offset: 42,

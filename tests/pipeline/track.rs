@@ -6,6 +6,8 @@ use serde_json::{json, Value};
 
 use crate::harness::api::{self, http, Server};
 use crate::harness::kafka::{read_exactly, Kafka};
+use crate::harness::lake::{start_sink, wait_committed};
+use crate::harness::scenario::{on_both_warehouses, Kind, Scenario};
 
 /// An experiment view as JS 1.8's plugin posts it.
 fn js_exposure(user: &str, variation: &str) -> Value {
@@ -227,5 +229,143 @@ async fn a_body_that_is_not_an_array_of_events_is_refused_whole() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["access-control-allow-origin"], "*");
     read_exactly(&kafka.brokers(), &kafka.topic, 1).await;
+    server.stop().await;
+}
+
+on_both_warehouses!(tracked_rows_in_their_tables =>
+    postgres_loads_every_tracked_event_into_its_table_exactly_once,
+    redshift_loads_every_tracked_event_into_its_table_exactly_once);
+
+/// Every event `/track` accepted — exposures, feature evaluations and custom events of
+/// both SDKs, odd-but-legal values included — is a row of its table once, through the
+/// same sink, lake and loader as `/exposure`'s.
+async fn tracked_rows_in_their_tables(kind: Kind) {
+    let scenario = Scenario::start(kind).await;
+    let side = &scenario.side;
+    let server = Server::start(api::config(&side.kafka.brokers(), &side.kafka.topic)).await;
+    let client = http();
+    let mut deep = json!("bottom");
+    for _ in 0..30 {
+        deep = json!({"next": deep});
+    }
+    let users: Vec<String> = (0..40)
+        .map(|i| match i % 4 {
+            0 => format!("user-{i}"),
+            1 => format!("ü-🚀-{i}"),
+            2 => format!("quote\"back\\slash-{i}"),
+            _ => format!("tab\tnewline\n-{i}"),
+        })
+        .collect();
+    let mut batch = Vec::new();
+    for (i, user) in users.iter().enumerate() {
+        batch.push(js_exposure(user, "green"));
+        batch.push(python_exposure(user, 1, "green"));
+        batch.push(json!({
+            "event_name": "Feature Evaluated",
+            "properties_json": {"feature": "free_shipping", "source": "force", "value": {"tiers": [1, 12345678901234567890u64, 1.5e300]},
+                                "ruleId": "fr_1", "variationId": ""},
+            "user_id": user, "device_id": null, "page_id": null, "session_id": null,
+            "sdk_language": "js", "sdk_version": "1.8.0", "url": format!("https://shop.example/{}", "p".repeat(3000)),
+            "context_json": {"country": "DE", "deep": deep}
+        }));
+        batch.push(json!({
+            "event_name": "$$feature_evaluated",
+            "properties_json": {"feature_key": "checkout_button", "feature_value": "green", "source": "experiment",
+                                "rule_id": "fr_2", "experiment_id": "checkout-button-color", "variation_id": 1,
+                                "in_experiment": true},
+            "sdk_language": "python", "sdk_version": "4.0.0", "url": "",
+            "context_json": {}, "user_id": user, "device_id": null, "page_id": null, "session_id": null
+        }));
+        batch.push(json!({
+            "event_name": if i % 2 == 0 { "Purchase" } else { "Grüße \u{1}🚀" },
+            "properties_json": {"amount": i as f64 + 0.5, "note": "é".repeat(1000), "control": "\u{7}\u{1b}"},
+            "user_id": user, "device_id": format!("d-{i}"), "page_id": "p", "session_id": "s",
+            "page_title": "Cart", "utm_source": "newsletter",
+            "sdk_language": "js", "sdk_version": "1.8.0", "url": "https://shop.example/cart",
+            "context_json": {"country": "DE"}
+        }));
+    }
+    for chunk in batch.chunks(50) {
+        let (status, answer) = track(&client, &server, "?client_key=k", &json!(chunk)).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["rejected"], 0, "{answer}");
+    }
+    let records = users.len() * 5;
+
+    let sink = start_sink(side.config("sink"));
+    let loader = scenario.start_loader();
+    let n = users.len() as i64;
+    scenario
+        .wait_count("SELECT count(*) FROM analytics.exposures", 2 * n)
+        .await;
+    scenario
+        .wait_count("SELECT count(*) FROM analytics.feature_usage", 2 * n)
+        .await;
+    scenario
+        .wait_count("SELECT count(*) FROM analytics.events", n)
+        .await;
+    wait_committed(side, "sink", records as i64).await;
+    for table in ["exposures", "feature_usage", "events"] {
+        assert_eq!(
+            scenario
+                .count(&format!("SELECT count(DISTINCT event_id) FROM analytics.{table}"))
+                .await,
+            scenario
+                .count(&format!("SELECT count(*) FROM analytics.{table}"))
+                .await,
+            "{table}: one row per event"
+        );
+    }
+    // Every user's rows, with the values as sent.
+    let pg = scenario.client().await;
+    for user in &users {
+        let features = pg
+            .query(
+                "SELECT feature_key, value::text, variation_id, extra::text, url FROM analytics.feature_usage \
+                 WHERE user_id = $1 ORDER BY feature_key",
+                &[user],
+            )
+            .await
+            .expect("features");
+        assert_eq!(features.len(), 2, "{user}");
+        let (key, value, variation): (String, String, Option<String>) =
+            (features[0].get(0), features[0].get(1), features[0].get(2));
+        assert_eq!(key, "checkout_button");
+        assert_eq!(value, "\"green\"");
+        assert_eq!(variation, None, "Python's index is not the key");
+        assert_eq!(
+            features[0].get::<_, Option<String>>(3).as_deref(),
+            Some(r#"{"variation_index": 1}"#)
+        );
+        let free: String = features[1].get(1);
+        assert!(free.contains("12345678901234567890"), "{free}");
+        assert_eq!(
+            features[1].get::<_, Option<String>>(4).map(|url| url.len()),
+            Some(3021)
+        );
+        let events = pg
+            .query(
+                "SELECT event_name, properties->>'note', properties->>'control' FROM analytics.events WHERE user_id = $1",
+                &[user],
+            )
+            .await
+            .expect("events");
+        assert_eq!(events.len(), 1, "{user}");
+        assert_eq!(events[0].get::<_, String>(1), "é".repeat(1000));
+        assert_eq!(events[0].get::<_, String>(2), "\u{7}\u{1b}");
+        let variations: Vec<String> = pg
+            .query(
+                "SELECT variation_id FROM analytics.exposures WHERE ds_user_id = $1",
+                &[user],
+            )
+            .await
+            .expect("exposures")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(variations, ["green", "green"], "{user}");
+    }
+    loader.stop().await;
+    sink.stop().await;
     server.stop().await;
 }

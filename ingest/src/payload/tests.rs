@@ -117,3 +117,32 @@ fn the_budget_refuses_what_it_cannot_hold_and_gets_it_back() {
     drop(first);
     budget.reserve(&mut second, 100).expect("returned on drop");
 }
+
+#[test]
+fn an_array_splits_into_its_elements_by_structure_alone() {
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let body = format!(r#" [ {{"a": "],\"["}} , {deep},{{"b":[1,{{}}]}} ] "#);
+    assert_eq!(
+        split_array(body.as_bytes()),
+        Some(vec![r#"{"a": "],\"["}"#, deep.as_str(), r#"{"b":[1,{}]}"#])
+    );
+    assert_eq!(split_array(b"[]"), Some(vec![]));
+    assert_eq!(split_array(b"[{\"broken\": }]"), Some(vec!["{\"broken\": }"]));
+    for not_an_array in [
+        &b"["[..],
+        b"[1,]",
+        b"[,1]",
+        b"[{]",
+        b"[\"]",
+        b"{}",
+        b"[1]]",
+        b"[1] x",
+    ] {
+        assert_eq!(
+            split_array(not_an_array),
+            None,
+            "{}",
+            String::from_utf8_lossy(not_an_array)
+        );
+    }
+}

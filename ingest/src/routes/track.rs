@@ -70,7 +70,23 @@ pub(super) async fn post_track(
     let bytes = body.bytes.clone();
     let received_at = Utc::now();
     let (records, failures) = payload::off_the_async_workers(bytes.len(), move || {
-        let events: Vec<&RawValue> = payload::parse_batch(&bytes, judging.http.max_batch_events)?;
+        let max_events = judging.http.max_batch_events;
+        let events: Vec<&str> = match payload::parse_batch::<&RawValue>(&bytes, max_events) {
+            Ok(events) => events.iter().map(|event| event.get()).collect(),
+            // An event the parser cannot take (nested past its depth limit, broken inside)
+            // is judged alone when the array around it is whole.
+            Err(ApiError::MalformedJson(message)) => {
+                let events = payload::split_array(&bytes).ok_or(ApiError::MalformedJson(message))?;
+                if events.len() > max_events {
+                    return Err(ApiError::TooManyEvents {
+                        count: events.len(),
+                        limit: max_events,
+                    });
+                }
+                events
+            }
+            Err(error) => return Err(error),
+        };
         if events.is_empty() {
             return Err(ApiError::EmptyBatch);
         }
@@ -80,7 +96,7 @@ pub(super) async fn post_track(
         let mut records = Vec::with_capacity(events.len());
         let mut failures = Vec::new();
         for (index, event) in events.iter().enumerate() {
-            let (kind, judged) = tracking::judge(event.get(), origin);
+            let (kind, judged) = tracking::judge(event, origin);
             let kind = kind.as_str();
             match judged
                 .map_err(TrackFailure::from)

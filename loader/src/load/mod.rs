@@ -52,6 +52,7 @@ use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use schemas::lake_layout::FileRecord;
+use schemas::TableDef;
 use stage::{Assignment, Backoff, ClientRole, KafkaArgs, KafkaSetupError, Retry, Shutdown};
 
 use crate::lake::{LakeArgs, LakeError};
@@ -210,15 +211,29 @@ fn with_cause(error: &tokio_postgres::Error) -> String {
 
 /// Refuses an `exposures` table whose columns (as `found` describes them) are not
 /// `expected`: loading into it would fail or put values in the wrong columns.
-fn require_columns(schema: &str, found: Vec<String>, expected: Vec<String>) -> Result<(), LoadError> {
+fn require_columns(
+    schema: &str,
+    table: &TableDef,
+    found: Vec<String>,
+    expected: Vec<String>,
+) -> Result<(), LoadError> {
     if found == expected {
         return Ok(());
     }
     Err(LoadError::SchemaMismatch {
-        table: format!("{schema}.exposures"),
+        table: format!("{schema}.{}", table.name),
         found,
         expected,
     })
+}
+
+/// Why a file of a table this release does not know is quarantined.
+fn unknown_table(file: &FileRecord) -> String {
+    format!(
+        "the file is of table {:?}, which this release of the loader does not know: upgrade \
+         the loader, then `exposures reconcile --retry-quarantined --repair` announces it again",
+        file.table
+    )
 }
 
 /// What happened to one file of a batch.

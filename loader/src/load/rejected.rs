@@ -1,6 +1,6 @@
 //! `exposures_rejected.raw_row` as both loaders write it and `reload-rejected` reads it
 //! back: a dead letter holds the Kafka record (an exposure as JSON); a row the warehouse
-//! refused holds the row as a JSON object, one key per column of [`COLUMNS`] — text and
+//! refused holds the row as a JSON object, one key per column of its table — text and
 //! JSON columns as strings, timestamps as RFC 3339 UTC with microseconds, booleans and
 //! integers as themselves, NULL as null.
 
@@ -8,27 +8,34 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch};
 use chrono::{TimeZone, Utc};
-use schemas::{ColumnType, Exposure, ExposureBatchBuilder, LakeRow, COLUMNS};
+use schemas::{ColumnType, Exposure, ExposureBatchBuilder, LakeRow, TableDef, EXPOSURES};
 use serde_json::{Map, Value};
 
-/// A record batch's columns in [`COLUMNS`] order, each with its type; `Err` names the
-/// column the batch lacks.
-pub(crate) fn typed_columns(batch: &RecordBatch) -> Result<Vec<(ColumnType, &dyn Array)>, String> {
-    COLUMNS
+/// A record batch's columns in `table`'s order, each with its name and type; `Err` names
+/// the column the batch lacks.
+pub(crate) fn typed_columns<'a>(
+    batch: &'a RecordBatch,
+    table: &TableDef,
+) -> Result<Vec<TypedColumn<'a>>, String> {
+    table
+        .columns
         .iter()
         .map(|column| {
             batch
                 .column_by_name(column.name)
-                .map(|array| (column.kind, array.as_ref()))
+                .map(|array| (column.name, column.kind, array.as_ref()))
                 .ok_or_else(|| format!("column {} is missing", column.name))
         })
         .collect()
 }
 
+/// A column of a record batch: its name, type and values.
+pub(crate) type TypedColumn<'a> = (&'static str, ColumnType, &'a dyn Array);
+
 /// Row `row` of `columns` (from [`typed_columns`]) as the JSON object `raw_row` holds.
-pub(crate) fn row_json(columns: &[(ColumnType, &dyn Array)], row: usize) -> Map<String, Value> {
+pub(crate) fn row_json(columns: &[TypedColumn<'_>], row: usize) -> Map<String, Value> {
     let mut fields = Map::new();
-    for (column, (kind, array)) in COLUMNS.iter().zip(columns) {
+    for (name, kind, array) in columns {
         let value = if array.is_null(row) {
             Value::Null
         } else {
@@ -53,7 +60,7 @@ pub(crate) fn row_json(columns: &[(ColumnType, &dyn Array)], row: usize) -> Map<
                     .map_or(Value::Null, |values| values.value(row).into()),
             }
         };
-        fields.insert(column.name.to_owned(), value);
+        fields.insert((*name).to_owned(), value);
     }
     fields
 }
@@ -68,7 +75,7 @@ pub(crate) fn row_of_raw(raw: &str, partition: i32, offset: i64) -> Result<Map<S
             let batch = builder
                 .finish()
                 .map_err(|error| format!("the record does not make a row: {error}"))?;
-            row_json(&typed_columns(&batch)?, 0)
+            row_json(&typed_columns(&batch, &EXPOSURES)?, 0)
         }
         Err(_) => serde_json::from_str::<Map<String, Value>>(raw)
             .map_err(|error| format!("raw_row is not a JSON object: {error}"))?,
@@ -76,6 +83,19 @@ pub(crate) fn row_of_raw(raw: &str, partition: i32, offset: i64) -> Result<Map<S
     fields.insert("kafka_partition".into(), partition.into());
     fields.insert("kafka_offset".into(), offset.into());
     Ok(fields)
+}
+
+/// The table whose file an `exposures_rejected.object_key` names: the one whose lake
+/// directory (`feature_usage/v1/`…) the key holds; `exposures` for any other key (dead
+/// letters are kept beside the exposures file of their range).
+pub(crate) fn table_of_object_key(key: &str) -> &'static TableDef {
+    schemas::TABLES
+        .into_iter()
+        .find(|table| {
+            let dir = schemas::lake_layout::data_dir_of(table);
+            key.starts_with(&dir) || key.contains(&format!("/{dir}"))
+        })
+        .unwrap_or(&EXPOSURES)
 }
 
 /// What `exposures reload-rejected` did.

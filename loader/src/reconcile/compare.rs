@@ -221,6 +221,7 @@ mod tests {
 
     fn object(first_offset: i64, rows: u64, young: bool) -> (String, LakeObject) {
         let parts = FileKey {
+            table: &schemas::EXPOSURES,
             hour: Hour::of_millis(HOUR_MS),
             partition: 0,
             first_offset,

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::Utc;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::lake_layout::{DeadLetter, FileKey, FileRecord};
+use schemas::EXPOSURES;
 use stage::ClientRole;
 
 use super::{LakeObject, ReconcileConfig, ReconcileError, Report, ANNOUNCE_TIMEOUT};
@@ -16,8 +17,12 @@ pub(super) fn rejected_key(lake: &Lake, file: &FileKey) -> String {
     lake.key(&file.dead_letter_key())
 }
 
-/// Lines of an object's dead-letter file; `None` if it has none.
+/// Lines of an object's dead-letter file; `None` if it has none. A range's dead letters
+/// go with its `exposures` file only.
 pub(super) async fn count_dead_letters(lake: &Lake, file: &FileKey) -> Result<Option<u64>, LakeError> {
+    if file.table != &EXPOSURES {
+        return Ok(None);
+    }
     match lake.get(&rejected_key(lake, file)).await {
         Ok(body) => Ok(Some(DeadLetter::lines_of(&body).count() as u64)),
         Err(LakeError::Missing(_)) => Ok(None),
@@ -55,6 +60,7 @@ async fn record_of(lake: &Lake, key: &str, object: &LakeObject) -> Result<FileRe
         written_at: object.listed.last_modified.unwrap_or_else(Utc::now),
         rejected_key,
         rejected_rows,
+        table: object.parts.table.name.to_owned(),
     })
 }
 

@@ -1,5 +1,7 @@
-//! One partition's open file: a contiguous offset range of one hour, encoded to Parquet
-//! as it grows, under a key that depends only on partition and first offset.
+//! One partition's open range: a contiguous offset range of one hour, its rows encoded
+//! to Parquet as they come, one file per table that has rows in it ([`OpenRange`]), each
+//! under a key that depends only on its table, the partition and the range's first
+//! offset.
 //!
 //! Rows are collected in Arrow builders and handed to the Parquet writer every
 //! [`ENCODE_CHUNK_ROWS`], so an open file holds its rows as compressed Parquet (about a
@@ -16,7 +18,8 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use schemas::lake_layout::{DeadLetter, FileRange, Hour};
-use schemas::{ExposureBatchBuilder, LakeRow};
+use schemas::tracked::{TrackedBatchBuilder, TrackedRow};
+use schemas::{ColumnType, ExposureBatchBuilder, LakeRow, TableDef, EXPOSURES, TABLES};
 
 /// Rows per Parquet row group. Redshift COPY parallelises by file, so large row groups
 /// cost it nothing, while Spectrum/Athena/DuckDB prune by row-group statistics; 128 Ki
@@ -26,14 +29,21 @@ pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// Rows collected in Arrow builders before they are encoded into the open Parquet file.
 pub const ENCODE_CHUNK_ROWS: usize = 2048;
 
-/// Columns whose values are (nearly) unique per row: dictionary encoding would only
-/// grow them. Everything else (experiment, variation, source, country, …) is
-/// low-cardinality and dictionary-encoded.
-const NO_DICTIONARY: [&str; 4] = ["event_id", "attributes", "extra", "kafka_offset"];
+/// Columns whose values are (nearly) unique per row, besides the JSON ones: dictionary
+/// encoding would only grow them. Everything else (experiment, variation, source,
+/// country, …) is low-cardinality and dictionary-encoded.
+const NO_DICTIONARY: [&str; 2] = ["event_id", "kafka_offset"];
 
-/// Columns without min/max statistics: no reader prunes on the minimum and maximum of
-/// JSON text, and comparing every long value for them costs the sink ~3% of its time.
-const NO_STATISTICS: [&str; 2] = ["attributes", "extra"];
+/// The JSON columns of `table`: no dictionary (nearly unique per row) and no min/max
+/// statistics (no reader prunes on the minimum and maximum of JSON text, and comparing
+/// every long value for them cost the sink ~3% of its time).
+fn json_columns(table: &TableDef) -> impl Iterator<Item = &'static str> {
+    table
+        .columns
+        .iter()
+        .filter(|column| column.kind == ColumnType::Json)
+        .map(|column| column.name)
+}
 
 /// The codec of the Parquet pages (`--compression`).
 ///
@@ -60,7 +70,48 @@ impl ParquetCodec {
     }
 }
 
+/// The Arrow builders of one table's rows. One per open file, a few alive at once: the
+/// size difference of the variants costs nothing worth a box on the hot path.
+#[allow(clippy::large_enum_variant)]
+enum Rows {
+    Exposures(ExposureBatchBuilder),
+    Tracked(TrackedBatchBuilder),
+}
+
+impl Rows {
+    fn of(table: &'static TableDef) -> Rows {
+        if table == &EXPOSURES {
+            Rows::Exposures(ExposureBatchBuilder::new())
+        } else {
+            Rows::Tracked(TrackedBatchBuilder::new(table))
+        }
+    }
+
+    fn rows(&self) -> usize {
+        match self {
+            Rows::Exposures(builder) => builder.rows(),
+            Rows::Tracked(builder) => builder.rows(),
+        }
+    }
+
+    fn approx_bytes(&self) -> usize {
+        match self {
+            Rows::Exposures(builder) => builder.approx_bytes(),
+            Rows::Tracked(builder) => builder.approx_bytes(),
+        }
+    }
+
+    fn finish(&mut self) -> Result<arrow_array::RecordBatch, arrow_schema::ArrowError> {
+        match self {
+            Rows::Exposures(builder) => builder.finish(),
+            Rows::Tracked(builder) => builder.finish(),
+        }
+    }
+}
+
+/// One table's file of an open range.
 pub struct OpenFile {
+    pub table: &'static TableDef,
     pub partition: i32,
     pub hour: Hour,
     pub first_offset: i64,
@@ -73,7 +124,7 @@ pub struct OpenFile {
     /// Rows appended, encoded or not.
     rows: usize,
     /// The rows not yet encoded.
-    builder: ExposureBatchBuilder,
+    builder: Rows,
     /// The Parquet file so far; created with the first chunk. The `Mutex` is never
     /// locked (the writer is reached through `&mut self` and `Mutex::get_mut`): it only
     /// makes the file `Sync`, which the sink's futures need and the writer is not.
@@ -85,10 +136,18 @@ pub struct OpenFile {
 }
 
 impl OpenFile {
-    /// A file of `topic`'s `partition` starting at `first_offset`, its pages compressed
-    /// with `codec`.
-    pub fn new(partition: i32, hour: Hour, first_offset: i64, topic: &str, codec: ParquetCodec) -> OpenFile {
+    /// A file of `table`'s rows from `topic`'s `partition` starting at `first_offset`,
+    /// its pages compressed with `codec`.
+    pub fn new(
+        table: &'static TableDef,
+        partition: i32,
+        hour: Hour,
+        first_offset: i64,
+        topic: &str,
+        codec: ParquetCodec,
+    ) -> OpenFile {
         OpenFile {
+            table,
             partition,
             hour,
             first_offset,
@@ -98,16 +157,39 @@ impl OpenFile {
             codec,
             topic: topic.to_owned(),
             rows: 0,
-            builder: ExposureBatchBuilder::new(),
+            builder: Rows::of(table),
             writer: None,
             encoded_bytes: 0,
             dead_letters: Vec::new(),
         }
     }
 
-    /// Appends the row read at `offset`, encoding the collected chunk when it is full.
+    /// Appends the exposure read at `offset`, encoding the collected chunk when it is full.
     pub fn append(&mut self, row: &LakeRow<'_>, offset: i64) -> Result<(), ParquetError> {
-        self.builder.append(row, self.partition, offset);
+        let Rows::Exposures(builder) = &mut self.builder else {
+            return Err(ParquetError::General(format!(
+                "an exposure appended to a file of {}",
+                self.table.name
+            )));
+        };
+        builder.append(row, self.partition, offset);
+        self.appended(offset)
+    }
+
+    /// Appends the tracked row read at `offset`, encoding the collected chunk when it is
+    /// full.
+    pub fn append_tracked(&mut self, row: &TrackedRow, offset: i64) -> Result<(), ParquetError> {
+        let Rows::Tracked(builder) = &mut self.builder else {
+            return Err(ParquetError::General(format!(
+                "a {} row appended to a file of exposures",
+                row.table.name
+            )));
+        };
+        builder.append(row, self.partition, offset)?;
+        self.appended(offset)
+    }
+
+    fn appended(&mut self, offset: i64) -> Result<(), ParquetError> {
         self.rows += 1;
         self.last_offset = offset;
         self.last_record = Instant::now();
@@ -146,10 +228,10 @@ impl OpenFile {
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_created_by(format!("exposures {}", env!("CARGO_PKG_VERSION")))
             .set_key_value_metadata(Some(metadata));
-        for column in NO_DICTIONARY {
+        for column in NO_DICTIONARY.into_iter().chain(json_columns(self.table)) {
             properties = properties.set_column_dictionary_enabled(ColumnPath::from(column), false);
         }
-        for column in NO_STATISTICS {
+        for column in json_columns(self.table) {
             properties =
                 properties.set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
         }
@@ -202,6 +284,7 @@ impl OpenFile {
         let dead_letters = (!self.dead_letters.is_empty())
             .then(|| bytes::Bytes::from(DeadLetter::file_of(&self.dead_letters)));
         Ok(EncodedFile {
+            table: self.table,
             partition: self.partition,
             hour: self.hour,
             first_offset: self.first_offset,
@@ -214,6 +297,153 @@ impl OpenFile {
     }
 }
 
+/// A partition's open range: the contiguous offsets `first_offset..=last_offset` of one
+/// hour, with a file per table that has rows in it (dead letters go with the exposures
+/// file). The files close together and each is named by the range's first offset, so a
+/// sink that re-reads the range after a crash writes the same keys again (module doc of
+/// [`super`]).
+pub struct OpenRange {
+    pub partition: i32,
+    pub hour: Hour,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub opened: Instant,
+    /// When a record (row or dead letter) last came.
+    pub last_record: Instant,
+    /// The first range since the partition was assigned: it starts at the committed
+    /// offset, where an earlier owner may have written files of this range that it never
+    /// committed; a table without rows here must then replace its earlier file, not leave
+    /// it (see `Sink::close`).
+    pub replaces_earlier: bool,
+    topic: String,
+    codec: ParquetCodec,
+    /// In [`TABLES`] order, made with the table's first row.
+    files: [Option<OpenFile>; TABLES.len()],
+}
+
+impl OpenRange {
+    pub fn new(
+        partition: i32,
+        hour: Hour,
+        first_offset: i64,
+        topic: &str,
+        codec: ParquetCodec,
+        replaces_earlier: bool,
+    ) -> OpenRange {
+        OpenRange {
+            partition,
+            hour,
+            first_offset,
+            last_offset: first_offset - 1,
+            opened: Instant::now(),
+            last_record: Instant::now(),
+            replaces_earlier,
+            topic: topic.to_owned(),
+            codec,
+            files: [const { None }; TABLES.len()],
+        }
+    }
+
+    /// The file of `table`, made if this is its first row.
+    fn file(&mut self, table: &'static TableDef) -> &mut OpenFile {
+        let index = TABLES.iter().position(|known| *known == table).unwrap_or(0);
+        let (partition, hour, first_offset, codec) =
+            (self.partition, self.hour, self.first_offset, self.codec);
+        let topic = &self.topic;
+        self.files[index]
+            .get_or_insert_with(|| OpenFile::new(table, partition, hour, first_offset, topic, codec))
+    }
+
+    fn took(&mut self, offset: i64) {
+        self.last_offset = offset;
+        self.last_record = Instant::now();
+    }
+
+    /// Appends the exposure read at `offset`.
+    pub fn append(&mut self, row: &LakeRow<'_>, offset: i64) -> Result<(), ParquetError> {
+        self.file(&EXPOSURES).append(row, offset)?;
+        self.took(offset);
+        Ok(())
+    }
+
+    /// Appends the tracked row read at `offset` to its table's file.
+    pub fn append_tracked(&mut self, row: &TrackedRow, offset: i64) -> Result<(), ParquetError> {
+        self.file(row.table).append_tracked(row, offset)?;
+        self.took(offset);
+        Ok(())
+    }
+
+    /// Keeps a record that is no loadable row as a dead letter of the range (in the
+    /// exposures file's sidecar), so the range covers it and the loader puts it in
+    /// `exposures_rejected`.
+    pub fn reject(&mut self, offset: i64, payload: &[u8], reason: String) {
+        self.file(&EXPOSURES).reject(offset, payload, reason);
+        self.took(offset);
+    }
+
+    fn open_files(&self) -> impl Iterator<Item = &OpenFile> {
+        self.files.iter().flatten()
+    }
+
+    /// Rows of every table.
+    pub fn rows(&self) -> usize {
+        self.open_files().map(OpenFile::rows).sum()
+    }
+
+    /// What the range's files hold in memory.
+    pub fn approx_bytes(&self) -> usize {
+        self.open_files().map(OpenFile::approx_bytes).sum()
+    }
+
+    /// No record was taken into it.
+    pub fn is_empty(&self) -> bool {
+        self.last_offset < self.first_offset
+    }
+
+    /// The tables with no row (and, for exposures, no dead letter) in the range.
+    pub fn tables_without_file(&self) -> Vec<&'static TableDef> {
+        TABLES
+            .into_iter()
+            .zip(&self.files)
+            .filter(|(_, file)| file.is_none())
+            .map(|(table, _)| table)
+            .collect()
+    }
+
+    /// Encodes every file of the range, each holding the whole range's offsets in its
+    /// metadata; and, for a range that [replaces earlier files](OpenRange::replaces_earlier),
+    /// an empty file of each table without rows here, to be written only where an
+    /// earlier file is found.
+    pub fn encode(mut self) -> Result<(Vec<EncodedFile>, Vec<EncodedFile>), ParquetError> {
+        let absent = self.tables_without_file();
+        let last_offset = self.last_offset;
+        let finish = |mut file: OpenFile| {
+            file.last_offset = last_offset;
+            file.encode()
+        };
+        let files = std::mem::take(&mut self.files)
+            .into_iter()
+            .flatten()
+            .map(finish)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut replacements = Vec::new();
+        if self.replaces_earlier {
+            for table in absent {
+                let empty = OpenFile::new(
+                    table,
+                    self.partition,
+                    self.hour,
+                    self.first_offset,
+                    &self.topic,
+                    self.codec,
+                );
+                replacements.push(finish(empty)?);
+            }
+        }
+        Ok((files, replacements))
+    }
+}
+
 /// A writer's `Mutex` is never locked, so it cannot be poisoned; but if it were, the
 /// file's rows are not trusted.
 fn poisoned() -> ParquetError {
@@ -221,6 +451,7 @@ fn poisoned() -> ParquetError {
 }
 
 pub struct EncodedFile {
+    pub table: &'static TableDef,
     pub partition: i32,
     pub hour: Hour,
     pub first_offset: i64,
@@ -288,7 +519,7 @@ mod tests {
     fn a_file_encoded_in_chunks_holds_every_row_in_order_and_its_range() {
         let rows = ENCODE_CHUNK_ROWS * 2 + 1; // two full chunks and one row left over
         let hour = Hour::of_millis(1_764_072_000_000);
-        let mut file = OpenFile::new(5, hour, 1000, "exposures", ParquetCodec::Snappy);
+        let mut file = OpenFile::new(&EXPOSURES, 5, hour, 1000, "exposures", ParquetCodec::Snappy);
         for index in 0..rows {
             let value = kafka_value(index);
             let row = LakeRow::from_kafka_value(&value).expect("row");
@@ -332,7 +563,7 @@ mod tests {
 
     #[test]
     fn json_columns_carry_no_statistics_and_the_columns_readers_prune_on_do() {
-        let mut file = OpenFile::new(0, Hour::of_millis(0), 0, "t", ParquetCodec::Snappy);
+        let mut file = OpenFile::new(&EXPOSURES, 0, Hour::of_millis(0), 0, "t", ParquetCodec::Snappy);
         for index in 0..3 {
             let value = kafka_value(index);
             file.append(&LakeRow::from_kafka_value(&value).expect("row"), index as i64)
@@ -349,7 +580,7 @@ mod tests {
                 .find(|column| column.column_path().string() == name)
                 .map(|column| column.statistics().is_some())
         };
-        for name in NO_STATISTICS {
+        for name in json_columns(&EXPOSURES) {
             assert_eq!(has_statistics(name), Some(false), "{name}");
         }
         for name in ["event_id", "experiment_id", "exposed_at", "kafka_offset"] {
@@ -359,7 +590,7 @@ mod tests {
 
     #[test]
     fn a_file_of_dead_letters_only_is_an_empty_parquet_file() {
-        let mut file = OpenFile::new(0, Hour::of_millis(0), 7, "t", ParquetCodec::Zstd);
+        let mut file = OpenFile::new(&EXPOSURES, 0, Hour::of_millis(0), 7, "t", ParquetCodec::Zstd);
         file.reject(7, b"{", "not an exposure: eof".into());
         let encoded = file.encode().expect("encoded");
         let (offsets, _, metadata) = read_back(&encoded);

@@ -48,6 +48,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use schemas::lake_layout::{FileKey, FileRecord, Hour};
+use schemas::tracked::TrackedRow;
 use schemas::LakeRow;
 use stage::{Backoff, ClientRole, KafkaSetupError, Shutdown, StageContext};
 
@@ -191,7 +192,7 @@ struct Sink {
     lake: Lake,
     consumer: Arc<SinkConsumer>,
     announcer: FutureProducer<StageContext>,
-    files: HashMap<i32, file::OpenFile>,
+    files: HashMap<i32, file::OpenRange>,
     /// What the open files hold together (`approx_bytes`), kept as records are appended
     /// and files closed: summing the files on every record showed in the profile.
     buffered_bytes: usize,
@@ -239,23 +240,30 @@ impl Sink {
             metrics::counter!(m::SINK_REDELIVERED_RECORDS).increment(1);
             return Ok(());
         }
-        self.positions.insert(partition, offset + 1);
+        // The first record since the partition was assigned starts at the committed offset.
+        let first_since_assignment = self.positions.insert(partition, offset + 1).is_none();
         if self.files.get(&partition).is_some_and(|open| open.hour != hour) {
             self.close(partition).await?;
         }
         let open = self.files.entry(partition).or_insert_with(|| {
-            file::OpenFile::new(
+            file::OpenRange::new(
                 partition,
                 hour,
                 offset,
                 &self.config.topic,
                 self.config.files.compression,
+                first_since_assignment,
             )
         });
         let payload = message.payload().unwrap_or_default();
         let held_before = open.approx_bytes();
-        match LakeRow::from_kafka_value(payload) {
-            Ok(row) => open.append(&row, offset)?,
+        // A tracked row says so in its first bytes; anything else is read as an exposure.
+        let row = match TrackedRow::table_of_kafka_value(payload) {
+            Some(_) => TrackedRow::from_kafka_value(payload).map(|row| open.append_tracked(&row, offset)),
+            None => LakeRow::from_kafka_value(payload).map(|row| open.append(&row, offset)),
+        };
+        match row {
+            Ok(appended) => appended?,
             Err(reason) => {
                 let reason = reason.to_string();
                 tracing::error!(partition, offset, %reason, "record dead-lettered: the loader puts it in exposures_rejected");
@@ -278,7 +286,7 @@ impl Sink {
             self.buffered_bytes,
             self.files
                 .values()
-                .map(file::OpenFile::approx_bytes)
+                .map(file::OpenRange::approx_bytes)
                 .sum::<usize>()
         );
         if self.buffered_bytes >= budget {
@@ -386,20 +394,96 @@ impl Sink {
         }
     }
 
-    /// Upload → announce → commit (module doc). Returns early, committing nothing, if
-    /// shutdown begins while the store or broker is failing.
+    /// Whether an earlier owner left a file at `encoded`'s key: retried like an upload;
+    /// `None` when shutdown ends the retries first.
+    async fn earlier_file_exists(&self, encoded: &file::EncodedFile) -> Result<Option<bool>, SinkError> {
+        let key = self.lake.key(
+            &FileKey {
+                table: encoded.table,
+                hour: encoded.hour,
+                partition: encoded.partition,
+                first_offset: encoded.first_offset,
+            }
+            .data_key(),
+        );
+        let mut backoff = Backoff::for_outages();
+        loop {
+            match self.lake.exists(&key).await {
+                Ok(exists) => return Ok(Some(exists)),
+                Err(error) if error.retry().is_permanent() => return Err(error.into()),
+                Err(error) => {
+                    tracing::warn!(%error, "checking for an earlier file failed; retrying");
+                    if !self.retry_wait(&mut backoff).await {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Upload → announce → commit (module doc), for every file of the partition's range.
+    /// Returns early, committing nothing, if shutdown begins while the store or broker is
+    /// failing.
     async fn close(&mut self, partition: i32) -> Result<(), SinkError> {
-        let Some(open) = self.files.remove(&partition) else {
+        let Some(range) = self.files.remove(&partition) else {
             return Ok(());
         };
-        self.buffered_bytes = self.buffered_bytes.saturating_sub(open.approx_bytes());
-        if open.rows() == 0 && !open.has_dead_letters() && open.last_offset < open.first_offset {
+        self.buffered_bytes = self.buffered_bytes.saturating_sub(range.approx_bytes());
+        if range.is_empty() {
             return Ok(());
         }
-        let encoded = tokio::task::spawn_blocking(move || open.encode())
+        let last_offset = range.last_offset;
+        let (encoded, replacements) = tokio::task::spawn_blocking(move || range.encode())
             .await
             .map_err(|e| parquet::errors::ParquetError::General(e.to_string()))??;
+        for file in encoded {
+            if !self.upload_and_announce(file).await? {
+                return Ok(());
+            }
+        }
+        // The first range after assignment re-reads offsets an earlier owner may have
+        // filed without committing. Had this range fewer of them, that owner's file of a
+        // table without rows here would keep rows the next range files again: such a
+        // file is replaced by an empty one.
+        for empty in replacements {
+            match self.earlier_file_exists(&empty).await? {
+                None => return Ok(()),
+                Some(false) => {}
+                Some(true) => {
+                    tracing::info!(
+                        table = empty.table.name,
+                        partition,
+                        "replacing an earlier owner's file of this range with an empty one"
+                    );
+                    if !self.upload_and_announce(empty).await? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        self.fault(FaultPoint::AfterAnnounce)?;
+
+        let mut offsets = TopicPartitionList::new();
+        offsets.add_partition_offset(&self.config.topic, partition, Offset::Offset(last_offset + 1))?;
+        let committed = stage::kafka::commit(&self.consumer, offsets).await;
+        match committed {
+            Ok(()) => {
+                metrics::gauge!(m::SINK_COMMITTED_OFFSET, "partition" => partition.to_string())
+                    .set((last_offset + 1) as f64);
+            }
+            // Typically a rebalance took the partition away; its new owner rewrites
+            // these same keys, so nothing is lost or doubled.
+            Err(error) => tracing::warn!(partition, %error, "offset commit failed"),
+        }
+        self.fault(FaultPoint::AfterCommit)?;
+        Ok(())
+    }
+
+    /// Uploads one file of a range (its dead letters first) and announces it; `false`
+    /// when shutdown ends the retries first.
+    async fn upload_and_announce(&mut self, encoded: file::EncodedFile) -> Result<bool, SinkError> {
         let file_key = FileKey {
+            table: encoded.table,
             hour: encoded.hour,
             partition: encoded.partition,
             first_offset: encoded.first_offset,
@@ -414,7 +498,7 @@ impl Sink {
                     .await?
                     .is_none()
                 {
-                    return Ok(());
+                    return Ok(false);
                 }
                 Some(rejected_key)
             }
@@ -422,7 +506,7 @@ impl Sink {
         };
         let started = Instant::now();
         let Some(stored) = self.upload(&key, encoded.bytes.clone(), "upload").await? else {
-            return Ok(());
+            return Ok(false);
         };
         metrics::histogram!(m::SINK_UPLOAD_DURATION).record(started.elapsed().as_secs_f64());
         self.fault(FaultPoint::AfterUpload)?;
@@ -442,6 +526,7 @@ impl Sink {
             written_at: Utc::now(),
             rejected_key,
             rejected_rows: encoded.dead_letter_count,
+            table: encoded.table.name.to_owned(),
         };
         let payload = serde_json::to_vec(&record).unwrap_or_default();
         let mut backoff = Backoff::for_outages();
@@ -455,34 +540,15 @@ impl Sink {
                 Err((error, _)) => {
                     tracing::warn!(%error, "announce failed; retrying");
                     if !self.retry_wait(&mut backoff).await {
-                        return Ok(());
+                        return Ok(false);
                     }
                 }
             }
-        }
-        self.fault(FaultPoint::AfterAnnounce)?;
-
-        let mut offsets = TopicPartitionList::new();
-        offsets.add_partition_offset(
-            &self.config.topic,
-            partition,
-            Offset::Offset(encoded.last_offset + 1),
-        )?;
-        let committed = stage::kafka::commit(&self.consumer, offsets).await;
-        match committed {
-            Ok(()) => {
-                metrics::gauge!(m::SINK_COMMITTED_OFFSET, "partition" => partition.to_string())
-                    .set((encoded.last_offset + 1) as f64);
-            }
-            // Typically a rebalance took the partition away; its new owner rewrites
-            // this same key, so nothing is lost or doubled.
-            Err(error) => tracing::warn!(partition, %error, "offset commit failed"),
         }
         metrics::counter!(m::SINK_FILES_WRITTEN).increment(1);
         metrics::counter!(m::SINK_BYTES_WRITTEN).increment(stored.size);
         metrics::counter!(m::SINK_ROWS_WRITTEN).increment(encoded.rows);
         tracing::debug!(key = %stored.key, rows = encoded.rows, bytes = stored.size, "file written");
-        self.fault(FaultPoint::AfterCommit)?;
-        Ok(())
+        Ok(true)
     }
 }

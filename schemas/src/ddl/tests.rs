@@ -1,4 +1,5 @@
 use super::*;
+use crate::COLUMNS;
 
 #[test]
 fn stage_columns_match_the_parquet_schema_by_position() {

@@ -278,7 +278,7 @@ impl Scenario {
     ) -> FileRecord {
         let topic = &self.side.kafka.topic;
         let hour = Hour::of_millis(events[0].received_at.timestamp_millis());
-        let mut file = OpenFile::new(0, hour, first_offset, topic, codec);
+        let mut file = OpenFile::new(&schemas::EXPOSURES, 0, hour, first_offset, topic, codec);
         for (offset, event) in (first_offset..).zip(events) {
             file.append(&schemas::LakeRow::from_exposure(event), offset)
                 .expect("encoded");
@@ -286,6 +286,7 @@ impl Scenario {
         let encoded = file.encode().expect("parquet");
         let lake = self.side.lake().await;
         let parts = FileKey {
+            table: &schemas::EXPOSURES,
             hour,
             partition: 0,
             first_offset,
@@ -307,6 +308,7 @@ impl Scenario {
             written_at: chrono::Utc::now(),
             rejected_key: None,
             rejected_rows: 0,
+            table: "exposures".into(),
         }
     }
 

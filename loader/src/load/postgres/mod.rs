@@ -24,7 +24,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use schemas::ddl::{self, Dialect};
 use schemas::lake_layout::FileRecord;
 use schemas::ledger::{self, LedgerRow};
-use schemas::{ColumnType, COLUMNS};
+use schemas::{ColumnType, TableDef, EXPOSURES, TABLES};
 use stage::Retry;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
@@ -165,16 +165,19 @@ impl Postgres {
                 .await
                 .map_err(LoadError::Warehouse)?;
         }
-        let rows = self
-            .client
-            .query(sql::EXPOSURES_COLUMNS, &[&self.schema])
-            .await
-            .map_err(LoadError::Warehouse)?;
-        let found: Vec<String> = rows
-            .iter()
-            .map(|r| format!("{} {}", r.get::<_, String>(0), r.get::<_, String>(1)))
-            .collect();
-        super::require_columns(&self.schema, found, sql::expected_exposures_columns())
+        for table in TABLES {
+            let rows = self
+                .client
+                .query(sql::TABLE_COLUMNS, &[&self.schema, &table.name])
+                .await
+                .map_err(LoadError::Warehouse)?;
+            let found: Vec<String> = rows
+                .iter()
+                .map(|r| format!("{} {}", r.get::<_, String>(0), r.get::<_, String>(1)))
+                .collect();
+            super::require_columns(&self.schema, table, found, sql::expected_columns(table))?;
+        }
+        Ok(())
     }
 
     /// Runs a read-only query; every field as text.
@@ -222,12 +225,28 @@ impl Postgres {
             .batch_execute(&sql::lock_ledger(&schema))
             .await
             .map_err(LoadError::Warehouse)?;
-        transaction
-            .batch_execute(&sql::create_stage())
-            .await
-            .map_err(LoadError::Warehouse)?;
+        let mut staged: Vec<&TableDef> = Vec::new();
         let mut report = BatchReport::default();
         for file in files {
+            let Some(table) = file.table_def() else {
+                let reason = super::unknown_table(file);
+                let row = file.quarantined(batch_id, &reason);
+                transaction
+                    .batch_execute(&ledger::insert_ledger_row(Dialect::Postgres, &schema, &row))
+                    .await
+                    .map_err(LoadError::Warehouse)?;
+                report
+                    .outcomes
+                    .push((file.key.clone(), FileOutcome::Quarantined { reason }));
+                continue;
+            };
+            if !staged.contains(&table) {
+                transaction
+                    .batch_execute(&sql::create_stage(table))
+                    .await
+                    .map_err(LoadError::Warehouse)?;
+                staged.push(table);
+            }
             let already = transaction
                 .simple_query(&ledger::already_loaded(Dialect::Postgres, &schema, &[&file.key]))
                 .await
@@ -267,10 +286,12 @@ impl Postgres {
                 .savepoint("file")
                 .await
                 .map_err(LoadError::Warehouse)?;
-            let outcome = match load_file(&savepoint, &schema, body.clone()).await {
+            let outcome = match load_file(&savepoint, &schema, table, body.clone()).await {
                 Ok((rows, newest)) => {
                     savepoint.commit().await.map_err(LoadError::Warehouse)?;
-                    report.newest_exposed_at = report.newest_exposed_at.max(newest);
+                    if table == &EXPOSURES {
+                        report.newest_exposed_at = report.newest_exposed_at.max(newest);
+                    }
                     FileOutcome::Loaded { rows, rejected: 0 }
                 }
                 Err(FileFailure::Unreadable(reason)) => {
@@ -284,7 +305,7 @@ impl Postgres {
                         .savepoint("file_rows")
                         .await
                         .map_err(LoadError::Warehouse)?;
-                    match load_rows_one_by_one(&mut savepoint, &schema, &file.key, body).await {
+                    match load_rows_one_by_one(&mut savepoint, &schema, table, &file.key, body).await {
                         Ok((rows, rejected)) => {
                             if !rejected.is_empty() {
                                 savepoint
@@ -367,28 +388,31 @@ async fn record_dead_letters(
     Ok(dead_letters.len() as u64)
 }
 
-/// Stages one file's rows and inserts those whose `event_id` is new. Returns rows
-/// inserted and the newest `exposed_at` among them.
+/// Stages one file's rows and inserts those whose `event_id` is new into `table`.
+/// Returns rows inserted and the newest row time among them.
 async fn load_file(
     client: &Transaction<'_>,
     schema: &str,
+    table: &TableDef,
     body: Bytes,
 ) -> Result<(u64, Option<DateTime<Utc>>), FileFailure> {
-    client.batch_execute(&sql::truncate_stage()).await?;
+    client.batch_execute(&sql::truncate_stage(table)).await?;
     let reader = parquet_rows(body)?;
-    let types: Vec<Type> = COLUMNS.iter().map(|c| stage_type(c.kind)).collect();
-    let sink = client.copy_in(&sql::copy_into_stage()).await?;
+    let types: Vec<Type> = table.columns.iter().map(|c| stage_type(c.kind)).collect();
+    let sink = client.copy_in(&sql::copy_into_stage(table)).await?;
     let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
     for batch in reader {
         let batch = batch.map_err(corrupt)?;
-        let columns = BatchColumns::new(&batch)?;
+        let columns = BatchColumns::new(&batch, table)?;
         for row in 0..batch.num_rows() {
             let values = columns.row(row);
             writer.as_mut().write(&as_params(&values)).await?;
         }
     }
     writer.as_mut().finish().await?;
-    let inserted = client.query_one(&sql::insert_from_stage(schema), &[]).await?;
+    let inserted = client
+        .query_one(&sql::insert_from_stage(schema, table), &[])
+        .await?;
     Ok((inserted.get::<_, i64>(0) as u64, inserted.get(1)))
 }
 

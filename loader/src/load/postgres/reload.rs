@@ -4,13 +4,13 @@
 
 use chrono::{DateTime, Utc};
 use schemas::ledger;
-use schemas::{ColumnType, COLUMNS};
+use schemas::{ColumnType, TableDef, TABLES};
 use serde_json::{Map, Value};
 use tokio_postgres::types::ToSql;
 
 use super::rows::{as_params, prepare_row_insert};
 use super::{FileFailure, Postgres};
-use crate::load::rejected::row_of_raw;
+use crate::load::rejected::{row_of_raw, table_of_object_key};
 use crate::load::{LoadError, ReloadReport};
 
 impl Postgres {
@@ -24,9 +24,13 @@ impl Postgres {
             .query(&super::sql::rejected_rows(&schema), &[])
             .await
             .map_err(LoadError::Warehouse)?;
-        let insert = prepare_row_insert(&transaction, &schema)
-            .await
-            .map_err(LoadError::Warehouse)?;
+        let mut inserts = Vec::with_capacity(TABLES.len());
+        for table in TABLES {
+            let insert = prepare_row_insert(&transaction, &schema, table)
+                .await
+                .map_err(LoadError::Warehouse)?;
+            inserts.push(insert);
+        }
         let forget = super::sql::forget_rejected(&schema);
         let remember = super::sql::remember_rejected(&schema);
         let mut report = ReloadReport::default();
@@ -34,16 +38,19 @@ impl Postgres {
             let (partition, offset, key, raw): (i32, i64, Option<String>, Option<String>) =
                 (row.get(0), row.get(1), row.get(2), row.get(3));
             // A dead letter holds the Kafka record, a row refused by the database the row
-            // (`row_of_raw` makes either into the row); the position is the table's.
+            // (`row_of_raw` makes either into the row); the position is the table's, and
+            // the row's table the one its file was of.
+            let table = table_of_object_key(key.as_deref().unwrap_or_default());
+            let insert = &inserts[TABLES.iter().position(|known| *known == table).unwrap_or(0)];
             let values = raw
                 .as_deref()
                 .ok_or_else(|| "the row has no raw_row".to_owned())
                 .and_then(|raw| row_of_raw(raw, partition, offset))
-                .and_then(|fields| values_of(&fields));
+                .and_then(|fields| values_of(&fields, table));
             let savepoint = transaction.savepoint("row").await.map_err(LoadError::Warehouse)?;
             let outcome = match &values {
                 Ok(values) => savepoint
-                    .execute(&insert, &as_params(values))
+                    .execute(insert, &as_params(values))
                     .await
                     .map(|_| ())
                     .map_err(FileFailure::from),
@@ -77,9 +84,14 @@ impl Postgres {
     }
 }
 
-/// A row (as [`row_of_raw`] makes it) → its values, typed as the insert binds them.
-fn values_of(fields: &Map<String, Value>) -> Result<Vec<Box<dyn ToSql + Sync + Send>>, String> {
-    COLUMNS
+/// A row of `table` (as [`row_of_raw`] makes it) → its values, typed as the insert binds
+/// them.
+fn values_of(
+    fields: &Map<String, Value>,
+    table: &TableDef,
+) -> Result<Vec<Box<dyn ToSql + Sync + Send>>, String> {
+    table
+        .columns
         .iter()
         .map(|column| -> Result<Box<dyn ToSql + Sync + Send>, String> {
             let value = fields.get(column.name).unwrap_or(&Value::Null);

@@ -4,25 +4,26 @@
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, TimestampMicrosecondType};
-use arrow_array::{Array, RecordBatch};
+use arrow_array::RecordBatch;
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use schemas::ledger::RejectedRow;
-use schemas::{ColumnType, COLUMNS};
+use schemas::{ColumnType, TableDef};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Transaction;
 
 use super::{corrupt, parquet_rows, stage_type, FileFailure};
 
-/// `INSERT INTO exposures … VALUES ($1, …) ON CONFLICT (event_id) DO NOTHING`, typed as
+/// `INSERT INTO {table} … VALUES ($1, …) ON CONFLICT (event_id) DO NOTHING`, typed as
 /// [`BatchColumns::row`] binds them.
 pub(super) async fn prepare_row_insert(
     client: &Transaction<'_>,
     schema: &str,
+    table: &TableDef,
 ) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
-    let types: Vec<Type> = COLUMNS.iter().map(|c| stage_type(c.kind)).collect();
+    let types: Vec<Type> = table.columns.iter().map(|c| stage_type(c.kind)).collect();
     client
-        .prepare_typed(&super::sql::insert_row(schema), &types)
+        .prepare_typed(&super::sql::insert_row(schema, table), &types)
         .await
 }
 
@@ -35,14 +36,15 @@ pub(super) fn as_params<'a>(values: &'a [Box<dyn ToSql + Sync + Send + 'a>]) -> 
 pub(super) async fn load_rows_one_by_one(
     client: &mut Transaction<'_>,
     schema: &str,
+    table: &TableDef,
     object_key: &str,
     body: Bytes,
 ) -> Result<(u64, Vec<RejectedRow>), FileFailure> {
-    let insert = prepare_row_insert(client, schema).await?;
+    let insert = prepare_row_insert(client, schema, table).await?;
     let (mut inserted, mut rejected) = (0, Vec::new());
     for batch in parquet_rows(body)? {
         let batch = batch.map_err(corrupt)?;
-        let columns = BatchColumns::new(&batch)?;
+        let columns = BatchColumns::new(&batch, table)?;
         for row in 0..batch.num_rows() {
             let values = columns.row(row);
             let savepoint = client.savepoint("row").await?;
@@ -64,14 +66,14 @@ pub(super) async fn load_rows_one_by_one(
     Ok((inserted, rejected))
 }
 
-/// A record batch's columns, typed per [`COLUMNS`].
+/// A record batch's columns, typed per its table's.
 pub(super) struct BatchColumns<'a> {
-    columns: Vec<(ColumnType, &'a dyn Array)>,
+    columns: Vec<crate::load::rejected::TypedColumn<'a>>,
 }
 
 impl<'a> BatchColumns<'a> {
-    pub(super) fn new(batch: &'a RecordBatch) -> Result<BatchColumns<'a>, FileFailure> {
-        let columns = crate::load::rejected::typed_columns(batch).map_err(FileFailure::Unreadable)?;
+    pub(super) fn new(batch: &'a RecordBatch, table: &TableDef) -> Result<BatchColumns<'a>, FileFailure> {
+        let columns = crate::load::rejected::typed_columns(batch, table).map_err(FileFailure::Unreadable)?;
         Ok(BatchColumns { columns })
     }
 
@@ -94,7 +96,7 @@ impl<'a> BatchColumns<'a> {
     pub(super) fn row(&self, row: usize) -> Vec<Box<dyn ToSql + Sync + Send + 'a>> {
         self.columns
             .iter()
-            .map(|(kind, array)| -> Box<dyn ToSql + Sync + Send + 'a> {
+            .map(|(_, kind, array)| -> Box<dyn ToSql + Sync + Send + 'a> {
                 let null = array.is_null(row);
                 match kind {
                     ColumnType::Text(_) | ColumnType::Json => match array.as_string_opt::<i32>() {

@@ -6,24 +6,27 @@
 
 use schemas::ddl::{self, Dialect};
 use schemas::ledger;
-use schemas::{ColumnType, COLUMNS};
+use schemas::{ColumnType, TableDef};
 
-/// The batch transaction's temporary stage, one file's rows at a time.
-const STAGE: &str = "exposures_stage";
+/// The batch transaction's temporary stage of `table`'s rows, one file at a time.
+fn stage(table: &TableDef) -> String {
+    format!("{}_stage", table.name)
+}
 
 /// The ledger's columns (`$1`: the schema), for [`ledger::ledger_migrations`].
 pub(super) const LEDGER_COLUMNS: &str = "SELECT column_name::text FROM information_schema.columns \
      WHERE table_schema = $1 AND table_name = 'exposures_loads'";
 
-/// The `exposures` table's columns and types in order (`$1`: the schema), checked
-/// against [`expected_exposures_columns`].
-pub(super) const EXPOSURES_COLUMNS: &str =
+/// A table's columns and types in order (`$1`: the schema, `$2`: the table), checked
+/// against [`expected_columns`].
+pub(super) const TABLE_COLUMNS: &str =
     "SELECT column_name::text, data_type::text FROM information_schema.columns \
-     WHERE table_schema = $1 AND table_name = 'exposures' ORDER BY ordinal_position";
+     WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position";
 
-/// `name data_type` of each column of `exposures`, as `information_schema` words them.
-pub(super) fn expected_exposures_columns() -> Vec<String> {
-    COLUMNS
+/// `name data_type` of each column of `table`, as `information_schema` words them.
+pub(super) fn expected_columns(table: &TableDef) -> Vec<String> {
+    table
+        .columns
         .iter()
         .map(|column| {
             let data_type = match column.kind {
@@ -48,39 +51,43 @@ pub(super) fn lock_ledger(schema: &str) -> String {
     format!("LOCK TABLE {schema}.exposures_loads IN SHARE ROW EXCLUSIVE MODE")
 }
 
-/// Creates the stage for this transaction.
-pub(super) fn create_stage() -> String {
-    ddl::stage_table(Dialect::Postgres, STAGE)
+/// Creates the stage of `table` for this transaction.
+pub(super) fn create_stage(table: &TableDef) -> String {
+    ddl::stage_table_for(Dialect::Postgres, &stage(table), table)
 }
 
 /// Empties the stage before the next file.
-pub(super) fn truncate_stage() -> String {
-    format!("TRUNCATE {STAGE}")
+pub(super) fn truncate_stage(table: &TableDef) -> String {
+    format!("TRUNCATE {}", stage(table))
 }
 
 /// Streams a file's rows into the stage (binary COPY, typed as the stage's columns).
-pub(super) fn copy_into_stage() -> String {
+pub(super) fn copy_into_stage(table: &TableDef) -> String {
     format!(
-        "COPY {STAGE} ({}) FROM STDIN (FORMAT binary)",
-        ledger::exposure_column_list()
+        "COPY {} ({}) FROM STDIN (FORMAT binary)",
+        stage(table),
+        ledger::column_list(table)
     )
 }
 
 /// Inserts the staged rows whose `event_id` is new; answers how many, and the newest
-/// `exposed_at` among them (the freshness gauge's, without reading the whole table).
-pub(super) fn insert_from_stage(schema: &str) -> String {
+/// row time among them (the freshness gauge's, without reading the whole table).
+pub(super) fn insert_from_stage(schema: &str, table: &TableDef) -> String {
+    let (name, time) = (table.name, table.time_column);
     format!(
-        "WITH inserted AS (INSERT INTO {schema}.exposures ({}) SELECT {} FROM {STAGE} \
-         ON CONFLICT (event_id) DO NOTHING RETURNING exposed_at) SELECT COUNT(*), MAX(exposed_at) FROM inserted",
-        ledger::exposure_column_list(),
-        ledger::exposure_insert_values(Dialect::Postgres)
+        "WITH inserted AS (INSERT INTO {schema}.{name} ({}) SELECT {} FROM {} \
+         ON CONFLICT (event_id) DO NOTHING RETURNING {time}) SELECT COUNT(*), MAX({time}) FROM inserted",
+        ledger::column_list(table),
+        ledger::insert_values(table, Dialect::Postgres),
+        stage(table)
     )
 }
 
 /// Inserts one row bound as parameters `$1…` in column order, unless its `event_id` is
 /// already loaded.
-pub(super) fn insert_row(schema: &str) -> String {
-    let placeholders: Vec<String> = COLUMNS
+pub(super) fn insert_row(schema: &str, table: &TableDef) -> String {
+    let placeholders: Vec<String> = table
+        .columns
         .iter()
         .enumerate()
         .map(|(index, column)| match column.kind {
@@ -89,8 +96,9 @@ pub(super) fn insert_row(schema: &str) -> String {
         })
         .collect();
     format!(
-        "INSERT INTO {schema}.exposures ({}) VALUES ({}) ON CONFLICT (event_id) DO NOTHING",
-        ledger::exposure_column_list(),
+        "INSERT INTO {schema}.{} ({}) VALUES ({}) ON CONFLICT (event_id) DO NOTHING",
+        table.name,
+        ledger::column_list(table),
         placeholders.join(", ")
     )
 }
@@ -121,20 +129,24 @@ mod tests {
 
     #[test]
     fn postgres_load_sql_snapshot() {
-        let statements = [
+        let mut statements = vec![
             LEDGER_COLUMNS.to_owned(),
-            EXPOSURES_COLUMNS.to_owned(),
-            expected_exposures_columns().join(", "),
+            TABLE_COLUMNS.to_owned(),
             lock_ledger("analytics"),
-            create_stage(),
-            truncate_stage(),
-            copy_into_stage(),
-            insert_from_stage("analytics"),
-            insert_row("analytics"),
             rejected_rows("analytics"),
             forget_rejected("analytics"),
             remember_rejected("analytics"),
         ];
+        for table in schemas::TABLES {
+            statements.extend([
+                expected_columns(table).join(", "),
+                create_stage(table),
+                truncate_stage(table),
+                copy_into_stage(table),
+                insert_from_stage("analytics", table),
+                insert_row("analytics", table),
+            ]);
+        }
         let snapshot = statements.join("\n") + "\n";
         if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
             std::fs::write(

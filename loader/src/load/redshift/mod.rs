@@ -46,7 +46,7 @@ use std::time::Duration;
 use schemas::ddl::{self, Dialect};
 use schemas::lake_layout::FileRecord;
 use schemas::ledger;
-use schemas::COLUMNS;
+use schemas::{EXPOSURES, TABLES};
 
 use super::rows::{self, from_row, FromRow, Row};
 use super::{BatchReport, FileOutcome, LoadError, LoaderLake};
@@ -131,9 +131,11 @@ impl Redshift {
                 .await
                 .map_err(|failure| failure.into_error("creating the warehouse objects"))?;
         }
-        let found = self.column_names("exposures").await?;
-        let expected: Vec<String> = COLUMNS.iter().map(|c| c.name.to_owned()).collect();
-        super::require_columns(&self.schema, found, expected)?;
+        for table in TABLES {
+            let found = self.column_names(table.name).await?;
+            let expected: Vec<String> = table.columns.iter().map(|c| c.name.to_owned()).collect();
+            super::require_columns(&self.schema, table, found, expected)?;
+        }
         let ledger_columns = self.column_names("exposures_loads").await?;
         for migration in ledger::ledger_migrations(&self.schema, &ledger_columns) {
             self.api
@@ -166,6 +168,12 @@ impl Redshift {
                 report
                     .outcomes
                     .push((file.key.clone(), FileOutcome::AlreadyLoaded));
+            } else if file.table_def().is_none() {
+                let reason = super::unknown_table(file);
+                self.quarantine(file, batch_id, &reason).await?;
+                report
+                    .outcomes
+                    .push((file.key.clone(), FileOutcome::Quarantined { reason }));
             } else if !file.lake.starts_with("s3://") {
                 let reason = format!("Redshift COPY reads only from S3; this file is in {}", file.lake);
                 self.quarantine(file, batch_id, &reason).await?;
@@ -189,11 +197,19 @@ impl Redshift {
         }
         self.record_dead_letters(&pending, lakes).await?;
         let mut part = 0;
-        // The Data API refuses statements over 100 KB: a batch is loaded in as many
-        // transactions as keep the ledger statement under it.
-        for group in sql::transactions(&pending) {
-            self.load_group(group, lakes, batch_id, copy, &mut part, &mut report)
-                .await?;
+        // A transaction loads one table's files; and the Data API refuses statements over
+        // 100 KB: each table's files are loaded in as many transactions as keep the ledger
+        // statement under it.
+        for table in TABLES {
+            let of_table: Vec<&FileRecord> = pending
+                .iter()
+                .copied()
+                .filter(|file| file.table_def() == Some(table))
+                .collect();
+            for group in sql::transactions(&of_table) {
+                self.load_group(group, lakes, batch_id, copy, &mut part, &mut report)
+                    .await?;
+            }
         }
         Ok(report)
     }
@@ -263,9 +279,12 @@ impl Redshift {
         let results: Vec<LoadedFile> =
             rows::decode(self.api.rows(&format!("{id}:{result_statement}")).await?)?;
         let mut loaded: HashMap<String, (u64, u64)> = HashMap::new();
+        let of_exposures = sql::table_of(files) == &EXPOSURES;
         for result in results {
             loaded.insert(result.object_key, (result.rows_loaded, result.rows_rejected));
-            report.newest_exposed_at = report.newest_exposed_at.max(result.newest_exposed_at);
+            if of_exposures {
+                report.newest_exposed_at = report.newest_exposed_at.max(result.newest);
+            }
         }
         for file in files {
             // No ledger row of this batch: under the ledger's lock the file was found
@@ -298,6 +317,7 @@ impl Redshift {
         tracing::warn!(key = %file.key, error = %refused.message, "file refused; loading it row by row");
         let statements = sql::Batch {
             schema: &self.schema,
+            table: sql::table_of(&[file]),
             manifest_url,
             iam_role: &copy.iam_role,
             dedup_window: copy.dedup_window,
@@ -444,7 +464,8 @@ struct LoadedFile {
     object_key: String,
     rows_loaded: u64,
     rows_rejected: u64,
-    newest_exposed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The newest row time the batch inserted.
+    newest: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 from_row!(
@@ -453,7 +474,7 @@ from_row!(
         object_key: get,
         rows_loaded: get,
         rows_rejected: get,
-        newest_exposed_at: opt
+        newest: opt
     }
 );
 

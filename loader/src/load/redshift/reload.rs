@@ -8,13 +8,13 @@
 use chrono::{DateTime, Utc};
 use schemas::ddl::Dialect;
 use schemas::ledger;
-use schemas::{ColumnType, COLUMNS};
+use schemas::{ColumnType, TableDef, TABLES};
 use serde_json::{Map, Value};
 
 use super::data_api::RunFailure;
 use super::sql::{literal, within_budget, MAX_BATCH_STATEMENTS, MAX_STATEMENT_BYTES};
 use super::Redshift;
-use crate::load::rejected::row_of_raw;
+use crate::load::rejected::{row_of_raw, table_of_object_key};
 use crate::load::rows::{self, from_row};
 use crate::load::{LoadError, ReloadReport};
 
@@ -39,6 +39,8 @@ from_row!(
 /// A rejected row that passes every check: where it is, and its values as a `SELECT`
 /// of literals named by column.
 struct Loadable {
+    /// The table of the file the row was refused from.
+    table: &'static TableDef,
     place: String,
     event_id: String,
     values: String,
@@ -56,12 +58,12 @@ fn place_of(record: &RejectedRecord) -> String {
     )
 }
 
-/// `fields` as a `SELECT` list of literals in [`COLUMNS`] order, or why `exposures` would
-/// refuse it: a required value missing, a value of the wrong type, text longer in bytes
-/// than its `VARCHAR(n)` or holding NUL, JSON that does not parse.
-fn values_of(fields: &Map<String, Value>) -> Result<String, String> {
-    let mut values = Vec::with_capacity(COLUMNS.len());
-    for column in COLUMNS.iter() {
+/// `fields` as a `SELECT` list of literals in `table`'s column order, or why the table
+/// would refuse it: a required value missing, a value of the wrong type, text longer in
+/// bytes than its `VARCHAR(n)` or holding NUL, JSON that does not parse.
+fn values_of(fields: &Map<String, Value>, table: &TableDef) -> Result<String, String> {
+    let mut values = Vec::with_capacity(table.columns.len());
+    for column in table.columns {
         let name = column.name;
         let value = fields.get(name).unwrap_or(&Value::Null);
         if value.is_null() {
@@ -129,6 +131,7 @@ impl Redshift {
         let mut loadable = Vec::new();
         let mut refused = Vec::new();
         for record in &records {
+            let table = table_of_object_key(record.object_key.as_deref().unwrap_or_default());
             let row = record
                 .raw_row
                 .as_deref()
@@ -140,10 +143,11 @@ impl Redshift {
                         .and_then(Value::as_str)
                         .unwrap_or_default()
                         .to_owned();
-                    values_of(&fields).map(|values| (event_id, values))
+                    values_of(&fields, table).map(|values| (event_id, values))
                 });
             match row {
                 Ok((event_id, values)) => loadable.push(Loadable {
+                    table,
                     place: place_of(record),
                     event_id,
                     values,
@@ -152,9 +156,14 @@ impl Redshift {
             }
         }
         let mut report = ReloadReport::default();
-        for chunk in within_budget(&loadable, MAX_STATEMENT_BYTES - 4 * 1024, |row| {
-            row.values.len() + row.place.len() + 32
-        }) {
+        // Each call inserts into one table.
+        loadable.sort_by_key(|row| TABLES.iter().position(|table| *table == row.table));
+        let chunks = loadable.chunk_by(|a, b| a.table == b.table).flat_map(|of_table| {
+            within_budget(of_table, MAX_STATEMENT_BYTES - 4 * 1024, |row| {
+                row.values.len() + row.place.len() + 32
+            })
+        });
+        for chunk in chunks {
             match self.api.run_batch(self.reload_statements(chunk)).await {
                 Ok(_) => report.reloaded += chunk.len() as u64,
                 Err(RunFailure::Failed(_)) if chunk.len() > 1 => {
@@ -205,10 +214,12 @@ impl Redshift {
         Ok(report)
     }
 
-    /// One call: the lock, the rows inserted unless their `event_id` is loaded, and the
-    /// rows gone from `exposures_rejected` — idempotent by itself.
+    /// One call: the lock, the rows (all of one table) inserted unless their `event_id`
+    /// is loaded, and the rows gone from `exposures_rejected` — idempotent by itself.
     fn reload_statements(&self, rows: &[Loadable]) -> Vec<String> {
         let schema = &self.schema;
+        let table = rows.first().map_or(&schemas::EXPOSURES, |row| row.table);
+        let name = table.name;
         // One row per event_id: Redshift has no unique index to keep a second copy out
         // (the NOT EXISTS below sees only what earlier calls committed); every copy
         // leaves exposures_rejected.
@@ -222,10 +233,10 @@ impl Redshift {
         vec![
             format!("LOCK {schema}.exposures_rejected"),
             format!(
-                "INSERT INTO {schema}.exposures ({}) SELECT {} FROM ({}) v WHERE NOT EXISTS \
-                 (SELECT 1 FROM {schema}.exposures e WHERE e.event_id = v.event_id)",
-                ledger::exposure_column_list(),
-                ledger::exposure_insert_values(Dialect::Redshift),
+                "INSERT INTO {schema}.{name} ({}) SELECT {} FROM ({}) v WHERE NOT EXISTS \
+                 (SELECT 1 FROM {schema}.{name} e WHERE e.event_id = v.event_id)",
+                ledger::column_list(table),
+                ledger::insert_values(table, Dialect::Redshift),
                 selects.join(" UNION ALL ")
             ),
             format!(
@@ -254,7 +265,7 @@ mod tests {
             "kafka_offset": 1500,
         }))
         .expect("fields");
-        let values = values_of(&fields).expect("a loadable row");
+        let values = values_of(&fields, &schemas::EXPOSURES).expect("a loadable row");
         assert!(
             values.starts_with("'e1' AS event_id, CAST(NULL AS VARCHAR(256)) AS ds_user_id, "),
             "{values}"
@@ -266,20 +277,22 @@ mod tests {
 
         fields.insert("experiment_id".into(), "é".repeat(200).into());
         assert_eq!(
-            values_of(&fields).expect_err("too wide"),
+            values_of(&fields, &schemas::EXPOSURES).expect_err("too wide"),
             "experiment_id is 400 bytes, more than the column's VARCHAR(256)"
         );
         fields.insert("experiment_id".into(), "a\u{0}b".into());
-        assert!(values_of(&fields).expect_err("NUL").contains("NUL"));
+        assert!(values_of(&fields, &schemas::EXPOSURES)
+            .expect_err("NUL")
+            .contains("NUL"));
         fields.insert("experiment_id".into(), Value::Null);
         assert_eq!(
-            values_of(&fields).expect_err("missing"),
+            values_of(&fields, &schemas::EXPOSURES).expect_err("missing"),
             "experiment_id is missing"
         );
         fields.insert("experiment_id".into(), "x".into());
         fields.insert("attributes".into(), "{not json".into());
         assert_eq!(
-            values_of(&fields).expect_err("bad JSON"),
+            values_of(&fields, &schemas::EXPOSURES).expect_err("bad JSON"),
             "attributes is not JSON Redshift can parse"
         );
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use schemas::ddl::{self, Dialect};
 use schemas::lake_layout::FileRecord;
 use schemas::ledger;
-use schemas::{ColumnType, COLUMNS};
+use schemas::{ColumnType, TableDef};
 
 const STAGE: &str = "exposures_stage";
 /// The batch's files that the ledger does not hold as loaded, decided under its lock.
@@ -155,7 +155,7 @@ pub(super) fn dead_letter_calls(
 const MAX_CALL_BYTES: usize = 1024 * 1024;
 
 /// The statements of one batch transaction (module doc); the last one's result is the
-/// ledger rows written, with the newest `exposed_at` inserted.
+/// ledger rows written, with the newest row time inserted. The files are of one table.
 ///
 /// The first takes the ledger's lock, and which files to load is decided under it:
 /// whatever another loader committed before is seen and skipped, and a loader that comes
@@ -172,6 +172,7 @@ pub fn load_statements(
 ) -> Vec<String> {
     Batch {
         schema,
+        table: table_of(files),
         manifest_url,
         iam_role,
         dedup_window,
@@ -181,9 +182,19 @@ pub fn load_statements(
     .statements(false)
 }
 
-/// What one batch transaction loads, and from where.
+/// The table of a group of files (the load stage groups them by table); `exposures` for
+/// none.
+pub(super) fn table_of(files: &[&FileRecord]) -> &'static TableDef {
+    files
+        .first()
+        .and_then(|file| file.table_def())
+        .unwrap_or(&schemas::EXPOSURES)
+}
+
+/// What one batch transaction loads, and from where: files of one table.
 pub struct Batch<'a> {
     pub schema: &'a str,
+    pub table: &'static TableDef,
     pub manifest_url: &'a str,
     pub iam_role: &'a str,
     pub dedup_window: Duration,
@@ -202,8 +213,9 @@ impl Batch<'_> {
     /// same shape the PostgreSQL loader writes. The ledger's `rows_rejected` counts them
     /// with the file's dead letters.
     pub fn statements(&self, checked: bool) -> Vec<String> {
-        let schema = self.schema;
-        let column_list = ledger::exposure_column_list();
+        let (schema, table) = (self.schema, self.table);
+        let (name, time) = (table.name, table.time_column);
+        let column_list = ledger::column_list(table);
         let ranked_columns: Vec<String> = column_list.split(", ").map(|c| format!("ranked.{c}")).collect();
         let role = if self.iam_role == "default" {
             "default".to_owned()
@@ -230,9 +242,9 @@ impl Batch<'_> {
         let mut statements = vec![
             lock_ledger(schema),
             if checked {
-                ddl::wide_stage_table(STAGE)
+                ddl::wide_stage_table_for(STAGE, table)
             } else {
-                ddl::stage_table(Dialect::Redshift, STAGE)
+                ddl::stage_table_for(Dialect::Redshift, STAGE, table)
             },
             format!(
                 "COPY {STAGE} FROM {} IAM_ROLE {role} FORMAT AS PARQUET MANIFEST",
@@ -242,7 +254,7 @@ impl Batch<'_> {
         if checked {
             statements.push(format!(
                 "CREATE TEMP TABLE {CHECKED} AS SELECT {column_list}, {} AS refusal FROM {STAGE}",
-                refusal()
+                refusal(table)
             ));
         }
         statements.extend([
@@ -255,15 +267,15 @@ impl Batch<'_> {
                 "CREATE TEMP TABLE {NEW_ROWS} AS SELECT {} FROM (SELECT {column_list}, ROW_NUMBER() OVER \
                  (PARTITION BY event_id ORDER BY received_at, kafka_partition, kafka_offset) AS occurrence FROM {rows} s \
                  WHERE {loadable}{in_batch_files}) ranked \
-                 LEFT JOIN (SELECT DISTINCT event_id FROM {schema}.exposures WHERE received_at BETWEEN \
+                 LEFT JOIN (SELECT DISTINCT event_id FROM {schema}.{name} WHERE received_at BETWEEN \
                  (SELECT MIN(received_at) FROM {rows}) - INTERVAL '{window} seconds' AND \
                  (SELECT MAX(received_at) FROM {rows}) + INTERVAL '{window} seconds') loaded \
                  ON loaded.event_id = ranked.event_id WHERE ranked.occurrence = 1 AND loaded.event_id IS NULL",
                 ranked_columns.join(", ")
             ),
             format!(
-                "INSERT INTO {schema}.exposures ({column_list}) SELECT {} FROM {NEW_ROWS}",
-                ledger::exposure_insert_values(Dialect::Redshift)
+                "INSERT INTO {schema}.{name} ({column_list}) SELECT {} FROM {NEW_ROWS}",
+                ledger::insert_values(table, Dialect::Redshift)
             ),
         ]);
         if checked {
@@ -272,7 +284,7 @@ impl Batch<'_> {
                  raw_row, reason, rejected_at) SELECT LEFT(s.event_id, 256), f.object_key, s.kafka_partition, \
                  s.kafka_offset, {}, s.refusal, GETDATE() FROM {CHECKED} s JOIN {FILES} f ON f.kafka_partition = \
                  s.kafka_partition AND s.kafka_offset BETWEEN f.first_offset AND f.last_offset WHERE s.refusal IS NOT NULL",
-                row_as_json()
+                row_as_json(table)
             ));
         }
         statements.extend([
@@ -289,7 +301,7 @@ impl Batch<'_> {
                 ),
             ),
             format!(
-                "SELECT object_key, rows_loaded, rows_rejected, (SELECT MAX(exposed_at) FROM {NEW_ROWS}) AS newest_exposed_at \
+                "SELECT object_key, rows_loaded, rows_rejected, (SELECT MAX({time}) FROM {NEW_ROWS}) AS newest \
                  FROM {schema}.exposures_loads WHERE batch_id = {batch} AND status = 'loaded' AND object_key IN ({})",
                 keys.join(", ")
             ),
@@ -298,11 +310,12 @@ impl Batch<'_> {
     }
 }
 
-/// Why a staged row cannot go into `exposures`, or NULL: the first of a missing required
+/// Why a staged row cannot go into `table`, or NULL: the first of a missing required
 /// value, text longer in bytes than its `VARCHAR(n)` (Redshift measures bytes), JSON that
 /// `JSON_PARSE` cannot read.
-fn refusal() -> String {
-    let checks: Vec<String> = COLUMNS
+fn refusal(table: &TableDef) -> String {
+    let checks: Vec<String> = table
+        .columns
         .iter()
         .flat_map(|column| {
             let name = column.name;
@@ -328,8 +341,9 @@ fn refusal() -> String {
 
 /// A staged row as a JSON object, one key per column: text and JSON text as strings,
 /// timestamps as RFC 3339 UTC with microseconds — what `reload-rejected` reads back.
-fn row_as_json() -> String {
-    let pairs: Vec<String> = COLUMNS
+fn row_as_json(table: &TableDef) -> String {
+    let pairs: Vec<String> = table
+        .columns
         .iter()
         .map(|column| {
             // Each value cut (in characters, up to 4 bytes each) so the whole object stays

@@ -16,6 +16,7 @@ fn file(key: String, offset: i64) -> FileRecord {
         written_at: chrono::DateTime::<chrono::Utc>::MIN_UTC,
         rejected_key: None,
         rejected_rows: 0,
+        table: "exposures".into(),
     }
 }
 
@@ -130,6 +131,7 @@ fn row_by_row_sql_checks_every_rule_of_the_table() {
     );
     let statements = Batch {
         schema: "analytics",
+        table: &schemas::EXPOSURES,
         manifest_url: "s3://m",
         iam_role: "default",
         dedup_window: Duration::ZERO,
@@ -198,6 +200,7 @@ fn redshift_load_sql_snapshot() {
         written_at: chrono::DateTime::<chrono::Utc>::MIN_UTC,
         rejected_key: None,
         rejected_rows: 0,
+        table: "exposures".into(),
     };
     let statements = load_statements(
         "analytics",
