@@ -365,6 +365,34 @@ async fn tracked_rows_in_their_tables(kind: Kind) {
             .collect();
         assert_eq!(variations, ["green", "green"], "{user}");
     }
+
+    // `status` and `reconcile` cover the tracking tables too.
+    let status = loader::status::gather(&scenario.status_config())
+        .await
+        .to_string();
+    for line in [
+        format!("analytics.feature_usage: {} rows, newest received_at", 2 * n),
+        format!("analytics.events: {n} rows, newest received_at"),
+    ] {
+        assert!(status.contains(&line), "{line} not in:\n{status}");
+    }
+    let report = loader::reconcile::run(&scenario.reconcile_config(false)).await;
+    assert_eq!(report.exit_code(), 0, "{report}");
+    assert!(report.ledger_rows >= 3, "a file per table at least: {report}");
+    pg.execute(
+        "DELETE FROM analytics.feature_usage WHERE feature_key = 'free_shipping' AND user_id = 'user-0'",
+        &[],
+    )
+    .await
+    .expect("delete");
+    let report = loader::reconcile::run(&scenario.reconcile_config(false)).await;
+    assert_eq!(report.exit_code(), 1, "{report}");
+    assert_eq!(report.mismatches.len(), 1, "{report}");
+    assert!(
+        report.mismatches[0].key.contains("/feature_usage/v1/"),
+        "{report}"
+    );
+
     loader.stop().await;
     sink.stop().await;
     server.stop().await;

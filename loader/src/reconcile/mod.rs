@@ -1,9 +1,10 @@
 //! `exposures reconcile`: the lake, the ledger and the `exposures` table compared, and
 //! `--repair` for what the loader can fix by itself.
 //!
-//! **What is compared** (lake objects under `{prefix}/exposures/v1/`, in the `dt=`
-//! partitions on or after `--since`, default the last 7 days; `--since all` for every
-//! one):
+//! **What is compared**, for each table (`exposures`, `feature_usage`, `events`) on its
+//! own: its lake objects under `{prefix}/{table}/v1/`, in the `dt=` partitions on or
+//! after `--since` (default the last 7 days; `--since all` for every one), its ledger
+//! rows and its rows:
 //!
 //! 1. *not loaded*: objects with no ledger row at all (never announced, an announcement
 //!    lost, or a ledger row deleted). Objects whose only ledger rows are `quarantined`
@@ -53,6 +54,7 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use clap::Args;
 use parquet::file::metadata::ParquetMetaDataReader;
 use schemas::lake_layout::{self, FileKey, FileRange};
+use schemas::{TableDef, TABLES};
 use stage::KafkaArgs;
 
 use crate::lake::{Lake, LakeArgs, LakeError};
@@ -235,53 +237,67 @@ async fn gather_and_compare(
 ) -> Result<(), ReconcileError> {
     let lake = config.lake.open().await?;
     let warehouse = Warehouse::connect(&config.warehouse, &config.redshift).await?;
-    let observed = gather(config, now, report.since, &lake, &warehouse).await?;
-    report.objects = observed.objects.len();
-    report.in_grace = observed.objects.values().filter(|o| o.young).count();
-    report.ledger_rows = observed
-        .ledger
-        .values()
-        .map(|e| (e.loaded + e.quarantined) as usize)
-        .sum();
+    // Each table is compared with its own files: its lake directory, its rows.
+    for table in TABLES {
+        let observed = gather(config, now, report.since, &lake, &warehouse, table).await?;
+        report.objects += observed.objects.len();
+        report.in_grace += observed.objects.values().filter(|o| o.young).count();
+        report.ledger_rows += observed
+            .ledger
+            .values()
+            .map(|e| (e.loaded + e.quarantined) as usize)
+            .sum::<usize>();
 
-    let findings = observed.compare();
-    report.not_loaded = findings.not_loaded;
-    report.unreadable = findings.unreadable;
-    report.missing_from_lake = findings.missing_from_lake;
-    report.mismatches = findings.mismatches;
+        let findings = observed.compare();
+        report.not_loaded.extend(findings.not_loaded);
+        report.unreadable.extend(findings.unreadable);
+        report.missing_from_lake.extend(findings.missing_from_lake);
+        report.mismatches.extend(findings.mismatches);
 
-    // 4. Rows in no listed object's range: rows received from an hour after --since on.
-    let received_from = report
-        .since
-        .and_then(|d| d.and_hms_opt(1, 0, 0))
-        .map(|from| Utc.from_utc_datetime(&from));
-    let orphans = queries::orphans(
-        warehouse.dialect(),
-        &config.warehouse.schema,
-        received_from,
-        &observed.covered_spans(),
-    );
-    report.rows_in_no_file = warehouse.query::<OrphanRows>(&orphans).await?;
+        // 4. Rows in no listed object's range: rows received from an hour after --since on.
+        let received_from = report
+            .since
+            .and_then(|d| d.and_hms_opt(1, 0, 0))
+            .map(|from| Utc.from_utc_datetime(&from));
+        let orphans = queries::orphans(
+            warehouse.dialect(),
+            &config.warehouse.schema,
+            table,
+            received_from,
+            &observed.covered_spans(),
+        );
+        let orphans = warehouse.query::<queries::OrphanCount>(&orphans).await?;
+        report
+            .rows_in_no_file
+            .extend(orphans.into_iter().map(|o| OrphanRows {
+                table: table.name,
+                partition: o.partition,
+                rows: o.rows,
+                min_offset: o.min_offset,
+                max_offset: o.max_offset,
+            }));
 
-    if config.repair {
-        report.repaired = true;
-        repair(config, &lake, &observed.objects, report).await?;
+        if config.repair {
+            report.repaired = true;
+            repair(config, &lake, &observed.objects, report).await?;
+        }
     }
     Ok(())
 }
 
-/// Reads what [`Observed::compare`] compares: the lake's objects in the window and their
-/// footers, the ledger of that window by object, the table's rows in each loaded
-/// object's range, and the dead letters of the objects whose counts need them.
+/// Reads what [`Observed::compare`] compares for `table`: its lake objects in the window
+/// and their footers, the ledger of that window by object, the table's rows in each
+/// loaded object's range, and the dead letters of the objects whose counts need them.
 async fn gather(
     config: &ReconcileConfig,
     now: DateTime<Utc>,
     since: Option<NaiveDate>,
     lake: &Lake,
     warehouse: &Warehouse,
+    table: &'static TableDef,
 ) -> Result<Observed, ReconcileError> {
     let prefix = lake.key("");
-    let base = lake.key(&lake_layout::data_dir());
+    let base = lake.key(&lake_layout::data_dir_of(table));
     let file_key = |key: &str| FileKey::parse_data_key(key.strip_prefix(&prefix)?);
     let in_window = |parts: &FileKey| since.is_none_or(|since| parts.hour.date() >= since);
     let cutoff = now - chrono::Duration::from_std(config.grace).unwrap_or(chrono::Duration::MAX);
@@ -321,7 +337,7 @@ async fn gather(
     let loaded: Vec<&FileRange> = observed.loaded().map(|(_, _, _, range)| range).collect();
     for chunk in loaded.chunks(RANGES_PER_QUERY) {
         for count in warehouse
-            .query::<queries::RangeCount>(&queries::range_counts(schema, chunk))
+            .query::<queries::RangeCount>(&queries::range_counts(schema, table, chunk))
             .await?
         {
             table_rows.insert((count.partition, count.first_offset), count.rows);

@@ -10,7 +10,8 @@ use schemas::ddl::Dialect;
 use schemas::lake_layout::FileRange;
 use schemas::ledger::literal;
 
-use super::report::OrphanRows;
+use schemas::TableDef;
+
 use crate::load::from_row;
 
 /// The ledger of one object, for one status.
@@ -53,7 +54,7 @@ pub(super) fn ledger_groups(dialect: Dialect, schema: &str, base: &str, since: O
     )
 }
 
-/// Rows of `exposures` within one file's offset range.
+/// Rows of a table within one file's offset range.
 pub(super) struct RangeCount {
     pub partition: i32,
     pub first_offset: i64,
@@ -69,8 +70,8 @@ from_row!(
     }
 );
 
-/// Counts the rows of `exposures` in each of `ranges` (a literal table of ranges, joined).
-pub(super) fn range_counts(schema: &str, ranges: &[&FileRange]) -> String {
+/// Counts the rows of `table` in each of `ranges` (a literal table of ranges, joined).
+pub(super) fn range_counts(schema: &str, table: &TableDef, ranges: &[&FileRange]) -> String {
     let ranges: Vec<String> = ranges
         .iter()
         .enumerate()
@@ -90,15 +91,24 @@ pub(super) fn range_counts(schema: &str, ranges: &[&FileRange]) -> String {
         .collect();
     format!(
         "SELECT r.p, r.f, COUNT(e.kafka_offset) FROM ({}) r \
-         LEFT JOIN {schema}.exposures e ON e.kafka_partition = r.p AND e.kafka_offset BETWEEN r.f AND r.l \
+         LEFT JOIN {schema}.{} e ON e.kafka_partition = r.p AND e.kafka_offset BETWEEN r.f AND r.l \
          GROUP BY r.p, r.f",
-        ranges.join(" UNION ALL ")
+        ranges.join(" UNION ALL "),
+        table.name
     )
+}
+
+/// Rows of a table in no file's range, in one partition.
+pub(super) struct OrphanCount {
+    pub partition: i32,
+    pub rows: i64,
+    pub min_offset: i64,
+    pub max_offset: i64,
 }
 
 from_row!(
     "reconcile: rows in no file",
-    OrphanRows {
+    OrphanCount {
         partition: get,
         rows: get,
         min_offset: get,
@@ -106,11 +116,12 @@ from_row!(
     }
 );
 
-/// Rows received from `received_from` on (all, if `None`) whose offsets are in none of
-/// the `covered` spans (merged, per partition), by partition.
+/// Rows of `table` received from `received_from` on (all, if `None`) whose offsets are
+/// in none of the `covered` spans (merged, per partition), by partition.
 pub(super) fn orphans(
     dialect: Dialect,
     schema: &str,
+    table: &TableDef,
     received_from: Option<DateTime<Utc>>,
     covered: &BTreeMap<i32, Vec<(i64, i64)>>,
 ) -> String {
@@ -132,8 +143,9 @@ pub(super) fn orphans(
         spans.join(" OR ")
     };
     format!(
-        "SELECT kafka_partition, COUNT(*), MIN(kafka_offset), MAX(kafka_offset) FROM {schema}.exposures \
-         WHERE {window} AND NOT ({covered}) GROUP BY kafka_partition ORDER BY kafka_partition"
+        "SELECT kafka_partition, COUNT(*), MIN(kafka_offset), MAX(kafka_offset) FROM {schema}.{} \
+         WHERE {window} AND NOT ({covered}) GROUP BY kafka_partition ORDER BY kafka_partition",
+        table.name
     )
 }
 
@@ -178,7 +190,7 @@ mod tests {
     #[test]
     fn range_counts_snapshot() {
         assert_eq!(
-            range_counts("analytics", &[&range(0, 0, 299), &range(3, 300, 599)]),
+            range_counts("analytics", &schemas::EXPOSURES, &[&range(0, 0, 299), &range(3, 300, 599)]),
             "SELECT r.p, r.f, COUNT(e.kafka_offset) FROM (\
              SELECT CAST(0 AS INTEGER) AS p, CAST(0 AS BIGINT) AS f, CAST(299 AS BIGINT) AS l \
              UNION ALL SELECT 3, 300, 599) r \
@@ -192,7 +204,7 @@ mod tests {
         let from = Utc.with_ymd_and_hms(2026, 11, 28, 1, 0, 0).single();
         let covered = BTreeMap::from([(0, vec![(0, 14), (100, 100)]), (2, vec![(5, 9)])]);
         assert_eq!(
-            orphans(Dialect::Postgres, "analytics", from, &covered),
+            orphans(Dialect::Postgres, "analytics", &schemas::EXPOSURES, from, &covered),
             "SELECT kafka_partition, COUNT(*), MIN(kafka_offset), MAX(kafka_offset) FROM analytics.exposures \
              WHERE received_at >= TIMESTAMPTZ '2026-11-28 01:00:00+00' AND NOT (\
              (kafka_partition = 0 AND kafka_offset BETWEEN 0 AND 14) OR \
@@ -201,8 +213,14 @@ mod tests {
              GROUP BY kafka_partition ORDER BY kafka_partition"
         );
         assert_eq!(
-            orphans(Dialect::Redshift, "analytics", from, &BTreeMap::new()),
-            "SELECT kafka_partition, COUNT(*), MIN(kafka_offset), MAX(kafka_offset) FROM analytics.exposures \
+            orphans(
+                Dialect::Redshift,
+                "analytics",
+                &schemas::tracked::EVENTS,
+                from,
+                &BTreeMap::new()
+            ),
+            "SELECT kafka_partition, COUNT(*), MIN(kafka_offset), MAX(kafka_offset) FROM analytics.events \
              WHERE received_at >= TIMESTAMP '2026-11-28 01:00:00' AND NOT (1 = 0) \
              GROUP BY kafka_partition ORDER BY kafka_partition"
         );

@@ -64,7 +64,8 @@ async fn record_of(lake: &Lake, key: &str, object: &LakeObject) -> Result<FileRe
     })
 }
 
-/// Announces the objects of list 1 (quarantined ones only with --retry-quarantined).
+/// Announces the objects of list 1 among `objects` (one table's; quarantined ones only
+/// with --retry-quarantined).
 pub(super) async fn repair(
     config: &ReconcileConfig,
     lake: &Lake,
@@ -75,6 +76,7 @@ pub(super) async fn repair(
         .not_loaded
         .iter()
         .filter(|n| !n.quarantined || config.retry_quarantined)
+        .filter(|n| n.announced.is_none() && objects.contains_key(&n.key))
         .map(|n| n.key.clone())
         .collect();
     if wanted.is_empty() {

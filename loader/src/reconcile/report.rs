@@ -40,6 +40,8 @@ pub struct Mismatch {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct OrphanRows {
+    /// The table the rows are in.
+    pub table: &'static str,
     pub partition: i32,
     pub rows: i64,
     pub min_offset: i64,
@@ -157,12 +159,12 @@ impl fmt::Display for Report {
             )?;
         }
         let orphans: i64 = self.rows_in_no_file.iter().map(|o| o.rows).sum();
-        writeln!(f, "rows in exposures in no known file: {orphans}")?;
+        writeln!(f, "rows in no known file: {orphans}")?;
         for o in &self.rows_in_no_file {
             writeln!(
                 f,
-                "  partition {}: {} rows, offsets {}..={}",
-                o.partition, o.rows, o.min_offset, o.max_offset
+                "  {} partition {}: {} rows, offsets {}..={}",
+                o.table, o.partition, o.rows, o.min_offset, o.max_offset
             )?;
         }
         if !self.unreadable.is_empty() {

@@ -88,6 +88,20 @@ impl fmt::Display for Report {
                     "warehouse: {} rows in {}.exposures, {freshness}",
                     w.rows, self.schema
                 )?;
+                for t in &w.tracked {
+                    let freshness = match t.newest_received_at {
+                        Some(newest) => {
+                            let age = (Utc::now() - newest).num_seconds().max(0) as u64;
+                            format!(
+                                "newest received_at {} ({} ago)",
+                                newest.format(TIME),
+                                humantime::format_duration(Duration::from_secs(age))
+                            )
+                        }
+                        None => "none yet".to_owned(),
+                    };
+                    writeln!(f, "  {}.{}: {} rows, {freshness}", self.schema, t.table, t.rows)?;
+                }
                 for l in &w.ledger {
                     let rejected = if l.rows_rejected > 0 {
                         format!(", {} rows rejected", l.rows_rejected)
@@ -228,6 +242,7 @@ impl Report {
                 "quarantined": w.quarantined,
                 "rejected_rows": w.rejected_rows,
                 "experiments": w.experiments,
+                "tracked": w.tracked,
             }),
         };
         let ingest = match &self.ingest {

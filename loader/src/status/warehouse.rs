@@ -1,4 +1,5 @@
-//! The warehouse section: rows and freshness of `exposures`, the ledger by status,
+//! The warehouse section: rows and freshness of `exposures` (and of the tracking
+//! plugin's `feature_usage` and `events`), the ledger by status,
 //! quarantined files, rejected rows and the experiments' data-quality checks. Every
 //! figure is decoded by type; a value that does not parse makes the section unknown
 //! (exit code 2) instead of showing 0.
@@ -29,18 +30,29 @@ pub struct WarehouseStatus {
     pub rejected: Vec<RecentRejection>,
     /// The data-quality checks of every experiment seen in the window.
     pub experiments: Vec<ExperimentQuality>,
+    /// Rows and the newest `received_at` of the tracking plugin's tables.
+    pub tracked: Vec<TrackedTotals>,
 }
 
+/// Rows and freshness of one table of the tracking plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrackedTotals {
+    pub table: &'static str,
+    pub rows: i64,
+    pub newest_received_at: Option<DateTime<Utc>>,
+}
+
+/// A table's rows and its newest row time.
 struct Totals {
     rows: i64,
-    newest_exposed_at: Option<DateTime<Utc>>,
+    newest: Option<DateTime<Utc>>,
 }
 
 from_row!(
     "status: rows and freshness",
     Totals {
         rows: get,
-        newest_exposed_at: opt
+        newest: opt
     }
 );
 
@@ -121,15 +133,25 @@ pub(super) async fn warehouse_status(status_config: &StatusConfig) -> Result<War
     let multiple: Vec<quality::MultipleExposures> = warehouse
         .query(&quality::multiple_exposures_sql(dialect, schema, since))
         .await?;
+    let mut tracked = Vec::new();
+    for table in schemas::tracked::TRACKED_TABLES {
+        let totals: Totals = warehouse.query_one(&sql::tracked_totals(schema, table)).await?;
+        tracked.push(TrackedTotals {
+            table: table.name,
+            rows: totals.rows,
+            newest_received_at: totals.newest,
+        });
+    }
     let weights: BTreeMap<String, Vec<f64>> = status_config.weights.iter().cloned().collect();
     Ok(WarehouseStatus {
         rows: totals.rows,
-        newest_exposed_at: totals.newest_exposed_at,
+        newest_exposed_at: totals.newest,
         ledger,
         quarantined,
         rejected_rows,
         rejected,
         experiments: quality::evaluate(&per_variation, &multiple, &weights),
+        tracked,
     })
 }
 
@@ -140,6 +162,13 @@ mod sql {
 
     pub fn totals(schema: &str) -> String {
         format!("SELECT COUNT(*), MAX(exposed_at) FROM {schema}.exposures")
+    }
+
+    pub fn tracked_totals(schema: &str, table: &schemas::TableDef) -> String {
+        format!(
+            "SELECT COUNT(*), MAX({}) FROM {schema}.{}",
+            table.time_column, table.name
+        )
     }
 
     pub fn ledger_by_status(schema: &str) -> String {
@@ -178,6 +207,7 @@ mod sql {
             rejected_count("s"),
             recent_rejections("s"),
             quarantined_files("s"),
+            tracked_totals("s", &schemas::tracked::EVENTS),
         ];
         assert_eq!(
             statements,
@@ -191,6 +221,7 @@ mod sql {
                 "SELECT object_key, loaded_at, reason FROM s.exposures_loads WHERE status = 'quarantined' \
                  AND object_key NOT IN (SELECT object_key FROM s.exposures_loads WHERE status = 'loaded') \
                  ORDER BY loaded_at DESC LIMIT 20",
+                "SELECT COUNT(*), MAX(received_at) FROM s.events",
             ]
         );
     }
