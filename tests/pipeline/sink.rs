@@ -301,3 +301,104 @@ async fn a_partition_that_goes_quiet_is_flushed_after_flush_when_idle() {
     sink.stop().await;
     assert_exact(&read_lake(&side.lake().await).await, &events);
 }
+
+/// The rows of each object of `table` in the lake, by key: (first offset, rows).
+async fn table_files(side: &Lakeside, table: &str) -> Vec<(String, usize)> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let lake = side.lake().await;
+    let mut files = Vec::new();
+    for key in lake.list(&format!("tenant-a/{table}/v1/")).await.expect("list") {
+        let body = lake.get(&key).await.expect("get");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(body)
+            .expect("parquet")
+            .build()
+            .expect("reader");
+        let rows = reader.map(|batch| batch.expect("batch").num_rows()).sum();
+        files.push((key, rows));
+    }
+    files.sort();
+    files
+}
+
+/// A range re-read after a crash may end sooner than the one the crashed sink filed;
+/// the earlier owner's file of a table that has no rows in the shorter range would then
+/// keep rows the next range files again. The re-read range replaces it with an empty
+/// file, so the lake holds every record once.
+#[tokio::test]
+async fn a_shorter_range_after_a_crash_replaces_the_earlier_file_of_a_table_it_lacks() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let side = Lakeside::new().await;
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", side.kafka.brokers())
+        .create()
+        .expect("producer");
+    // Partition 0: ten exposures, then ten feature evaluations.
+    let tracked = |i: usize| {
+        let columns =
+            serde_json::json!({"feature_key": "free_shipping", "value": true, "user_id": format!("u-{i}")});
+        let serde_json::Value::Object(columns) = columns else {
+            unreachable!()
+        };
+        schemas::Normalizer::default()
+            .tracked_row(&schemas::tracked::FEATURE_USAGE, columns, chrono::Utc::now())
+            .expect("row")
+            .to_kafka_value()
+    };
+    let values: Vec<Vec<u8>> = exposures(10, "range")
+        .iter()
+        .map(schemas::Exposure::to_json_bytes)
+        .chain((0..10).map(tracked))
+        .collect();
+    for value in &values {
+        producer
+            .send(
+                FutureRecord::to(&side.kafka.topic)
+                    .partition(0)
+                    .key("k")
+                    .payload(value),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("produced");
+    }
+
+    // The first owner files all twenty in one range, announces, and crashes before its commit.
+    let group = "sink-shorter-range";
+    let mut config = side.config(group);
+    config.files.flush_when_idle = Some(Duration::from_millis(300));
+    config.fault = Some(FaultPoint::AfterAnnounce);
+    let crashed = loader::sink::run(config.clone(), stage::Shutdown::new()).await;
+    assert!(matches!(crashed, Err(SinkError::InjectedFault(_))), "{crashed:?}");
+    let before = table_files(&side, "feature_usage").await;
+    assert_eq!(
+        before.iter().map(|(_, rows)| rows).sum::<usize>(),
+        10,
+        "{before:?}"
+    );
+
+    // The next owner re-reads from offset 0 in ranges of ten: the first has no feature rows.
+    config.fault = None;
+    config.files.max_file_rows = 10;
+    let sink = start_sink(config);
+    wait_committed(&side, group, values.len() as i64).await;
+    sink.stop().await;
+    let after = table_files(&side, "feature_usage").await;
+    assert_eq!(
+        after.iter().map(|(_, rows)| rows).sum::<usize>(),
+        10,
+        "every feature evaluation once: {after:?}"
+    );
+    assert_eq!(
+        after.len(),
+        2,
+        "the earlier file, emptied, and the new one: {after:?}"
+    );
+    assert_eq!(after[0].0, before[0].0, "the earlier file's key");
+    assert_eq!(after[0].1, 0);
+    let exposure_rows: usize = table_files(&side, "exposures")
+        .await
+        .iter()
+        .map(|(_, rows)| rows)
+        .sum();
+    assert_eq!(exposure_rows, 10);
+}

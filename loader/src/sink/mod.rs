@@ -1,37 +1,44 @@
 //! The sink stage: the `exposures` topic → hour-partitioned Parquet objects in the lake,
-//! exactly once.
+//! exactly once. The topic carries exposures and the rows of the tracking plugin's
+//! tables (`feature_usage`, `events`; a tracked row's value starts with `{"$table":`),
+//! and each table has its own directory in the lake.
 //!
 //! **Mechanism.** A consumer group with manual offset commits only. Each assigned
-//! partition has at most one open file (Arrow builders, [`file::OpenFile`]). A record
-//! whose hour (of its Kafka timestamp, the receive time) differs from the open file's
-//! closes it, as do the row, byte and age limits and a graceful shutdown, so every file
-//! is a contiguous offset range of one partition and one hour.
+//! partition has at most one open *range* ([`file::OpenRange`]): a contiguous offset
+//! range of one hour, with a file (Arrow builders, [`file::OpenFile`]) per table that
+//! has rows in it. A record whose hour (of its Kafka timestamp, the receive time)
+//! differs from the range's closes it, as do the row, byte and age limits and a graceful
+//! shutdown. Every file of a range is named by the range's first offset.
 //!
-//! **Exactly once, by order of effects.** Closing a file does, strictly in sequence and
-//! one file of a partition at a time:
-//! 1. upload the object under `…/p{partition}-{first_offset}.parquet` (retried with
-//!    backoff until it succeeds: a slow or failing store stalls consumption, bounding
-//!    memory, and never drops data);
-//! 2. announce it on `exposures.files` (acks=all, idempotent);
-//! 3. commit `last_offset + 1` for the partition.
+//! **Exactly once, by order of effects.** Closing a range does, strictly in sequence and
+//! one range of a partition at a time:
+//! 1. upload each of its files under `{table}/…/p{partition}-{first_offset}.parquet`
+//!    (retried with backoff until it succeeds: a slow or failing store stalls
+//!    consumption, bounding memory, and never drops data), and announce each on
+//!    `exposures.files` (acks=all, idempotent);
+//! 2. commit `last_offset + 1` for the partition.
 //!
 //! Hence the committed offset never passes a record that is not in an uploaded object,
-//! and it always sits on a file boundary. A crash anywhere before step 3 leaves the
-//! committed offset at the file's first offset: the next owner re-reads from there and
-//! its first file starts at the same offset, in the same hour (the same record opens
-//! it), so it is written under the same key and replaces the earlier object. Whatever
-//! rows the earlier object held are in the replacement or in the files after it. So
-//! the lake's union of rows is every record exactly once; at worst an announcement is
-//! repeated, which the loader's ledger (key + etag) absorbs.
+//! and it always sits on a range boundary. A crash anywhere before step 2 leaves the
+//! committed offset at the range's first offset: the next owner re-reads from there and
+//! its first range starts at the same offset, in the same hour (the same record opens
+//! it), so each of its files is written under the same key and replaces the earlier
+//! object. Whatever rows the earlier objects held are in the replacements or in the
+//! ranges after them. One case needs more: the re-read range may end sooner than the
+//! crashed one, and hold no rows of a table the crashed one had; that table's earlier
+//! file would keep rows the next range files again. So the first range after an
+//! assignment looks for an earlier file of each table it lacks and replaces one it
+//! finds with an empty file. The lake's union of rows is every record exactly once; at
+//! worst an announcement is repeated, which the loader's ledger (key + etag) absorbs.
 //!
-//! **Rebalance.** A revoked partition's open file is discarded, not flushed: nothing of
+//! **Rebalance.** A revoked partition's open range is discarded, not flushed: nothing of
 //! it was committed, so the new owner re-reads it from the committed offset. A record
 //! below the partition's next expected offset is a re-delivery of one already taken and
-//! is skipped (discarding the open file instead would lose its earlier rows, since the
-//! consumer does not go back to the file's start).
+//! is skipped (discarding the open range instead would lose its earlier rows, since the
+//! consumer does not go back to the range's start).
 //!
 //! Proven by `tests/pipeline/sink.rs`: 100k events over 6 partitions and 3 hours, crash
-//! at each effect and restart, object store outage.
+//! at each effect and restart, a shorter range re-read after a crash, object store outage.
 
 mod config;
 pub mod file;
