@@ -120,6 +120,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/exposure", post(post_exposure))
         .route("/v1/exposures", post(post_batch))
         .route("/track", post(track::post_track))
+        // The JS plugin appends `/track` to its `ingestorHost` as it is: a host given
+        // with a trailing slash posts to `//track`.
+        .route("//track", post(track::post_track))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))

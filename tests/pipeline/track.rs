@@ -228,7 +228,16 @@ async fn a_body_that_is_not_an_array_of_events_is_refused_whole() {
         .expect("beacon");
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["access-control-allow-origin"], "*");
-    read_exactly(&kafka.brokers(), &kafka.topic, 1).await;
+    // An ingestorHost given with a trailing slash: the JS plugin posts to `//track`.
+    let response = client
+        .post(format!("{}//track?client_key=k", server.url))
+        .header("content-type", "text/plain")
+        .body(json!([js_exposure("slash", "green")]).to_string())
+        .send()
+        .await
+        .expect("//track");
+    assert_eq!(response.status(), 200);
+    read_exactly(&kafka.brokers(), &kafka.topic, 2).await;
     server.stop().await;
 }
 
