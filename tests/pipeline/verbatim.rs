@@ -72,10 +72,15 @@ fn compact(text: &str) -> String {
 
 /// Waits until `analytics.exposures` holds `expected` rows.
 async fn wait_for_rows(warehouse: &tokio_postgres::Client, expected: usize) {
+    wait_for_table_rows(warehouse, "exposures", expected).await;
+}
+
+/// Waits until `analytics.{table}` holds `expected` rows.
+async fn wait_for_table_rows(warehouse: &tokio_postgres::Client, table: &str, expected: usize) {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let rows: i64 = warehouse
-            .query_one("SELECT count(*) FROM analytics.exposures", &[])
+            .query_one(&format!("SELECT count(*) FROM analytics.{table}"), &[])
             .await
             .map(|row| row.get(0))
             .unwrap_or(0);
@@ -475,6 +480,116 @@ async fn generated_events_are_refused_or_reach_both_warehouses_with_their_meanin
                 row.get::<_, bool>(0),
                 "{} stored {}",
                 sent.attributes,
+                row.get::<_, String>(1)
+            );
+        }
+    }
+    stop.cancel();
+    for loader in loaders {
+        loader.await.expect("loader task").expect("loader");
+    }
+}
+
+/// Generated values as the properties of custom events through `POST /track`, each beside
+/// a plain event in the same batch: a generated one is refused with its field named, or
+/// reaches `events` in PostgreSQL and in Redshift (the Data API emulator) with the meaning
+/// the client's text has; the plain ones always land — a refused event costs only itself.
+#[tokio::test]
+async fn generated_track_events_are_judged_alone_and_keep_their_meaning_in_both_warehouses() {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::TestRunner;
+
+    let side = Lakeside::new().await;
+    let server = Server::start(config(&side.kafka.brokers(), &side.kafka.topic)).await;
+    let client = http();
+    let track = format!("{}/track?client_key=verbatim", server.url);
+    let mut runner = TestRunner::deterministic();
+    let strategy = json_text();
+    let mut accepted: Vec<(usize, String)> = Vec::new();
+    let mut refused = 0;
+    let batches = 60;
+    for n in 0..batches {
+        let value = strategy.new_tree(&mut runner).expect("generated").current();
+        let properties = format!(r#"{{"generated": {value}, "n": {n}}}"#);
+        let body = format!(
+            r#"[{{"event_name": "Generated-{n}", "properties_json": {properties}, "user_id": "g-{n}",
+                 "sdk_language": "js", "context_json": {{}}}},
+                {{"event_name": "Plain", "properties_json": {{"n": {n}}}, "user_id": "plain-{n}"}}]"#
+        );
+        let response = client
+            .post(&track)
+            .header("content-type", "text/plain")
+            .body(body)
+            .send()
+            .await
+            .expect("POST /track");
+        assert_eq!(response.status(), 200, "{properties}");
+        let answer: Value = response.json().await.expect("json");
+        match answer["accepted"].as_u64() {
+            Some(2) => accepted.push((n, properties)),
+            Some(1) => {
+                refused += 1;
+                assert_eq!(answer["failures"][0]["index"], 0, "{properties}: {answer}");
+                let field = answer["failures"][0]["field"].as_str().unwrap_or_default();
+                assert!(field.starts_with("properties"), "{properties}: {answer}");
+            }
+            _ => panic!("{properties}: {answer}"),
+        }
+    }
+    server.stop().await;
+    println!(
+        "generated /track events: {} accepted, {refused} refused",
+        accepted.len()
+    );
+    assert!(
+        accepted.len() >= 15 && refused >= 5,
+        "{} / {refused}",
+        accepted.len()
+    );
+    let records = accepted.len() + batches;
+    assert_eq!(
+        record_count(&side.kafka.brokers(), &side.kafka.topic),
+        records as i64
+    );
+
+    let sink = start_sink(side.config("sink"));
+    wait_committed(&side, "sink", records as i64).await;
+    sink.stop().await;
+
+    let postgres = tokio::task::spawn_blocking(Pg::start).await.expect("postgres");
+    let redshift_pg = tokio::task::spawn_blocking(Pg::start).await.expect("postgres");
+    let data_api = DataApi::start(redshift_pg.url(), side.lake_args().aws_options()).await;
+    let stop = stage::Shutdown::new();
+    let loaders = [
+        tokio::spawn(loader::load::run(load_config(&side, &postgres), stop.clone())),
+        tokio::spawn(loader::load::run(
+            redshift_load_config(&side, &redshift_pg, &data_api),
+            stop.clone(),
+        )),
+    ];
+    for pg in [&postgres, &redshift_pg] {
+        let warehouse = pg.client().await;
+        wait_for_table_rows(&warehouse, "events", records).await;
+        let plain: i64 = warehouse
+            .query_one(
+                "SELECT count(DISTINCT user_id) FROM analytics.events WHERE event_name = 'Plain'",
+                &[],
+            )
+            .await
+            .expect("plain")
+            .get(0);
+        assert_eq!(plain, batches as i64, "every plain event landed");
+        for (n, properties) in &accepted {
+            let row = warehouse
+                .query_one(
+                    "SELECT properties = $2::text::jsonb, properties::text FROM analytics.events WHERE event_name = $1",
+                    &[&format!("Generated-{n}"), properties],
+                )
+                .await
+                .expect("the row");
+            assert!(
+                row.get::<_, bool>(0),
+                "{properties} stored {}",
                 row.get::<_, String>(1)
             );
         }
