@@ -479,14 +479,7 @@ async fn health_readiness_and_metrics() {
         .await
         .expect("readyz");
     assert_eq!(readyz.status(), 200, "a spool with room makes the API ready");
-    let text = client
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = server.metrics_text(&client).await;
     for name in [
         "exposures_ingest_requests_total{route=\"/exposure\",status=\"200\"}",
         "exposures_ingest_request_duration_seconds_bucket",

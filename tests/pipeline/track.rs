@@ -128,14 +128,7 @@ async fn both_dialects_land_as_exposures_with_the_variation_key_and_a_bad_event_
     assert_eq!(python["source"], "growthbook-python");
     assert_eq!(python["extra"]["in_experiment"], true);
 
-    let metrics = client
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.metrics_text(&client).await;
     for series in [
         r#"exposures_ingest_track_events_total{kind="exposure",outcome="accepted"}"#,
         r#"exposures_ingest_track_events_total{kind="exposure",outcome="rejected"}"#,

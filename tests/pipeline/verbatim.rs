@@ -449,22 +449,8 @@ async fn generated_events_are_refused_or_reach_both_warehouses_with_their_meanin
         accepted.len() as i64
     );
 
-    let sink = start_sink(side.config("sink"));
-    wait_committed(&side, "sink", accepted.len() as i64).await;
-    sink.stop().await;
-
-    let postgres = tokio::task::spawn_blocking(Pg::start).await.expect("postgres");
-    let redshift_pg = tokio::task::spawn_blocking(Pg::start).await.expect("postgres");
-    let data_api = DataApi::start(redshift_pg.url(), side.lake_args().aws_options()).await;
-    let stop = stage::Shutdown::new();
-    let loaders = [
-        tokio::spawn(loader::load::run(load_config(&side, &postgres), stop.clone())),
-        tokio::spawn(loader::load::run(
-            redshift_load_config(&side, &redshift_pg, &data_api),
-            stop.clone(),
-        )),
-    ];
-    for pg in [&postgres, &redshift_pg] {
+    let both = sink_and_load_into_both(&side, accepted.len()).await;
+    for pg in both.warehouses() {
         let warehouse = pg.client().await;
         wait_for_rows(&warehouse, accepted.len()).await;
         for sent in &accepted {
@@ -484,9 +470,56 @@ async fn generated_events_are_refused_or_reach_both_warehouses_with_their_meanin
             );
         }
     }
-    stop.cancel();
-    for loader in loaders {
-        loader.await.expect("loader task").expect("loader");
+    both.stop().await;
+}
+
+/// PostgreSQL, and Redshift through the Data API emulator (over a PostgreSQL of its own),
+/// each loaded by a running loader from the same lake.
+struct BothWarehouses {
+    postgres: Pg,
+    redshift_pg: Pg,
+    _data_api: DataApi,
+    stop: stage::Shutdown,
+    loaders: Vec<tokio::task::JoinHandle<Result<(), loader::load::LoadError>>>,
+}
+
+impl BothWarehouses {
+    /// The PostgreSQL servers the two warehouses' rows are in.
+    fn warehouses(&self) -> [&Pg; 2] {
+        [&self.postgres, &self.redshift_pg]
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        for loader in self.loaders {
+            loader.await.expect("loader task").expect("loader");
+        }
+    }
+}
+
+/// Sinks the `records` on `side`'s topic into its lake, then starts a loader into each
+/// warehouse.
+async fn sink_and_load_into_both(side: &Lakeside, records: usize) -> BothWarehouses {
+    let sink = start_sink(side.config("sink"));
+    wait_committed(side, "sink", records as i64).await;
+    sink.stop().await;
+    let postgres = tokio::task::spawn_blocking(Pg::start).await.expect("postgres");
+    let redshift_pg = tokio::task::spawn_blocking(Pg::start).await.expect("postgres");
+    let data_api = DataApi::start(redshift_pg.url(), side.lake_args().aws_options()).await;
+    let stop = stage::Shutdown::new();
+    let loaders = vec![
+        tokio::spawn(loader::load::run(load_config(side, &postgres), stop.clone())),
+        tokio::spawn(loader::load::run(
+            redshift_load_config(side, &redshift_pg, &data_api),
+            stop.clone(),
+        )),
+    ];
+    BothWarehouses {
+        postgres,
+        redshift_pg,
+        _data_api: data_api,
+        stop,
+        loaders,
     }
 }
 
@@ -552,22 +585,8 @@ async fn generated_track_events_are_judged_alone_and_keep_their_meaning_in_both_
         records as i64
     );
 
-    let sink = start_sink(side.config("sink"));
-    wait_committed(&side, "sink", records as i64).await;
-    sink.stop().await;
-
-    let postgres = tokio::task::spawn_blocking(Pg::start).await.expect("postgres");
-    let redshift_pg = tokio::task::spawn_blocking(Pg::start).await.expect("postgres");
-    let data_api = DataApi::start(redshift_pg.url(), side.lake_args().aws_options()).await;
-    let stop = stage::Shutdown::new();
-    let loaders = [
-        tokio::spawn(loader::load::run(load_config(&side, &postgres), stop.clone())),
-        tokio::spawn(loader::load::run(
-            redshift_load_config(&side, &redshift_pg, &data_api),
-            stop.clone(),
-        )),
-    ];
-    for pg in [&postgres, &redshift_pg] {
+    let both = sink_and_load_into_both(&side, records).await;
+    for pg in both.warehouses() {
         let warehouse = pg.client().await;
         wait_for_table_rows(&warehouse, "events", records).await;
         let plain: i64 = warehouse
@@ -594,8 +613,5 @@ async fn generated_track_events_are_judged_alone_and_keep_their_meaning_in_both_
             );
         }
     }
-    stop.cancel();
-    for loader in loaders {
-        loader.await.expect("loader task").expect("loader");
-    }
+    both.stop().await;
 }

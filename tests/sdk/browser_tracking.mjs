@@ -29,15 +29,16 @@
 // after a beacon was seen to drop it. So Chromium reaches the ingestor through a transparent
 // forwarding HTTP proxy in this script (--proxy-server; the page server bypasses it): request
 // method/path/headers/body and the ingestor's response are relayed unchanged (only hop-by-hop
-// headers differ), and the script waits until the ingestor has answered requests carrying
+// headers differ: the ingestor sees "Connection: close", one connection per request), and the
+// script waits until the ingestor has answered requests carrying
 // every expected event of a user before closing that user's context. Deadline:
 // TRACK_TIMEOUT_MS (default 30000).
 //
 // Two Chromium behaviours shape this (observed with Chromium 156 / playwright-core 1.65):
 // - A sendBeacon(Blob) fired while its tab closes occasionally never uploads (net-log: stuck
-//   in UPLOAD_DATA_STREAM_INIT until the context is closed; ~4 in 800) when the closing tab
-//   was its renderer process's last page. Opening the tab from a same-site tab that stays
-//   open (same process) avoided it (0 in 480).
+//   in UPLOAD_DATA_STREAM_INIT until the context is closed; 3 in ~880 such beacons) when the
+//   closing tab was its renderer process's last page. With the tab opened from a same-site
+//   tab that stays open (same renderer process) none stalled (0 in ~600).
 // - Closing a page or context whose keepalive fetch was cut by a navigation (Playwright:
 //   requestfailed net::ERR_ABORTED; the request still reaches the server) can hang for
 //   ~200 s, so "navigate" contexts are left to browser.close() at the end.
@@ -160,6 +161,7 @@ origin = `http://${pageHost}:${pageServer.address().port}`;
 
 // ---- observing forward proxy to the ingestor ------------------------------------------
 const received = new Map(); // user_id -> events the ingestor answered 200 for
+const rejected = new Set(); // user_ids with events in a request that was not answered 200
 const failures = [];
 const transports = { fetch: 0, beacon: 0 };
 const waiters = new Set();
@@ -172,7 +174,6 @@ const pairs = (raw) => {
   }
   return out;
 };
-const upstreamAgent = new http.Agent({ keepAlive: true });
 const proxy = http.createServer((req, res) => {
   let target;
   try {
@@ -192,7 +193,8 @@ const proxy = http.createServer((req, res) => {
     const body = Buffer.concat(chunks);
     const up = http.request({
       host: target.hostname.replace(/^\[|\]$/g, ""), port: target.port || 80, method: req.method,
-      path: target.pathname + target.search, headers: pairs(req.rawHeaders), agent: upstreamAgent,
+      path: target.pathname + target.search, headers: pairs(req.rawHeaders),
+      agent: false, // a fresh connection per request: no reuse race with the ingestor's keep-alive timeout
     }, (upRes) => {
       const out = [];
       upRes.on("data", (c) => out.push(c));
@@ -200,16 +202,17 @@ const proxy = http.createServer((req, res) => {
         const answer = Buffer.concat(out);
         if (req.method === "POST") {
           transports[(req.headers.accept || "").includes("application/json") ? "fetch" : "beacon"]++;
+          let events = [];
+          try {
+            events = JSON.parse(body.toString("utf8"));
+          } catch (e) {
+            failures.push(`unparsable /track body: ${e}`);
+          }
           if (upRes.statusCode !== 200) {
             failures.push(`${req.method} ${req.url} -> ${upRes.statusCode} ${answer.toString().slice(0, 200)}`);
+            for (const event of events) rejected.add(event.user_id);
           } else {
-            try {
-              for (const event of JSON.parse(body.toString("utf8"))) {
-                received.set(event.user_id, (received.get(event.user_id) || 0) + 1);
-              }
-            } catch (e) {
-              failures.push(`unparsable /track body: ${e}`);
-            }
+            for (const event of events) received.set(event.user_id, (received.get(event.user_id) || 0) + 1);
           }
           for (const check of waiters) check();
         }
@@ -219,12 +222,17 @@ const proxy = http.createServer((req, res) => {
     });
     up.on("error", (e) => {
       failures.push(`${req.method} ${req.url}: ${e.message}`);
+      try {
+        for (const event of JSON.parse(body.toString("utf8"))) rejected.add(event.user_id);
+      } catch {}
+      for (const check of waiters) check();
       res.writeHead(502);
       res.end();
     });
     up.end(body);
   });
 });
+proxy.keepAliveTimeout = 600000; // never close a connection Chromium might reuse
 await new Promise((resolve) => proxy.listen(0, "127.0.0.1", resolve));
 
 function waitForEvents(user, expected) {
@@ -234,6 +242,10 @@ function waitForEvents(user, expected) {
         waiters.delete(check);
         clearTimeout(timer);
         resolve();
+      } else if (rejected.has(user)) {
+        waiters.delete(check);
+        clearTimeout(timer);
+        reject(new Error(`${JSON.stringify(user)}: the ingestor did not accept its events`));
       }
     };
     const timer = setTimeout(() => {
@@ -312,8 +324,9 @@ try {
 } finally {
   await browser.close();
   pageServer.close();
+  pageServer.closeAllConnections();
   proxy.close();
-  upstreamAgent.destroy();
+  proxy.closeAllConnections();
 }
 
 const expected = new Map();

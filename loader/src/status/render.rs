@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::{GroupLag, Report};
 use crate::quality::{self, ExperimentQuality};
@@ -72,35 +72,15 @@ impl fmt::Display for Report {
             ),
             Some(Err(error)) => writeln!(f, "warehouse: unknown — {error}"),
             Some(Ok(w)) => {
-                let freshness = match w.newest_exposed_at {
-                    Some(newest) => {
-                        let age = (Utc::now() - newest).num_seconds().max(0) as u64;
-                        format!(
-                            "newest exposed_at {} ({} ago)",
-                            newest.format(TIME),
-                            humantime::format_duration(Duration::from_secs(age))
-                        )
-                    }
-                    None => "no exposures yet".to_owned(),
-                };
+                let newest = freshness("exposed_at", w.newest_exposed_at, "no exposures yet");
                 writeln!(
                     f,
-                    "warehouse: {} rows in {}.exposures, {freshness}",
+                    "warehouse: {} rows in {}.exposures, {newest}",
                     w.rows, self.schema
                 )?;
                 for t in &w.tracked {
-                    let freshness = match t.newest_received_at {
-                        Some(newest) => {
-                            let age = (Utc::now() - newest).num_seconds().max(0) as u64;
-                            format!(
-                                "newest received_at {} ({} ago)",
-                                newest.format(TIME),
-                                humantime::format_duration(Duration::from_secs(age))
-                            )
-                        }
-                        None => "none yet".to_owned(),
-                    };
-                    writeln!(f, "  {}.{}: {} rows, {freshness}", self.schema, t.table, t.rows)?;
+                    let newest = freshness("received_at", t.newest_received_at, "none yet");
+                    writeln!(f, "  {}.{}: {} rows, {newest}", self.schema, t.table, t.rows)?;
                 }
                 for l in &w.ledger {
                     let rejected = if l.rows_rejected > 0 {
@@ -257,5 +237,20 @@ impl Report {
             "warehouse": warehouse,
             "exit_code": self.exit_code(),
         })
+    }
+}
+
+/// `newest COLUMN <time> (<age> ago)`, or `none` when the table has no row.
+fn freshness(column: &str, newest: Option<DateTime<Utc>>, none: &str) -> String {
+    match newest {
+        Some(newest) => {
+            let age = (Utc::now() - newest).num_seconds().max(0) as u64;
+            format!(
+                "newest {column} {} ({} ago)",
+                newest.format(TIME),
+                humantime::format_duration(Duration::from_secs(age))
+            )
+        }
+        None => none.to_owned(),
     }
 }

@@ -98,6 +98,20 @@ pub fn http() -> reqwest::Client {
         .expect("client")
 }
 
+impl Server {
+    /// What the server's `GET /metrics` answers.
+    pub async fn metrics_text(&self, client: &reqwest::Client) -> String {
+        client
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+}
+
 /// POSTs JSON to `path`, returning status and parsed body.
 pub async fn post_json(client: &reqwest::Client, url: &str, body: &Value) -> (u16, Value) {
     let response = client

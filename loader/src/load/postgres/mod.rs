@@ -230,11 +230,7 @@ impl Postgres {
         for file in files {
             let Some(table) = file.table_def() else {
                 let reason = super::unknown_table(file);
-                let row = file.quarantined(batch_id, &reason);
-                transaction
-                    .batch_execute(&ledger::insert_ledger_row(Dialect::Postgres, &schema, &row))
-                    .await
-                    .map_err(LoadError::Warehouse)?;
+                write_ledger_row(&transaction, &schema, &file.quarantined(batch_id, &reason)).await?;
                 report
                     .outcomes
                     .push((file.key.clone(), FileOutcome::Quarantined { reason }));
@@ -270,10 +266,7 @@ impl Postgres {
                     let recorded = record_dead_letters(&transaction, lakes, file, &schema).await?;
                     let mut row = file.quarantined(batch_id, &reason);
                     row.rows_rejected = recorded;
-                    transaction
-                        .batch_execute(&ledger::insert_ledger_row(Dialect::Postgres, &schema, &row))
-                        .await
-                        .map_err(LoadError::Warehouse)?;
+                    write_ledger_row(&transaction, &schema, &row).await?;
                     report
                         .outcomes
                         .push((file.key.clone(), FileOutcome::Quarantined { reason }));
@@ -359,15 +352,24 @@ impl Postgres {
                 status,
                 reason,
             };
-            transaction
-                .batch_execute(&ledger::insert_ledger_row(Dialect::Postgres, &schema, &row))
-                .await
-                .map_err(LoadError::Warehouse)?;
+            write_ledger_row(&transaction, &schema, &row).await?;
             report.outcomes.push((file.key.clone(), outcome));
         }
         transaction.commit().await.map_err(LoadError::Warehouse)?;
         Ok(report)
     }
+}
+
+/// Records one file's ledger row, in the batch's transaction.
+async fn write_ledger_row(
+    transaction: &Transaction<'_>,
+    schema: &str,
+    row: &LedgerRow<'_>,
+) -> Result<(), LoadError> {
+    transaction
+        .batch_execute(&ledger::insert_ledger_row(Dialect::Postgres, schema, row))
+        .await
+        .map_err(LoadError::Warehouse)
 }
 
 /// Puts the dead letters the sink kept beside `file` into `exposures_rejected`; returns
