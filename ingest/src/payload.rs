@@ -412,7 +412,7 @@ pub fn parse_batch<'a, T: Deserialize<'a>>(body: &'a [u8], max_events: usize) ->
 
 /// The elements of a JSON array, as their texts, found by bracket and string structure
 /// alone: for a body the full parse refused, so that the events in it can still be judged
-/// one by one (`/track`: one event nested past the parser's depth limit, or broken inside,
+/// one by one (`/track`: one event that is not JSON, like Python's `NaN`,
 /// costs only itself). `None` when the text is not an array of that shape at all —
 /// unbalanced, unterminated, an empty element — which is the body's fault, not an event's.
 pub fn split_array(body: &[u8]) -> Option<Vec<&str>> {

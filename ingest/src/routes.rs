@@ -418,7 +418,8 @@ pub fn decode_events(
         // The encoder parses the event itself, and refuses trailing text as a parse of the
         // whole body does: no parse of the body before it (a tenth of a single event's
         // CPU). Text that is not UTF-8 is answered as the whole body's parse words it.
-        let event = std::str::from_utf8(body).map_err(|_| malformed(ApiError::MalformedJson(String::new())))?;
+        let event =
+            std::str::from_utf8(body).map_err(|_| malformed(ApiError::MalformedJson(String::new())))?;
         return match encode(event) {
             Ok(encoded) => Ok(vec![encoded]),
             Err(EncodeError::Invalid(error)) => Err(ApiError::InvalidEvent(error)),

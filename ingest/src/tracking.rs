@@ -107,8 +107,14 @@ pub fn judge(event: &str, origin: Origin<'_>) -> (Kind, Result<Tracked, FieldErr
             return (Kind::Unknown, Err(error));
         }
         Err(error) => {
+            // serde_json's only limit on valid JSON is its nesting depth (128 levels).
+            let code = if error.to_string().starts_with("recursion limit exceeded") {
+                ErrorCode::TooDeep
+            } else {
+                ErrorCode::NotAnObject
+            };
             let error =
-                FieldError::without_field(ErrorCode::NotAnObject, format!("the event is not JSON: {error}"));
+                FieldError::without_field(code, format!("the event is not JSON this API reads: {error}"));
             return (Kind::Unknown, Err(error));
         }
     };

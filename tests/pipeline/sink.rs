@@ -129,6 +129,48 @@ async fn object_store_outage_stalls_the_sink_then_it_catches_up() {
     assert_exact(&read_lake(&side.lake().await).await, &events);
 }
 
+/// Shutdown while the store is down gives up the range being closed, uncommitted; the
+/// range after it (opened by a record of the next hour) must then not be filed and
+/// committed by the final flush, which would carry the commit past records in no file.
+/// Whatever the sink committed is in the lake, row for row.
+#[tokio::test]
+async fn a_range_given_up_at_shutdown_is_never_committed_past() {
+    let mut side = Lakeside::new().await;
+    if let Some(s3) = side.s3.take() {
+        s3.stop();
+    }
+    let failures_before = upload_failures();
+    // Three hours of receive times: every partition's first range closes at an hour change.
+    let events = exposures(3_000, "abandon");
+    produce(&side.kafka.brokers(), &side.kafka.topic, &events).await;
+    let sink = start_sink(side.config("sink-abandon"));
+    let deadline = Instant::now() + DEADLINE;
+    while upload_failures() <= failures_before {
+        assert!(Instant::now() < deadline, "the sink never tried to upload");
+        tokio::time::sleep(Duration::from_millis(50)).await; // polling a condition
+    }
+    sink.begin_stop();
+    // The final flush of the other ranges needs the store back.
+    side.s3 = Some(
+        embedded::serve(side.dir.path(), "lake", side.s3_address)
+            .await
+            .expect("S3 back on the same address"),
+    );
+    sink.finished().await;
+    let (brokers, topic) = (side.kafka.brokers(), side.kafka.topic.clone());
+    let committed = tokio::task::spawn_blocking(move || committed(&brokers, &topic, "sink-abandon"))
+        .await
+        .expect("committed");
+    let rows = read_lake(&side.lake().await).await;
+    let distinct: HashSet<(i32, i64)> = rows.iter().map(|row| row.position()).collect();
+    assert_eq!(distinct.len(), rows.len(), "no record twice");
+    assert_eq!(
+        rows.len() as i64,
+        committed,
+        "every committed record is in the lake (the partitions start at offset 0)"
+    );
+}
+
 /// A lake that refuses the sink's credentials is not an outage: retrying cannot fix it,
 /// so the sink ends with the S3 answer (a supervisor shows the crash loop and its
 /// reason) instead of retrying forever while it looks alive. Nothing is committed.

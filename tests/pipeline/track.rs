@@ -61,17 +61,38 @@ async fn both_dialects_land_as_exposures_with_the_variation_key_and_a_bad_event_
     let server = Server::start(config).await;
     let client = http();
 
+    // Nested past the JSON parser's depth limit: refused alone.
+    let mut too_deep = json!("bottom");
+    for _ in 0..200 {
+        too_deep = json!([too_deep]);
+    }
     let events = json!([
         js_exposure("u-js", "green"),
         {"event_name": "Experiment Viewed", "properties_json": {"variationId": "red"}, "user_id": "u-bad"},
         python_exposure("u-py", 2, "red"),
         {"event_name": "Feature Evaluated", "properties_json": {"feature": "free_shipping", "value": true}},
         "not an object",
+        {"event_name": "Deep", "properties_json": {"deep": too_deep}},
     ]);
-    let (status, answer) = track(&client, &server, "?client_key=sdk-live", &events).await;
+    // Python's json.dumps writes NaN for float("nan"): not JSON, so the body does not
+    // parse; the array is split by structure and only that event is refused.
+    let body = events.to_string();
+    let body = format!(
+        r#"{}, {{"event_name": "Purchase", "properties_json": {{"amount": NaN}}, "user_id": "u-nan"}}]"#,
+        &body[..body.len() - 1]
+    );
+    let response = client
+        .post(format!("{}/track?client_key=sdk-live", server.url))
+        .header("content-type", "text/plain")
+        .body(body)
+        .send()
+        .await
+        .expect("POST /track");
+    let status = response.status().as_u16();
+    let answer: Value = response.json().await.expect("json");
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["accepted"], 3, "{answer}");
-    assert_eq!(answer["rejected"], 2, "{answer}");
+    assert_eq!(answer["rejected"], 4, "{answer}");
     let failures: Vec<(u64, &str)> = answer["failures"]
         .as_array()
         .expect("failures")
@@ -83,7 +104,15 @@ async fn both_dialects_land_as_exposures_with_the_variation_key_and_a_bad_event_
             )
         })
         .collect();
-    assert_eq!(failures, [(1, "missing_field"), (4, "not_an_object")]);
+    assert_eq!(
+        failures,
+        [
+            (1, "missing_field"),
+            (4, "not_an_object"),
+            (5, "too_deep"),
+            (6, "not_an_object")
+        ]
+    );
     assert_eq!(answer["failures"][0]["field"], "properties_json.experimentId");
 
     let records = read_exactly(&kafka.brokers(), &kafka.topic, 3).await;

@@ -73,8 +73,8 @@ pub(super) async fn post_track(
         let max_events = judging.http.max_batch_events;
         let events: Vec<&str> = match payload::parse_batch::<&RawValue>(&bytes, max_events) {
             Ok(events) => events.iter().map(|event| event.get()).collect(),
-            // An event the parser cannot take (nested past its depth limit, broken inside)
-            // is judged alone when the array around it is whole.
+            // An event that is not JSON (Python's json.dumps writes `NaN` for a float
+            // nan) is judged alone when the array around it is whole.
             Err(ApiError::MalformedJson(message)) => {
                 let events = payload::split_array(&bytes).ok_or(ApiError::MalformedJson(message))?;
                 if events.len() > max_events {

@@ -45,7 +45,7 @@ pub mod file;
 
 pub use config::{FaultPoint, FileLimits, SinkConfig, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_BUFFERED_BYTES};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -162,6 +162,7 @@ pub async fn run(config: SinkConfig, shutdown: Shutdown) -> Result<(), SinkError
         buffered_bytes: 0,
         positions: HashMap::new(),
         stop: shutdown.clone(),
+        abandoned: HashSet::new(),
         final_flush: false,
         faults_armed: true,
     };
@@ -208,6 +209,10 @@ struct Sink {
     /// from the committed offset.
     positions: HashMap<i32, i64>,
     stop: Shutdown,
+    /// Partitions whose range was given up, uncommitted, when shutdown came while the
+    /// lake or broker failed: nothing more of them is taken or committed in this run, so
+    /// the next owner re-reads them from the committed offset.
+    abandoned: HashSet<i32>,
     /// Set for the flush at shutdown, which must not give up on the stop signal.
     final_flush: bool,
     faults_armed: bool,
@@ -251,6 +256,11 @@ impl Sink {
         let first_since_assignment = self.positions.insert(partition, offset + 1).is_none();
         if self.files.get(&partition).is_some_and(|open| open.hour != hour) {
             self.close(partition).await?;
+        }
+        if self.abandoned.contains(&partition) {
+            // Its range was given up at shutdown, uncommitted: a later range committed
+            // in this run would carry the commit past records that are in no file.
+            return Ok(());
         }
         let open = self.files.entry(partition).or_insert_with(|| {
             file::OpenRange::new(
@@ -430,14 +440,24 @@ impl Sink {
 
     /// Upload → announce → commit (module doc), for every file of the partition's range.
     /// Returns early, committing nothing, if shutdown begins while the store or broker is
-    /// failing.
+    /// failing; the partition is then [abandoned](Sink::abandoned).
     async fn close(&mut self, partition: i32) -> Result<(), SinkError> {
         let Some(range) = self.files.remove(&partition) else {
             return Ok(());
         };
+        let closed = self.close_range(partition, range).await;
+        if matches!(closed, Ok(false)) {
+            tracing::warn!(partition, "shutting down while the lake or broker fails: the partition's range is left uncommitted for the next owner");
+            self.abandoned.insert(partition);
+        }
+        closed.map(|_| ())
+    }
+
+    /// [`Sink::close`]'s work; `false` when shutdown ended the retries first.
+    async fn close_range(&mut self, partition: i32, range: file::OpenRange) -> Result<bool, SinkError> {
         self.buffered_bytes = self.buffered_bytes.saturating_sub(range.approx_bytes());
         if range.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let last_offset = range.last_offset;
         let (encoded, replacements) = tokio::task::spawn_blocking(move || range.encode())
@@ -445,7 +465,7 @@ impl Sink {
             .map_err(|e| parquet::errors::ParquetError::General(e.to_string()))??;
         for file in encoded {
             if !self.upload_and_announce(file).await? {
-                return Ok(());
+                return Ok(false);
             }
         }
         // The first range after assignment re-reads offsets an earlier owner may have
@@ -454,7 +474,7 @@ impl Sink {
         // file is replaced by an empty one.
         for empty in replacements {
             match self.earlier_file_exists(&empty).await? {
-                None => return Ok(()),
+                None => return Ok(false),
                 Some(false) => {}
                 Some(true) => {
                     tracing::info!(
@@ -463,7 +483,7 @@ impl Sink {
                         "replacing an earlier owner's file of this range with an empty one"
                     );
                     if !self.upload_and_announce(empty).await? {
-                        return Ok(());
+                        return Ok(false);
                     }
                 }
             }
@@ -483,7 +503,7 @@ impl Sink {
             Err(error) => tracing::warn!(partition, %error, "offset commit failed"),
         }
         self.fault(FaultPoint::AfterCommit)?;
-        Ok(())
+        Ok(true)
     }
 
     /// Uploads one file of a range (its dead letters first) and announces it; `false`

@@ -231,7 +231,17 @@ pub(crate) fn start_sink(config: SinkConfig) -> RunningSink {
 
 impl RunningSink {
     pub(crate) async fn stop(self) {
+        self.begin_stop();
+        self.finished().await;
+    }
+
+    /// Asks the sink to stop, without waiting for it.
+    pub(crate) fn begin_stop(&self) {
         self.stop.cancel();
+    }
+
+    /// Waits until the sink has stopped, successfully.
+    pub(crate) async fn finished(self) {
         self.task.await.expect("sink task").expect("sink result");
     }
 }
@@ -245,6 +255,13 @@ pub(crate) struct Row {
     pub(crate) received_at: DateTime<Utc>,
     /// The other columns a produced event determines, for a row-by-row comparison.
     fields: Vec<Option<String>>,
+}
+
+impl Row {
+    /// The Kafka partition and offset the row was read from.
+    pub(crate) fn position(&self) -> (i32, i64) {
+        (self.partition, self.offset)
+    }
 }
 
 /// Text columns compared row by row against the produced events.
