@@ -119,8 +119,29 @@ data "aws_iam_policy_document" "sink" {
     ]
     resources = [
       "${aws_s3_bucket.lake.arn}/${local.key_prefix}exposures/*",
+      "${aws_s3_bucket.lake.arn}/${local.key_prefix}feature_usage/*",
+      "${aws_s3_bucket.lake.arn}/${local.key_prefix}events/*",
       "${aws_s3_bucket.lake.arn}/${local.key_prefix}_rejected/*",
     ]
+  }
+
+  # The first range a sink files after an assignment looks (HeadObject) for a file an
+  # earlier owner wrote of a table that range lacks, to replace it: HeadObject needs
+  # GetObject, and answers a missing object 404 rather than 403 only with ListBucket.
+  statement {
+    sid     = "FindEarlierFiles"
+    actions = ["s3:GetObject"]
+    resources = [
+      "${aws_s3_bucket.lake.arn}/${local.key_prefix}exposures/*",
+      "${aws_s3_bucket.lake.arn}/${local.key_prefix}feature_usage/*",
+      "${aws_s3_bucket.lake.arn}/${local.key_prefix}events/*",
+    ]
+  }
+
+  statement {
+    sid       = "ListTheLake"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.lake.arn]
   }
 
   statement {

@@ -231,6 +231,19 @@ impl Lake {
             Store::S3 { client, bucket } => match client.head_object().bucket(bucket).key(key).send().await {
                 Ok(_) => Ok(true),
                 Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
+                // A HEAD answer has no body, so a refusal carries no error code to tell it
+                // from a passing failure; its status does.
+                Err(error) if error.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
+                    Err(LakeError::S3 {
+                        operation: "HeadObject",
+                        bucket: bucket.clone(),
+                        key: key.to_owned(),
+                        message: "403 Forbidden: the role needs s3:GetObject on the key, and s3:ListBucket \
+                              on the bucket for a missing key to answer 404"
+                            .to_owned(),
+                        retry: Retry::Permanent,
+                    })
+                }
                 Err(error) => Err(s3_error("HeadObject", bucket, key, error)),
             },
             Store::Local { root } => {
