@@ -361,12 +361,34 @@ pub fn plan(
     existing: &[ExistingObject],
     readers: &[ViewReader],
 ) -> (Vec<String>, Vec<String>) {
+    let (by_object, warnings) = plan_by_object(dialect, schema, existing, readers);
+    (by_object.into_iter().flat_map(|(_, run)| run).collect(), warnings)
+}
+
+/// Whether `name` is one of the tracking plugin's tables or their indexes: objects a
+/// loader makes when it can, but whose absence does not keep it from loading exposures.
+pub fn is_tracked_object(name: &str) -> bool {
+    TRACKED_TABLES.iter().any(|table| {
+        name == table.name
+            || name
+                .strip_prefix(table.name)
+                .is_some_and(|rest| rest.starts_with('_'))
+    })
+}
+
+/// [`plan`], each object's statements apart, with the object's name.
+pub fn plan_by_object(
+    dialect: Dialect,
+    schema: &str,
+    existing: &[ExistingObject],
+    readers: &[ViewReader],
+) -> (Vec<(String, Vec<String>)>, Vec<String>) {
     let found = |kind: &str, name: &str| -> Option<&ExistingObject> {
         existing
             .iter()
             .find(|object| object.kind == kind && object.name == name)
     };
-    let mut run = Vec::new();
+    let mut run: Vec<(String, Vec<String>)> = Vec::new();
     let mut warnings = Vec::new();
     for object in objects(dialect, schema) {
         let kind = match object.kind {
@@ -376,7 +398,7 @@ pub fn plan(
             ObjectKind::View => "view",
         };
         match (object.kind, found(kind, &object.name)) {
-            (_, None) => run.extend(object.statements(schema)),
+            (_, None) => run.push((object.name.clone(), object.statements(schema))),
             (ObjectKind::View, Some(view)) if view.comment.as_deref() != Some(object.marker().as_str()) => {
                 if view.owned {
                     let readers: Vec<&str> = readers
@@ -384,7 +406,7 @@ pub fn plan(
                         .filter(|reader| reader.view_name == object.name)
                         .map(|reader| reader.reader.as_str())
                         .collect();
-                    run.extend(object.replacement(schema, &readers));
+                    run.push((object.name.clone(), object.replacement(schema, &readers)));
                 } else {
                     warnings.push(format!(
                         "view {schema}.{} is not the current definition and belongs to another \

@@ -428,3 +428,61 @@ async fn tracked_rows_in_their_tables(kind: Kind) {
     sink.stop().await;
     server.stop().await;
 }
+
+on_both_warehouses!(a_users_own_events_table =>
+    a_postgres_users_own_events_table_is_left_alone_and_exposures_still_load,
+    a_redshift_users_own_events_table_is_left_alone_and_exposures_still_load);
+
+/// A schema that already holds a table named `events` of the user's own: the loader
+/// leaves it alone, keeps loading exposures, and quarantines the plugin's event files
+/// with a reason that says what to do.
+async fn a_users_own_events_table(kind: Kind) {
+    let scenario = Scenario::start(kind).await;
+    let pg = scenario.client().await;
+    pg.batch_execute(
+        "CREATE SCHEMA analytics; CREATE TABLE analytics.events (id integer, name text); \
+         INSERT INTO analytics.events VALUES (1, 'mine')",
+    )
+    .await
+    .expect("the user's table");
+    let side = &scenario.side;
+    let server = Server::start(api::config(&side.kafka.brokers(), &side.kafka.topic)).await;
+    let client = http();
+    let custom = json!({"event_name": "Purchase", "properties_json": {"amount": 1}, "user_id": "u-1"});
+    let (status, answer) = track(
+        &client,
+        &server,
+        "?client_key=k",
+        &json!([js_exposure("u-1", "green"), custom]),
+    )
+    .await;
+    assert_eq!((status, &answer["accepted"]), (200, &json!(2)), "{answer}");
+
+    let sink = start_sink(side.config("sink"));
+    let loader = scenario.start_loader();
+    scenario
+        .wait_count("SELECT count(*) FROM analytics.exposures", 1)
+        .await;
+    scenario
+        .wait_count(
+            "SELECT count(*) FROM analytics.exposures_loads WHERE status = 'quarantined' \
+             AND object_key LIKE '%/events/v1/%' AND reason LIKE '%analytics.events%'",
+            1,
+        )
+        .await;
+    let mine: Vec<(i32, String)> = pg
+        .query("SELECT id, name FROM analytics.events", &[])
+        .await
+        .expect("the user's rows")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(mine, [(1, "mine".to_owned())], "the user's table is untouched");
+    let status = loader::status::gather(&scenario.status_config())
+        .await
+        .to_string();
+    assert!(status.contains("analytics.feature_usage: 0 rows"), "{status}");
+    loader.stop().await;
+    sink.stop().await;
+    server.stop().await;
+}

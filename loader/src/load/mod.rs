@@ -417,20 +417,95 @@ pub async fn reload_rejected(
 }
 
 /// What a warehouse runs at start-up ([`schemas::ddl::plan`]), from the rows of its
-/// existing-objects and view-readers queries; the plan's warnings are logged.
+/// existing-objects and view-readers queries, in two parts: what exposures need, and the
+/// tracking plugin's tables ([`schemas::ddl::is_tracked_object`]), whose failure must not
+/// keep exposures from loading. The plan's warnings are logged.
 fn objects_to_make(
     dialect: schemas::ddl::Dialect,
     schema: &str,
     existing: Vec<Vec<Option<String>>>,
     readers: Vec<Vec<Option<String>>>,
-) -> Result<Vec<String>, LoadError> {
+) -> Result<(Vec<String>, TrackedObjects), LoadError> {
     let existing: Vec<schemas::ddl::ExistingObject> = rows::decode(existing)?;
     let readers: Vec<schemas::ddl::ViewReader> = rows::decode(readers)?;
-    let (run, warnings) = schemas::ddl::plan(dialect, schema, &existing, &readers);
+    let (run, warnings) = schemas::ddl::plan_by_object(dialect, schema, &existing, &readers);
     for warning in warnings {
         tracing::warn!("{warning}");
     }
-    Ok(run)
+    let (tracked, core): (Vec<_>, Vec<_>) = run
+        .into_iter()
+        .partition(|(name, _)| schemas::ddl::is_tracked_object(name));
+    // Each of the plugin's tables with its indexes, apart: one that cannot be made must
+    // not take the other with it.
+    let tracked = schemas::tracked::TRACKED_TABLES
+        .into_iter()
+        .map(|table| {
+            let statements = tracked
+                .iter()
+                .filter(|(name, _)| name == table.name || name.starts_with(&format!("{}_", table.name)))
+                .flat_map(|(_, run)| run.iter().cloned())
+                .collect();
+            (table, statements)
+        })
+        .collect();
+    Ok((core.into_iter().flat_map(|(_, run)| run).collect(), tracked))
+}
+
+/// The statements making each of the tracking plugin's tables (none for a table that is
+/// there), from [`objects_to_make`].
+type TrackedObjects = Vec<(&'static TableDef, Vec<String>)>;
+
+/// Why the tracking plugin's `table` cannot be loaded, given whether making it failed
+/// (`made`) and its columns check (`checked`, from [`require_columns`]); `None` if it can.
+fn tracked_table_problem(
+    exists: bool,
+    made: Option<&String>,
+    checked: Result<(), LoadError>,
+) -> Option<String> {
+    match (checked, made) {
+        (Ok(()), _) => None,
+        // Not there because it could not be made: say why it could not.
+        (Err(_), Some(failure)) if !exists => Some(failure.clone()),
+        // There with other columns: a table of the user's own, most likely.
+        (Err(mismatch), _) => Some(format!(
+            "{mismatch}. A table of that name that is not the plugin's stays as it is: rename \
+             it, or load into another --schema"
+        )),
+    }
+}
+
+/// The tracking plugin's tables this loader cannot load into, and why: one that could
+/// not be made (no CREATE privilege) or that exists with other columns (a table of the
+/// user's own with the same name). Their files are quarantined with the reason, and
+/// exposures load as before.
+#[derive(Debug, Default)]
+pub(crate) struct Unavailable(std::sync::Mutex<Vec<(&'static str, String)>>);
+
+impl Unavailable {
+    fn set(&self, table: &'static TableDef, reason: String) {
+        tracing::error!(
+            table = table.name,
+            %reason,
+            "the tracking plugin's table cannot be loaded; its files are quarantined until it can"
+        );
+        if let Ok(mut unavailable) = self.0.lock() {
+            unavailable.retain(|(name, _)| *name != table.name);
+            unavailable.push((table.name, reason));
+        }
+    }
+
+    /// Why files of `table` cannot load, if they cannot.
+    fn reason(&self, table: &TableDef) -> Option<String> {
+        let unavailable = self.0.lock().ok()?;
+        unavailable
+            .iter()
+            .find(|(name, _)| *name == table.name)
+            .map(|(_, reason)| {
+                format!(
+                    "{reason}; once fixed, `exposures reconcile --repair --retry-quarantined` announces its files again"
+                )
+            })
+    }
 }
 
 /// Connects and prepares the warehouse, waiting (with backoff) while it is unreachable;

@@ -54,6 +54,15 @@ pub(super) fn ledger_groups(dialect: Dialect, schema: &str, base: &str, since: O
     )
 }
 
+/// Whether `table` exists in `schema` (a count: 0 or 1).
+pub(super) fn table_exists(dialect: Dialect, schema: &str, table: &TableDef) -> String {
+    format!(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
+        literal(dialect, schema),
+        literal(dialect, table.name)
+    )
+}
+
 /// Rows of a table within one file's offset range.
 pub(super) struct RangeCount {
     pub partition: i32,

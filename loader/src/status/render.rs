@@ -79,8 +79,17 @@ impl fmt::Display for Report {
                     w.rows, self.schema
                 )?;
                 for t in &w.tracked {
-                    let newest = freshness("received_at", t.newest_received_at, "none yet");
-                    writeln!(f, "  {}.{}: {} rows, {newest}", self.schema, t.table, t.rows)?;
+                    match t.rows {
+                        Some(rows) => {
+                            let newest = freshness("received_at", t.newest_received_at, "none yet");
+                            writeln!(f, "  {}.{}: {rows} rows, {newest}", self.schema, t.table)?;
+                        }
+                        None => writeln!(
+                            f,
+                            "  {}.{}: not readable (the loader makes it at start; its log says why it could not)",
+                            self.schema, t.table
+                        )?,
+                    }
                 }
                 for l in &w.ledger {
                     let rejected = if l.rows_rejected > 0 {

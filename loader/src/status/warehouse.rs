@@ -38,7 +38,8 @@ pub struct WarehouseStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TrackedTotals {
     pub table: &'static str,
-    pub rows: i64,
+    /// `None`: the table could not be read (not made: see the loader's log).
+    pub rows: Option<i64>,
     pub newest_received_at: Option<DateTime<Utc>>,
 }
 
@@ -135,11 +136,16 @@ pub(super) async fn warehouse_status(status_config: &StatusConfig) -> Result<War
         .await?;
     let mut tracked = Vec::new();
     for table in schemas::tracked::TRACKED_TABLES {
-        let totals: Totals = warehouse.query_one(&sql::tracked_totals(schema, table)).await?;
+        // A table the loader could not make (yet) is shown as missing, not as an error of
+        // the whole section: exposures are what most warehouses load.
+        let totals = warehouse
+            .query_one::<Totals>(&sql::tracked_totals(schema, table))
+            .await
+            .ok();
         tracked.push(TrackedTotals {
             table: table.name,
-            rows: totals.rows,
-            newest_received_at: totals.newest,
+            rows: totals.as_ref().map(|totals| totals.rows),
+            newest_received_at: totals.and_then(|totals| totals.newest),
         });
     }
     let weights: BTreeMap<String, Vec<f64>> = status_config.weights.iter().cloned().collect();

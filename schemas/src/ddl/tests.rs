@@ -264,3 +264,24 @@ fn every_column_has_a_type_in_each_dialect_and_dimensions_exist() {
     assert!("mysql".parse::<Dialect>().is_err());
     assert!(script(Dialect::Postgres, "x").contains("CREATE SCHEMA IF NOT EXISTS x;"));
 }
+
+#[test]
+fn the_tracking_plugins_tables_and_indexes_are_told_from_the_rest() {
+    for name in [
+        "feature_usage",
+        "feature_usage_event_id",
+        "events",
+        "events_user_time",
+    ] {
+        assert!(is_tracked_object(name), "{name}");
+    }
+    for name in [
+        "exposures",
+        "exposure_events",
+        "exposures_loads",
+        "eventsx",
+        "analytics",
+    ] {
+        assert!(!is_tracked_object(name), "{name}");
+    }
+}

@@ -46,6 +46,7 @@ const REJECTED_ROWS_PER_STATEMENT: usize = 500;
 pub struct Postgres {
     client: Client,
     schema: String,
+    unavailable: super::Unavailable,
 }
 
 /// Why one file (or row) could not be loaded.
@@ -127,6 +128,7 @@ impl Postgres {
         Ok(Postgres {
             client,
             schema: schema.to_owned(),
+            unavailable: super::Unavailable::default(),
         })
     }
 
@@ -142,7 +144,7 @@ impl Postgres {
         let readers = self
             .query_text(&ddl::view_readers_query(Dialect::Postgres, &self.schema))
             .await?;
-        let run = super::objects_to_make(Dialect::Postgres, &self.schema, existing, readers)?;
+        let (run, tracked) = super::objects_to_make(Dialect::Postgres, &self.schema, existing, readers)?;
         if !run.is_empty() {
             // One simple query of several statements runs as one transaction: a view
             // replaced (dropped, made again, granted) is never seen missing.
@@ -150,6 +152,20 @@ impl Postgres {
                 .batch_execute(&run.join(";\n"))
                 .await
                 .map_err(LoadError::Warehouse)?;
+        }
+        let mut not_made = Vec::new();
+        for (table, statements) in tracked.iter().filter(|(_, statements)| !statements.is_empty()) {
+            if let Err(error) = self.client.batch_execute(&statements.join(";\n")).await {
+                not_made.push((
+                    table.name,
+                    format!(
+                        "cannot create {}.{}: {}",
+                        self.schema,
+                        table.name,
+                        with_detail(&error)
+                    ),
+                ));
+            }
         }
         let ledger_columns: Vec<String> = self
             .client
@@ -175,7 +191,20 @@ impl Postgres {
                 .iter()
                 .map(|r| format!("{} {}", r.get::<_, String>(0), r.get::<_, String>(1)))
                 .collect();
-            super::require_columns(&self.schema, table, found, sql::expected_columns(table))?;
+            let exists = !found.is_empty();
+            let checked = super::require_columns(&self.schema, table, found, sql::expected_columns(table));
+            // Exposures cannot load without their table; the plugin's tables are apart.
+            if table == &EXPOSURES {
+                checked?;
+                continue;
+            }
+            let made = not_made
+                .iter()
+                .find(|(name, _)| *name == table.name)
+                .map(|(_, why)| why);
+            if let Some(problem) = super::tracked_table_problem(exists, made, checked) {
+                self.unavailable.set(table, problem);
+            }
         }
         Ok(())
     }
@@ -228,8 +257,13 @@ impl Postgres {
         let mut staged: Vec<&TableDef> = Vec::new();
         let mut report = BatchReport::default();
         for file in files {
-            let Some(table) = file.table_def() else {
-                let reason = super::unknown_table(file);
+            let table = file.table_def();
+            let unloadable = match table {
+                None => Some(super::unknown_table(file)),
+                Some(table) => self.unavailable.reason(table),
+            };
+            let (Some(table), None) = (table, unloadable.as_ref()) else {
+                let reason = unloadable.unwrap_or_default();
                 write_ledger_row(&transaction, &schema, &file.quarantined(batch_id, &reason)).await?;
                 report
                     .outcomes

@@ -82,6 +82,7 @@ pub struct Redshift {
     api: DataApi,
     schema: String,
     refusals: std::sync::Mutex<Breaker>,
+    unavailable: super::Unavailable,
 }
 
 impl Redshift {
@@ -91,6 +92,7 @@ impl Redshift {
             api: DataApi::connect(target, options.api.clone(), options.statement_timeout).await,
             schema: schema.to_owned(),
             refusals: std::sync::Mutex::new(Breaker::default()),
+            unavailable: super::Unavailable::default(),
         })
     }
 
@@ -124,17 +126,40 @@ impl Redshift {
             .api
             .query_text(&ddl::view_readers_query(Dialect::Redshift, &self.schema))
             .await?;
-        let run = super::objects_to_make(Dialect::Redshift, &self.schema, existing, readers)?;
+        let (run, tracked) = super::objects_to_make(Dialect::Redshift, &self.schema, existing, readers)?;
         if !run.is_empty() {
             self.api
                 .run_batch(run)
                 .await
                 .map_err(|failure| failure.into_error("creating the warehouse objects"))?;
         }
+        let mut not_made = Vec::new();
+        for (table, statements) in tracked
+            .into_iter()
+            .filter(|(_, statements)| !statements.is_empty())
+        {
+            if let Err(failure) = self.api.run_batch(statements).await {
+                let doing = format!("creating {}.{}", self.schema, table.name);
+                not_made.push((table.name, failure.into_error(&doing).to_string()));
+            }
+        }
         for table in TABLES {
             let found = self.column_names(table.name).await?;
             let expected: Vec<String> = table.columns.iter().map(|c| c.name.to_owned()).collect();
-            super::require_columns(&self.schema, table, found, expected)?;
+            let exists = !found.is_empty();
+            let checked = super::require_columns(&self.schema, table, found, expected);
+            // Exposures cannot load without their table; the plugin's tables are apart.
+            if table == &EXPOSURES {
+                checked?;
+                continue;
+            }
+            let made = not_made
+                .iter()
+                .find(|(name, _)| *name == table.name)
+                .map(|(_, why)| why);
+            if let Some(problem) = super::tracked_table_problem(exists, made, checked) {
+                self.unavailable.set(table, problem);
+            }
         }
         let ledger_columns = self.column_names("exposures_loads").await?;
         for migration in ledger::ledger_migrations(&self.schema, &ledger_columns) {
@@ -168,8 +193,10 @@ impl Redshift {
                 report
                     .outcomes
                     .push((file.key.clone(), FileOutcome::AlreadyLoaded));
-            } else if file.table_def().is_none() {
-                let reason = super::unknown_table(file);
+            } else if let Some(reason) = match file.table_def() {
+                None => Some(super::unknown_table(file)),
+                Some(table) => self.unavailable.reason(table),
+            } {
                 self.quarantine(file, batch_id, &reason).await?;
                 report
                     .outcomes
