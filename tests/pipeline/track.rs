@@ -486,3 +486,51 @@ async fn a_users_own_events_table(kind: Kind) {
     sink.stop().await;
     server.stop().await;
 }
+
+on_both_warehouses!(a_dead_lettered_tracked_row =>
+    a_dead_lettered_tracked_row_reloads_into_its_own_postgres_table_once_fixed,
+    a_dead_lettered_tracked_row_reloads_into_its_own_redshift_table_once_fixed);
+
+/// A record of the plugin's tables that the sink could not make a row of (a foreign
+/// producer's NUL) is dead-lettered like an exposure; fixed, `reload-rejected` puts it in
+/// its own table, not in `exposures`.
+async fn a_dead_lettered_tracked_row(kind: Kind) {
+    let scenario = Scenario::start(kind).await;
+    let poison = br#"{"$table":"events","event_id":"poison-1","received_at":"2026-12-05T08:00:00Z","event_name":"Pur\u0000chase","user_id":"u-9"}"#;
+    scenario.produce_raw("u-9", poison).await;
+    let sink = start_sink(scenario.side.config("sink"));
+    let loader = scenario.start_loader();
+    let rejected = "SELECT count(*) FROM analytics.exposures_rejected";
+    scenario.wait_count(rejected, 1).await;
+    loader.stop().await;
+    sink.stop().await;
+
+    let config = scenario.status_config();
+    let reload = || loader::load::reload_rejected(&config.warehouse, &config.redshift);
+    let again = reload().await.expect("reload");
+    assert_eq!(
+        (again.reloaded, again.still_refused),
+        (0, 1),
+        "refused until fixed"
+    );
+    let pg = scenario.client().await;
+    pg.execute(
+        r"UPDATE analytics.exposures_rejected SET raw_row = replace(raw_row, '\u0000', '')",
+        &[],
+    )
+    .await
+    .expect("fix");
+    let fixed = reload().await.expect("reload");
+    assert_eq!((fixed.reloaded, fixed.still_refused), (1, 0));
+    assert_eq!(
+        scenario
+            .count("SELECT count(*) FROM analytics.events WHERE event_id = 'poison-1' AND event_name = 'Purchase'")
+            .await,
+        1
+    );
+    assert_eq!(
+        scenario.count("SELECT count(*) FROM analytics.exposures").await,
+        0
+    );
+    assert_eq!(scenario.count(rejected).await, 0);
+}

@@ -8,6 +8,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch};
 use chrono::{TimeZone, Utc};
+use schemas::tracked::{TrackedBatchBuilder, TrackedRow};
 use schemas::{ColumnType, Exposure, ExposureBatchBuilder, LakeRow, TableDef, EXPOSURES};
 use serde_json::{Map, Value};
 
@@ -65,24 +66,39 @@ pub(crate) fn row_json(columns: &[TypedColumn<'_>], row: usize) -> Map<String, V
     fields
 }
 
-/// The row a `raw_row` stands for, at the Kafka position the table records: a dead letter
-/// made into its row as the sink would have made it, or a refused row as written.
-pub(crate) fn row_of_raw(raw: &str, partition: i32, offset: i64) -> Result<Map<String, Value>, String> {
-    let mut fields = match serde_json::from_str::<Exposure>(raw) {
-        Ok(exposure) => {
-            let mut builder = ExposureBatchBuilder::new();
-            builder.append(&LakeRow::from_exposure(&exposure), partition, offset);
-            let batch = builder
-                .finish()
-                .map_err(|error| format!("the record does not make a row: {error}"))?;
-            row_json(&typed_columns(&batch, &EXPOSURES)?, 0)
-        }
-        Err(_) => serde_json::from_str::<Map<String, Value>>(raw)
-            .map_err(|error| format!("raw_row is not a JSON object: {error}"))?,
+/// The row a `raw_row` stands for, at the Kafka position the table records, and its
+/// table: a dead letter made into its row as the sink would have made it (an exposure,
+/// or a row of the tracking plugin's tables, by its `$table`), or a refused row as
+/// written, of `file_table` (the table of the file it was refused from).
+pub(crate) fn row_of_raw(
+    raw: &str,
+    partition: i32,
+    offset: i64,
+    file_table: &'static TableDef,
+) -> Result<(&'static TableDef, Map<String, Value>), String> {
+    let made = |batch: Result<RecordBatch, arrow_schema::ArrowError>, table: &'static TableDef| {
+        let batch = batch.map_err(|error| format!("the record does not make a row: {error}"))?;
+        Ok::<_, String>(row_json(&typed_columns(&batch, table)?, 0))
+    };
+    let (table, mut fields) = if let Some(table) = TrackedRow::table_of_kafka_value(raw.as_bytes()) {
+        let row = TrackedRow::from_kafka_value(raw.as_bytes()).map_err(|error| error.to_string())?;
+        let mut builder = TrackedBatchBuilder::new(table);
+        builder
+            .append(&row, partition, offset)
+            .map_err(|error| error.to_string())?;
+        (table, made(builder.finish(), table)?)
+    } else if let Ok(exposure) = serde_json::from_str::<Exposure>(raw) {
+        let mut builder = ExposureBatchBuilder::new();
+        builder.append(&LakeRow::from_exposure(&exposure), partition, offset);
+        (&EXPOSURES, made(builder.finish(), &EXPOSURES)?)
+    } else {
+        let fields = serde_json::from_str::<Map<String, Value>>(raw)
+            .map_err(|error| format!("raw_row is not a JSON object: {error}"))?;
+        (file_table, fields)
     };
     fields.insert("kafka_partition".into(), partition.into());
     fields.insert("kafka_offset".into(), offset.into());
-    Ok(fields)
+    Ok((table, fields))
 }
 
 /// The table whose file an `exposures_rejected.object_key` names: the one whose lake

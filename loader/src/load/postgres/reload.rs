@@ -40,17 +40,19 @@ impl Postgres {
             // A dead letter holds the Kafka record, a row refused by the database the row
             // (`row_of_raw` makes either into the row); the position is the table's, and
             // the row's table the one its file was of.
-            let table = table_of_object_key(key.as_deref().unwrap_or_default());
-            let insert = &inserts[TABLES.iter().position(|known| *known == table).unwrap_or(0)];
+            let file_table = table_of_object_key(key.as_deref().unwrap_or_default());
             let values = raw
                 .as_deref()
                 .ok_or_else(|| "the row has no raw_row".to_owned())
-                .and_then(|raw| row_of_raw(raw, partition, offset))
-                .and_then(|fields| values_of(&fields, table));
+                .and_then(|raw| row_of_raw(raw, partition, offset, file_table))
+                .and_then(|(table, fields)| Ok((table, values_of(&fields, table)?)));
             let savepoint = transaction.savepoint("row").await.map_err(LoadError::Warehouse)?;
             let outcome = match &values {
-                Ok(values) => savepoint
-                    .execute(insert, &as_params(values))
+                Ok((table, values)) => savepoint
+                    .execute(
+                        &inserts[TABLES.iter().position(|known| known == table).unwrap_or(0)],
+                        &as_params(values),
+                    )
                     .await
                     .map(|_| ())
                     .map_err(FileFailure::from),

@@ -131,22 +131,22 @@ impl Redshift {
         let mut loadable = Vec::new();
         let mut refused = Vec::new();
         for record in &records {
-            let table = table_of_object_key(record.object_key.as_deref().unwrap_or_default());
+            let file_table = table_of_object_key(record.object_key.as_deref().unwrap_or_default());
             let row = record
                 .raw_row
                 .as_deref()
                 .ok_or_else(|| "the row has no raw_row".to_owned())
-                .and_then(|raw| row_of_raw(raw, record.kafka_partition, record.kafka_offset))
-                .and_then(|fields| {
+                .and_then(|raw| row_of_raw(raw, record.kafka_partition, record.kafka_offset, file_table))
+                .and_then(|(table, fields)| {
                     let event_id = fields
                         .get("event_id")
                         .and_then(Value::as_str)
                         .unwrap_or_default()
                         .to_owned();
-                    values_of(&fields, table).map(|values| (event_id, values))
+                    values_of(&fields, table).map(|values| (table, event_id, values))
                 });
             match row {
-                Ok((event_id, values)) => loadable.push(Loadable {
+                Ok((table, event_id, values)) => loadable.push(Loadable {
                     table,
                     place: place_of(record),
                     event_id,
