@@ -27,7 +27,8 @@
 
 use serde_json::{Map, Value};
 
-use schemas::{ErrorCode, FieldError};
+use schemas::tracked::{EVENTS, FEATURE_USAGE};
+use schemas::{ErrorCode, FieldError, TableDef};
 
 /// The attribute this pipeline documents as the user id: when an experiment hashes on
 /// it, the hashed value is the exposure's `ds_user_id` (docs/growthbook.md).
@@ -186,13 +187,39 @@ fn common_columns(row: &mut Map<String, Value>, event: &mut Map<String, Value>, 
     }
 }
 
-/// Whatever no column took, kept in `extra` rather than dropped.
+/// The columns that describe where an event happened rather than what it is: cut to
+/// their column's width, the whole value kept in `extra`, instead of losing the event
+/// (the plugin does not retry) to a long URL or campaign name.
+const DESCRIPTIVE_COLUMNS: [&str; 9] = [
+    "url",
+    "page_title",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "sdk_language",
+    "sdk_version",
+];
+
+/// Whatever no column took, kept in `extra` rather than dropped; and a descriptive
+/// column longer than `table` holds, cut to its width with the whole value in `extra`.
 fn rest_in_extra(
     row: &mut Map<String, Value>,
+    table: &TableDef,
     mut extra: Map<String, Value>,
     event: Map<String, Value>,
     properties: Map<String, Value>,
 ) {
+    for name in DESCRIPTIVE_COLUMNS {
+        let width = table.max_bytes(name);
+        if let Some(Value::String(text)) = row.get_mut(name) {
+            if text.len() > width {
+                let whole = std::mem::replace(text, schemas::ledger::truncate_utf8(text, width).to_owned());
+                extra.insert(name.to_owned(), Value::String(whole));
+            }
+        }
+    }
     extra.extend(event);
     if !properties.is_empty() {
         extra.insert("properties_json".into(), Value::Object(properties));
@@ -246,7 +273,7 @@ fn feature_usage_row(
     if !context.is_empty() {
         row.insert("attributes".into(), Value::Object(context));
     }
-    rest_in_extra(&mut row, extra, event, properties);
+    rest_in_extra(&mut row, &FEATURE_USAGE, extra, event, properties);
     Ok(row)
 }
 
@@ -270,7 +297,7 @@ fn custom_event_row(
     if !context.is_empty() {
         row.insert("attributes".into(), Value::Object(context));
     }
-    rest_in_extra(&mut row, Map::new(), event, Map::new());
+    rest_in_extra(&mut row, &EVENTS, Map::new(), event, Map::new());
     Ok(row)
 }
 

@@ -264,3 +264,17 @@ fn a_malformed_event_names_what_to_fix() {
         assert_eq!((error.code, error.field.as_deref()), (code, field), "{event}");
     }
 }
+
+#[test]
+fn a_long_url_or_campaign_is_cut_to_its_column_and_kept_whole_in_extra() {
+    let url = format!("https://shop.example/{}", "é".repeat(3000));
+    let row = columns(json!({
+        "event_name": "Purchase", "url": url, "utm_campaign": "c".repeat(300),
+        "sdk_language": "js", "user_id": "u"
+    }));
+    let cut = row["url"].as_str().expect("url");
+    assert!(cut.len() <= 4096 && url.starts_with(cut), "{}", cut.len());
+    assert_eq!(row["utm_campaign"], "c".repeat(256));
+    assert_eq!(row["extra"]["url"], url);
+    assert_eq!(row["extra"]["utm_campaign"], "c".repeat(300));
+}
