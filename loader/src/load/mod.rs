@@ -455,6 +455,33 @@ fn objects_to_make(
 /// there), from [`objects_to_make`].
 type TrackedObjects = Vec<(&'static TableDef, Vec<String>)>;
 
+/// Checks `table`'s columns as the warehouse lists them (`found`) against `expected`.
+/// `exposures` must match, or the loader cannot start. One of the tracking plugin's tables
+/// that does not is marked [`Unavailable`] with why — its making failed (`not_made`), or a
+/// table of that name has other columns — and exposures load as before.
+fn check_table(
+    schema: &str,
+    table: &'static TableDef,
+    found: Vec<String>,
+    expected: Vec<String>,
+    not_made: &[(&str, String)],
+    unavailable: &Unavailable,
+) -> Result<(), LoadError> {
+    let exists = !found.is_empty();
+    let checked = require_columns(schema, table, found, expected);
+    if table == &schemas::EXPOSURES {
+        return checked;
+    }
+    let made = not_made
+        .iter()
+        .find(|(name, _)| *name == table.name)
+        .map(|(_, why)| why);
+    if let Some(problem) = tracked_table_problem(exists, made, checked) {
+        unavailable.set(table, problem);
+    }
+    Ok(())
+}
+
 /// Why the tracking plugin's `table` cannot be loaded, given whether making it failed
 /// (`made`) and its columns check (`checked`, from [`require_columns`]); `None` if it can.
 fn tracked_table_problem(

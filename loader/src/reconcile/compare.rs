@@ -181,13 +181,18 @@ impl Observed {
             .table_rows
             .get(&(range.partition, range.first_offset))
             .copied();
+        // The table the object's key names (its directory), for the message.
+        let table = self
+            .objects
+            .get(key)
+            .map_or("exposures", |object| object.parts.table.name);
         match in_table {
             Some(rows) if rows < entry.rows_loaded => problems.push(format!(
-                "{rows} rows of its offset range are in exposures, the ledger says {} were loaded (rows deleted?)",
+                "{rows} rows of its offset range are in {table}, the ledger says {} were loaded (rows deleted?)",
                 entry.rows_loaded
             )),
             Some(rows) if rows > range.rows as i64 => problems.push(format!(
-                "{rows} rows of its offset range are in exposures, more than the {} the file holds",
+                "{rows} rows of its offset range are in {table}, more than the {} the file holds",
                 range.rows
             )),
             Some(_) => {}

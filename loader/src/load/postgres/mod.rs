@@ -191,20 +191,14 @@ impl Postgres {
                 .iter()
                 .map(|r| format!("{} {}", r.get::<_, String>(0), r.get::<_, String>(1)))
                 .collect();
-            let exists = !found.is_empty();
-            let checked = super::require_columns(&self.schema, table, found, sql::expected_columns(table));
-            // Exposures cannot load without their table; the plugin's tables are apart.
-            if table == &EXPOSURES {
-                checked?;
-                continue;
-            }
-            let made = not_made
-                .iter()
-                .find(|(name, _)| *name == table.name)
-                .map(|(_, why)| why);
-            if let Some(problem) = super::tracked_table_problem(exists, made, checked) {
-                self.unavailable.set(table, problem);
-            }
+            super::check_table(
+                &self.schema,
+                table,
+                found,
+                sql::expected_columns(table),
+                &not_made,
+                &self.unavailable,
+            )?;
         }
         Ok(())
     }

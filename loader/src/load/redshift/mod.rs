@@ -146,20 +146,7 @@ impl Redshift {
         for table in TABLES {
             let found = self.column_names(table.name).await?;
             let expected: Vec<String> = table.columns.iter().map(|c| c.name.to_owned()).collect();
-            let exists = !found.is_empty();
-            let checked = super::require_columns(&self.schema, table, found, expected);
-            // Exposures cannot load without their table; the plugin's tables are apart.
-            if table == &EXPOSURES {
-                checked?;
-                continue;
-            }
-            let made = not_made
-                .iter()
-                .find(|(name, _)| *name == table.name)
-                .map(|(_, why)| why);
-            if let Some(problem) = super::tracked_table_problem(exists, made, checked) {
-                self.unavailable.set(table, problem);
-            }
+            super::check_table(&self.schema, table, found, expected, &not_made, &self.unavailable)?;
         }
         let ledger_columns = self.column_names("exposures_loads").await?;
         for migration in ledger::ledger_migrations(&self.schema, &ledger_columns) {
