@@ -354,7 +354,7 @@ impl TrackedBatchBuilder {
     /// Appends `row`, read from Kafka `partition` at `offset`. A row of another table is
     /// a caller's bug: it is refused rather than written into the wrong columns.
     pub fn append(&mut self, row: &TrackedRow, partition: i32, offset: i64) -> Result<(), ArrowError> {
-        if row.table.name != self.table.name {
+        if row.table != self.table {
             return Err(ArrowError::InvalidArgumentError(format!(
                 "a row of {} appended to a batch of {}",
                 row.table.name, self.table.name

@@ -15,7 +15,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use schemas::tracked::{EVENTS, FEATURE_USAGE};
-use schemas::{EncodeError, FieldError};
+use schemas::{EncodedExposure, FieldError};
 use serde_json::value::RawValue;
 
 use super::admission::KeyCheck;
@@ -159,18 +159,13 @@ impl AppState {
     /// A judged event → its Kafka record, or why it is not kept.
     fn keep(&self, tracked: Tracked, received_at: DateTime<Utc>) -> Result<SpoolRecord, TrackFailure> {
         let row = match tracked {
+            // The exposure is a map already: normalised as it is, not written out as text
+            // for the encoder to parse back (its output is byte for byte the same).
             Tracked::Exposure(exposure) => {
-                let text = serde_json::Value::Object(exposure).to_string();
-                return match self.normalizer.encode(&text, received_at) {
-                    Ok(encoded) => Ok(into_spool_record(encoded).1),
-                    Err(EncodeError::Invalid(error)) => Err(error.into()),
-                    // The text was serialised just above: it is JSON.
-                    Err(EncodeError::Malformed(error)) => Err(FieldError::without_field(
-                        schemas::ErrorCode::NotAnObject,
-                        error.to_string(),
-                    )
-                    .into()),
-                };
+                let exposure = self
+                    .normalizer
+                    .normalize(serde_json::Value::Object(exposure), received_at)?;
+                return Ok(into_spool_record(EncodedExposure::from(&exposure)).1);
             }
             Tracked::FeatureEvaluation(columns) => {
                 self.normalizer

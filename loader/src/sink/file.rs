@@ -346,12 +346,7 @@ impl OpenRange {
 
     /// The file of `table`, made if this is its first row.
     fn file(&mut self, table: &'static TableDef) -> &mut OpenFile {
-        // By name: comparing whole definitions (every column) per record showed in the
-        // sink's profile; exposures, the usual case, is first.
-        let index = TABLES
-            .iter()
-            .position(|known| known.name == table.name)
-            .unwrap_or(0);
+        let index = TABLES.iter().position(|known| *known == table).unwrap_or(0);
         let (partition, hour, first_offset, codec) =
             (self.partition, self.hour, self.first_offset, self.codec);
         let topic = &self.topic;
