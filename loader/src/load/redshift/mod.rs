@@ -36,6 +36,7 @@
 
 mod breaker;
 mod data_api;
+mod objects;
 mod reload;
 pub mod sql;
 pub mod target;
@@ -43,12 +44,12 @@ pub mod target;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use schemas::ddl::{self, Dialect};
+use schemas::ddl::Dialect;
 use schemas::lake_layout::FileRecord;
 use schemas::ledger;
 use schemas::{EXPOSURES, TABLES};
 
-use super::rows::{self, from_row, FromRow, Row};
+use super::rows::{self, from_row};
 use super::{BatchReport, FileOutcome, LoadError, LoaderLake};
 use crate::aws::AwsOptions;
 use crate::metrics as m;
@@ -96,66 +97,9 @@ impl Redshift {
         })
     }
 
-    /// The columns of `table` in the schema, in order.
-    async fn column_names(&self, table: &str) -> Result<Vec<String>, LoadError> {
-        let columns: Vec<ColumnName> = rows::decode(
-            self.api
-                .query_text(&format!(
-                    "SELECT column_name FROM information_schema.columns WHERE table_schema = {} \
-                     AND table_name = {} ORDER BY ordinal_position",
-                    sql::literal(&self.schema),
-                    sql::literal(table)
-                ))
-                .await?,
-        )?;
-        Ok(columns.into_iter().map(|column| column.0).collect())
-    }
-
     /// Runs a read-only query; every field as text.
     pub async fn query_text(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, LoadError> {
         self.api.query_text(sql).await
-    }
-
-    /// Creates missing objects, then refuses an `exposures` table whose columns differ.
-    pub async fn ensure_objects(&self) -> Result<(), LoadError> {
-        let existing = self
-            .api
-            .query_text(&ddl::existing_objects_query(Dialect::Redshift, &self.schema))
-            .await?;
-        let readers = self
-            .api
-            .query_text(&ddl::view_readers_query(Dialect::Redshift, &self.schema))
-            .await?;
-        let (run, tracked) = super::objects_to_make(Dialect::Redshift, &self.schema, existing, readers)?;
-        if !run.is_empty() {
-            self.api
-                .run_batch(run)
-                .await
-                .map_err(|failure| failure.into_error("creating the warehouse objects"))?;
-        }
-        let mut not_made = Vec::new();
-        for (table, statements) in tracked
-            .into_iter()
-            .filter(|(_, statements)| !statements.is_empty())
-        {
-            if let Err(failure) = self.api.run_batch(statements).await {
-                let doing = format!("creating {}.{}", self.schema, table.name);
-                not_made.push((table.name, failure.into_error(&doing).to_string()));
-            }
-        }
-        for table in TABLES {
-            let found = self.column_names(table.name).await?;
-            let expected: Vec<String> = table.columns.iter().map(|c| c.name.to_owned()).collect();
-            super::check_table(&self.schema, table, found, expected, &not_made, &self.unavailable)?;
-        }
-        let ledger_columns = self.column_names("exposures_loads").await?;
-        for migration in ledger::ledger_migrations(&self.schema, &ledger_columns) {
-            self.api
-                .run_one(&migration)
-                .await
-                .map_err(|failure| failure.into_error("adding rows_rejected to the ledger"))?;
-        }
-        Ok(())
     }
 
     /// Loads `files` (module doc).
@@ -459,17 +403,6 @@ impl Redshift {
             }
         }
         reason
-    }
-}
-
-/// A column's name (`information_schema.columns`).
-struct ColumnName(String);
-
-impl FromRow for ColumnName {
-    const QUERY: &'static str = "Redshift: column names";
-    const COLUMNS: &'static [&'static str] = &["column_name"];
-    fn from_row(row: &Row<'_>) -> Result<Self, LoadError> {
-        Ok(ColumnName(row.get("column_name")?))
     }
 }
 
