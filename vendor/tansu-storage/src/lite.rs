@@ -177,10 +177,10 @@ struct Txn {
     status: TxnState,
 }
 
-impl TryFrom<Row> for Txn {
+impl TryFrom<&Row> for Txn {
     type Error = Error;
 
-    fn try_from(row: Row) -> Result<Self, Self::Error> {
+    fn try_from(row: &Row) -> Result<Self, Self::Error> {
         let name = row.get::<String>(0).inspect_err(|err| error!(?err))?;
         let producer_id = row.get::<i64>(1).inspect_err(|err| error!(?err))?;
         let producer_epoch = row.get::<i32>(2).inspect_err(|err| error!(?err))? as i16;
@@ -298,13 +298,106 @@ pub(crate) struct ConnectionManager {
 
 pub(crate) struct PoolConnection {
     connection: Connection,
-    /// exposures patch (statement cache): the prepared statements of [`Self::execute`],
-    /// by SQL key, so the hot writes (one `record_insert.sql` per record produced) are
-    /// planned once per connection instead of once per call. Only `execute` statements
-    /// are kept: they run to completion and are reset before they go back, so no row or
-    /// open read snapshot outlives the call. A statement that returned rows (`query*`)
-    /// may still be read through its `Row`s after the call, and is not cached.
-    executes: Mutex<BTreeMap<&'static str, Statement>>,
+    /// exposures patch (statement cache): the prepared statements of this connection, by
+    /// SQL key, so the hot statements (one `record_insert.sql` per record produced, the
+    /// producer and watermark lookups of every produce, the record and header reads of
+    /// every fetch) are planned once per connection instead of once per call. A statement
+    /// is taken out while in use and put back, reset, when its call is done: at once for
+    /// `execute`, and when the [`CachedRows`] or [`CachedRow`] of a `query*` is dropped,
+    /// since libsql's rows read their values from the statement itself. A reset statement
+    /// holds no lock or read snapshot while it waits.
+    statements: StatementCache,
+}
+
+/// exposures patch (statement cache): see [`PoolConnection::statements`].
+type StatementCache = Mutex<BTreeMap<&'static str, Statement>>;
+
+/// exposures patch (statement cache): puts a statement back, reset, so it holds no lock or
+/// snapshot while it waits. A statement of the same key put back meanwhile (one prepared
+/// while this one was in use) is dropped.
+fn return_statement(cache: &StatementCache, key: &'static str, statement: Statement) {
+    statement.reset();
+
+    if let Ok(mut statements) = cache.lock() {
+        _ = statements.insert(key, statement);
+    }
+}
+
+/// exposures patch (statement cache): the rows of a cached query statement. The statement
+/// goes back to the cache when these are dropped; each row borrows them, so no row can be
+/// read after its statement was reset or reused.
+pub(crate) struct CachedRows<'c> {
+    rows: Rows,
+    statement: Option<(&'static str, Statement)>,
+    cache: &'c StatementCache,
+}
+
+impl CachedRows<'_> {
+    /// The next row, valid until the next call (libsql steps the statement in place).
+    async fn next(&mut self) -> result::Result<Option<RowRef<'_>>, libsql::Error> {
+        self.rows.next().await.map(|row| {
+            row.map(|row| RowRef {
+                row,
+                _rows: PhantomData,
+            })
+        })
+    }
+}
+
+impl Drop for CachedRows<'_> {
+    fn drop(&mut self) {
+        if let Some((key, statement)) = self.statement.take() {
+            return_statement(self.cache, key, statement);
+        }
+    }
+}
+
+/// exposures patch (statement cache): a row of [`CachedRows`], readable while they are not
+/// stepped again.
+pub(crate) struct RowRef<'r> {
+    row: Row,
+    _rows: PhantomData<&'r mut ()>,
+}
+
+impl Deref for RowRef<'_> {
+    type Target = Row;
+
+    fn deref(&self) -> &Row {
+        &self.row
+    }
+}
+
+/// exposures patch (statement cache): the one row of `query_one` / `query_opt`; its
+/// statement goes back to the cache when it is dropped.
+pub(crate) struct CachedRow<'c> {
+    row: Row,
+    _rows: CachedRows<'c>,
+}
+
+impl Deref for CachedRow<'_> {
+    type Target = Row;
+
+    fn deref(&self) -> &Row {
+        &self.row
+    }
+}
+
+impl Debug for CachedRow<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.row.fmt(f)
+    }
+}
+
+impl Debug for RowRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.row.fmt(f)
+    }
+}
+
+impl Debug for CachedRows<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.rows.fmt(f)
+    }
 }
 
 impl Debug for PoolConnection {
@@ -383,7 +476,7 @@ impl PoolConnection {
 
         Ok(Self {
             connection,
-            executes: Mutex::new(BTreeMap::new()),
+            statements: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -391,7 +484,7 @@ impl PoolConnection {
     /// cache while in use (or newly prepared), reset so that the next bind takes: libsql
     /// ignores the error of a bind on a statement that has not been reset, and the step
     /// would then run with the previous call's values.
-    async fn cached_execute_statement(
+    async fn cached_statement(
         &self,
         key: &str,
     ) -> Result<(&'static str, Statement), libsql::Error> {
@@ -402,7 +495,7 @@ impl PoolConnection {
             .ok_or(libsql::Error::Misuse(format!("Unknown cache key: {}", key)))?;
 
         let cached = self
-            .executes
+            .statements
             .lock()
             .map_err(|_| libsql::Error::Misuse("statement cache poisoned".into()))?
             .remove(key);
@@ -416,24 +509,37 @@ impl PoolConnection {
         }
     }
 
-    /// exposures patch (statement cache): puts a statement back, reset, so it holds no
-    /// lock or snapshot while it waits.
-    fn return_execute_statement(&self, key: &'static str, statement: Statement) {
-        statement.reset();
+    /// exposures patch (statement cache): runs the cached query statement for `key`.
+    async fn cached_query<P>(
+        &self,
+        key: &str,
+        params: P,
+    ) -> result::Result<CachedRows<'_>, libsql::Error>
+    where
+        P: IntoParams,
+    {
+        let (key, statement) = self.cached_statement(key).await?;
 
-        if let Ok(mut executes) = self.executes.lock() {
-            _ = executes.insert(key, statement);
+        match statement.query(params).await {
+            Ok(rows) => Ok(CachedRows {
+                rows,
+                statement: Some((key, statement)),
+                cache: &self.statements,
+            }),
+            Err(error) => {
+                return_statement(&self.statements, key, statement);
+                Err(error)
+            }
         }
     }
 
-    #[instrument(skip(self))]
-    async fn prepared_statement(&self, key: &str) -> Result<Statement, libsql::Error> {
-        let sql = SQL
-            .0
-            .get(key)
-            .ok_or(libsql::Error::Misuse(format!("Unknown cache key: {}", key)))?;
-
-        self.connection.prepare(sql).await
+    /// exposures patch (statement cache): the first row of `rows`, which keep its
+    /// statement out of the cache until the row is dropped.
+    async fn first_row(
+        mut rows: CachedRows<'_>,
+    ) -> result::Result<Option<CachedRow<'_>>, libsql::Error> {
+        let row = rows.rows.next().await?;
+        Ok(row.map(|row| CachedRow { row, _rows: rows }))
     }
 
     fn attributes_for_error(&self, key: Option<&str>, error: &libsql::Error) -> Vec<KeyValue> {
@@ -483,7 +589,7 @@ impl PoolConnection {
     }
 
     #[instrument(skip_all)]
-    async fn query<P>(&self, sql: &str, params: P) -> result::Result<Rows, libsql::Error>
+    async fn query<P>(&self, sql: &str, params: P) -> result::Result<CachedRows<'_>, libsql::Error>
     where
         P: IntoParams,
         P: Debug,
@@ -492,10 +598,7 @@ impl PoolConnection {
 
         let start = SystemTime::now();
 
-        let statement = self.prepared_statement(sql).await?;
-
-        statement
-            .query(params)
+        self.cached_query(sql, params)
             .await
             .inspect(|rows| {
                 debug!(?rows);
@@ -523,11 +626,11 @@ impl PoolConnection {
         debug!(sql, ?params);
         let start = SystemTime::now();
 
-        let (key, statement) = self.cached_execute_statement(sql).await?;
+        let (key, statement) = self.cached_statement(sql).await?;
 
         let outcome = statement.execute(params).await;
 
-        self.return_execute_statement(key, statement);
+        return_statement(&self.statements, key, statement);
 
         outcome
             .inspect(|rows| {
@@ -545,7 +648,11 @@ impl PoolConnection {
     }
 
     #[instrument(skip_all)]
-    async fn query_opt<P>(&self, sql: &str, params: P) -> result::Result<Option<Row>, libsql::Error>
+    async fn query_opt<P>(
+        &self,
+        sql: &str,
+        params: P,
+    ) -> result::Result<Option<CachedRow<'_>>, libsql::Error>
     where
         P: IntoParams,
         P: Debug,
@@ -554,14 +661,12 @@ impl PoolConnection {
 
         let start = SystemTime::now();
 
-        let statement = self.prepared_statement(sql).await?;
-
-        let mut rows = statement.query(params).await.inspect_err(|err| {
+        let rows = self.cached_query(sql, params).await.inspect_err(|err| {
             error!(?err, elapsed_millis = elapsed_millis(start));
             SQL_ERROR.add(1, &self.attributes_for_error(Some(sql), err)[..]);
         })?;
 
-        let row = rows.next().await.inspect_err(|err| {
+        let row = Self::first_row(rows).await.inspect_err(|err| {
             error!(?err, elapsed_millis = elapsed_millis(start));
             SQL_ERROR.add(1, &self.attributes_for_error(Some(sql), err)[..]);
         })?;
@@ -575,7 +680,7 @@ impl PoolConnection {
     }
 
     #[instrument(skip_all)]
-    async fn query_one<P>(&self, sql: &str, params: P) -> result::Result<Row, libsql::Error>
+    async fn query_one<P>(&self, sql: &str, params: P) -> result::Result<CachedRow<'_>, libsql::Error>
     where
         P: IntoParams,
         P: Debug,
@@ -584,10 +689,8 @@ impl PoolConnection {
 
         let start = SystemTime::now();
 
-        let statement = self.prepared_statement(sql).await?;
-
-        let mut rows = statement
-            .query(params)
+        let rows = self
+            .cached_query(sql, params)
             .await
             .inspect(|rows| debug!(?rows))
             .inspect_err(|err| {
@@ -599,8 +702,7 @@ impl PoolConnection {
                 }
             })?;
 
-        if let Some(row) = rows
-            .next()
+        if let Some(row) = Self::first_row(rows)
             .await
             .inspect(|row| debug!(?row))
             .inspect_err(|err| {
@@ -701,7 +803,7 @@ impl Delegate {
         let mut bytes = 0_i64;
 
         while let Some(row) = rows.next().await.inspect_err(|err| error!(?err))? {
-            let record = FetchedRecord::try_from(&row)?;
+            let record = FetchedRecord::try_from(&*row)?;
 
             bytes += record.size();
 
@@ -1217,7 +1319,7 @@ impl Delegate {
                     .await?;
 
                 while let Some(row) = rows.next().await? {
-                    overlaps.push(Txn::try_from(row).inspect(|txn| debug!(?txn))?);
+                    overlaps.push(Txn::try_from(&*row).inspect(|txn| debug!(?txn))?);
                 }
             }
         }
