@@ -25,9 +25,10 @@ pub const LAKE_BUCKET: &str = "lake";
 /// tansu 0.6 answers a fetch only after sleeping for half the client's
 /// `fetch.wait.max.ms` (librdkafka's default: 500 ms), and while fewer than
 /// `fetch.min.bytes` have come it reads every record again (the sink asks for 1 MiB).
-/// Each record read costs the broker a prepared SQL query, ~43 µs of CPU here. A short
-/// wait and no minimum answer every fetch once: `up`'s p99 at 64 connections, in 25 s
-/// runs, fell from 77–98 ms to 54–69 ms.
+/// As published, each record read cost the broker a prepared SQL query, ~43 µs of CPU
+/// here (1.9 µs with `vendor/tansu-storage`'s patches, but the re-reads and the sleep
+/// remain). A short wait and no minimum answer every fetch once: `up`'s p99 at 64
+/// connections, in 25 s runs, fell from 77–98 ms to 54–69 ms.
 const EMBEDDED_CONSUMER_PROPERTIES: [(&str, &str); 2] =
     [("fetch.wait.max.ms", "100"), ("fetch.min.bytes", "1")];
 
