@@ -143,6 +143,27 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// Context switches (voluntary + involuntary) of all of a process's threads so far, from
+/// /proc/PID/task/*/status. Threads that ended before the call are not counted.
+pub fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|line| {
+                    line.starts_with("voluntary_ctxt_switches:")
+                        || line.starts_with("nonvoluntary_ctxt_switches:")
+                })
+                .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
 /// A throwaway PostgreSQL server (initdb + pg_ctl), stopped on drop.
 pub struct Postgres {
     dir: tempfile::TempDir,

@@ -80,16 +80,33 @@ pub fn ingest_ratio(report: &mut Report) {
     let mut ratios = Vec::new();
     for round in 1..=rounds {
         let ceiling = load::wrk(noop_port, "/exposure", CONNECTIONS, seconds, 1);
+        // Ingest's own cost per request, to tell its two modes on this machine apart: the
+        // same build runs at either ~0.63× or ~0.45× the ceiling from one run to the next,
+        // and the slow mode spends more CPU and more context switches per request.
+        let (cpu_before, switches_before) = (
+            procs::cpu_seconds(ingest.pid()),
+            procs::context_switches(ingest.pid()),
+        );
         let ours = load::wrk(ingest_port, "/exposure", CONNECTIONS, seconds, 1);
+        let requests = (ours.per_second * seconds as f64).max(1.0);
+        let cpu_us_per_request = (procs::cpu_seconds(ingest.pid()) - cpu_before) * 1e6 / requests;
+        let switches_per_request =
+            procs::context_switches(ingest.pid()).saturating_sub(switches_before) as f64 / requests;
         let ratio = ours.per_second / ceiling.per_second;
         println!(
-            "  round {round}: no-op {:>8.0} req/s, ingest {:>8.0} req/s (p99 {:.2} ms): {ratio:.2}",
+            "  round {round}: no-op {:>8.0} req/s, ingest {:>8.0} req/s (p99 {:.2} ms; {cpu_us_per_request:.1} CPU µs and {switches_per_request:.2} context switches per request): {ratio:.2}",
             ceiling.per_second, ours.per_second, ours.p99_ms
         );
         report.put(
             "ratio",
             &format!("round_{round}"),
-            json!({"noop": ceiling, "ingest": ours, "ratio": ratio}),
+            json!({
+                "noop": ceiling,
+                "ingest": ours,
+                "ratio": ratio,
+                "ingest_cpu_us_per_request": cpu_us_per_request,
+                "ingest_context_switches_per_request": switches_per_request,
+            }),
         );
         ratios.push(ratio);
     }
