@@ -8,7 +8,6 @@
 //! encoded while it is still in the CPU's cache.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
@@ -115,9 +114,6 @@ pub struct OpenFile {
     pub hour: Hour,
     pub first_offset: i64,
     pub last_offset: i64,
-    pub opened: Instant,
-    /// When a record of its partition (row or dead letter) last came.
-    pub last_record: Instant,
     codec: ParquetCodec,
     topic: String,
     /// Rows appended, encoded or not.
@@ -151,8 +147,6 @@ impl OpenFile {
             hour,
             first_offset,
             last_offset: first_offset - 1,
-            opened: Instant::now(),
-            last_record: Instant::now(),
             codec,
             topic: topic.to_owned(),
             rows: 0,
@@ -191,7 +185,6 @@ impl OpenFile {
     fn appended(&mut self, offset: i64) -> Result<(), ParquetError> {
         self.rows += 1;
         self.last_offset = offset;
-        self.last_record = Instant::now();
         if self.builder.rows() >= ENCODE_CHUNK_ROWS {
             self.encode_chunk()?;
         }
@@ -248,7 +241,6 @@ impl OpenFile {
             reason,
         });
         self.last_offset = offset;
-        self.last_record = Instant::now();
     }
 
     pub fn has_dead_letters(&self) -> bool {
