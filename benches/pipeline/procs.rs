@@ -151,7 +151,7 @@ pub fn context_switches(pid: u32) -> u64 {
     };
     tasks
         .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("status")).ok())
-        .flat_map(|status| {
+        .map(|status| {
             status
                 .lines()
                 .filter(|line| {
@@ -159,7 +159,7 @@ pub fn context_switches(pid: u32) -> u64 {
                         || line.starts_with("nonvoluntary_ctxt_switches:")
                 })
                 .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
-                .collect::<Vec<_>>()
+                .sum::<u64>()
         })
         .sum()
 }
