@@ -35,6 +35,18 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
+/// The allocator `exposures` runs on (see its `src/main.rs`), so the peers this binary
+/// plays (the no-op ceiling, axum + serde_json) are measured on the same one.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// As `exposures` sets it.
+#[cfg(not(target_env = "msvc"))]
+#[allow(non_upper_case_globals)]
+#[no_mangle]
+static malloc_conf: &[u8; 26] = b"oversize_threshold:262144\0";
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
