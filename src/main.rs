@@ -175,7 +175,6 @@ fn ddl_script(args: &DdlArgs) -> Result<String> {
 
 fn main() -> Result<()> {
     use clap::{CommandFactory, FromArgMatches};
-    return_large_buffers_to_the_system();
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
@@ -183,9 +182,6 @@ fn main() -> Result<()> {
     };
     let given = |command: &str| matches.subcommand_matches(command).cloned();
     let (status_given, reconcile_given) = (given("status"), given("reconcile"));
-    if matches!(cli.command, Command::Up(_)) {
-        fewer_malloc_arenas();
-    }
     // A command that prints an answer reports what it could not reach in that answer;
     // librdkafka's own connection errors would only bury it.
     let answers = matches!(
@@ -245,33 +241,6 @@ fn print_and_exit(text: &str, code: i32) -> Result<()> {
     print!("{text}");
     std::io::Write::flush(&mut std::io::stdout())?;
     std::process::exit(code);
-}
-
-/// glibc raises its mmap threshold after each large free, so later large buffers (request
-/// bodies, Parquet files) come from the heap and stay resident after a burst; measured
-/// under the gzip-bomb attack of tests/pipeline/hostile.rs: +77 MiB resident without
-/// this, +37 MiB with it. A fixed 128 KiB threshold gives every large buffer back on free.
-fn return_large_buffers_to_the_system() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator tuning; called before any other thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-    }
-}
-
-/// `up` runs every stage, its broker and their threads in one process, where glibc's
-/// default of up to 8 malloc arenas per core fragments memory: 1M events through `up`
-/// peaked at 248–254 MiB resident with the default, 208 MiB with 4 arenas and 188 MiB
-/// with 2 (which cost 17% more CPU; 4 cost none measurable). An explicit
-/// `MALLOC_ARENA_MAX` in the environment wins.
-fn fewer_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only changes allocator tuning; called before any other thread starts.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 4);
-        }
-    }
 }
 
 async fn bind(address: SocketAddr, flag: &str) -> Result<TcpListener> {
