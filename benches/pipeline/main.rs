@@ -23,6 +23,9 @@
 //! `EXPOSURES_BENCH_SECONDS` (10), `EXPOSURES_BENCH_EVENTS` (1,000,000) and
 //! `EXPOSURES_BENCH_SOAK_SECONDS` (60) size the runs.
 
+// The allocator `exposures` runs on, so the peers are measured on it too.
+#[path = "../../src/allocator.rs"]
+mod allocator;
 mod broker;
 mod load;
 mod procs;
@@ -34,18 +37,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{json, Value};
-
-/// The allocator `exposures` runs on (see its `src/main.rs`), so the peers this binary
-/// plays (the no-op ceiling, axum + serde_json) are measured on the same one.
-#[cfg(not(target_env = "msvc"))]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-/// As `exposures` sets it.
-#[cfg(not(target_env = "msvc"))]
-#[allow(non_upper_case_globals)]
-#[no_mangle]
-static malloc_conf: &[u8; 26] = b"oversize_threshold:262144\0";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
