@@ -37,7 +37,7 @@ async def lifespan(app):
         "bootstrap.servers": os.environ["BENCH_BROKERS"],
         "acks": "all",
         "enable.idempotence": True,
-        "linger.ms": int(os.environ.get("BENCH_LINGER_MS", "5")),
+        "linger.ms": float(os.environ.get("BENCH_LINGER_MS", "5")),
         "message.timeout.ms": 2000,
     })
     stop = threading.Event()

@@ -120,7 +120,7 @@ pub fn rust_peer(role: &str) -> (Proc, u16) {
 }
 
 /// The FastAPI + confluent-kafka peer under uvicorn with 2 workers.
-pub fn python_peer(venv: &Path, brokers: &str, topic: &str, linger_ms: u32) -> (Proc, u16) {
+pub fn python_peer(venv: &Path, brokers: &str, topic: &str, linger_ms: &str) -> (Proc, u16) {
     let port = procs::free_port();
     let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers");
     let proc = Proc::spawn(
@@ -139,7 +139,7 @@ pub fn python_peer(venv: &Path, brokers: &str, topic: &str, linger_ms: u32) -> (
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .env("BENCH_BROKERS", brokers)
             .env("BENCH_TOPIC", topic)
-            .env("BENCH_LINGER_MS", linger_ms.to_string()),
+            .env("BENCH_LINGER_MS", linger_ms),
     );
     procs::wait_until("the FastAPI peer", Duration::from_secs(60), || {
         procs::http_get_status(port, "/docs") == Some(200)

@@ -210,7 +210,8 @@ pub fn ingest(report: &mut Report, venv: &Path) {
     );
     drop(serde);
 
-    let (python, port) = roles::python_peer(venv, &broker.bootstrap, "bench-python", 0);
+    // The linger `exposures ingest` defaults to (ingest/src/lib.rs).
+    let (python, port) = roles::python_peer(venv, &broker.bootstrap, "bench-python", "0.1");
     let python_run = wrk_peer(
         report,
         "fastapi_confluent_kafka",
