@@ -119,15 +119,18 @@ pub fn wait_http_ok(name: &str, port: u16, path: &str) {
 /// (resident now, peak resident) in bytes, from /proc.
 pub fn memory(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find(|line| line.starts_with(name))
-            .and_then(|line| line.split_whitespace().nth(1))
-            .and_then(|kib| kib.parse::<u64>().ok())
-            .map_or(0, |kib| kib * 1024)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    let bytes = |name: &str| status_field(&status, name) * 1024;
+    (bytes("VmRSS:"), bytes("VmHWM:"))
+}
+
+/// The number after `name` (e.g. `VmRSS:`) in a /proc status file; 0 when absent.
+fn status_field(status: &str, name: &str) -> u64 {
+    status
+        .lines()
+        .find(|line| line.starts_with(name))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0)
 }
 
 /// CPU seconds (user + system) a process has used, from /proc/PID/stat.
@@ -152,14 +155,8 @@ pub fn context_switches(pid: u32) -> u64 {
     tasks
         .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("status")).ok())
         .map(|status| {
-            status
-                .lines()
-                .filter(|line| {
-                    line.starts_with("voluntary_ctxt_switches:")
-                        || line.starts_with("nonvoluntary_ctxt_switches:")
-                })
-                .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
-                .sum::<u64>()
+            status_field(&status, "voluntary_ctxt_switches:")
+                + status_field(&status, "nonvoluntary_ctxt_switches:")
         })
         .sum()
 }
