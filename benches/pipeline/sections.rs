@@ -80,9 +80,9 @@ pub fn ingest_ratio(report: &mut Report) {
     let mut ratios = Vec::new();
     for round in 1..=rounds {
         let ceiling = load::wrk(noop_port, "/exposure", CONNECTIONS, seconds, 1);
-        // Ingest's own cost per request, to tell its two modes on this machine apart: the
-        // same build runs at either ~0.63× or ~0.45× the ceiling from one run to the next,
-        // and the slow mode spends more CPU and more context switches per request.
+        // Ingest's own cost per request, to tell this machine's two modes apart: the same
+        // build runs at two rates from one run to the next, and the slow mode spends more
+        // CPU and more context switches per request (README "Results", 2026-12-05).
         let (cpu_before, switches_before) = (
             procs::cpu_seconds(ingest.pid()),
             procs::context_switches(ingest.pid()),
